@@ -1,0 +1,90 @@
+# lua-dws: build the C core for Lua 5.4 and for OpenResty's LuaJIT from one source.
+#
+#   make            build both flavours into build/5.4 and build/jit
+#   make test       install missing Debian packages, build, run the busted suite under both
+#   make demo       bind a card against the local sandbox, end to end
+#   make bench      benchmarks (ratios against the RSA floor)
+#   make lint       luacheck + cppcheck
+
+CC      ?= cc
+LUA54_CFLAGS  ?= $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
+LUAJIT_CFLAGS ?= $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
+CJSON_CFLAGS  ?= $(shell pkg-config --cflags libcjson 2>/dev/null || echo -I/usr/include/cjson)
+
+WARN    = -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
+          -Wpointer-arith -Wcast-qual -Wformat=2 -Wundef
+OPT     ?= -O2 -g
+CFLAGS_ALL = -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden $(OPT) $(WARN) \
+             $(CJSON_CFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS_ALL = -shared $(EXTRA_LDFLAGS)
+
+CORE_SRC = csrc/core.c csrc/key.c csrc/codec.c csrc/json.c
+CORE_HDR = csrc/compat.h csrc/dws.h
+CURL_SRC = csrc/curl.c
+CORE_LIBS = -lcrypto -lcjson
+CURL_LIBS = -lcurl
+
+BUILD ?= build
+
+FLAVOURS = 5.4 jit
+MODULES  = $(foreach f,$(FLAVOURS),$(BUILD)/$(f)/dws/core.so $(BUILD)/$(f)/dws/curl.so)
+
+LUA_PATH_DEV  = $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
+export DWS_ROOT = $(CURDIR)
+
+.PHONY: all deps test test-5.4 test-jit demo bench lint clean env fuzz test-asan test-valgrind
+
+all: $(MODULES)
+
+$(BUILD)/5.4/dws/core.so: $(CORE_SRC) $(CORE_HDR) | $(BUILD)/5.4/dws
+	$(CC) $(CFLAGS_ALL) $(LUA54_CFLAGS) -o $@ $(CORE_SRC) $(LDFLAGS_ALL) $(CORE_LIBS)
+
+$(BUILD)/jit/dws/core.so: $(CORE_SRC) $(CORE_HDR) | $(BUILD)/jit/dws
+	$(CC) $(CFLAGS_ALL) $(LUAJIT_CFLAGS) -o $@ $(CORE_SRC) $(LDFLAGS_ALL) $(CORE_LIBS)
+
+$(BUILD)/5.4/dws/curl.so: $(CURL_SRC) csrc/compat.h | $(BUILD)/5.4/dws
+	$(CC) $(CFLAGS_ALL) $(LUA54_CFLAGS) -o $@ $(CURL_SRC) $(LDFLAGS_ALL) $(CURL_LIBS)
+
+$(BUILD)/jit/dws/curl.so: $(CURL_SRC) csrc/compat.h | $(BUILD)/jit/dws
+	$(CC) $(CFLAGS_ALL) $(LUAJIT_CFLAGS) -o $@ $(CURL_SRC) $(LDFLAGS_ALL) $(CURL_LIBS)
+
+$(BUILD)/%/dws:
+	mkdir -p $@
+
+deps:
+	@sh scripts/deps.sh
+
+env:
+	@echo 'export LUA_PATH="$(LUA_PATH_DEV)"'
+	@echo 'export LUA_CPATH="$(CURDIR)/$(BUILD)/5.4/?.so;;"'
+	@echo 'export DWS_ROOT="$(CURDIR)"'
+
+# The suite runs once per flavour; spec/run prints the closing "N passed, N failed" line.
+test: deps
+	@$(MAKE) --no-print-directory all
+	@sh spec/run
+
+test-5.4: all
+	@DWS_FLAVOURS=5.4 sh spec/run
+
+test-jit: all
+	@DWS_FLAVOURS=jit sh spec/run
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@sh examples/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@sh bench/run
+
+lint: all
+	luacheck lua spec examples bench bin
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	    --suppress=missingIncludeSystem --inline-suppr $(CJSON_CFLAGS) csrc
+
+clean:
+	rm -rf $(BUILD) fuzz/out
+
+# Topic makefiles (checks, fuzzing, sanitizers, benchmarks) live beside this one.
+-include mk/*.mk
