@@ -1,0 +1,214 @@
+-- Start and stop a private nginx (with the Lua module) from Lua 5.4 or LuaJIT.
+--
+-- Used by bin/dws-sandbox, the specs and the examples: each server gets its own prefix
+-- directory, free loopback ports, and is stopped by pid. Nothing here runs inside nginx.
+local M = {}
+
+local MODULES_DIR = os.getenv("DWS_NGINX_MODULES") or "/usr/lib/nginx/modules"
+local NGINX = os.getenv("DWS_NGINX") or "nginx"
+
+local function sh_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+M.sh_quote = sh_quote
+
+-- os.execute returns a number on 5.1/LuaJIT and (ok, how, code) on 5.2+.
+local function run(cmd)
+  local a, _, c = os.execute(cmd)
+  if type(a) == "number" then return a == 0, a end
+  return a == true, c
+end
+M.run = run
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+M.read_file = read_file
+
+local function write_file(path, data, mode)
+  local f, err = io.open(path, "wb")
+  if not f then return nil, err end
+  f:write(data)
+  f:close()
+  if mode then run("chmod " .. mode .. " " .. sh_quote(path)) end
+  return true
+end
+M.write_file = write_file
+
+function M.mkdir(path)
+  return run("mkdir -p " .. sh_quote(path))
+end
+
+function M.tmpdir(tag)
+  local p = io.popen("mktemp -d /tmp/" .. (tag or "dws") .. ".XXXXXX")
+  local dir = p:read("*l")
+  p:close()
+  return dir
+end
+
+function M.rmdir(path)
+  if path and path:match("^/tmp/") then run("rm -rf " .. sh_quote(path)) end
+end
+
+-- Ports in LISTEN state, from /proc (no socket library needed on plain Lua).
+local function listening_ports()
+  local used = {}
+  for _, file in ipairs{ "/proc/net/tcp", "/proc/net/tcp6" } do
+    local f = io.open(file, "r")
+    if f then
+      for line in f:lines() do
+        local port, state = line:match("^%s*%d+:%s+%x+:(%x+)%s+%x+:%x+%s+(%x+)")
+        if port and state == "0A" then used[tonumber(port, 16)] = true end
+      end
+      f:close()
+    end
+  end
+  return used
+end
+M.listening_ports = listening_ports
+
+local seeded = false
+-- n distinct ports that nothing listens on now; nginx's own bind is the final check.
+function M.free_ports(n)
+  if not seeded then
+    local r = read_file("/proc/sys/kernel/random/uuid") or tostring(os.time())
+    local seed = 0
+    for i = 1, #r do seed = (seed * 31 + r:byte(i)) % 2147483647 end
+    math.randomseed(seed)
+    seeded = true
+  end
+  local used, out = listening_ports(), {}
+  while #out < n do
+    local p = math.random(20000, 45000)
+    if not used[p] then
+      used[p] = true
+      out[#out + 1] = p
+    end
+  end
+  return out
+end
+
+function M.port_listening(port)
+  return listening_ports()[port] == true
+end
+
+local function sleep(s)
+  run("sleep " .. s)
+end
+M.sleep = sleep
+
+-- The main-context lines every generated config starts with.
+function M.preamble(prefix)
+  local lines = {
+    "load_module " .. MODULES_DIR .. "/ndk_http_module.so;",
+    "load_module " .. MODULES_DIR .. "/ngx_http_lua_module.so;",
+    "daemon on;",
+    "master_process on;",
+    "worker_processes 1;",
+    "pid " .. prefix .. "/logs/nginx.pid;",
+    "error_log " .. prefix .. "/logs/error.log info;",
+  }
+  -- Workers would otherwise drop to nobody and lose access to the private prefix.
+  local p = io.popen("id -u")
+  local uid = p and p:read("*l")
+  if p then p:close() end
+  if uid == "0" then lines[#lines + 1] = "user root root;" end
+  return table.concat(lines, "\n") .. "\n"
+end
+
+-- The http-block lines that make our Lua modules loadable inside nginx.
+function M.lua_paths(root)
+  root = root or os.getenv("DWS_ROOT") or "."
+  local cpath = os.getenv("DWS_NGINX_CPATH") or (root .. "/build/jit/?.so")
+  return string.format('lua_package_path "%s/lua/?.lua;%s/lua/?/init.lua;;";\n' ..
+    'lua_package_cpath "%s;;";\n', root, root, cpath)
+end
+
+local function pid_of(prefix)
+  local s = read_file(prefix .. "/logs/nginx.pid")
+  return s and tonumber(s:match("%d+"))
+end
+M.pid_of = pid_of
+
+local function alive(pid)
+  return pid and run("kill -0 " .. pid .. " 2>/dev/null")
+end
+
+-- Start nginx on conf text (a complete nginx.conf) in prefix; wait until every port listens.
+-- Returns true, or nil and the tail of the error log.
+function M.start(prefix, conf, ports, timeout)
+  M.mkdir(prefix .. "/logs")
+  M.mkdir(prefix .. "/conf")
+  M.mkdir(prefix .. "/tmp")
+  write_file(prefix .. "/conf/nginx.conf", conf)
+  local ok = run(NGINX .. " -p " .. sh_quote(prefix) .. " -c " .. sh_quote(prefix .. "/conf/nginx.conf") ..
+    " -e " .. sh_quote(prefix .. "/logs/error.log") .. " >>" .. sh_quote(prefix .. "/logs/start.log") .. " 2>&1")
+  if not ok then
+    return nil, "nginx did not start: " .. ((read_file(prefix .. "/logs/error.log") or ""):sub(-2000))
+  end
+  local deadline = os.time() + (timeout or 10)
+  repeat
+    local ready = pid_of(prefix) ~= nil
+    for _, port in ipairs(ports or {}) do
+      if not M.port_listening(port) then ready = false end
+    end
+    if ready then return true end
+    sleep(0.05)
+  until os.time() > deadline
+  M.stop(prefix)
+  return nil, "nginx did not come up: " .. ((read_file(prefix .. "/logs/error.log") or ""):sub(-2000))
+end
+
+-- Stop by pid: SIGQUIT lets workers finish, SIGKILL after timeout seconds.
+function M.stop(prefix, timeout)
+  local pid = pid_of(prefix)
+  if not pid then return true end
+  run("kill -QUIT " .. pid .. " 2>/dev/null")
+  local deadline = os.time() + (timeout or 5)
+  while alive(pid) and os.time() <= deadline do sleep(0.05) end
+  if alive(pid) then run("kill -KILL " .. pid .. " 2>/dev/null") end
+  os.remove(prefix .. "/logs/nginx.pid")
+  return true
+end
+
+-- Self-signed CA and a server certificate for the given SANs, with the openssl command line.
+-- Returns { ca = path, cert = path, key = path }.
+function M.make_certs(dir, sans, name)
+  name = name or "server"
+  M.mkdir(dir)
+  local ca, cakey = dir .. "/ca.pem", dir .. "/ca.key"
+  local q = sh_quote
+  if not read_file(ca) then
+    assert(run("openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj '/CN=lua-dws test CA'" ..
+      " -keyout " .. q(cakey) .. " -out " .. q(ca) .. " >/dev/null 2>&1"), "openssl: CA")
+  end
+  local cert, key, csr = dir .. "/" .. name .. ".pem", dir .. "/" .. name .. ".key", dir .. "/" .. name .. ".csr"
+  local ext = dir .. "/" .. name .. ".ext"
+  write_file(ext, "subjectAltName=" .. (sans or "DNS:localhost,IP:127.0.0.1") .. "\n")
+  assert(run("openssl req -newkey rsa:2048 -nodes -subj '/CN=" .. name .. "' -keyout " .. q(key) ..
+    " -out " .. q(csr) .. " >/dev/null 2>&1"), "openssl: csr")
+  assert(run("openssl x509 -req -in " .. q(csr) .. " -CA " .. q(ca) .. " -CAkey " .. q(cakey) ..
+    " -CAcreateserial -days 3650 -extfile " .. q(ext) .. " -out " .. q(cert) .. " >/dev/null 2>&1"),
+    "openssl: sign")
+  return { ca = ca, cert = cert, key = key }
+end
+
+-- RSA-2048 key pair with the openssl command line; returns PEM paths.
+function M.make_keypair(dir, name)
+  M.mkdir(dir)
+  local priv, pub = dir .. "/" .. name .. "_private.pem", dir .. "/" .. name .. "_public.pem"
+  if not read_file(priv) then
+    assert(run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " .. sh_quote(priv) ..
+      " >/dev/null 2>&1"), "openssl: genpkey")
+    run("chmod 600 " .. sh_quote(priv))
+    assert(run("openssl pkey -in " .. sh_quote(priv) .. " -pubout -out " .. sh_quote(pub) .. " >/dev/null 2>&1"),
+      "openssl: pubout")
+  end
+  return priv, pub
+end
+
+return M
