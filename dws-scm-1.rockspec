@@ -1,0 +1,46 @@
+rockspec_format = "3.0"
+package = "dws"
+version = "scm-1"
+source = {
+   url = "git+https://example.invalid/lua-dws.git",
+}
+description = {
+   summary = "Alipay+ DWS payment-method binding for Lua 5.4 and OpenResty",
+   detailed = [[
+Signed, verified consultAddablePaymentMethod / cacheCard / addPaymentMethod calls and binding
+notifications, with a C core (OpenSSL, libcurl, cJSON), a bind-card workflow, an OpenResty
+cosocket transport and a local DWS sandbox that runs in nginx.
+]],
+   license = "MIT",
+}
+dependencies = {
+   "lua >= 5.1",
+}
+external_dependencies = {
+   OPENSSL = { header = "openssl/evp.h", library = "crypto" },
+   CURL = { header = "curl/curl.h", library = "curl" },
+   CJSON = { header = "cjson/cJSON.h", library = "cjson" },
+}
+build = {
+   type = "builtin",
+   modules = {
+      ["dws.core"] = {
+         sources = { "csrc/core.c", "csrc/key.c", "csrc/codec.c", "csrc/json.c" },
+         libraries = { "crypto", "cjson" },
+         incdirs = { "$(OPENSSL_INCDIR)", "$(CJSON_INCDIR)", "$(CJSON_INCDIR)/cjson" },
+         libdirs = { "$(OPENSSL_LIBDIR)", "$(CJSON_LIBDIR)" },
+         defines = { "_POSIX_C_SOURCE=200809L" },
+      },
+      ["dws.curl"] = {
+         sources = { "csrc/curl.c" },
+         libraries = { "curl" },
+         incdirs = { "$(CURL_INCDIR)" },
+         libdirs = { "$(CURL_LIBDIR)" },
+         defines = { "_POSIX_C_SOURCE=200809L" },
+      },
+      ["dws"] = "lua/dws/init.lua",
+   },
+   install = {
+      bin = { ["dws-sandbox"] = "bin/dws-sandbox" },
+   },
+}
