@@ -1,0 +1,570 @@
+/*
+ * dws.curl: one libcurl easy handle per userdata, for the plain-Lua transport.
+ *
+ *   local h = curl.new{ ca_file=, proxy=, user_agent=, verify=true, max_response_bytes=1048576 }
+ *   h:request(url, headers, body, timeout_s, connect_timeout_s [, method])
+ *       -> status, headers, body  |  nil, kind, message
+ *   h:stats() -> { connects =, requests = }
+ *   h:close()
+ *
+ * The handle is configured once and reused, so libcurl keeps its connection cache (keep-alive)
+ * and TLS session across requests. No Lua code runs inside curl_easy_perform: the write and
+ * header callbacks only append to C buffers owned by the userdata, and results are pushed to
+ * Lua after every libcurl resource of the call has been released, so a Lua error (out of
+ * memory while pushing) can never leak or leave libcurl in the middle of a transfer.
+ */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+
+/* Kept local (not csrc/compat.h) so this module builds on its own. */
+#if LUA_VERSION_NUM < 502
+#define dws_rawlen(L, i) lua_objlen((L), (i))
+#else
+#define dws_rawlen(L, i) lua_rawlen((L), (i))
+#endif
+
+#define DWS_EXPORT __attribute__((visibility("default")))
+
+#define HANDLE_MT "dws.curl"
+#define DEFAULT_MAX_RESPONSE 1048576L
+/* Buffers larger than this are released after a call instead of kept for the next one. */
+#define KEEP_BUFFER_BYTES 65536
+/* Header block limit; libcurl already caps one header line at 100 KiB. */
+#define MAX_HEADER_BYTES 262144
+
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;
+    size_t limit;
+    int overflow; /* set when the limit stopped the transfer */
+} buffer;
+
+typedef struct {
+    CURL *easy;
+    buffer body;
+    buffer head; /* raw header lines of the latest response only */
+    lua_Integer connects;
+    lua_Integer requests;
+    char errbuf[CURL_ERROR_SIZE];
+} handle;
+
+/* memset that the compiler may not drop: buffers may have held a response worth hiding. */
+static void cleanse(void *p, size_t n)
+{
+    volatile unsigned char *v = (volatile unsigned char *)p;
+    while (n--) *v++ = 0;
+}
+
+static void buffer_reset(buffer *b)
+{
+    if (b->data) cleanse(b->data, b->len);
+    if (b->cap > KEEP_BUFFER_BYTES) {
+        free(b->data);
+        b->data = NULL;
+        b->cap = 0;
+    }
+    b->len = 0;
+    b->overflow = 0;
+}
+
+static void buffer_free(buffer *b)
+{
+    if (b->data) {
+        cleanse(b->data, b->cap);
+        free(b->data);
+    }
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+/* Append; 0 on success, -1 when over the limit or out of memory (the transfer is aborted). */
+static int buffer_append(buffer *b, const char *p, size_t n)
+{
+    if (n > b->limit - b->len) {
+        b->overflow = 1;
+        return -1;
+    }
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        char *q;
+        while (cap < b->len + n) cap = cap > b->limit / 2 ? b->limit : cap * 2;
+        q = (char *)malloc(cap);
+        if (!q) return -1;
+        /* realloc could leave a stale copy of the bytes behind: copy, cleanse, free. */
+        if (b->data) {
+            memcpy(q, b->data, b->len);
+            cleanse(b->data, b->len);
+            free(b->data);
+        }
+        b->data = q;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    buffer *b = (buffer *)ud;
+    size_t total = size * n;
+    return buffer_append(b, p, total) == 0 ? total : 0;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    buffer *b = (buffer *)ud;
+    size_t total = size * n;
+    /* A status line starts a new response (1xx, proxy CONNECT): keep only the final one. */
+    if (total >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+        b->len = 0;
+        return total;
+    }
+    return buffer_append(b, p, total) == 0 ? total : 0;
+}
+
+static handle *check_handle(lua_State *L)
+{
+    handle *h = (handle *)luaL_checkudata(L, 1, HANDLE_MT);
+    if (!h->easy) luaL_error(L, "dws.curl: handle is closed");
+    return h;
+}
+
+static void release(handle *h)
+{
+    if (h->easy) {
+        curl_easy_cleanup(h->easy);
+        h->easy = NULL;
+    }
+    buffer_free(&h->body);
+    buffer_free(&h->head);
+}
+
+static int l_close(lua_State *L)
+{
+    handle *h = (handle *)luaL_checkudata(L, 1, HANDLE_MT);
+    release(h);
+    return 0;
+}
+
+static int l_tostring(lua_State *L)
+{
+    handle *h = (handle *)luaL_checkudata(L, 1, HANDLE_MT);
+    if (h->easy)
+        lua_pushfstring(L, "dws.curl (%p)", (void *)h);
+    else
+        lua_pushliteral(L, "dws.curl (closed)");
+    return 1;
+}
+
+static int l_stats(lua_State *L)
+{
+    handle *h = (handle *)luaL_checkudata(L, 1, HANDLE_MT);
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, h->connects);
+    lua_setfield(L, -2, "connects");
+    lua_pushinteger(L, h->requests);
+    lua_setfield(L, -2, "requests");
+    return 1;
+}
+
+/* Optional string field of the options table; raises on a wrong type. */
+static const char *opt_string(lua_State *L, int t, const char *name)
+{
+    const char *s = NULL;
+    size_t len = 0;
+    lua_getfield(L, t, name);
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "dws.curl.new: option '%s' must be a string", name);
+        s = lua_tolstring(L, -1, &len);
+        if (strlen(s) != len) luaL_error(L, "dws.curl.new: option '%s' contains a NUL byte", name);
+    }
+    /* The string stays referenced by the options table, which stays on the stack. */
+    lua_pop(L, 1);
+    return s;
+}
+
+static void setopt_failed(lua_State *L, handle *h, const char *what, CURLcode rc)
+{
+    /* Environment problem (libcurl built without a feature), not a caller's mistake. */
+    release(h);
+    lua_pushnil(L);
+    lua_pushfstring(L, "dws.curl.new: %s: %s", what, curl_easy_strerror(rc));
+}
+
+static int l_new(lua_State *L)
+{
+    const char *ca_file, *proxy, *user_agent;
+    int verify = 1;
+    lua_Integer max_response = DEFAULT_MAX_RESPONSE;
+    handle *h;
+    CURL *e;
+    CURLcode rc = CURLE_OK;
+
+    /* Check every option before creating anything, so raising here leaks nothing. */
+    if (lua_isnoneornil(L, 1)) {
+        lua_settop(L, 0);
+        lua_newtable(L);
+    }
+    luaL_checktype(L, 1, LUA_TTABLE);
+    ca_file = opt_string(L, 1, "ca_file");
+    proxy = opt_string(L, 1, "proxy");
+    user_agent = opt_string(L, 1, "user_agent");
+    lua_getfield(L, 1, "verify");
+    if (!lua_isnil(L, -1)) {
+        if (!lua_isboolean(L, -1)) luaL_error(L, "dws.curl.new: option 'verify' must be a boolean");
+        verify = lua_toboolean(L, -1);
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "max_response_bytes");
+    if (!lua_isnil(L, -1)) {
+        lua_Number n;
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            luaL_error(L, "dws.curl.new: option 'max_response_bytes' must be a number");
+        n = lua_tonumber(L, -1);
+        if (!(n >= 1 && n <= (lua_Number)INT_MAX) || n != (lua_Number)(long)n)
+            luaL_error(L, "dws.curl.new: option 'max_response_bytes' must be an integer in 1..%d", INT_MAX);
+        max_response = (lua_Integer)n;
+    }
+    lua_pop(L, 1);
+
+    h = (handle *)lua_newuserdata(L, sizeof(handle));
+    memset(h, 0, sizeof(*h));
+    h->body.limit = (size_t)max_response;
+    h->head.limit = MAX_HEADER_BYTES;
+    luaL_getmetatable(L, HANDLE_MT);
+    lua_setmetatable(L, -2);
+
+    e = h->easy = curl_easy_init();
+    if (!e) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "dws.curl.new: curl_easy_init failed");
+        return 2;
+    }
+
+    /* From here on: no Lua call that can raise until every option is set. */
+#define SET(opt, val)                                                                         \
+    do {                                                                                      \
+        if ((rc = curl_easy_setopt(e, opt, val)) != CURLE_OK) {                               \
+            setopt_failed(L, h, #opt, rc);                                                    \
+            return 2;                                                                         \
+        }                                                                                     \
+    } while (0)
+
+    SET(CURLOPT_ERRORBUFFER, h->errbuf);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_TCP_NODELAY, 1L);
+    SET(CURLOPT_TCP_KEEPALIVE, 1L);
+    SET(CURLOPT_FOLLOWLOCATION, 0L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+    SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    SET(CURLOPT_SSL_VERIFYPEER, verify ? 1L : 0L);
+    SET(CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
+    if (ca_file) SET(CURLOPT_CAINFO, ca_file); /* libcurl copies string options */
+    if (proxy) SET(CURLOPT_PROXY, proxy);
+    if (user_agent) SET(CURLOPT_USERAGENT, user_agent);
+    /* Refuse early when Content-Length announces too much; the write callback catches the rest. */
+    SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max_response);
+    SET(CURLOPT_WRITEFUNCTION, on_body);
+    SET(CURLOPT_WRITEDATA, &h->body);
+    SET(CURLOPT_HEADERFUNCTION, on_header);
+    SET(CURLOPT_HEADERDATA, &h->head);
+#undef SET
+    return 1;
+}
+
+/* Seconds (nil: none) to libcurl milliseconds; raises on a negative or non-number value. */
+static long check_timeout(lua_State *L, int i)
+{
+    lua_Number s;
+    if (lua_isnoneornil(L, i)) return 0;
+    s = luaL_checknumber(L, i);
+    luaL_argcheck(L, s >= 0 && s <= 86400.0 * 365, i, "timeout out of range");
+    if (s == 0) return 0;
+    /* Round up: a small positive timeout must not turn into "no timeout". */
+    {
+        lua_Number ms = s * 1000.0;
+        long whole = (long)ms;
+        return (lua_Number)whole < ms ? whole + 1 : whole;
+    }
+}
+
+static const char *error_kind(CURLcode rc, int overflow)
+{
+    switch (rc) {
+    case CURLE_OPERATION_TIMEDOUT:
+        return "timeout";
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+        return "connect";
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_CLIENTCERT:
+    case CURLE_USE_SSL_FAILED:
+        return "tls";
+    case CURLE_FILESIZE_EXCEEDED:
+        return "too_large";
+    case CURLE_WRITE_ERROR:
+        return overflow ? "too_large" : "error";
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_GOT_NOTHING:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_BAD_CONTENT_ENCODING:
+        return "protocol";
+    default:
+        return "error";
+    }
+}
+
+/* Header lines collected by on_header -> table at the stack top. Names are lower-cased in place. */
+static void push_headers(lua_State *L, buffer *b)
+{
+    char *p = b->data, *end = b->data ? b->data + b->len : NULL;
+    lua_newtable(L);
+    while (p && p < end) {
+        char *eol = (char *)memchr(p, '\n', (size_t)(end - p));
+        char *line_end = eol ? eol : end, *colon, *v, *ve, *c;
+        char *next = eol ? eol + 1 : end;
+        while (line_end > p && (line_end[-1] == '\r' || line_end[-1] == '\n')) line_end--;
+        colon = (char *)memchr(p, ':', (size_t)(line_end - p));
+        /* Skip blank lines, obsolete folded continuations and anything without a name. */
+        if (!colon || colon == p || *p == ' ' || *p == '\t') {
+            p = next;
+            continue;
+        }
+        for (c = p; c < colon; c++)
+            if (*c >= 'A' && *c <= 'Z') *c = (char)(*c + ('a' - 'A'));
+        v = colon + 1;
+        ve = line_end;
+        while (v < ve && (*v == ' ' || *v == '\t')) v++;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+
+        lua_pushlstring(L, p, (size_t)(colon - p));
+        lua_pushvalue(L, -1);
+        lua_rawget(L, -3);
+        switch (lua_type(L, -1)) {
+        case LUA_TNIL: /* first value: a plain string */
+            lua_pop(L, 1);
+            lua_pushlstring(L, v, (size_t)(ve - v));
+            lua_rawset(L, -3);
+            break;
+        case LUA_TSTRING: /* second value: turn into an array */
+            lua_createtable(L, 2, 0);
+            lua_insert(L, -2);
+            lua_rawseti(L, -2, 1);
+            lua_pushlstring(L, v, (size_t)(ve - v));
+            lua_rawseti(L, -2, 2);
+            lua_rawset(L, -3);
+            break;
+        default: /* already an array */
+            lua_pushlstring(L, v, (size_t)(ve - v));
+            lua_rawseti(L, -2, (int)dws_rawlen(L, -2) + 1);
+            lua_pop(L, 2);
+            break;
+        }
+        p = next;
+    }
+}
+
+static int l_request(lua_State *L)
+{
+    handle *h = check_handle(L);
+    size_t url_len, body_len = 0, i, nheaders = 0;
+    const char *url = luaL_checklstring(L, 2, &url_len);
+    const char *body = NULL, *method = NULL;
+    long timeout_ms, connect_ms, status = 0, nconn = 0;
+    struct curl_slist *list = NULL;
+    CURL *e = h->easy;
+    CURLcode rc;
+
+    /* 1. Check every argument; raising is only allowed here, before any resource exists. */
+    luaL_argcheck(L, strlen(url) == url_len, 2, "URL contains a NUL byte");
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        nheaders = (size_t)dws_rawlen(L, 3);
+        for (i = 1; i <= nheaders; i++) {
+            size_t len;
+            const char *s;
+            lua_rawgeti(L, 3, (int)i);
+            if (lua_type(L, -1) != LUA_TSTRING) luaL_argerror(L, 3, "headers must be strings \"Name: value\"");
+            s = lua_tolstring(L, -1, &len);
+            /* A CR or LF would let a value smuggle extra headers into the request. */
+            if (strlen(s) != len || strpbrk(s, "\r\n") || !memchr(s, ':', len))
+                luaL_argerror(L, 3, "header must be one \"Name: value\" line");
+            lua_pop(L, 1);
+        }
+    }
+    if (!lua_isnoneornil(L, 4)) body = luaL_checklstring(L, 4, &body_len);
+    timeout_ms = check_timeout(L, 5);
+    connect_ms = check_timeout(L, 6);
+    if (!lua_isnoneornil(L, 7)) {
+        size_t mlen;
+        method = luaL_checklstring(L, 7, &mlen);
+        luaL_argcheck(L, mlen > 0 && strlen(method) == mlen && !strpbrk(method, " \r\n"), 7, "invalid method");
+    }
+
+    /* 2. Copy the headers into a curl_slist (no Lua call below can raise). */
+    for (i = 1; i <= nheaders; i++) {
+        struct curl_slist *l;
+        lua_rawgeti(L, 3, (int)i);
+        l = curl_slist_append(list, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        if (!l) goto oom;
+        list = l;
+    }
+    {
+        /* libcurl would otherwise wait for "100 Continue" on larger POST bodies. */
+        struct curl_slist *l = curl_slist_append(list, "Expect:");
+        if (!l) goto oom;
+        list = l;
+    }
+
+    /* 3. Per-call options, perform, collect. Failures of setopt surface through perform. */
+    buffer_reset(&h->body);
+    buffer_reset(&h->head);
+    h->errbuf[0] = '\0';
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, list);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+    if (method && strcmp(method, "HEAD") == 0) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    } else if (body) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        /* Points into the Lua string (argument 4 keeps it alive); no copy. */
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+    } else {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    }
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST,
+                     method && strcmp(method, body ? "POST" : "GET") != 0 && strcmp(method, "HEAD") != 0
+                         ? method
+                         : NULL);
+
+    rc = curl_easy_perform(e);
+    h->requests++;
+    if (curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK) h->connects += nconn;
+    if (rc == CURLE_OK) curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+
+    /* Drop every pointer into Lua memory and the slist before freeing it. */
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, (const char *)NULL);
+    curl_slist_free_all(list);
+    list = NULL;
+
+    /* 4. Only now push results (may raise on out-of-memory; nothing is held). */
+    if (rc != CURLE_OK) {
+        const char *kind = error_kind(rc, h->body.overflow || h->head.overflow);
+        lua_pushnil(L);
+        lua_pushstring(L, kind);
+        if (h->body.overflow)
+            lua_pushfstring(L, "response body over %d bytes", (int)h->body.limit);
+        else if (h->head.overflow)
+            lua_pushliteral(L, "response headers too large");
+        else if (h->errbuf[0])
+            lua_pushfstring(L, "%s: %s", curl_easy_strerror(rc), h->errbuf);
+        else
+            lua_pushstring(L, curl_easy_strerror(rc));
+        buffer_reset(&h->body);
+        buffer_reset(&h->head);
+        return 3;
+    }
+    lua_pushinteger(L, (lua_Integer)status);
+    push_headers(L, &h->head);
+    lua_pushlstring(L, h->body.data ? h->body.data : "", h->body.len);
+    buffer_reset(&h->body);
+    buffer_reset(&h->head);
+    return 3;
+
+oom:
+    curl_slist_free_all(list);
+    lua_pushnil(L);
+    lua_pushliteral(L, "error");
+    lua_pushliteral(L, "out of memory building request headers");
+    return 3;
+}
+
+static int l_version(lua_State *L)
+{
+    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    lua_pushstring(L, v && v->version ? v->version : LIBCURL_VERSION);
+    return 1;
+}
+
+static const luaL_Reg handle_methods[] = {
+    {"request", l_request},
+    {"stats", l_stats},
+    {"close", l_close},
+    {NULL, NULL},
+};
+
+static const luaL_Reg module_functions[] = {
+    {"new", l_new},
+    {"version", l_version},
+    {NULL, NULL},
+};
+
+DWS_EXPORT int luaopen_dws_curl(lua_State *L);
+
+DWS_EXPORT int luaopen_dws_curl(lua_State *L)
+{
+    /*
+     * curl_global_init is not thread-safe before libcurl 7.84 and must run before any other
+     * libcurl call. Lua states that load this module are created on one thread in practice
+     * (a script, or one nginx worker); the flag makes repeated requires cheap.
+     */
+    static int initialized = 0;
+    if (!initialized) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return luaL_error(L, "dws.curl: curl_global_init failed");
+        initialized = 1;
+    }
+    if (luaL_newmetatable(L, HANDLE_MT)) {
+        luaL_setfuncs(L, handle_methods, 0);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, l_close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, l_close);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, l_tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_pushliteral(L, HANDLE_MT);
+        lua_setfield(L, -2, "__name");
+    }
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 3);
+    luaL_setfuncs(L, module_functions, 0);
+    lua_pushliteral(L, "dws.curl");
+    lua_setfield(L, -2, "_NAME");
+    return 1;
+}
