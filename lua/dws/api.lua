@@ -1,0 +1,201 @@
+-- The DWS API definitions, read off the API pages in ../shared/dws-api/: paths, request fields,
+-- required fields, maximum lengths, enums and which fields are arrays. validate.lua walks these;
+-- client.lua precomputes paths and headers from them.
+--
+-- Field types: string (numbers and booleans accepted and sent as strings, as the pages ask),
+-- boolean (sent as "true"/"false"), object (known fields plus any extra ones), array (of items).
+-- Fields not listed here pass through, checked only for type, size and encoding.
+local api = {}
+
+-- A cap for strings whose page gives no maximum: keeps huge inputs from being signed and sent.
+api.DEFAULT_MAX_LENGTH = 4096
+-- Deeper nesting is refused (the JSON encoder and decoder have the same limit).
+api.MAX_DEPTH = 64
+
+local function string_t(spec)
+  spec = spec or {}
+  spec.kind = "string"
+  if spec.enum then
+    local set = {}
+    for i = 1, #spec.enum do set[spec.enum[i]] = true end
+    spec.enum_set = set
+  end
+  return spec
+end
+
+local function boolean_t(spec)
+  spec = spec or {}
+  spec.kind = "boolean"
+  return spec
+end
+
+local function object_t(fields, spec)
+  spec = spec or {}
+  spec.kind = "object"
+  spec.fields = fields
+  -- Required fields in a fixed order, so the first missing one reported is always the same.
+  local required = {}
+  for name, field in pairs(fields) do
+    if field.required then required[#required + 1] = name end
+  end
+  table.sort(required)
+  spec.required_fields = required
+  return spec
+end
+
+local function array_t(items, spec)
+  spec = spec or {}
+  spec.kind = "array"
+  spec.items = items
+  return spec
+end
+
+-- Env (consultAddablePaymentMethod, addPaymentMethod). terminalType values as Antom documents
+-- them; the pages name APP, WEB and WAP.
+local TERMINAL_TYPES = { "WEB", "WAP", "APP", "MINI_APP" }
+
+local function env_t(spec)
+  return object_t({
+    terminalType = string_t{ max = 32, enum = TERMINAL_TYPES },
+    osType = string_t{ max = 32 },
+    osVersion = string_t{ max = 32 },
+    appVersion = string_t{ max = 32 },
+    clientIp = string_t{ max = 64 },
+    deviceModel = string_t{ max = 128 },
+    deviceTokenId = string_t{ max = 256 },
+    umidTokenId = string_t{ max = 256 },
+    language = string_t{ max = 32 },
+    operateEntrance = string_t{ max = 32 },
+    sessionId = string_t{ max = 256 },
+    userAgent = string_t{ max = 1024 },
+  }, spec)
+end
+
+local function user_name_t()
+  return object_t{
+    firstName = string_t{ max = 64 },
+    middleName = string_t{ max = 64 },
+    lastName = string_t{ max = 64 },
+    fullName = string_t{ max = 128 },
+  }
+end
+
+local function address_t()
+  return object_t{
+    region = string_t{ max = 64 },
+    state = string_t{ max = 64 },
+    city = string_t{ max = 64 },
+    zipCode = string_t{ max = 32 },
+    address1 = string_t{ max = 256 },
+    address2 = string_t{ max = 256 },
+  }
+end
+
+local function card_t(spec, card_no_required)
+  return object_t({
+    cardNo = string_t{ max = 32, required = card_no_required },
+    brand = string_t{ max = 32 },
+    securityCode = string_t{ max = 8 },
+    expiryYear = string_t{ max = 4 },
+    expiryMonth = string_t{ max = 2 },
+    instUserName = user_name_t(),
+    billingAddress = address_t(),
+    cardToken = string_t{ max = 128 },
+    paymentMethodDetailMetadata = string_t{ max = api.DEFAULT_MAX_LENGTH },
+  }, spec)
+end
+
+-- Cross-field rules from the pages' notes. Each returns nil or field, message.
+local function env_rules(env, required)
+  if env == nil then
+    if required then return "env", "is required" end
+    return nil
+  end
+  if env.terminalType == nil then return "env.terminalType", "is required" end
+  local terminal = env.terminalType
+  if (terminal == "APP" or terminal == "WAP") and env.osType == nil then
+    return "env.osType", "is required when env.terminalType is APP or WAP"
+  end
+  return nil
+end
+
+local function customer_id_rule(req)
+  local id = req.customerId
+  if id ~= nil and not tostring(id):find("^%d+$") then
+    return "customerId", "must contain digits only"
+  end
+  return nil
+end
+
+api.consultAddablePaymentMethod = {
+  name = "consultAddablePaymentMethod",
+  method = "consult_addable_payment_method",
+  path = "/ams/api/v1/paymentMethods/consultAddablePaymentMethod",
+  request = object_t{
+    customerId = string_t{ required = true, max = 32 },
+    scenes = array_t(string_t{ max = 64 }),
+    env = env_t{ required = true },
+  },
+  rules = {
+    customer_id_rule,
+    function(req) return env_rules(req.env, true) end,
+  },
+}
+
+api.cacheCard = {
+  name = "cacheCard",
+  method = "cache_card",
+  path = "/ams/api/v1/paymentMethods/cacheCard",
+  request = object_t{
+    paymentMethodDetail = object_t({
+      paymentMethodDetailType = string_t{ required = true, max = 32 },
+      card = card_t({ required = true }, true),
+    }, { required = true }),
+  },
+}
+
+api.addPaymentMethod = {
+  name = "addPaymentMethod",
+  method = "add_payment_method",
+  path = "/ams/api/v1/paymentMethods/addPaymentMethod",
+  -- Generated by the client (uuid4) when absent, kept across retries.
+  request_id_field = "requestId",
+  request = object_t{
+    requestId = string_t{ required = true, max = 64 },
+    customerId = string_t{ max = 32 },
+    referenceCustomerId = string_t{ max = 64 },
+    referenceUserId = string_t{ max = 64 },
+    isTemporary = boolean_t(),
+    paymentMethodDetail = object_t({
+      paymentMethodDetailType = string_t{ required = true, max = 32 },
+      card = card_t(),
+    }, { required = true }),
+    env = env_t(),
+    redirectUrl = string_t{ max = 2048 },
+  },
+  rules = {
+    customer_id_rule,
+    function(req)
+      if req.referenceCustomerId ~= nil and req.referenceUserId ~= nil then
+        return "referenceUserId", "cannot be given together with referenceCustomerId"
+      end
+      if req.referenceUserId ~= nil and req.isTemporary == "true" then
+        return "isTemporary", "must be false when referenceUserId is given"
+      end
+      return nil
+    end,
+    function(req) return env_rules(req.env, false) end,
+  },
+}
+
+-- Lookup by API name and by client method name.
+api.ALL = { api.consultAddablePaymentMethod, api.cacheCard, api.addPaymentMethod }
+api.by_name = {}
+api.by_method = {}
+for i = 1, #api.ALL do
+  local def = api.ALL[i]
+  api.by_name[def.name] = def
+  api.by_method[def.method] = def
+end
+
+return api
