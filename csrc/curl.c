@@ -301,9 +301,18 @@ static long check_timeout(lua_State *L, int i)
     }
 }
 
-static const char *error_kind(CURLcode rc, int overflow)
+static int is_http_url(const char *url)
+{
+    return strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0 ||
+           strncmp(url, "HTTP://", 7) == 0 || strncmp(url, "HTTPS://", 8) == 0;
+}
+
+static const char *error_kind(CURLcode rc, int overflow, const char *url)
 {
     switch (rc) {
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        /* Only http(s) is enabled, so for such a URL this is the server's reply (HTTP/0.9). */
+        return is_http_url(url) ? "protocol" : "error";
     case CURLE_OPERATION_TIMEDOUT:
         return "timeout";
     case CURLE_COULDNT_RESOLVE_PROXY:
@@ -484,14 +493,14 @@ static int l_request(lua_State *L)
 
     /* 4. Only now push results (may raise on out-of-memory; nothing is held). */
     if (rc != CURLE_OK) {
-        const char *kind = error_kind(rc, h->body.overflow || h->head.overflow);
+        const char *kind = error_kind(rc, h->body.overflow || h->head.overflow, url);
         lua_pushnil(L);
         lua_pushstring(L, kind);
-        if (h->body.overflow)
+        if (h->body.overflow || rc == CURLE_FILESIZE_EXCEEDED)
             lua_pushfstring(L, "response body over %d bytes", (int)h->body.limit);
         else if (h->head.overflow)
             lua_pushliteral(L, "response headers too large");
-        else if (h->errbuf[0])
+        else if (h->errbuf[0] && strcmp(h->errbuf, curl_easy_strerror(rc)) != 0)
             lua_pushfstring(L, "%s: %s", curl_easy_strerror(rc), h->errbuf);
         else
             lua_pushstring(L, curl_easy_strerror(rc));

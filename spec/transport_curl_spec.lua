@@ -1,0 +1,190 @@
+-- dws.curl and dws.transport.curl against a real nginx on loopback (spec/helpers/httpd.lua).
+local httpd = require "helpers.httpd"
+local curl = require "dws.curl"
+local transport = require "dws.transport.curl"
+
+describe("dws.curl", function()
+  it("reports the libcurl version", function()
+    assert.matches("^%d+%.%d+%.%d+", curl.version())
+  end)
+
+  it("raises on wrong option types", function()
+    assert.has_error(function() curl.new{ ca_file = 1 } end)
+    assert.has_error(function() curl.new{ verify = "no" } end)
+    assert.has_error(function() curl.new{ max_response_bytes = "big" } end)
+    assert.has_error(function() curl.new{ max_response_bytes = 0 } end)
+    assert.has_error(function() curl.new("x") end)
+  end)
+
+  it("raises on wrong request arguments, and rejects header injection", function()
+    local h = curl.new()
+    assert.has_error(function() h:request(nil) end)
+    assert.has_error(function() h:request("http://127.0.0.1/", { 1 }) end)
+    assert.has_error(function() h:request("http://127.0.0.1/", { "A: b\r\nX-Injected: 1" }) end)
+    assert.has_error(function() h:request("http://127.0.0.1/", {}, nil, -1) end)
+    h:close()
+  end)
+
+  it("closes idempotently, and refuses requests once closed", function()
+    local h = curl.new()
+    h:close()
+    h:close()
+    assert.equal("dws.curl (closed)", tostring(h))
+    assert.has_error(function() h:request("http://127.0.0.1/") end, "dws.curl: handle is closed")
+  end)
+
+  it("answers 'connect' for a closed port", function()
+    local h = curl.new()
+    local ok, kind, msg = h:request("http://127.0.0.1:" .. httpd.closed_port() .. "/", {}, "secret-body", 5, 5)
+    assert.is_nil(ok)
+    assert.equal("connect", kind)
+    assert.is_string(msg)
+    assert.is_nil(msg:find("secret-body", 1, true))
+    h:close()
+  end)
+
+  it("answers 'error' for a scheme other than http and https", function()
+    local h = curl.new()
+    local ok, kind = h:request("file:///etc/passwd", {}, nil, 5, 5)
+    assert.is_nil(ok)
+    assert.equal("error", kind)
+    h:close()
+  end)
+end)
+
+describe("transports over a live nginx", function()
+  local srv
+
+  setup(function()
+    srv = assert(httpd.start())
+  end)
+
+  teardown(function()
+    if srv then srv:stop() end
+  end)
+
+  describe("dws.transport.curl", function()
+    local t
+
+    before_each(function()
+      t = transport.new{ ca_file = srv.ca, timeout = 10, connect_timeout = 5 }
+    end)
+
+    after_each(function()
+      t:close()
+    end)
+
+    it("round-trips headers and a binary, UTF-8 body", function()
+      local body = "caf\195\169 \226\130\172 \0\1\2\255 end"
+      local res = assert(t:request{
+        method = "POST",
+        url = srv:url("/echo"),
+        headers = { ["Content-Type"] = "application/json; charset=UTF-8", ["Client-Id"] = "T-1" },
+        body = body,
+      })
+      assert.equal(200, res.status)
+      assert.equal(body, res.body)
+      assert.equal("POST", res.headers["x-echo-method"])
+      assert.equal(tostring(#body), res.headers["x-echo-length"])
+      assert.equal("T-1", res.headers["x-echo-h-client-id"])
+      assert.equal("application/json; charset=UTF-8", res.headers["x-echo-h-content-type"])
+      -- No "Expect: 100-continue" goes out.
+      assert.is_nil(res.headers["x-echo-h-expect"])
+    end)
+
+    it("sends GET without a body", function()
+      local res = assert(t:request{ method = "GET", url = srv:url("/echo") })
+      assert.equal("GET", res.headers["x-echo-method"])
+      assert.equal("", res.body)
+    end)
+
+    it("returns non-200 statuses as responses", function()
+      local res = assert(t:request{ method = "GET", url = srv:url("/status/503") })
+      assert.equal(503, res.status)
+      assert.equal("status 503", res.body)
+    end)
+
+    it("lower-cases header names and turns repeated headers into arrays", function()
+      local res = assert(t:request{ method = "GET", url = srv:url("/dup") })
+      assert.same({ "a", "b" }, res.headers["x-dup"])
+      assert.equal("1", res.headers["x-one"])
+      assert.is_nil(res.headers["X-One"])
+    end)
+
+    it("opens exactly one connection for 20 sequential requests", function()
+      for i = 1, 20 do
+        local res = assert(t:request{ method = "POST", url = srv:url("/echo"), body = "n=" .. i })
+        assert.equal("n=" .. i, res.body)
+      end
+      assert.same({ connects = 1, requests = 20 }, t:stats())
+    end)
+
+    it("reads a chunked body", function()
+      local res = assert(t:request{ method = "GET", url = srv:url("/chunked") })
+      assert.equal("chunk-1;chunk-2;chunk-3;chunk-4;chunk-5;", res.body)
+    end)
+
+    it("answers 'timeout' when the server is slower than the timeout", function()
+      local res, kind = t:request{ method = "GET", url = srv:url("/slow?s=3"), timeout = 0.3 }
+      assert.is_nil(res)
+      assert.equal("timeout", kind)
+    end)
+
+    it("answers 'too_large' over max_response_bytes, announced or not", function()
+      local small = transport.new{ max_response_bytes = 1000 }
+      local res, kind = small:request{ method = "GET", url = srv:url("/huge?n=5000") }
+      assert.is_nil(res)
+      assert.equal("too_large", kind)
+      res, kind = small:request{ method = "GET", url = srv:url("/chunked") }
+      assert.is_truthy(res)
+      local tiny = transport.new{ max_response_bytes = 20 }
+      res, kind = tiny:request{ method = "GET", url = srv:url("/chunked") }
+      assert.is_nil(res)
+      assert.equal("too_large", kind)
+      -- The handle stays usable after an aborted transfer.
+      res = assert(small:request{ method = "GET", url = srv:url("/status/200") })
+      assert.equal(200, res.status)
+      small:close()
+      tiny:close()
+    end)
+
+    it("answers 'protocol' for a short body, no answer, or a non-HTTP answer", function()
+      for _, path in ipairs{ "/short", "/nothing", "/garbage" } do
+        local res, kind = t:request{ method = "POST", url = srv:url(path), body = "x" }
+        assert.is_nil(res)
+        assert.equal("protocol", kind, path)
+      end
+    end)
+
+    it("talks HTTPS when given the CA", function()
+      local res = assert(t:request{ method = "POST", url = srv:surl("/echo"), body = "over tls" })
+      assert.equal("over tls", res.body)
+    end)
+
+    it("fails TLS without the CA", function()
+      local bare = transport.new()
+      local res, kind = bare:request{ method = "GET", url = srv:surl("/echo") }
+      assert.is_nil(res)
+      assert.equal("tls", kind)
+      bare:close()
+    end)
+
+    it("fails TLS for a certificate issued to another host", function()
+      local res, kind = t:request{ method = "GET", url = srv:wrong_url("/") }
+      assert.is_nil(res)
+      assert.equal("tls", kind)
+    end)
+
+    it("accepts any certificate only with verify = false", function()
+      local loose = transport.new{ verify = false }
+      local res = assert(loose:request{ method = "GET", url = srv:wrong_url("/") })
+      assert.equal("wrong", res.body)
+      loose:close()
+    end)
+
+    it("sleeps", function()
+      t:sleep(0.01)
+      t:sleep(0)
+    end)
+  end)
+end)
