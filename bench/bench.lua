@@ -1,0 +1,319 @@
+-- make bench: every figure of the table in one process, every comparison a ratio taken in this run.
+--
+--   lua5.4 bench/bench.lua build/bench/floor build/bench
+--
+-- Client cost is CPU time of this process (os.clock: user + sys), the clock the floor program
+-- uses too, so the sandbox's own work on the other core is not counted against the client.
+-- Sections that need a piece which has not landed yet print "skipped" and the reason.
+local FLOOR_BIN = arg[1] or "build/bench/floor"
+local OUT = arg[2] or "build/bench"
+local ROOT = os.getenv("DWS_ROOT") or "."
+
+local N = tonumber(os.getenv("DWS_BENCH_N")) or 300
+local RSS_CALLS = tonumber(os.getenv("DWS_BENCH_RSS_CALLS")) or 20000
+local WRK_SECONDS = tonumber(os.getenv("DWS_BENCH_WRK_SECONDS")) or 5
+local GOAL_CPU = 1.15          -- client CPU per call / (sign + verify)
+local GOAL_RSS_KIB = 1024      -- RSS(20k) - RSS(1k)
+
+local util = require "bench.util"
+local cpu, median = util.cpu, util.median
+
+local started = util.wall()
+local rows = {}
+
+local function row(sec, label, value, ratio, goal)
+  rows[#rows + 1] = { sec = sec, label = label, value = value or "", ratio = ratio or "", goal = goal or "" }
+  -- Progress on stderr so a slow section is visible; the table is printed once at the end.
+  io.stderr:write(string.format("  [%5.1fs] %s %s %s %s\n", util.wall() - started, sec, label,
+    value or "", ratio or ""))
+end
+
+local function skipped(sec, label, why)
+  row(sec, label, "skipped", "", (tostring(why):gsub("\n.*", "")):sub(1, 70))
+end
+
+local function us(s) return string.format("%.1f us", s * 1e6) end
+local function x(r) return string.format("%.2fx", r) end
+
+-- "met" or "missed by <how much>" for a ratio that must stay at or under limit.
+local function goal_at_most(value, limit, unit)
+  if value <= limit then return "met (<= " .. limit .. (unit or "x") .. ")" end
+  return string.format("missed by %.2f%s (goal <= %s%s)", value - limit, unit or "x", limit, unit or "x")
+end
+
+------------------------------------------------------------------------------------------------
+-- 1. The floor
+------------------------------------------------------------------------------------------------
+-- A fresh RSA-2048 key: every 2048-bit key with e = 65537 costs the same.
+local floor = util.run_floor(FLOOR_BIN)
+local FLOOR_CALL = floor.sign + floor.verify
+row("1", "floor: RSA-2048 sign (EVP, " .. floor.openssl .. ")", us(floor.sign))
+row("1", "floor: RSA-2048 verify (EVP)", us(floor.verify))
+row("1", "floor: sign + verify = one call's crypto", us(FLOOR_CALL), "1.00x")
+row("1", "  (EVP_DigestSignInit per op costs)", us(floor.sign_init - floor.sign_dup), "",
+  "what a per-call init adds to a sign")
+
+------------------------------------------------------------------------------------------------
+-- Pieces that may not have landed yet
+------------------------------------------------------------------------------------------------
+local have_core, core = pcall(require, "dws.core")
+local have_cjson, cjson = pcall(require, "cjson")
+local have_dws, dws = pcall(require, "dws")
+local have_sb, sandbox = pcall(require, "helpers.sandbox")
+
+------------------------------------------------------------------------------------------------
+-- The sandbox and the clients
+------------------------------------------------------------------------------------------------
+local sb, sb_err
+if have_dws and have_sb and have_core then
+  local ok, s, e = pcall(sandbox.start, {})
+  if ok and s then
+    sb = s
+    util.record_server(OUT, sb.pid_file or ((sb.dir or sb.prefix or "?") .. "/logs/nginx.pid"))
+  else
+    sb_err = ok and e or s
+  end
+else
+  sb_err = (not have_core and "dws.core: " .. tostring(core)) or (not have_dws and "dws: " .. tostring(dws))
+    or ("helpers.sandbox: " .. tostring(sandbox))
+end
+
+local calls = require "bench.calls"
+
+local function new_client(scheme, extra)
+  local opts = {
+    client_id = sb.merchant.client_id,
+    private_key = sb.merchant.private_key,
+    dws_public_key = sb.dws_public_key,
+    gateway = scheme == "https" and sb.https_url or sb.http_url,
+    ca_file = sb.ca_file,
+    max_retries = 0,   -- a retry would hide a failure and double a call's cost
+  }
+  for k, v in pairs(extra or {}) do opts[k] = v end
+  return dws.client(opts)
+end
+
+-- n sequential calls of one API; every call must succeed. Returns CPU and wall seconds per call.
+local function run_calls(client, api, n, state)
+  local fn = calls[api]
+  local w0, c0 = util.wall(), cpu()
+  for i = 1, n do
+    local res, err = fn(client, state, i)
+    if not res then error(api .. " failed on call " .. i .. ": " .. tostring(err), 0) end
+  end
+  return (cpu() - c0) / n, (util.wall() - w0) / n
+end
+
+local function connects(client)
+  local t = client.transport
+  local st = t and t.stats and t:stats()
+  return st and st.connects
+end
+
+local steady = {}   -- steady[scheme][api] = CPU seconds per call
+
+if sb then
+  for _, scheme in ipairs{ "http", "https" } do
+    local label = scheme == "https" and "HTTPS keep-alive" or "HTTP keep-alive"
+    local ok, err = pcall(function()
+      local client = new_client(scheme)
+      local state = {}
+      -- Warm up: connection, token for addPaymentMethod, Lua and OpenSSL caches.
+      calls.prepare(client, state)
+      steady[scheme] = {}
+      for _, api in ipairs(calls.APIS) do
+        local c, w = run_calls(client, api, N, state)
+        steady[scheme][api] = c
+        row("2", string.format("%s, %s, N=%d", api, label, N), us(c), x(c / FLOOR_CALL),
+          goal_at_most(c / FLOOR_CALL, GOAL_CPU) .. string.format("  wall %.0f us", w * 1e6))
+      end
+      local total = 3 * N + calls.PREPARE_CALLS
+      local n = connects(client)
+      if n then
+        row("5", string.format("connections for %d calls, %s", total, label), tostring(n), "",
+          n == 1 and "met (one)" or "missed by " .. (n - 1) .. " connections")
+      else
+        skipped("5", "connections, " .. label, "transport has no stats()")
+      end
+      client:close()
+    end)
+    if not ok then skipped("2", "client calls, " .. label, err) end
+  end
+else
+  skipped("2", "client calls against the sandbox", sb_err)
+end
+
+------------------------------------------------------------------------------------------------
+-- 3. The naive SDK's habits, over the consult API
+------------------------------------------------------------------------------------------------
+local NAIVE_N = math.max(20, math.floor(N / 3))
+if sb and steady.http then
+  for _, scheme in ipairs{ "http", "https" } do
+    local label = scheme == "https" and "HTTPS" or "HTTP"
+    local base = steady[scheme] and steady[scheme].consult
+    local ok, err = pcall(function()
+      -- Key parsed per call: a new client (both keys parsed) per call, sharing one connection,
+      -- so only the key handling differs from the steady state.
+      local shared = new_client(scheme)
+      local state = {}
+      calls.prepare(shared, state)
+      local c0 = cpu()
+      for i = 1, NAIVE_N do
+        local c = new_client(scheme, { transport = shared.transport })
+        local res, e = calls.consult(c, state, i)
+        if not res then error("consult failed: " .. tostring(e), 0) end
+      end
+      local c = (cpu() - c0) / NAIVE_N
+      row("3", string.format("key parsed per call, %s, N=%d", label, NAIVE_N), us(c), x(c / base),
+        "vs (2) consult " .. label)
+      shared:close()
+
+      -- New connection per call: keys parsed once, a fresh transport (TCP, TLS) for each request.
+      local fresh = util.fresh_connection_transport(function()
+        return calls.new_transport(sb, scheme)
+      end)
+      local client = new_client(scheme, { transport = fresh })
+      calls.prepare(client, state)
+      c0 = cpu()
+      for i = 1, NAIVE_N do
+        local res, e = calls.consult(client, state, i)
+        if not res then error("consult failed: " .. tostring(e), 0) end
+      end
+      c = (cpu() - c0) / NAIVE_N
+      row("3", string.format("new connection per call, %s, N=%d", label, NAIVE_N), us(c), x(c / base),
+        string.format("vs (2); %d connections", fresh:stats().connects))
+      client:close()
+    end)
+    if not ok then skipped("3", "naive habits, " .. label, err) end
+  end
+else
+  skipped("3", "naive habits", sb_err or "no steady state measured")
+end
+
+------------------------------------------------------------------------------------------------
+-- 4. The first call: client creation (key load) and the first call (connect, TLS) apart
+------------------------------------------------------------------------------------------------
+if sb and steady.http then
+  for _, scheme in ipairs{ "http", "https" } do
+    local label = scheme == "https" and "HTTPS" or "HTTP"
+    local ok, err = pcall(function()
+      local make, first, second = {}, {}, {}
+      local state = {}
+      for r = 1, 15 do
+        local c0 = cpu()
+        local client = new_client(scheme)
+        local c1 = cpu()
+        local res, e = calls.consult(client, state, r)
+        local c2 = cpu()
+        if not res then error("consult failed: " .. tostring(e), 0) end
+        res, e = calls.consult(client, state, r)
+        local c3 = cpu()
+        if not res then error("consult failed: " .. tostring(e), 0) end
+        make[r], first[r], second[r] = c1 - c0, c2 - c1, c3 - c2
+        client:close()
+      end
+      local base = steady[scheme].consult
+      row("4", "client creation (parse both keys), " .. label, us(median(make)), x(median(make) / FLOOR_CALL),
+        "median of 15; ratio to the floor")
+      row("4", "first call (connect" .. (scheme == "https" and ", TLS handshake" or "") .. "), " .. label,
+        us(median(first)), x(median(first) / base), "ratio to a steady call")
+      row("4", "  first call minus a steady call, " .. label, us(median(first) - base),
+        x((median(first) - base) / FLOOR_CALL), "ratio to the floor")
+    end)
+    if not ok then skipped("4", "first call, " .. label, err) end
+  end
+else
+  skipped("4", "first call", sb_err or "no steady state measured")
+end
+
+------------------------------------------------------------------------------------------------
+-- 6. JSON: dws.core against lua-cjson on the bytes of this run (or the API pages' samples)
+------------------------------------------------------------------------------------------------
+if have_core and have_cjson then
+  local ok, err = pcall(function()
+    local samples, source = calls.json_samples(core, sb, sb and new_client)
+    row("6", "bodies: " .. source, "", "", "time per operation, best of 3 interleaved rounds")
+    for _, s in ipairs(samples) do
+      local t = assert(core.json_decode(s.body))
+      local ce, je = util.compare(function() return core.json_encode(t, true) end,
+        function() return cjson.encode(t) end)
+      row("6", string.format("encode %s (%d B): dws.core vs cjson", s.name, #s.body),
+        string.format("%.2f / %.2f us", ce * 1e6, je * 1e6), x(ce / je), goal_at_most(ce / je, 1.0))
+      local cd, jd = util.compare(function() return core.json_decode(s.body) end,
+        function() return cjson.decode(s.body) end)
+      row("6", string.format("decode %s (%d B): dws.core vs cjson", s.name, #s.body),
+        string.format("%.2f / %.2f us", cd * 1e6, jd * 1e6), x(cd / jd), goal_at_most(cd / jd, 1.0))
+    end
+  end)
+  if not ok then skipped("6", "JSON", err) end
+else
+  skipped("6", "JSON", not have_core and ("dws.core: " .. tostring(core)) or ("cjson: " .. tostring(cjson)))
+end
+
+------------------------------------------------------------------------------------------------
+-- 7. Resident memory after 1,000 and 20,000 calls (hardening section 7)
+------------------------------------------------------------------------------------------------
+if sb then
+  local ok, err = pcall(function()
+    local client = new_client("https")
+    local state = {}
+    calls.prepare(client, state)
+    local cycle = calls.APIS
+    local function some(from, to)
+      for i = from, to do
+        local api = cycle[(i - 1) % #cycle + 1]
+        local res, e = calls[api](client, state, i)
+        if not res then error(api .. " failed on call " .. i .. ": " .. tostring(e), 0) end
+      end
+    end
+    local first = math.min(1000, RSS_CALLS)
+    some(1, first)
+    local rss1, heap1 = util.settled_rss()
+    local c0, w0 = cpu(), util.wall()
+    some(first + 1, RSS_CALLS)
+    local per, wper = (cpu() - c0) / (RSS_CALLS - first), (util.wall() - w0) / (RSS_CALLS - first)
+    local rss2, heap2 = util.settled_rss()
+    row("7", "VmRSS after 1,000 calls (HTTPS, 3 APIs in turn)", string.format("%d KiB", rss1), "",
+      string.format("Lua heap %.0f KiB", heap1))
+    row("7", string.format("VmRSS after %d calls", RSS_CALLS), string.format("%d KiB", rss2), "",
+      string.format("Lua heap %.0f KiB", heap2))
+    row("7", "VmRSS growth", string.format("%+d KiB", rss2 - rss1), "",
+      goal_at_most(rss2 - rss1, GOAL_RSS_KIB, " KiB"))
+    row("7", string.format("  CPU per call over calls %d..%d", first + 1, RSS_CALLS), us(per), x(per / FLOOR_CALL),
+      string.format("wall %.0f us; connections %s", wper * 1e6, tostring(connects(client))))
+    client:close()
+  end)
+  if not ok then skipped("7", "memory", err) end
+else
+  skipped("7", "memory", sb_err)
+end
+
+------------------------------------------------------------------------------------------------
+-- 8. Notifications per second inside nginx, under wrk
+------------------------------------------------------------------------------------------------
+do
+  local have_nb, nb = pcall(require, "bench.notify")
+  if not have_nb then
+    skipped("8", "notifications/s in nginx", nb)
+  elseif not have_core then
+    skipped("8", "notifications/s in nginx", "dws.core not built")
+  else
+    local ok, err = pcall(nb.run, { out = OUT, root = ROOT, seconds = WRK_SECONDS, floor = floor, row = row,
+      skipped = skipped, sb = sb, core = core })
+    if not ok then skipped("8", "notifications/s in nginx", err) end
+  end
+end
+
+if sb then
+  sb:stop()
+  util.forget_servers(OUT)
+end
+
+------------------------------------------------------------------------------------------------
+-- The table
+------------------------------------------------------------------------------------------------
+util.print_table(rows, {
+  title = "lua-dws bench",
+  info = util.describe(have_core and core or nil, have_cjson and cjson or nil),
+  seconds = util.wall() - started,
+})

@@ -1,0 +1,166 @@
+-- Clocks, memory readings, the floor program, and the table printer for bench/bench.lua.
+local M = {}
+
+local have_core, core = pcall(require, "dws.core")
+
+-- CPU time of this process, user + sys (clock(3)): what the client costs, not what it waits for.
+M.cpu = os.clock
+
+-- Wall time, for context only; the ratios use CPU time.
+if have_core and core.monotonic then
+  M.wall = core.monotonic
+else
+  local t0 = os.time()
+  M.wall = function() return os.time() - t0 + os.clock() % 1 end
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+M.read_file = read_file
+
+function M.rss_kib(pid)
+  local s = read_file("/proc/" .. (pid or "self") .. "/status") or ""
+  return tonumber(s:match("VmRSS:%s*(%d+)")) or 0
+end
+
+-- Resident memory once the collector has finished: a leak shows, garbage not yet swept does not.
+function M.settled_rss()
+  collectgarbage("collect")
+  collectgarbage("collect")
+  return M.rss_kib(), collectgarbage("count")
+end
+
+function M.median(t)
+  local s = {}
+  for i = 1, #t do s[i] = t[i] end
+  table.sort(s)
+  local n = #s
+  if n == 0 then return 0 end
+  if n % 2 == 1 then return s[(n + 1) / 2] end
+  return (s[n / 2] + s[n / 2 + 1]) / 2
+end
+
+-- CPU seconds per call of f, in batches until budget seconds have gone.
+local function per_call(f, budget)
+  local n, batch = 0, 64
+  local c0 = M.cpu()
+  local spent
+  repeat
+    for _ = 1, batch do f() end
+    n = n + batch
+    spent = M.cpu() - c0
+    if spent < budget / 8 then batch = batch * 2 end
+  until spent >= budget
+  return spent / n
+end
+
+-- Two implementations of the same operation, interleaved and best of three rounds each, so a
+-- burst of noise on the machine does not land on one side only.
+function M.compare(a, b, budget)
+  budget = budget or 0.06
+  per_call(a, budget / 4)
+  per_call(b, budget / 4)
+  local ba, bb = math.huge, math.huge
+  for _ = 1, 3 do
+    ba = math.min(ba, per_call(a, budget))
+    bb = math.min(bb, per_call(b, budget))
+  end
+  return ba, bb
+end
+
+-- Runs build/bench/floor; returns { sign =, verify =, sign_init =, sign_dup =, ... } in seconds.
+function M.run_floor(bin, key_path, budget)
+  local cmd = string.format("%q %q %s", bin, key_path or "", tostring(budget or 0.5))
+  local p = assert(io.popen(cmd))
+  local text = p:read("*a")
+  p:close()
+  local r = {}
+  for name, value in text:gmatch("(%S+) (%S+)\n") do
+    r[name] = tonumber(value) or value
+  end
+  if not r.sign_us then error("floor program failed: " .. cmd) end
+  return {
+    openssl = "OpenSSL " .. tostring(r.openssl),
+    sign = r.sign_us / 1e6, verify = r.verify_us / 1e6,
+    sign_init = r.sign_init_us / 1e6, sign_dup = r.sign_dup_us / 1e6,
+    verify_init = r.verify_init_us / 1e6, verify_dup = r.verify_dup_us / 1e6,
+  }
+end
+
+-- A transport that opens a new connection for every request (the naive SDK), counting them.
+function M.fresh_connection_transport(make)
+  local stats = { connects = 0, requests = 0 }
+  local t = {}
+  function t.request(_, req)
+    local inner = make()
+    local res, kind, msg = inner:request(req)
+    local st = inner.stats and inner:stats()
+    stats.connects = stats.connects + (st and st.connects or 1)
+    stats.requests = stats.requests + 1
+    if inner.close then inner:close() end
+    return res, kind, msg
+  end
+  function t.sleep(_, s)
+    return make():sleep(s)
+  end
+  function t.stats() return { connects = stats.connects, requests = stats.requests } end
+  function t.close() end
+  return t
+end
+
+-- Servers this run started, by pid file, so bench/run can stop them if the bench is killed.
+function M.record_server(out, pidfile)
+  local f = io.open(out .. "/servers", "a")
+  if f then
+    f:write(pidfile, "\n")
+    f:close()
+  end
+end
+
+function M.forget_servers(out)
+  os.remove(out .. "/servers")
+end
+
+function M.describe(c, cjson)
+  local parts = { _VERSION }
+  if c and c.versions then
+    local v = c.versions()
+    parts[#parts + 1] = tostring(v.openssl)
+    parts[#parts + 1] = "cJSON " .. tostring(v.cjson)
+  end
+  local ok, curl = pcall(require, "dws.curl")
+  if ok and curl.version then parts[#parts + 1] = "libcurl " .. curl.version() end
+  if cjson then parts[#parts + 1] = "lua-cjson " .. tostring(cjson._VERSION) end
+  local cpus = 0
+  for line in (read_file("/proc/cpuinfo") or ""):gmatch("[^\n]+") do
+    if line:find("^processor") then cpus = cpus + 1 end
+  end
+  parts[#parts + 1] = cpus .. " CPUs"
+  return table.concat(parts, ", ")
+end
+
+function M.print_table(rows, opts)
+  local w = { 0, 0, 0 }
+  for _, r in ipairs(rows) do
+    w[1] = math.max(w[1], #r.label)
+    w[2] = math.max(w[2], #r.value)
+    w[3] = math.max(w[3], #r.ratio)
+  end
+  local fmt = "%-2s %-" .. w[1] .. "s  %" .. w[2] .. "s  %" .. w[3] .. "s  %s\n"
+  io.write(string.format("%s (%s), %s\n", opts.title, os.date("!%Y-%m-%d %H:%M UTC"), opts.info))
+  io.write(string.format(fmt, "#", "measure", "value", "ratio", "goal / notes"))
+  local last
+  for _, r in ipairs(rows) do
+    if last and r.sec ~= last then io.write("\n") end
+    last = r.sec
+    io.write((string.format(fmt, r.sec, r.label, r.value, r.ratio, r.goal):gsub("%s+\n$", "\n")))
+  end
+  io.write(string.format("(measured in %.0f s)\n", opts.seconds))
+end
+
+return M
