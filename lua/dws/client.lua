@@ -1,0 +1,448 @@
+-- The client object and its call pipeline:
+--   validate -> encode (once) -> [sign -> send -> verify -> classify -> retry?]
+--
+-- Everything that can be done once is done in client.new: keys parsed, the transport made,
+-- per-API paths, URLs and static headers computed. A call then costs one validation walk, one
+-- JSON encode, one RSA signature and one verification per attempt.
+local core = require "dws.core"
+local api = require "dws.api"
+local validate = require "dws.validate"
+local errors = require "dws.errors"
+local signature = require "dws.signature"
+local redact = require "dws.redact"
+
+local type, pairs, pcall, tostring, setmetatable, error = type, pairs, pcall, tostring, setmetatable, error
+local format, min, random = string.format, math.min, math.random
+
+local M = {}
+
+M.VERSION = "0.1.0"
+
+local DEFAULTS = {
+  key_version = "1",
+  request_time = "millis",
+  timeout = 15,
+  connect_timeout = 5,
+  max_retries = 2,
+  max_response_bytes = 1024 * 1024,
+  allow_insecure_http = false,
+  retry_base_delay = 0.5,
+  notification_tolerance = 300,
+}
+local MAX_RETRY_DELAY = 5
+
+-- Option name -> accepted Lua types (checked in client.new; a wrong type is a programming error).
+local OPTION_TYPES = {
+  client_id = { string = true },
+  private_key = { string = true, userdata = true },
+  dws_public_key = { string = true, userdata = true },
+  gateway = { string = true },
+  key_version = { string = true, number = true },
+  request_time = { string = true, ["function"] = true },
+  timeout = { number = true },
+  connect_timeout = { number = true },
+  max_retries = { number = true },
+  ca_file = { string = true },
+  proxy = { string = true },
+  user_agent = { string = true },
+  transport = { table = true, userdata = true },
+  logger = { ["function"] = true },
+  max_response_bytes = { number = true },
+  allow_insecure_http = { boolean = true },
+  retry_base_delay = { number = true },
+  notification_tolerance = { number = true },
+  notification_store = { table = true },
+}
+
+-- nginx phases in which cosockets cannot be used.
+local NO_COSOCKET_PHASES = {
+  init = true, init_worker = true, set = true, header_filter = true, body_filter = true, log = true,
+}
+
+local function fail_option(name, why)
+  error("dws.client: option " .. name .. " " .. why, 3)
+end
+
+local function is_loopback(host)
+  host = host:lower()
+  if host == "localhost" or host == "[::1]" then return true end
+  local a, b, c, d = host:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  if not a then return false end
+  a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+  return a == 127 and b <= 255 and c <= 255 and d <= 255
+end
+
+-- "https://host[:port]" (a trailing slash tolerated) -> scheme, host, base URL without the slash.
+local function parse_gateway(gateway)
+  local scheme, authority = gateway:match("^(%a[%w+.-]*)://([^/?#]+)/?$")
+  if not scheme then
+    fail_option("gateway", "must be scheme://host[:port] with no path (e.g. https://open-sea-global.alipay.com)")
+  end
+  scheme = scheme:lower()
+  if scheme ~= "https" and scheme ~= "http" then fail_option("gateway", "must use https (or http on loopback)") end
+  local host = authority:match("^(%[[%x:.]+%])") or authority:match("^([^:]+)")
+  if not host or host == "" then fail_option("gateway", "has no host") end
+  local port = authority:sub(#host + 1)
+  if port ~= "" and not port:find("^:%d+$") then fail_option("gateway", "has a malformed port") end
+  return scheme, host, scheme .. "://" .. authority
+end
+
+local function load_key(name, value, parse)
+  if type(value) == "userdata" then return value end
+  local key, err = parse(value)
+  if not key then
+    -- core's messages never carry key material.
+    error("dws.client: option " .. name .. " is unreadable: " .. tostring(err), 3)
+  end
+  return key
+end
+
+local function millis_time()
+  return format("%d", core.time_ms())
+end
+
+local function iso8601_time()
+  local ms = core.time_ms()
+  local seconds = (ms - ms % 1000) / 1000
+  return os.date("!%Y-%m-%dT%H:%M:%S", seconds) .. format(".%03d+00:00", ms % 1000)
+end
+
+local function time_source(option)
+  if option == "millis" then return millis_time end
+  if option == "iso8601" then return iso8601_time end
+  if type(option) == "function" then
+    return function()
+      local t = option()
+      if type(t) == "number" then return format("%d", t) end
+      if type(t) ~= "string" or t == "" or t:find("[%c]") then
+        error("dws.client: request_time function must return a string or a number", 0)
+      end
+      return t
+    end
+  end
+  fail_option("request_time", 'must be "millis", "iso8601" or a function')
+end
+
+local function inside_nginx()
+  if type(ngx) ~= "table" or type(ngx.get_phase) ~= "function" then return nil end
+  local ok, phase = pcall(ngx.get_phase)
+  if ok and type(phase) == "string" then return phase end
+  return nil
+end
+
+local function user_agent(transport_kind)
+  local lua = _VERSION
+  if type(jit) == "table" and jit.version then lua = jit.version end
+  local parts = { lua }
+  if transport_kind == "curl" then
+    local ok, curl = pcall(require, "dws.curl")
+    if ok and type(curl) == "table" and curl.version then parts[#parts + 1] = "libcurl " .. curl.version() end
+  elseif transport_kind == "ngx" and ngx.config and ngx.config.ngx_lua_version then
+    parts[#parts + 1] = "ngx_lua " .. tostring(ngx.config.ngx_lua_version)
+  end
+  local versions = core.versions()
+  if versions and versions.openssl then parts[#parts + 1] = versions.openssl end
+  return "lua-dws/" .. M.VERSION .. " (" .. table.concat(parts, "; ") .. ")"
+end
+
+local function choose_transport(opts, ua)
+  local conf = {
+    ca_file = opts.ca_file,
+    proxy = opts.proxy,
+    user_agent = ua,
+    max_response_bytes = opts.max_response_bytes,
+  }
+  if inside_nginx() then
+    if type(ngx.socket) ~= "table" or type(ngx.socket.tcp) ~= "function" then
+      error("dws.client: running inside nginx without cosockets (ngx.socket.tcp); pass opts.transport", 3)
+    end
+    return require("dws.transport.ngx").new(conf), "ngx"
+  end
+  return require("dws.transport.curl").new(conf), "curl"
+end
+
+local Client = {}
+Client.__index = Client
+
+function Client.__tostring(self)
+  return "dws.client(" .. self.client_id .. ")"
+end
+
+--- dws.client(opts): see HACKING.md / README for the options. Raises on programming errors.
+function M.new(opts)
+  if type(opts) ~= "table" then error("dws.client: expects a table of options", 2) end
+  for name, value in pairs(opts) do
+    local allowed = OPTION_TYPES[name]
+    if not allowed then error("dws.client: unknown option " .. tostring(name), 2) end
+    if not allowed[type(value)] then fail_option(name, "has the wrong type (" .. type(value) .. ")") end
+  end
+  for _, name in ipairs{ "client_id", "private_key", "dws_public_key", "gateway" } do
+    if opts[name] == nil or opts[name] == "" then error("dws.client: option " .. name .. " is required", 2) end
+  end
+  if opts.client_id:find("[%c]") then fail_option("client_id", "must not contain control characters") end
+
+  local o = {}
+  for name, value in pairs(DEFAULTS) do o[name] = value end
+  for name, value in pairs(opts) do o[name] = value end
+  o.key_version = tostring(o.key_version)
+  if o.key_version:find("[^%w%.%-_]") then fail_option("key_version", "must be a plain version string") end
+  if o.timeout <= 0 then fail_option("timeout", "must be positive") end
+  if o.connect_timeout <= 0 then fail_option("connect_timeout", "must be positive") end
+  if o.max_retries < 0 or o.max_retries ~= math.floor(o.max_retries) then
+    fail_option("max_retries", "must be a whole number >= 0")
+  end
+  if o.max_response_bytes <= 0 then fail_option("max_response_bytes", "must be positive") end
+  if o.retry_base_delay < 0 then fail_option("retry_base_delay", "must be >= 0") end
+  if o.notification_tolerance < 0 then fail_option("notification_tolerance", "must be >= 0") end
+  if o.transport ~= nil and type(o.transport.request) ~= "function" then
+    fail_option("transport", "must have a request method")
+  end
+
+  local scheme, host, base = parse_gateway(o.gateway)
+  if scheme == "http" and not is_loopback(host) and not o.allow_insecure_http then
+    error("dws.client: refusing plain http to " .. host .. " (card data would travel unencrypted); use https, "
+      .. "or set allow_insecure_http = true for a test gateway", 2)
+  end
+  o.gateway = base
+
+  local self = setmetatable({}, Client)
+  self.client_id = o.client_id
+  self.private_key = load_key("private_key", o.private_key, core.private_key)
+  self.dws_key = load_key("dws_public_key", o.dws_public_key, core.public_key)
+  o.private_key, o.dws_public_key = nil, nil -- keep key text out of the options table
+  self.logger = o.logger
+  self.options = o
+  self._time = time_source(o.request_time)
+
+  local in_nginx = inside_nginx() ~= nil
+  o.user_agent = o.user_agent or user_agent(in_nginx and "ngx" or "curl")
+  if o.transport then
+    self.transport = o.transport
+  else
+    local kind
+    self.transport, kind = choose_transport(o, o.user_agent)
+    self._in_nginx = kind == "ngx"
+  end
+
+  -- Per API, once: the path as sent and signed (SANDBOX_ client ids use /ams/sandbox/api), the
+  -- URL, and the headers that never change.
+  local sandbox = o.client_id:sub(1, 8) == "SANDBOX_"
+  self._apis = {}
+  for i = 1, #api.ALL do
+    local def = api.ALL[i]
+    local path = def.path
+    if sandbox then path = path:gsub("^/ams/api/", "/ams/sandbox/api/") end
+    self._apis[def.name] = {
+      def = def,
+      path = path,
+      url = base .. path,
+      content_type = "application/json; charset=UTF-8",
+    }
+  end
+  return self
+end
+
+local function log(self, level, message, fields)
+  local logger = self.logger
+  if not logger then return end
+  -- A failing logger must never break a payment call.
+  pcall(logger, level, message, fields)
+end
+
+local TRANSPORT_ERRORS = {
+  timeout = { code = errors.TIMEOUT, retryable = true },
+  connect = { code = errors.CONNECTION_FAILED, retryable = true },
+  protocol = { code = errors.CONNECTION_FAILED, retryable = true },
+  error = { code = errors.CONNECTION_FAILED, retryable = true },
+  tls = { code = errors.TLS_ERROR, retryable = false },
+  too_large = { code = errors.RESPONSE_TOO_LARGE, retryable = false },
+}
+
+-- One signed request and its classification. Returns the decoded S response, or nil, err.
+local function attempt(self, entry, body, request_id, n)
+  local o = self.options
+  local time = self._time()
+  local b64, serr = core.sign(self.private_key, "POST", entry.path, self.client_id, time, body)
+  if not b64 then error("dws: signing failed: " .. tostring(serr), 0) end -- a parsed key that cannot sign
+  local headers = {
+    ["Content-Type"] = entry.content_type,
+    ["Client-Id"] = self.client_id,
+    ["Request-Time"] = time,
+    ["Signature"] = core.signature_header(b64, o.key_version),
+    ["User-Agent"] = o.user_agent,
+  }
+  local logger = self.logger
+  local started
+  if logger then
+    started = core.monotonic()
+    log(self, "debug", "dws request", { event = "request", api = entry.def.name, request_id = request_id,
+      attempt = n, body = redact.text(body) })
+  end
+
+  local transport = self.transport
+  local ok, res, kind, message = pcall(transport.request, transport, {
+    method = "POST", url = entry.url, headers = headers, body = body,
+    timeout = o.timeout, connect_timeout = o.connect_timeout,
+  })
+  if not ok then
+    return nil, errors.new{ code = errors.CONNECTION_FAILED, retryable = true, message = "transport raised an error" }
+  end
+  if not res then
+    local mapped = TRANSPORT_ERRORS[kind] or TRANSPORT_ERRORS.error
+    return nil, errors.new{ code = mapped.code, retryable = mapped.retryable,
+      message = tostring(kind) .. ": " .. tostring(message) }
+  end
+
+  local status = res.status
+  local rbody = res.body
+  if type(rbody) ~= "string" then rbody = "" end
+  if logger then
+    log(self, "debug", "dws response", { event = "response", api = entry.def.name, request_id = request_id,
+      attempt = n, http_status = status, elapsed = core.monotonic() - started, body = redact.text(rbody) })
+  end
+  if #rbody > o.max_response_bytes then
+    return nil, errors.new{ code = errors.RESPONSE_TOO_LARGE, http_status = status,
+      message = "response body is over max_response_bytes" }
+  end
+  if status ~= 200 then
+    return nil, errors.new{ code = errors.HTTP_ERROR, http_status = status,
+      retryable = status == 429 or (type(status) == "number" and status >= 500),
+      message = "HTTP status " .. tostring(status) }
+  end
+
+  local verdict, why = signature.check_response(self.dws_key, "POST", entry.path, self.client_id, res.headers, rbody)
+  if not verdict then
+    return nil, errors.new{ code = errors.SIGNATURE_INVALID, http_status = status,
+      message = "response rejected: " .. tostring(why) }
+  end
+
+  local decoded = core.json_decode(rbody)
+  local result = type(decoded) == "table" and decoded.result
+  if type(result) ~= "table" or type(result.resultStatus) ~= "string" then
+    return nil, errors.new{ code = errors.RESPONSE_MALFORMED, http_status = status,
+      message = "response is not JSON with result.resultStatus" }
+  end
+  if result.resultMessage == nil and result.resultMsg ~= nil then result.resultMessage = result.resultMsg end
+  local result_status = result.resultStatus
+  if verdict == "unsigned" and result_status ~= "F" and result_status ~= "U" then
+    return nil, errors.new{ code = errors.SIGNATURE_MISSING, http_status = status,
+      message = "response with result status " .. (result_status == "S" and "S" or "other than F or U")
+        .. " arrived without signature or response-time" }
+  end
+  if logger then
+    log(self, "info", "dws result", { event = "result", api = entry.def.name, request_id = request_id, attempt = n,
+      http_status = status, result_code = result.resultCode, result_status = result_status })
+  end
+  if result_status == "S" then
+    if request_id and decoded.requestId == nil then decoded.requestId = request_id end
+    return decoded
+  end
+  if result_status == "F" or result_status == "U" then
+    return nil, errors.from_result(result, nil, verdict == "verified" and decoded or nil, status)
+  end
+  return nil, errors.new{ code = errors.RESPONSE_MALFORMED, http_status = status,
+    message = "unknown result.resultStatus" }
+end
+
+local function check_phase()
+  local ok, phase = pcall(ngx.get_phase)
+  if ok and NO_COSOCKET_PHASES[phase] then
+    error("dws: API calls need cosockets, which nginx does not offer in the " .. phase .. " phase "
+      .. "(call from a content, access or rewrite handler, or from ngx.timer.at)", 3)
+  end
+end
+
+--- The generic signed call behind the three API methods. `api_name` as on the API pages
+-- ("cacheCard"). Returns the decoded response (result S) or nil, err.
+function Client:call(api_name, request)
+  local entry = self._apis[api_name]
+  if not entry then error("dws: unknown API " .. tostring(api_name), 2) end
+  if self._in_nginx then check_phase() end
+  local def = entry.def
+  local id_field = def.request_id_field
+  local defaults
+  if id_field and type(request) == "table" and request[id_field] == nil then
+    defaults = { [id_field] = core.uuid4() }
+  end
+
+  local req, err = validate.request(def, request, defaults)
+  local request_id
+  if id_field then
+    if req then
+      request_id = req[id_field]
+    elseif defaults then
+      request_id = defaults[id_field]
+    elseif type(request) == "table" and type(request[id_field]) == "string" and #request[id_field] <= 64 then
+      request_id = request[id_field]
+    end
+  end
+  if not req then
+    err.attempts, err.request_id = 0, request_id
+    log(self, "error", "dws error", { event = "error", api = def.name, request_id = request_id, attempts = 0,
+      code = err.code, field = err.field })
+    return nil, err
+  end
+
+  -- Encoded once: the same bytes are signed and sent on every attempt.
+  local body, jerr = core.json_encode(req, true)
+  if not body then
+    err = errors.param("request", "request cannot be encoded as JSON: " .. tostring(jerr), def.name)
+    err.attempts, err.request_id = 0, request_id
+    return nil, err
+  end
+
+  local o = self.options
+  local max_attempts = o.max_retries + 1
+  local n = 0
+  while true do
+    n = n + 1
+    local res
+    res, err = attempt(self, entry, body, request_id, n)
+    if res then return res end
+    err.api, err.attempts, err.request_id = def.name, n, request_id
+    if not err.retryable or n >= max_attempts then
+      log(self, "error", "dws error", { event = "error", api = def.name, request_id = request_id, attempts = n,
+        code = err.code, status = err.status, http_status = err.http_status })
+      return nil, err
+    end
+    -- Exponential backoff with full jitter: a random delay up to base * 2^(n-1), capped.
+    local delay = random() * min(MAX_RETRY_DELAY, o.retry_base_delay * 2 ^ (n - 1))
+    log(self, "warn", "dws retry", { event = "retry", api = def.name, request_id = request_id, attempt = n,
+      code = err.code, http_status = err.http_status, delay = delay })
+    local transport = self.transport
+    if type(transport.sleep) == "function" then
+      transport:sleep(delay)
+    else
+      core.sleep(delay)
+    end
+  end
+end
+
+for i = 1, #api.ALL do
+  local def = api.ALL[i]
+  local name = def.name
+  Client[def.method] = function(self, request)
+    return self:call(name, request)
+  end
+end
+
+-- Notifications and the bind-card workflow live in their own modules, loaded on first use.
+function Client:verify_notification(request)
+  return require("dws.notification").verify(self, request)
+end
+
+function Client:handle_notification(request, handler)
+  return require("dws.notification").handle(self, request, handler)
+end
+
+function Client:bind_card(params)
+  return require("dws.bind_card").bind(self, params)
+end
+
+--- Release the transport's connection (also done by the garbage collector).
+function Client:close()
+  local transport = self.transport
+  if transport and type(transport.close) == "function" then transport:close() end
+end
+
+return M

@@ -1,0 +1,121 @@
+-- Message signatures as ../shared/dws-api/SIGNING.md describes them, and the response
+-- verification policy. The crypto and header coding are in dws.core (C); this module handles
+-- arguments, key forms and the rules about which headers must be present.
+local core = require "dws.core"
+
+local type, pairs, tostring, format = type, pairs, tostring, string.format
+
+local signature = {}
+
+local function need_string(args, name, fn)
+  local v = args[name]
+  if type(v) == "number" then return format("%d", v) end -- Request-Time given as a number
+  if type(v) ~= "string" then
+    error(format("dws.signature.%s: %s must be a string", fn, name), 3)
+  end
+  return v
+end
+
+-- A key given as text is parsed here; a parsed core key (userdata) is used as it is.
+local function load_key(k, kind, fn)
+  if type(k) == "string" then
+    local parse = kind == "private" and core.private_key or core.public_key
+    local key, err = parse(k)
+    if not key then error(format("dws.signature.%s: unreadable %s key: %s", fn, kind, tostring(err)), 3) end
+    return key
+  end
+  if type(k) ~= "userdata" then
+    error(format("dws.signature.%s: %s key must be key text or a dws.core key", fn, kind), 3)
+  end
+  return k
+end
+
+--- The Signature header value for a request:
+-- "algorithm=RSA256,keyVersion=<v>,signature=<url-encoded base64>".
+function signature.sign(args)
+  if type(args) ~= "table" then error("dws.signature.sign: expects a table of arguments", 2) end
+  local key = load_key(args.private_key, "private", "sign")
+  local b64, err = core.sign(key, need_string(args, "method", "sign"), need_string(args, "path", "sign"),
+    need_string(args, "client_id", "sign"), need_string(args, "time", "sign"), need_string(args, "body", "sign"))
+  if not b64 then return nil, err end
+  return core.signature_header(b64, tostring(args.key_version or "1"))
+end
+
+--- Verify a Signature header value over a message with a parsed core public key.
+-- Returns true, or nil and the reason.
+function signature.verify_message(args)
+  local header = args.signature
+  if type(header) ~= "string" or header == "" then return nil, "signature header missing" end
+  local parsed, perr = core.parse_signature_header(header)
+  if not parsed then return nil, "signature header malformed: " .. tostring(perr) end
+  if parsed.algorithm ~= nil and parsed.algorithm ~= "RSA256" then
+    return nil, "unsupported signature algorithm"
+  end
+  local ok, why = core.verify(args.key, args.method, args.path, args.client_id, args.time, args.body,
+    parsed.signature)
+  if ok ~= true then return nil, why or "signature does not verify" end
+  return true
+end
+
+--- Public form: the key may be text (PEM or bare base64) or a parsed core key.
+-- Returns true, or false and the reason.
+function signature.verify(args)
+  if type(args) ~= "table" then error("dws.signature.verify: expects a table of arguments", 2) end
+  local key = load_key(args.public_key, "public", "verify")
+  local ok, why = signature.verify_message{
+    key = key,
+    method = need_string(args, "method", "verify"),
+    path = need_string(args, "path", "verify"),
+    client_id = need_string(args, "client_id", "verify"),
+    time = need_string(args, "time", "verify"),
+    body = need_string(args, "body", "verify"),
+    signature = args.signature,
+  }
+  if not ok then return false, why end
+  return true
+end
+
+-- Response headers the policy reads, by lower-case name.
+local WANTED = { ["signature"] = true, ["response-time"] = true, ["client-id"] = true }
+
+--- Pick signature, response-time and client-id out of a response's headers, whatever the letter
+-- case. Returns a table of the three (absent ones nil), or nil, reason when one is given twice
+-- (an array value, or two spellings): which copy was signed cannot be known.
+function signature.response_headers(headers)
+  local out = {}
+  if type(headers) ~= "table" then return out end
+  for name, value in pairs(headers) do
+    if type(name) == "string" then
+      local lname = WANTED[name] and name or name:lower()
+      if WANTED[lname] then
+        if type(value) == "table" then
+          if #value ~= 1 then return nil, lname .. " header given more than once" end
+          value = value[1]
+        end
+        if out[lname] ~= nil then return nil, lname .. " header given more than once" end
+        if type(value) ~= "string" then return nil, lname .. " header is not text" end
+        if value ~= "" then out[lname] = value end
+      end
+    end
+  end
+  return out
+end
+
+--- The response policy of SIGNING.md, signature part. Returns
+--   "verified"                both headers present and the signature verifies;
+--   "unsigned"                signature or response-time missing (the caller accepts only F or U);
+--   nil, reason               a signature present that does not verify, or malformed headers.
+function signature.check_response(key, method, path, client_id, headers, body)
+  local h, why = signature.response_headers(headers)
+  if not h then return nil, why end
+  local sig, time = h["signature"], h["response-time"]
+  if sig == nil or time == nil then return "unsigned" end
+  local rid = h["client-id"]
+  if rid ~= nil and rid ~= client_id then return nil, "response client-id is not this client's" end
+  local ok, reason = signature.verify_message{ key = key, method = method, path = path, client_id = client_id,
+    time = time, body = body, signature = sig }
+  if not ok then return nil, reason end
+  return "verified"
+end
+
+return signature
