@@ -14,7 +14,6 @@ local M = {}
 
 local client
 local config
-local seen_store
 
 local function read_file(path)
   local f = assert(io.open(path, "rb"))
@@ -42,9 +41,9 @@ function M.init(config_file)
     gateway = config.gateway,
     ca_file = config.ca_file,
     logger = logger,
+    -- One de-dup store for all workers: a notification re-sent to another worker is still a repeat.
+    notification_store = notification.shared_dict_store(ngx.shared.dws_notifications_seen),
   }
-  -- One de-dup store for all workers: a notification re-sent to another worker is still a repeat.
-  seen_store = notification.shared_dict_store(ngx.shared.dws_notifications_seen)
 end
 
 local function reply(status, value)
@@ -127,7 +126,7 @@ function M.notify()
     path = ngx.var.uri,
     headers = ngx.req.get_headers(100, true), -- raw names: the SDK matches case-insensitively
     body = body,
-  }, on_notification, { store = seen_store })
+  }, on_notification)
   ngx.status = status
   for k, v in pairs(headers) do ngx.header[k] = v end
   ngx.print(answer)
