@@ -151,6 +151,7 @@ function M.bind(client, params)
     customerId = params.customerId,
     referenceCustomerId = params.referenceCustomerId,
     env = params.env,
+    redirectUrl = params.redirectUrl,
     paymentMethodDetail = { paymentMethodDetailType = "CARD", card = { cardToken = temp_token } },
   }
   local added
