@@ -12,16 +12,24 @@ local function stars(n)
   return string.rep("*", n)
 end
 
+-- Numbers as digits (LuaJIT's tostring would give 4.1111111111111e+15 for a card number).
+local function as_string(v)
+  if type(v) == "number" and v == math.floor(v) and v > -2^63 and v < 2^63 then
+    return string.format("%.0f", v)
+  end
+  return tostring(v)
+end
+
 --- "4111111111111111" -> "411111******1111"; anything too short to keep ten characters is all stars.
 function redact.card_number(s)
-  s = tostring(s)
+  s = as_string(s)
   local n = #s
   if n < 13 then return stars(n) end
   return s:sub(1, 6) .. stars(n - 10) .. s:sub(-4)
 end
 
 function redact.security_code(s)
-  return stars(#tostring(s))
+  return stars(#as_string(s))
 end
 
 -- Field names (lower-cased) whose values are secret, and how each is masked.
@@ -102,7 +110,7 @@ local function copy(t, depth, seen)
       out[k] = copy(v, depth + 1, seen)
     elseif tv == "string" then
       out[k] = redact.text(v)
-    elseif tv == "number" and mask_digit_run(tostring(v)) ~= tostring(v) then
+    elseif tv == "number" and mask_digit_run(as_string(v)) ~= as_string(v) then
       out[k] = redact.card_number(v)
     else
       out[k] = v

@@ -1,0 +1,70 @@
+local redact = require "dws.redact"
+
+local CARD = "4111111111111111"
+
+describe("dws.redact", function()
+  it("masks a card number as first six, stars, last four", function()
+    assert.are.equal("411111******1111", redact.card_number(CARD))
+    assert.are.equal("378282*****0005", redact.card_number("378282246310005"))
+    assert.are.equal("********", redact.card_number("12345678"))
+    assert.are.equal("***", redact.security_code("123"))
+  end)
+
+  it("redacts a table into a copy, leaving the original alone", function()
+    local req = { paymentMethodDetail = { card = { cardNo = CARD, securityCode = "737", brand = "VISA" } } }
+    local out = redact.table(req)
+    assert.are.equal("411111******1111", out.paymentMethodDetail.card.cardNo)
+    assert.are.equal("***", out.paymentMethodDetail.card.securityCode)
+    assert.are.equal("VISA", out.paymentMethodDetail.card.brand)
+    assert.are.equal(CARD, req.paymentMethodDetail.card.cardNo)
+    assert.are.equal("737", req.paymentMethodDetail.card.securityCode)
+  end)
+
+  it("matches field names in any letter case and numeric values", function()
+    local out = redact.table{ CARDNO = 4111111111111111, SecurityCode = 737 }
+    assert.are.equal("411111******1111", out.CARDNO)
+    assert.are.equal("***", out.SecurityCode)
+  end)
+
+  it("survives cycles and deep nesting", function()
+    local t = { card = { cardNo = CARD } }
+    t.card.self = t
+    local out = redact.table(t)
+    assert.are.equal("411111******1111", out.card.cardNo)
+    assert.are.equal("<cycle>", out.card.self)
+    local deep = {}
+    local cur = deep
+    for _ = 1, 200 do cur.next = {}; cur = cur.next end
+    cur.cardNo = CARD
+    assert.has_no.errors(function() redact.table(deep) end)
+  end)
+
+  it("redacts JSON text, also JSON carried inside JSON strings", function()
+    local json = '{"paymentMethodDetail":{"card":{"cardNo":"' .. CARD .. '","securityCode":"737"}}}'
+    local out = redact.text(json)
+    assert.are.equal('{"paymentMethodDetail":{"card":{"cardNo":"411111******1111","securityCode":"***"}}}', out)
+    local nested = '{"meta":"{\\"cardNo\\":\\"5555555555554444\\",\\"securityCode\\":\\"1234\\"}"}'
+    assert.are.equal('{"meta":"{\\"cardNo\\":\\"555555******4444\\",\\"securityCode\\":\\"****\\"}"}',
+      redact.text(nested))
+    assert.are.equal('{"cardNo": "411111******1111"}', redact.text('{"cardNo": 4111111111111111}'))
+  end)
+
+  it("masks Luhn-valid digit runs in free text, and only those", function()
+    assert.are.equal("card 411111******1111 declined", redact.text("card " .. CARD .. " declined"))
+    -- 13 digits that fail Luhn (a customer id) stay readable
+    assert.are.equal("customer 2162878776334", redact.text("customer 2162878776334"))
+    assert.are.equal("short 12345", redact.text("short 12345"))
+  end)
+
+  it("redacts strings inside tables as text", function()
+    local out = redact.table{ paymentMethodDetailMetadata = '{"cardNo":"' .. CARD .. '"}', note = "x" .. CARD }
+    assert.is_nil(out.paymentMethodDetailMetadata:find(CARD, 1, true))
+    assert.is_nil(out.note:find(CARD, 1, true))
+  end)
+
+  it("passes other values through", function()
+    assert.are.equal(42, redact.value(42))
+    assert.is_nil(redact.value(nil))
+    assert.are.equal(true, redact.value(true))
+  end)
+end)
