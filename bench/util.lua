@@ -145,6 +145,11 @@ function M.describe(c, cjson)
 end
 
 function M.print_table(rows, opts)
+  for _, r in ipairs(rows) do
+    for _, k in ipairs{ "value", "ratio", "goal" } do
+      if type(r[k]) == "function" then r[k] = r[k]() end
+    end
+  end
   local w = { 0, 0, 0 }
   for _, r in ipairs(rows) do
     w[1] = math.max(w[1], #r.label)

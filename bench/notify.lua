@@ -1,0 +1,166 @@
+-- Section 8: verified-and-acknowledged notifications per second on the example merchant server
+-- (examples/openresty) under wrk on loopback, against the verify floor times the worker count.
+--
+-- Notifications are signed here with the DWS private key (the sandbox's when it runs, else a
+-- key pair made for the run), all with one fresh Request-Time so replay protection accepts them
+-- for the few seconds of the run. Each has its own requestId; wrk cycles through the pool, so
+-- after the first pass the merchant verifies each one and acknowledges it as already processed.
+local nginx = require "dws.sandbox.nginx"
+local util = require "bench.util"
+
+local M = {}
+
+local POOL = tonumber(os.getenv("DWS_BENCH_NOTIFICATIONS")) or 2000
+local WRK_CONNECTIONS, WRK_THREADS = 4, 1
+
+local function notification(core, i)
+  return core.json_encode({
+    requestId = string.format("bench-%08d-%s", i, core.uuid4()),
+    referenceCustomerId = "300005538591",
+    operateSource = "MERCHANT",
+    paymentMethodDetail = {
+      paymentMethodDetailType = "CARD",
+      card = {
+        brand = "VISA",
+        cardToken = "PYMT" .. core.uuid4():gsub("-", ""),
+        mask = "400005******5556",   -- a mask, as DWS sends: never a card number
+        last4 = "5556",
+        expiryMonth = "12",
+        expiryYear = "2031",
+        paymentMethodDetailMetadata = '{"isFirstBoundAssetForPayOrTopUp":"true","isBoundByOthers":"false"}',
+      },
+    },
+  })
+end
+
+-- utime + stime of a process, in seconds.
+local function proc_cpu(pid)
+  local s = util.read_file("/proc/" .. pid .. "/stat")
+  if not s then return nil end
+  -- Fields after the command name (which may hold spaces) start at field 3.
+  local rest = s:match("%) (.*)$")
+  local f = {}
+  for v in rest:gmatch("%S+") do f[#f + 1] = v end
+  return (tonumber(f[12]) + tonumber(f[13])) / M.ticks()
+end
+
+function M.ticks()
+  if not M.hz then
+    local p = io.popen("getconf CLK_TCK")
+    M.hz = tonumber(p:read("*l")) or 100
+    p:close()
+  end
+  return M.hz
+end
+
+local function workers_of(master)
+  local p = io.popen("pgrep -P " .. tonumber(master))
+  local pids = {}
+  for line in p:lines() do pids[#pids + 1] = tonumber(line) end
+  p:close()
+  return pids
+end
+
+local function keys(ctx, dir)
+  local sb = ctx.sb
+  if sb and sb.dws_private_key_pem and sb.dws_public_key and sb.merchant then
+    local pub = dir .. "/dws_public.key"
+    nginx.write_file(pub, sb.dws_public_key, "600")
+    local mpriv = dir .. "/merchant_private.key"
+    nginx.write_file(mpriv, sb.merchant.private_key, "600")
+    return sb.dws_private_key_pem, pub, mpriv, sb.merchant.client_id, "the sandbox's DWS key"
+  end
+  local dpriv, dpub = nginx.make_keypair(dir, "dws")
+  local mpriv = nginx.make_keypair(dir, "merchant")
+  return util.read_file(dpriv), dpub, mpriv, "SANDBOX_BENCH000000001", "a DWS key pair made for the run"
+end
+
+function M.run(ctx)
+  local core, row = ctx.core, ctx.row
+  if not nginx.run("command -v wrk >/dev/null 2>&1") then error("wrk is not installed", 0) end
+  local have_server, server_mod = pcall(require, "merchant_server")
+  if not have_server then error("examples/merchant_server.lua: " .. tostring(server_mod), 0) end
+
+  local dir = nginx.tmpdir("dws-bench-notify")
+  local server
+  local ok, err = pcall(function()
+    local dws_priv_pem, dws_pub_file, merchant_priv_file, client_id, whose = keys(ctx, dir)
+    local s, e = server_mod.start{
+      dir = dir .. "/nginx",
+      -- No DWS calls are made in this test; the client only needs a loopback gateway.
+      gateway = "http://127.0.0.1:9",
+      client_id = client_id,
+      private_key_file = merchant_priv_file,
+      dws_public_key_file = dws_pub_file,
+    }
+    if not s then error("merchant server did not start: " .. tostring(e), 0) end
+    server = s
+    util.record_server(ctx.out, s.prefix .. "/logs/nginx.pid")
+
+    -- The pool, signed now: the run is seconds long, well inside the 300 s replay tolerance.
+    local key = assert(core.private_key(dws_priv_pem))
+    local time = tostring(core.time_ms())
+    local lines = {}
+    for i = 1, POOL do
+      local body = assert(notification(core, i))
+      local sig = assert(core.sign(key, "POST", "/notify", client_id, time, body))
+      lines[i] = table.concat({ time, client_id, core.signature_header(sig, "1"), body }, "\t")
+    end
+    key:close()
+    local file = dir .. "/notifications.tsv"
+    nginx.write_file(file, table.concat(lines, "\n") .. "\n")
+
+    -- One by hand first: the endpoint must verify and acknowledge, or the rate means nothing.
+    local t, cid, sig, body = lines[1]:match("^([^\t]+)\t([^\t]+)\t([^\t]+)\t(.+)$")
+    local q = nginx.sh_quote
+    local p = io.popen("curl -s -m 5 -o - -w '\\n%{http_code}' -X POST -H 'Content-Type: application/json' " ..
+      "-H " .. q("Client-Id: " .. cid) .. " -H " .. q("Request-Time: " .. t) .. " -H " .. q("Signature: " .. sig) ..
+      " --data-binary " .. q(body) .. " " .. q(s.notify_url))
+    local answer = p:read("*a")
+    p:close()
+    local ack_body, code = answer:match("^(.-)\n(%d+)$")
+    if code ~= "200" or not (ack_body or ""):find('"resultStatus":"S"', 1, true) then
+      error("the notify endpoint did not acknowledge a valid notification (HTTP " .. tostring(code) .. ")", 0)
+    end
+
+    local master = nginx.pid_of(s.prefix)
+    local workers = workers_of(master)
+    local cpu0 = 0
+    for _, pid in ipairs(workers) do cpu0 = cpu0 + (proc_cpu(pid) or 0) end
+
+    local cmd = string.format("DWS_BENCH_NOTIFY_FILE=%s wrk -t%d -c%d -d%ds --timeout 2s -s %s %s 2>&1",
+      q(file), WRK_THREADS, WRK_CONNECTIONS, ctx.seconds, q(ctx.root .. "/bench/notify_wrk.lua"), q(s.notify_url))
+    p = io.popen(cmd)
+    local out = p:read("*a")
+    p:close()
+
+    local cpu1 = 0
+    for _, pid in ipairs(workers) do cpu1 = cpu1 + (proc_cpu(pid) or 0) end
+
+    local total = tonumber(out:match("(%d+) requests in"))
+    local rate = tonumber(out:match("Requests/sec:%s*([%d.]+)"))
+    local bad = tonumber(out:match("Non%-2xx or 3xx responses:%s*(%d+)")) or 0
+    local errs = out:match("Socket errors:[^\n]*")
+    if not (total and rate) then error("could not read wrk's output: " .. out:sub(1, 200), 0) end
+
+    local nw = #workers
+    local F = ctx.floor  -- final only when the table is printed: ratios are computed then
+    local label = string.format("wrk -t%d -c%d -d%ds, %d worker%s", WRK_THREADS, WRK_CONNECTIONS, ctx.seconds,
+      nw, nw == 1 and "" or "s")
+    row("8", "acknowledged notifications/s, " .. label, string.format("%.0f /s", rate),
+      function() return string.format("%.3fx", rate / (nw / F.verify)) end,
+      function() return string.format("of the verify floor x workers (%.0f /s)", nw / F.verify) end)
+    local per = (cpu1 - cpu0) / total
+    row("8", "  nginx worker CPU per notification", string.format("%.1f us", per * 1e6),
+      function() return string.format("%.2fx", per / F.verify) end, "ratio to one verify")
+    row("8", string.format("  answers: %d in all, %d not 200", total, bad), bad == 0 and "ok" or "FAILED", "",
+      string.format("%d distinct notifications, signed with %s%s", POOL, whose, errs and ("; " .. errs) or ""))
+  end)
+  if server then
+    server:stop()
+  end
+  nginx.rmdir(dir)
+  if not ok then error(err, 0) end
+end
+
+return M
