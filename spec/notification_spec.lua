@@ -1,0 +1,284 @@
+-- dws.notification against real keys and real signatures (no server needed: the request table
+-- is what an HTTP server hands over). Delivery by the sandbox is in spec/openresty_spec.lua.
+local dws = require "dws"
+local core = require "dws.core"
+local nginx = require "dws.sandbox.nginx"
+local notification = require "dws.notification"
+
+local CLIENT_ID = "SANDBOX_5Y0000000000001"
+
+local dir, dws_private, client
+
+local function body_of(over)
+  local n = {
+    referenceCustomerId = "demo-customer-0001",
+    requestId = "9c0b6c8e-4c7e-4d8f-9a57-6a1d2f3b4c5d",
+    operateSource = "MERCHANT",
+    paymentMethodDetail = { paymentMethodDetailType = "CARD",
+      card = { cardToken = "ALIPAYtoken", brand = "VISA", mask = "411111******1111" } },
+  }
+  for k, v in pairs(over or {}) do
+    if v == false then n[k] = nil else n[k] = v end
+  end
+  return assert(core.json_encode(n))
+end
+
+-- A notification as DWS sends it: signed over POST <path>\n<client-id>.<request-time>.<body>.
+local function signed(body, opts)
+  opts = opts or {}
+  local time = opts.time or tostring(core.time_ms())
+  local header = assert(dws.signature.sign{ private_key = opts.key or dws_private, method = "POST",
+    path = opts.sign_path or "/notify", client_id = opts.client_id or CLIENT_ID, time = time, body = body })
+  return {
+    method = "POST",
+    path = "/notify",
+    headers = { ["Content-Type"] = "application/json", ["Client-Id"] = opts.client_id or CLIENT_ID,
+                ["Request-Time"] = time, ["Signature"] = header },
+    body = body,
+  }
+end
+
+local function refused(req, code, pattern, field)
+  local n, err = client:verify_notification(req)
+  assert.is_nil(n)
+  assert.are.equal(code, err.code)
+  if pattern then assert.matches(pattern, err.message) end
+  if field then assert.are.equal(field, err.field) end
+  return err
+end
+
+setup(function()
+  dir = nginx.tmpdir("dws-notify")
+  local dws_priv_file = nginx.make_keypair(dir, "dws")
+  local merchant_priv_file = nginx.make_keypair(dir, "merchant")
+  dws_private = nginx.read_file(dws_priv_file)
+  client = dws.client{
+    client_id = CLIENT_ID,
+    private_key = nginx.read_file(merchant_priv_file),
+    dws_public_key = nginx.read_file(dir .. "/dws_public.pem"),
+    gateway = "http://127.0.0.1:9",
+  }
+end)
+
+teardown(function()
+  nginx.rmdir(dir)
+end)
+
+describe("verify_notification", function()
+  it("returns the notification when signature, time and body are good", function()
+    local n = assert(client:verify_notification(signed(body_of())))
+    assert.are.equal("9c0b6c8e-4c7e-4d8f-9a57-6a1d2f3b4c5d", n.requestId)
+    assert.are.equal("ALIPAYtoken", n.paymentMethodDetail.card.cardToken)
+  end)
+
+  it("matches header names in any letter case and ignores the query string", function()
+    local req = signed(body_of())
+    local h = {}
+    for k, v in pairs(req.headers) do h[k:upper()] = v end
+    req.headers, req.path = h, "/notify?x=1"
+    assert(client:verify_notification(req))
+  end)
+
+  it("accepts ISO 8601 request times as the other SDKs send them", function()
+    local now = core.time_ms()
+    local iso = os.date("!%Y-%m-%dT%H:%M:%S", math.floor(now / 1000))
+    for _, t in ipairs{ iso .. "+00:00", iso .. "+0000", iso .. ".1234567Z", iso .. "Z" } do
+      assert(client:verify_notification(signed(body_of(), { time = t })), t)
+    end
+  end)
+
+  it("parses time strings exactly", function()
+    assert.are.equal(1700000000000, notification.parse_time("1700000000000"))
+    assert.are.equal(1755765000000, notification.parse_time("2025-08-21T08:30:00+00:00"))
+    assert.are.equal(1755765000000, notification.parse_time("2025-08-21T16:30:00+0800"))
+    assert.are.equal(1755765000123, notification.parse_time("2025-08-21T08:30:00.1234567Z"))
+    assert.are.equal(951782400000, notification.parse_time("2000-02-29T00:00:00Z"))
+    assert.is_nil(notification.parse_time("2025-08-21T08:30:00"))   -- no zone: ambiguous
+    assert.is_nil(notification.parse_time("2025-13-01T00:00:00Z"))
+    assert.is_nil(notification.parse_time("yesterday"))
+  end)
+
+  it("refuses a tampered body", function()
+    local req = signed(body_of())
+    req.body = req.body:gsub("demo%-customer%-0001", "demo-customer-0002")
+    refused(req, "SIGNATURE_INVALID", "does not verify")
+  end)
+
+  it("refuses a signature made for another path, by another key, or for another merchant", function()
+    refused(signed(body_of(), { sign_path = "/other" }), "SIGNATURE_INVALID")
+    local other = nginx.read_file((nginx.make_keypair(dir, "other")))
+    refused(signed(body_of(), { key = other }), "SIGNATURE_INVALID")
+    refused(signed(body_of(), { client_id = "SANDBOX_OTHER" }), "SIGNATURE_INVALID", "not this merchant")
+  end)
+
+  it("refuses missing and duplicated headers", function()
+    for _, name in ipairs{ "Signature", "Client-Id", "Request-Time" } do
+      local req = signed(body_of())
+      req.headers[name] = nil
+      refused(req, "SIGNATURE_MISSING", (name:lower():gsub("%-", "%%-")))
+    end
+    local req = signed(body_of())
+    req.headers["signature"] = req.headers["Signature"]
+    refused(req, "SIGNATURE_INVALID", "more than once")
+    req = signed(body_of())
+    req.headers["Request-Time"] = { req.headers["Request-Time"], req.headers["Request-Time"] }
+    refused(req, "SIGNATURE_INVALID", "more than once")
+  end)
+
+  it("refuses a replay older than the tolerance, and one from too far ahead", function()
+    local now = core.time_ms()
+    assert(client:verify_notification(signed(body_of(), { time = tostring(now - 200 * 1000) })))
+    local err = refused(signed(body_of(), { time = tostring(now - 301 * 1000) }), "NOTIFICATION_EXPIRED",
+      "tolerance")
+    assert.are.equal(401, err.http_status)
+    refused(signed(body_of(), { time = tostring(now + 400 * 1000) }), "NOTIFICATION_EXPIRED")
+    -- the tolerance is the caller's to set
+    local n = notification.verify(client, signed(body_of(), { time = tostring(now - 200 * 1000) }),
+      { tolerance = 60 })
+    assert.is_nil(n)
+  end)
+
+  it("checks the body after the signature: JSON, required fields, lengths, operateSource", function()
+    refused(signed("{not json"), "PARAM_ILLEGAL", "not JSON")
+    refused(signed("[1,2]"), "PARAM_ILLEGAL", "object")
+    refused(signed(body_of{ requestId = false }), "PARAM_ILLEGAL", "required", "requestId")
+    refused(signed(body_of{ referenceCustomerId = false }), "PARAM_ILLEGAL", nil, "referenceCustomerId")
+    refused(signed(body_of{ paymentMethodDetail = false }), "PARAM_ILLEGAL", nil, "paymentMethodDetail")
+    refused(signed(body_of{ operateSource = false }), "PARAM_ILLEGAL", nil, "operateSource")
+    refused(signed(body_of{ operateSource = "USER" }), "PARAM_ILLEGAL", "unknown value", "operateSource")
+    refused(signed(body_of{ requestId = ("r"):rep(65) }), "PARAM_ILLEGAL", "64", "requestId")
+    assert(client:verify_notification(signed(body_of{ requestId = ("r"):rep(64) })))
+    refused(signed(body_of{ referenceCustomerId = ("c"):rep(65) }), "PARAM_ILLEGAL", "64", "referenceCustomerId")
+  end)
+end)
+
+describe("handle_notification", function()
+  local ACK = '{"result":{"resultCode":"SUCCESS","resultStatus":"S","resultMessage":"success"}}'
+
+  local function fresh_id()
+    return core.uuid4()
+  end
+
+  it("acknowledges exactly as SIGNING.md says, once per requestId", function()
+    local runs = 0
+    local req = signed(body_of{ requestId = fresh_id() })
+    local store = notification.memory_store()
+    for _ = 1, 3 do
+      local status, headers, body = client:handle_notification(req, function(n)
+        runs = runs + 1
+        assert.are.equal("MERCHANT", n.operateSource)
+        return true
+      end, { store = store })
+      assert.are.equal(200, status)
+      assert.are.equal("application/json", headers["Content-Type"])
+      assert.are.equal(ACK, body)
+    end
+    assert.are.equal(1, runs)
+  end)
+
+  it("de-duplicates with the client's default store when none is given", function()
+    local runs = 0
+    local req = signed(body_of{ requestId = fresh_id() })
+    local function handler() runs = runs + 1 end
+    assert.are.equal(200, (client:handle_notification(req, handler)))
+    assert.are.equal(200, (client:handle_notification(signed(req.body), handler)))
+    assert.are.equal(1, runs)
+  end)
+
+  it("acknowledges a business failure and does not run the handler again", function()
+    local runs = 0
+    local req = signed(body_of{ requestId = fresh_id() })
+    local function handler()
+      runs = runs + 1
+      return false, "customer closed the account"
+    end
+    local status, _, body = client:handle_notification(req, handler)
+    assert.are.equal(200, status)
+    assert.are.equal(ACK, body)
+    client:handle_notification(req, handler)
+    assert.are.equal(1, runs)
+  end)
+
+  it("answers a system failure with a non-S so DWS re-sends, and runs the handler on the re-send", function()
+    local runs = 0
+    local req = signed(body_of{ requestId = fresh_id() })
+    local plan = { "raise", "nil_err", "ok" }
+    local function handler()
+      runs = runs + 1
+      local what = plan[runs]
+      if what == "raise" then error("database unavailable") end
+      if what == "nil_err" then return nil, "could not store" end
+      return true
+    end
+    for attempt = 1, 2 do
+      local status, headers, body = client:handle_notification(req, handler)
+      assert.are.equal(500, status, "attempt " .. attempt)
+      assert.are.equal("application/json", headers["Content-Type"])
+      local answer = assert(dws.decode_json(body))
+      assert.are.equal("U", answer.result.resultStatus)
+      assert.are.equal("UNKNOWN_EXCEPTION", answer.result.resultCode)
+    end
+    local status, _, body = client:handle_notification(req, handler)
+    assert.are.equal(200, status)
+    assert.are.equal(ACK, body)
+    client:handle_notification(req, handler)
+    assert.are.equal(3, runs)
+  end)
+
+  it("refuses what does not verify with an F answer, without running the handler", function()
+    local ran = false
+    local function handler() ran = true end
+    local req = signed(body_of{ requestId = fresh_id() })
+    req.body = req.body:gsub("MERCHANT", "MERCHANX")
+    local status, headers, body = client:handle_notification(req, handler)
+    assert.are.equal(401, status)
+    assert.are.equal("application/json", headers["Content-Type"])
+    local answer = assert(dws.decode_json(body))
+    assert.are.equal("F", answer.result.resultStatus)
+    assert.are.equal("INVALID_SIGNATURE", answer.result.resultCode)
+
+    status, headers, body = client:handle_notification(signed(body_of{ requestId = false }), handler)
+    assert.are.equal(400, status)
+    assert.are.equal("application/json", headers["Content-Type"])
+    assert.are.equal("PARAM_ILLEGAL", dws.decode_json(body).result.resultCode)
+
+    status = client:handle_notification(signed(body_of(), { time = tostring(core.time_ms() - 3600 * 1000) }),
+      handler)
+    assert.are.equal(401, status)
+    assert.is_false(ran)
+  end)
+end)
+
+describe("memory_store", function()
+  it("forgets entries after their ttl", function()
+    local now = 1000
+    local store = notification.memory_store{ clock = function() return now end }
+    store:set("a", "1", 10)
+    assert.are.equal("1", store:get("a"))
+    now = 1009
+    assert.are.equal("1", store:get("a"))
+    now = 1010
+    assert.is_nil(store:get("a"))
+  end)
+
+  it("stays within max_entries, dropping expired entries first, then the oldest", function()
+    local now = 0
+    local store = notification.memory_store{ max_entries = 3, clock = function() return now end }
+    store:set("old", "1", 100)
+    store:set("short", "1", 5)
+    store:set("b", "1", 100)
+    now = 10
+    store:set("c", "1", 100)            -- "short" has expired: it goes, "old" stays
+    assert.are.equal("1", store:get("old"))
+    assert.are.equal(3, store.size())
+    store:set("d", "1", 100)            -- full of live entries: the oldest goes
+    assert.is_nil(store:get("old"))
+    assert.are.equal("1", store:get("b"))
+    assert.are.equal("1", store:get("d"))
+    assert.are.equal(3, store.size())
+    for i = 1, 500 do store:set("k" .. i, "1", 100) end
+    assert.are.equal(3, store.size())
+    assert.are.equal("1", store:get("k500"))
+    assert.is_nil(store:get("k497"))
+  end)
+end)
