@@ -1,0 +1,219 @@
+-- dws.core keys: every accepted private and public form, and what is refused.
+-- Keys are generated with the openssl command line in a temporary directory.
+local core = require "dws.core"
+
+local function sh(cmd)
+  local ok = os.execute(cmd .. " >/dev/null 2>&1")
+  assert(ok == true or ok == 0, "command failed: " .. cmd)
+end
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function tempdir()
+  local p = assert(io.popen("mktemp -d"))
+  local dir = p:read("*l")
+  p:close()
+  return dir
+end
+
+describe("dws.core keys", function()
+  local dir, forms
+
+  setup(function()
+    dir = tempdir()
+    local function o(args) sh("cd " .. dir .. " && openssl " .. args) end
+    o("genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out pkcs8.pem")
+    o("rsa -in pkcs8.pem -traditional -out pkcs1.pem")
+    o("pkey -in pkcs8.pem -outform DER -out pkcs8.der")
+    o("rsa -in pkcs8.pem -traditional -outform DER -out pkcs1.der")
+    o("pkey -in pkcs8.pem -pubout -out spki.pem")
+    o("rsa -in pkcs8.pem -RSAPublicKey_out -out rsapub.pem")
+    o("pkey -in pkcs8.pem -pubout -outform DER -out spki.der")
+    o("rsa -in pkcs8.pem -RSAPublicKey_out -outform DER -out rsapub.der")
+    o("genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024 -out small.pem")
+    o("pkey -in small.pem -pubout -out small_pub.pem")
+    o("genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ec.pem")
+    o("pkey -in ec.pem -pubout -out ec_pub.pem")
+    o("pkey -in ec.pem -outform DER -out ec.der")
+    o("genpkey -algorithm ED25519 -out ed.pem")
+    o("pkey -in pkcs8.pem -aes256 -passout pass:secret -out encrypted.pem")
+    forms = {}
+    for _, name in ipairs{ "pkcs8.pem", "pkcs1.pem", "spki.pem", "rsapub.pem", "small.pem",
+                           "small_pub.pem", "ec.pem", "ec_pub.pem", "ed.pem", "encrypted.pem" } do
+      forms[name] = read(dir .. "/" .. name)
+    end
+    for _, name in ipairs{ "pkcs8.der", "pkcs1.der", "spki.der", "rsapub.der", "ec.der" } do
+      forms[name] = core.base64_encode(read(dir .. "/" .. name))
+    end
+  end)
+
+  teardown(function()
+    if dir then sh("rm -rf " .. dir) end
+  end)
+
+  -- one content, signed by every private form and verified by every public form
+  local content = "POST /ams/api/v1/paymentMethods/cacheCard\nID.1700000000000.{}"
+
+  local private_forms = { "pkcs8.pem", "pkcs1.pem", "pkcs8.der", "pkcs1.der" }
+  local public_forms = { "spki.pem", "rsapub.pem", "spki.der", "rsapub.der" }
+
+  for _, name in ipairs(private_forms) do
+    it("loads a private key: " .. name, function()
+      local key, err = core.private_key(forms[name])
+      assert.is_nil(err)
+      assert.equal("private", key:kind())
+      assert.equal(2048, key:bits())
+      assert.equal("dws.key(private, 2048 bits)", tostring(key))
+      local sig = key:sign(content)
+      assert.equal(256, #sig)
+      for _, pub in ipairs(public_forms) do
+        assert.is_true(assert(core.public_key(forms[pub])):verify(content, sig))
+      end
+    end)
+  end
+
+  for _, name in ipairs(public_forms) do
+    it("loads a public key: " .. name, function()
+      local key, err = core.public_key(forms[name])
+      assert.is_nil(err)
+      assert.equal("public", key:kind())
+      assert.equal(2048, key:bits())
+      assert.equal("dws.key(public, 2048 bits)", tostring(key))
+    end)
+  end
+
+  it("gives the same signature from every private form (PKCS#1 v1.5 is deterministic)", function()
+    local first = assert(core.private_key(forms["pkcs8.pem"])):sign(content)
+    for _, name in ipairs(private_forms) do
+      assert.equal(first, assert(core.private_key(forms[name])):sign(content))
+    end
+  end)
+
+  it("tolerates whitespace and line breaks in bare base64 and CRLF in PEM", function()
+    local b64 = forms["pkcs8.der"]
+    local wrapped = "  " .. b64:gsub("(" .. ("."):rep(64) .. ")", "%1\r\n") .. "\n"
+    assert.truthy(core.private_key(wrapped))
+    local spki = forms["spki.der"]
+    assert.truthy(core.public_key(spki:sub(1, 10) .. " \t" .. spki:sub(11) .. "\n"))
+    assert.truthy(core.private_key((forms["pkcs8.pem"]:gsub("\n", "\r\n"))))
+    assert.truthy(core.public_key("\n\n" .. forms["spki.pem"] .. "\n\n"))
+  end)
+
+  local function refused(fn, text, pattern)
+    local key, err = fn(text)
+    assert.is_nil(key)
+    assert.is_string(err)
+    if pattern then assert.matches(pattern, err) end
+    return err
+  end
+
+  it("refuses garbage with a clear message", function()
+    refused(core.private_key, "", "empty")
+    refused(core.public_key, "", "empty")
+    refused(core.private_key, "hello world!", "neither PEM nor base64")
+    refused(core.private_key, "aGVsbG8gd29ybGQh", "could not be parsed")
+    refused(core.public_key, "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+            "could not be parsed")
+    refused(core.private_key, forms["pkcs8.der"]:sub(1, 200), "could not be parsed")
+    refused(core.private_key, forms["pkcs8.pem"]:sub(1, 900), "could not be parsed")
+    refused(core.private_key, ("A"):rep(70000), "longer than")
+  end)
+
+  it("refuses RSA keys under 2048 bits", function()
+    refused(core.private_key, forms["small.pem"], "1024 bits")
+    refused(core.public_key, forms["small_pub.pem"], "1024 bits")
+  end)
+
+  it("refuses keys that are not RSA", function()
+    refused(core.private_key, forms["ec.pem"], "not an RSA key %(EC%)")
+    refused(core.private_key, forms["ec.der"], "not an RSA key %(EC%)")
+    refused(core.public_key, forms["ec_pub.pem"], "not an RSA key %(EC%)")
+    refused(core.private_key, forms["ed.pem"], "not an RSA key")
+  end)
+
+  it("refuses encrypted keys without prompting for a passphrase", function()
+    refused(core.private_key, forms["encrypted.pem"], "encrypted")
+  end)
+
+  it("refuses a public key where a private one is needed, and the other way round", function()
+    refused(core.private_key, forms["spki.pem"], "^private key:")
+    refused(core.private_key, forms["spki.der"], "^private key:")
+    refused(core.public_key, forms["pkcs8.pem"], "^public key:")
+    refused(core.public_key, forms["pkcs1.der"], "^public key:")
+  end)
+
+  it("never puts key bytes in an error message", function()
+    local bad = forms["pkcs8.der"]:sub(1, 600)
+    local err = refused(core.private_key, bad)
+    assert.is_nil(err:find(bad:sub(30, 60), 1, true))
+    local pem = forms["pkcs8.pem"]:gsub("MII", "MI!")
+    err = refused(core.private_key, pem)
+    assert.is_nil(err:find("MI!", 1, true))
+    assert.is_true(#err < 160)
+  end)
+
+  it("leaves no OpenSSL error behind to confuse a later call", function()
+    refused(core.private_key, forms["ec.pem"])
+    refused(core.private_key, "garbage!")
+    local key = assert(core.private_key(forms["pkcs8.pem"]))
+    assert.equal(256, #key:sign("x"))
+  end)
+
+  it("raises on wrong argument types (programming errors)", function()
+    assert.has_error(function() core.private_key(nil) end)
+    assert.has_error(function() core.public_key({}) end)
+    local priv = assert(core.private_key(forms["pkcs8.pem"]))
+    local pub = assert(core.public_key(forms["spki.pem"]))
+    assert.has_error(function() priv:sign(nil) end)
+    assert.has_error(function() pub:sign("x") end, nil)
+    assert.has_error(function() priv:verify("x", "y") end)
+    assert.has_error(function() priv.sign({}, "x") end)
+  end)
+
+  describe("close", function()
+    it("is idempotent, and a closed key raises when used (a programming error)", function()
+      local key = assert(core.private_key(forms["pkcs8.pem"]))
+      key:close()
+      key:close()
+      assert.equal("dws.key(closed)", tostring(key))
+      assert.has_error(function() key:sign("x") end)
+      assert.has_error(function() key:bits() end)
+      assert.has_error(function() key:kind() end)
+      assert.has_error(function() core.sign(key, "POST", "/", "c", "1", "{}") end)
+      local pub = assert(core.public_key(forms["spki.pem"]))
+      pub:close()
+      assert.has_error(function() pub:verify("x", "y") end)
+    end)
+
+    it("survives garbage collection after close", function()
+      for _ = 1, 3 do
+        local key = assert(core.private_key(forms["pkcs1.pem"]))
+        key:close()
+      end
+      collectgarbage()
+      collectgarbage()
+      assert.truthy(core.private_key(forms["pkcs1.pem"]))
+    end)
+
+    if _VERSION == "Lua 5.4" then
+      it("closes a to-be-closed key at the end of its scope", function()
+        local chunk = assert(load([[
+          local core, text = ...
+          local outer
+          do
+            local key <close> = assert(core.private_key(text))
+            outer = key
+            assert(#key:sign("x") == 256)
+          end
+          return tostring(outer)
+        ]]))
+        assert.equal("dws.key(closed)", chunk(core, forms["pkcs8.pem"]))
+      end)
+    end
+  end)
+end)
