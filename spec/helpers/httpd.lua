@@ -119,18 +119,26 @@ function Server:stop()
 end
 
 -- opts.locations: extra location blocks for the main server; opts.http: extra http-block lines;
--- opts.lua_files: { modname = source } written where the server's Lua can require them.
+-- opts.lua_files: { modname = source } written where the server's Lua can require them;
+-- opts.extra_ports: how many more plain-HTTP ports the main server listens on (srv.extra_ports).
 function M.start(opts)
   opts = opts or {}
   local prefix = nginx.tmpdir("dws-httpd")
   local certs = nginx.make_certs(prefix .. "/certs")
   local wrong = nginx.make_certs(prefix .. "/certs", "DNS:wrong.example", "wrong")
-  local ports = nginx.free_ports(3)
+  local extra = opts.extra_ports or 0
+  local ports = nginx.free_ports(3 + extra)
   nginx.mkdir(prefix .. "/lua")
   for name, src in pairs(opts.lua_files or {}) do
     nginx.write_file(prefix .. "/lua/" .. name:gsub("%.", "/") .. ".lua", src)
   end
   local paths = nginx.lua_paths():gsub('lua_package_path "', 'lua_package_path "' .. prefix .. '/lua/?.lua;', 1)
+  local extra_ports, listens = {}, {}
+  for i = 1, extra do
+    extra_ports[i] = ports[3 + i]
+    listens[i] = "        listen 127.0.0.1:" .. ports[3 + i] .. ";"
+  end
+  local extra_listen = table.concat(listens, "\n")
   local tmp = prefix .. "/tmp"
   local conf = nginx.preamble(prefix) .. table.concat({
     "events { worker_connections 256; }",
@@ -150,6 +158,7 @@ function M.start(opts)
     "    server {",
     "        listen 127.0.0.1:" .. ports[1] .. ";",
     "        listen 127.0.0.1:" .. ports[2] .. " ssl;",
+    extra_listen,
     "        ssl_certificate " .. certs.cert .. ";",
     "        ssl_certificate_key " .. certs.key .. ";",
     "        keepalive_requests 10000;",
@@ -174,6 +183,7 @@ function M.start(opts)
     http_port = ports[1],
     https_port = ports[2],
     wrong_port = ports[3],
+    extra_ports = extra_ports,
     ca = certs.ca,
   }, Server)
 end

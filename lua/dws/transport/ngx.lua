@@ -1,0 +1,403 @@
+-- Transport over OpenResty cosockets (ngx.socket.tcp): a small HTTP/1.1 client that never blocks
+-- the nginx worker. Works wherever cosockets do (rewrite/access/content phases, ngx.timer).
+--
+--   local t = require("dws.transport.ngx").new{ verify =, max_response_bytes =, timeout =,
+--       connect_timeout =, pool_size =, idle_timeout =, user_agent =, server_name = }
+--   t:request{ method =, url =, headers = { Name = value }, body =, timeout =, connect_timeout = }
+--     -> { status =, headers =, body = } | nil, kind, message   (kinds as dws.curl)
+--
+-- Trust for HTTPS comes from nginx's lua_ssl_trusted_certificate (and lua_ssl_verify_depth);
+-- verification is on unless verify = false is passed explicitly. server_name (SNI and the name
+-- verified) defaults to the URL's host; nginx verifies DNS names only, so a URL with an IP address
+-- needs server_name to pass verification.
+local type, tostring, tonumber, pairs, setmetatable, error = type, tostring, tonumber, pairs, setmetatable, error
+local concat = table.concat
+local lower, byte = string.lower, string.byte
+
+local M = {}
+
+local Transport = {}
+Transport.__index = Transport
+
+local DEFAULT_MAX_RESPONSE = 1048576
+local MAX_HEADER_BYTES = 65536
+local READ_PIECE = 8192
+local MAX_CACHED_URLS = 64
+
+-- Headers the transport writes itself; a caller's copy would contradict them.
+local OWN_HEADERS = { host = true, ["content-length"] = true, connection = true, ["transfer-encoding"] = true }
+
+local function ms(seconds)
+  return math.ceil(seconds * 1000)
+end
+
+function M.new(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("dws.transport.ngx.new: opts must be a table", 2) end
+  if opts.verify ~= nil and type(opts.verify) ~= "boolean" then
+    error("dws.transport.ngx.new: verify must be a boolean", 2)
+  end
+  if ngx == nil or ngx.socket == nil or ngx.socket.tcp == nil then
+    error("dws.transport.ngx: needs OpenResty (ngx.socket.tcp)", 2)
+  end
+  local max = opts.max_response_bytes or DEFAULT_MAX_RESPONSE
+  if type(max) ~= "number" or max < 1 then
+    error("dws.transport.ngx.new: max_response_bytes must be a positive number", 2)
+  end
+  return setmetatable({
+    verify = opts.verify ~= false,
+    max_response_bytes = max,
+    timeout = opts.timeout or 15,
+    connect_timeout = opts.connect_timeout or 5,
+    pool_size = opts.pool_size or 32,
+    idle_timeout_ms = ms(opts.idle_timeout or 60),
+    user_agent = opts.user_agent,
+    server_name = opts.server_name,
+    urls = {},
+    nurls = 0,
+    connects = 0,
+    requests = 0,
+  }, Transport)
+end
+
+-- url -> { https, host, port, path, host_header, server_name, connect_opts } | nil, err
+local function parse_url(self, url)
+  if type(url) ~= "string" then return nil, "url must be a string" end
+  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
+  scheme = scheme and lower(scheme)
+  if scheme ~= "http" and scheme ~= "https" then return nil, "only http and https URLs are supported" end
+  local authority, path = rest:match("^([^/?#]*)(.*)$")
+  if authority == "" or authority:find("@", 1, true) then return nil, "bad authority in URL" end
+  local host, port
+  if byte(authority, 1) == 91 then -- "[v6]:port"
+    host, port = authority:match("^%[([%x:.]+)%]:?(%d*)$")
+  else
+    host, port = authority:match("^([^:]+):?(%d*)$")
+  end
+  if not host then return nil, "bad host in URL" end
+  local https = scheme == "https"
+  port = port ~= "" and tonumber(port) or (https and 443 or 80)
+  if port < 1 or port > 65535 then return nil, "bad port in URL" end
+  path = path:gsub("#.*$", "")
+  if path == "" then
+    path = "/"
+  elseif byte(path, 1) ~= 47 then -- "?query" without a path
+    path = "/" .. path
+  end
+  local server_name = self.server_name or host
+  -- Pooled connections must only be shared by requests that would have made the same one.
+  local pool = concat{ scheme, "://", host, ":", tostring(port),
+    https and (self.verify and ":verify:" or ":noverify:") .. server_name or "" }
+  return {
+    https = https,
+    host = host,
+    port = port,
+    path = path,
+    host_header = authority,
+    server_name = server_name,
+    ip_literal = self.server_name == nil and (host:find("^[%d.]+$") ~= nil or host:find(":", 1, true) ~= nil),
+    connect_opts = { pool = pool, pool_size = self.pool_size },
+  }
+end
+
+local function url_parts(self, url)
+  local u = self.urls[url]
+  if u then return u end
+  local err
+  u, err = parse_url(self, url)
+  if not u then return nil, err end
+  -- A client calls a handful of URLs; bound the cache anyway.
+  if self.nurls >= MAX_CACHED_URLS then
+    self.urls, self.nurls = {}, 0
+  end
+  self.urls[url] = u
+  self.nurls = self.nurls + 1
+  return u
+end
+
+-- The request head as an array for sock:send (no concatenation of the body).
+local function request_parts(self, method, u, headers, body)
+  local parts = { method, " ", u.path, " HTTP/1.1\r\nHost: ", u.host_header, "\r\n" }
+  local n = #parts
+  local has_ua = false
+  if headers then
+    for name, value in pairs(headers) do
+      local lname = lower(name)
+      if not OWN_HEADERS[lname] then
+        if lname == "user-agent" then has_ua = true end
+        local values = type(value) == "table" and value or { value }
+        for i = 1, #values do
+          local v = tostring(values[i])
+          if name:find("[\r\n:]") or v:find("[\r\n]") then
+            error("dws.transport.ngx: header " .. name .. " contains CR, LF or ':'", 3)
+          end
+          parts[n + 1], parts[n + 2], parts[n + 3], parts[n + 4] = name, ": ", v, "\r\n"
+          n = n + 4
+        end
+      end
+    end
+  end
+  if self.user_agent and not has_ua then
+    parts[n + 1], parts[n + 2], parts[n + 3] = "User-Agent: ", self.user_agent, "\r\n"
+    n = n + 3
+  end
+  if body then
+    parts[n + 1], parts[n + 2], parts[n + 3] = "Content-Length: ", tostring(#body), "\r\n"
+    n = n + 3
+  end
+  parts[n + 1] = "Connection: keep-alive\r\n\r\n"
+  if body and body ~= "" then parts[n + 2] = body end
+  return parts
+end
+
+local function set_remaining(sock, deadline)
+  local left = deadline - ngx.now()
+  if left <= 0 then return false end
+  sock:settimeout(ms(left))
+  return true
+end
+
+local function io_failure(sock, what, err)
+  sock:close()
+  if err == "timeout" then return nil, "timeout", what .. ": timeout" end
+  return nil, "protocol", what .. ": " .. tostring(err)
+end
+
+local function timed_out(sock, what)
+  sock:close()
+  return nil, "timeout", what .. ": timeout"
+end
+
+-- Read one header block; returns status, headers, http_minor | nil, kind, message, stale.
+local function read_head(sock, deadline, reused)
+  local reader = sock:receiveuntil("\r\n\r\n")
+  local chunks, n, size = {}, 0, 0
+  while true do
+    if not set_remaining(sock, deadline) then return timed_out(sock, "reading response headers") end
+    local data, err, partial = reader(READ_PIECE)
+    if not data then
+      if not err then break end
+      -- A pooled connection the server closed meanwhile: nothing at all came back.
+      local stale = reused and size == 0 and (partial == nil or partial == "") and err ~= "timeout"
+      local r1, r2, r3 = io_failure(sock, "reading response headers", err)
+      return r1, r2, r3, stale
+    end
+    size = size + #data
+    if size > MAX_HEADER_BYTES then
+      sock:close()
+      return nil, "too_large", "response headers over " .. MAX_HEADER_BYTES .. " bytes"
+    end
+    n = n + 1
+    chunks[n] = data
+  end
+  local head = n == 1 and chunks[1] or concat(chunks)
+  local minor, status = head:match("^HTTP/1%.([01]) (%d%d%d)")
+  if not status then
+    sock:close()
+    return nil, "protocol", "malformed status line"
+  end
+  local headers = {}
+  for name, value in head:gmatch("\n([^:\r\n]+):[ \t]*([^\r\n]*)") do
+    name = lower(name)
+    local last = byte(value, -1)
+    if last == 32 or last == 9 then value = value:match("^(.-)[ \t]*$") end
+    local old = headers[name]
+    if old == nil then
+      headers[name] = value
+    elseif type(old) == "table" then
+      old[#old + 1] = value
+    else
+      headers[name] = { old, value }
+    end
+  end
+  return tonumber(status), headers, minor
+end
+
+local function read_chunked(sock, deadline, max)
+  local parts, n, total = {}, 0, 0
+  while true do
+    if not set_remaining(sock, deadline) then return timed_out(sock, "reading chunked body") end
+    local line, err = sock:receive("*l")
+    if not line then return io_failure(sock, "reading chunked body", err) end
+    local size = tonumber(line:match("^%s*(%x+)"), 16)
+    if not size then
+      sock:close()
+      return nil, "protocol", "bad chunk size line"
+    end
+    if size == 0 then
+      -- Trailers, up to the empty line that ends the message.
+      repeat
+        line, err = sock:receive("*l")
+        if not line then return io_failure(sock, "reading chunked trailers", err) end
+      until line == ""
+      break
+    end
+    total = total + size
+    if total > max then
+      sock:close()
+      return nil, "too_large", "response body over " .. max .. " bytes"
+    end
+    local data
+    data, err = sock:receive(size)
+    if not data then return io_failure(sock, "reading chunked body", err) end
+    n = n + 1
+    parts[n] = data
+    data, err = sock:receive(2)
+    if data ~= "\r\n" then
+      if not data then return io_failure(sock, "reading chunked body", err) end
+      sock:close()
+      return nil, "protocol", "chunk not followed by CRLF"
+    end
+  end
+  return concat(parts)
+end
+
+local function read_to_close(sock, deadline, max)
+  local parts, n, total = {}, 0, 0
+  while true do
+    if not set_remaining(sock, deadline) then return timed_out(sock, "reading response body") end
+    local data, err, partial = sock:receive(READ_PIECE)
+    data = data or partial
+    if data and data ~= "" then
+      total = total + #data
+      if total > max then
+        sock:close()
+        return nil, "too_large", "response body over " .. max .. " bytes"
+      end
+      n = n + 1
+      parts[n] = data
+    end
+    if err == "closed" then break end
+    if err then return io_failure(sock, "reading response body", err) end
+  end
+  sock:close()
+  return concat(parts)
+end
+
+local function header_has(value, token)
+  if type(value) == "table" then value = concat(value, ",") end
+  return value ~= nil and lower(value):find(token, 1, true) ~= nil
+end
+
+-- One attempt on one connection. The 4th result is true when a pooled connection turned out to
+-- be closed by the server before anything was read, so the request is safe to send again.
+local function attempt(self, u, method, parts, timeout, connect_timeout)
+  local sock = ngx.socket.tcp()
+  sock:settimeouts(ms(connect_timeout), ms(timeout), ms(timeout))
+  local ok, err = sock:connect(u.host, u.port, u.connect_opts)
+  if not ok then
+    if err == "timeout" then return nil, "timeout", "connect: timeout" end
+    return nil, "connect", "connect: " .. tostring(err)
+  end
+  local reused = sock:getreusedtimes() > 0
+  if not reused then
+    self.connects = self.connects + 1
+    if u.https then
+      -- false: no session object to keep; the pooled connection is what we reuse.
+      ok, err = sock:sslhandshake(false, u.server_name, self.verify)
+      if not ok then
+        sock:close()
+        if err == "timeout" then return nil, "timeout", "TLS handshake: timeout" end
+        err = tostring(err)
+        if u.ip_literal and err:find("host mismatch", 1, true) then
+          -- nginx matches DNS names only (X509_check_host), never IP addresses.
+          err = err .. " (pass server_name: nginx verifies DNS names, not IP addresses)"
+        end
+        return nil, "tls", "TLS handshake: " .. err
+      end
+    end
+  end
+  local deadline = ngx.now() + timeout
+
+  local sent
+  sent, err = sock:send(parts)
+  if not sent then
+    local r1, r2, r3 = io_failure(sock, "sending request", err)
+    return r1, r2, r3, reused and err ~= "timeout"
+  end
+
+  local status, headers, minor, stale
+  repeat
+    status, headers, minor, stale = read_head(sock, deadline, reused)
+    if not status then return nil, headers, minor, stale end
+    reused = false
+  -- 1xx interim answers precede the real one (101 would be a protocol switch: not ours).
+  until status >= 200 or status == 101
+
+  local body
+  local max = self.max_response_bytes
+  local keepalive = minor == "1" and not header_has(headers.connection, "close")
+    or minor == "0" and header_has(headers.connection, "keep-alive")
+  local te, cl = headers["transfer-encoding"], headers["content-length"]
+  if method == "HEAD" or status == 204 or status == 304 or status < 200 then
+    body = ""
+  elseif te ~= nil and header_has(te, "chunked") then
+    local kind, msg
+    body, kind, msg = read_chunked(sock, deadline, max)
+    if not body then return nil, kind, msg end
+  elseif cl ~= nil then
+    local len = type(cl) == "string" and cl:match("^%d+$") and tonumber(cl)
+    if not len then
+      sock:close()
+      return nil, "protocol", "bad Content-Length"
+    end
+    if len > max then
+      sock:close()
+      return nil, "too_large", "response body over " .. max .. " bytes"
+    end
+    if len == 0 then
+      body = ""
+    else
+      if not set_remaining(sock, deadline) then return timed_out(sock, "reading response body") end
+      body, err = sock:receive(len)
+      if not body then return io_failure(sock, "reading response body", err) end
+    end
+  else
+    local kind, msg
+    body, kind, msg = read_to_close(sock, deadline, max)
+    if not body then return nil, kind, msg end
+    keepalive = false
+  end
+
+  if keepalive then
+    sock:setkeepalive(self.idle_timeout_ms, self.pool_size)
+  else
+    sock:close()
+  end
+  return { status = status, headers = headers, body = body }
+end
+
+function Transport:request(req)
+  local u, err = url_parts(self, req.url)
+  if not u then return nil, "error", err end
+  local body = req.body
+  local method = req.method or (body and "POST" or "GET")
+  if body == nil and (method == "POST" or method == "PUT" or method == "PATCH") then body = "" end
+  if body ~= nil and type(body) ~= "string" then error("dws.transport.ngx: body must be a string", 2) end
+  local parts = request_parts(self, method, u, req.headers, body)
+  local timeout = req.timeout or self.timeout
+  local connect_timeout = req.connect_timeout or self.connect_timeout
+  self.requests = self.requests + 1
+  local res, kind, msg, stale = attempt(self, u, method, parts, timeout, connect_timeout)
+  if stale then
+    res, kind, msg = attempt(self, u, method, parts, timeout, connect_timeout)
+  end
+  if not res then return nil, kind, msg end
+  return res
+end
+
+function Transport:sleep(seconds) -- luacheck: ignore 212/self
+  if seconds and seconds > 0 then ngx.sleep(seconds) end
+end
+
+function Transport:stats()
+  return { connects = self.connects, requests = self.requests }
+end
+
+-- Pooled connections belong to the worker, not to this object: nothing to release.
+function Transport:close() -- luacheck: ignore 212/self
+end
+
+M.Transport = Transport
+
+return M

@@ -1,0 +1,296 @@
+-- dws.transport.ngx inside a real nginx: the location /t runs one case through the cosocket
+-- transport against the other locations of the same server (spec/helpers/httpd.lua) and answers
+-- "key=value" lines, which this spec asserts on. The spec talks to /t over dws.curl.
+local httpd = require "helpers.httpd"
+local curl = require "dws.curl"
+
+-- Runs inside nginx (LuaJIT). Every case prints key=value lines; values hold no newline.
+local CASES = [==[
+local transport = require "dws.transport.ngx"
+
+local M = {}
+
+local function out(k, v)
+  ngx.say(k, "=", tostring(v))
+end
+
+local function result(res, kind, msg)
+  if res then
+    out("status", res.status)
+    out("body_len", #res.body)
+  else
+    out("kind", kind)
+    out("message_is_string", type(msg) == "string")
+  end
+  return res
+end
+
+local BINARY = "caf\195\169 \226\130\172 \0\1\2\255 end"
+
+local cases = {}
+
+function cases.roundtrip(p)
+  local t = transport.new{ timeout = 5 }
+  local res = result(t:request{ method = "POST", url = p.http .. "/echo", body = BINARY,
+    headers = { ["Content-Type"] = "application/json; charset=UTF-8", ["Client-Id"] = "T-1" } })
+  out("body_match", res.body == BINARY)
+  out("method", res.headers["x-echo-method"])
+  out("client_id", res.headers["x-echo-h-client-id"])
+  out("content_type", res.headers["x-echo-h-content-type"])
+  out("length", res.headers["x-echo-length"])
+end
+
+-- nginx checks the certificate against DNS names only (X509_check_host), so an IP-literal URL
+-- names the host to verify with server_name, as a merchant would for a pinned address.
+function cases.https(p)
+  local t = transport.new{ timeout = 5, server_name = "localhost" }
+  local res = result(t:request{ method = "POST", url = p.https .. "/echo", body = BINARY })
+  if res then out("body_match", res.body == BINARY) end
+end
+
+function cases.get(p)
+  local t = transport.new()
+  local res = result(t:request{ method = "GET", url = p.http .. "/echo" })
+  out("method", res.headers["x-echo-method"])
+end
+
+function cases.status(p)
+  local t = transport.new()
+  local res = result(t:request{ method = "GET", url = p.http .. "/status/503" })
+  out("body", res.body)
+end
+
+function cases.dup(p)
+  local t = transport.new()
+  local res = result(t:request{ method = "GET", url = p.http .. "/dup" })
+  local dup = res.headers["x-dup"]
+  out("dup", type(dup) == "table" and table.concat(dup, ",") or dup)
+  out("one", res.headers["x-one"])
+end
+
+function cases.keepalive(p)
+  -- A port no other case uses, so its pool starts empty.
+  local t = transport.new()
+  local ok = 0
+  for i = 1, 10 do
+    local res = t:request{ method = "POST", url = p.fresh .. "/echo", body = "n=" .. i }
+    if res and res.body == "n=" .. i then ok = ok + 1 end
+  end
+  out("ok", ok)
+  out("connects", t:stats().connects)
+  out("requests", t:stats().requests)
+end
+
+function cases.timeout(p)
+  local t = transport.new()
+  result(t:request{ method = "GET", url = p.http .. "/slow?s=3", timeout = 0.3 })
+end
+
+function cases.too_large(p)
+  local t = transport.new{ max_response_bytes = 1000 }
+  result(t:request{ method = "GET", url = p.http .. "/huge?n=5000" })
+  local tiny = transport.new{ max_response_bytes = 20 }
+  local _, kind = tiny:request{ method = "GET", url = p.http .. "/chunked" }
+  out("chunked_kind", kind)
+end
+
+function cases.chunked(p)
+  local t = transport.new()
+  local res = result(t:request{ method = "GET", url = p.http .. "/chunked" })
+  out("body", res.body)
+end
+
+function cases.protocol(p)
+  local t = transport.new()
+  for _, path in ipairs{ "short", "nothing", "garbage" } do
+    local _, kind = t:request{ method = "POST", url = p.http .. "/" .. path, body = "x" }
+    out(path, kind)
+  end
+end
+
+function cases.connect(p)
+  local t = transport.new{ connect_timeout = 2 }
+  result(t:request{ method = "GET", url = "http://127.0.0.1:" .. p.closed .. "/" })
+end
+
+function cases.wrong_host(p)
+  local t = transport.new{ server_name = "localhost" }
+  result(t:request{ method = "GET", url = p.wrong .. "/" })
+end
+
+function cases.ip_literal(p)
+  local t = transport.new()
+  result(t:request{ method = "GET", url = p.https .. "/echo" })
+end
+
+function cases.no_verify(p)
+  local t = transport.new{ verify = false }
+  local res = result(t:request{ method = "GET", url = p.wrong .. "/" })
+  if res then out("body", res.body) end
+end
+
+function cases.bad_url()
+  local t = transport.new()
+  result(t:request{ method = "GET", url = "ftp://127.0.0.1/" })
+end
+
+-- The same round trip from an ngx.timer callback; the handler waits for its outcome.
+function cases.timer(p)
+  local done
+  local ok, err = ngx.timer.at(0, function(premature)
+    if premature then return end
+    local t = transport.new{ timeout = 5, server_name = "localhost" }
+    local res, kind = t:request{ method = "POST", url = p.https .. "/echo", body = BINARY }
+    done = { status = res and res.status, kind = kind, match = res and res.body == BINARY }
+    t:sleep(0.01)
+    done.slept = true
+  end)
+  out("scheduled", ok and true or err)
+  for _ = 1, 500 do
+    if done and done.slept then break end
+    ngx.sleep(0.01)
+  end
+  done = done or {}
+  out("status", done.status)
+  out("kind", done.kind)
+  out("body_match", done.match)
+end
+
+function M.run()
+  local a = ngx.req.get_uri_args()
+  local p = {
+    http = "http://127.0.0.1:" .. a.http,
+    https = "https://127.0.0.1:" .. a.https,
+    wrong = "https://127.0.0.1:" .. a.wrong,
+    fresh = "http://127.0.0.1:" .. a.fresh,
+    closed = a.closed,
+  }
+  cases[a.case](p)
+end
+
+return M
+]==]
+
+describe("dws.transport.ngx inside nginx", function()
+  local srv, h, closed
+
+  setup(function()
+    srv = assert(httpd.start{
+      extra_ports = 1,
+      lua_files = { ngxcases = CASES },
+      locations = "location = /t { content_by_lua_block { require('ngxcases').run() } }",
+    })
+    h = curl.new()
+    closed = httpd.closed_port()
+  end)
+
+  teardown(function()
+    if h then h:close() end
+    if srv then srv:stop() end
+  end)
+
+  -- Runs a case in nginx; returns its key=value lines as a table.
+  local function case(name)
+    local url = srv:url(string.format("/t?case=%s&http=%d&https=%d&wrong=%d&fresh=%d&closed=%d",
+      name, srv.http_port, srv.https_port, srv.wrong_port, srv.extra_ports[1], closed))
+    local status, _, body = h:request(url, {}, nil, 30, 5)
+    assert(status == 200, "case " .. name .. ": " .. tostring(status) .. " " .. tostring(body) ..
+      "\n" .. srv:error_log():sub(-2000))
+    local t = {}
+    for k, v in body:gmatch("([%w_]+)=([^\n]*)") do t[k] = v end
+    return t
+  end
+
+  it("round-trips headers and a binary, UTF-8 body over HTTP", function()
+    local r = case("roundtrip")
+    assert.equal("200", r.status)
+    assert.equal("true", r.body_match)
+    assert.equal("POST", r.method)
+    assert.equal("T-1", r.client_id)
+    assert.equal("application/json; charset=UTF-8", r.content_type)
+    assert.equal("18", r.length)
+  end)
+
+  it("sends GET without a body", function()
+    assert.equal("GET", case("get").method)
+  end)
+
+  it("verifies HTTPS against lua_ssl_trusted_certificate", function()
+    local r = case("https")
+    assert.equal("200", r.status)
+    assert.equal("true", r.body_match)
+  end)
+
+  it("returns non-200 statuses as responses", function()
+    local r = case("status")
+    assert.equal("503", r.status)
+    assert.equal("status 503", r.body)
+  end)
+
+  it("lower-cases header names and turns repeated headers into arrays", function()
+    local r = case("dup")
+    assert.equal("a,b", r.dup)
+    assert.equal("1", r.one)
+  end)
+
+  it("keeps one connection alive over 10 requests", function()
+    local r = case("keepalive")
+    assert.equal("10", r.ok)
+    assert.equal("1", r.connects)
+    assert.equal("10", r.requests)
+  end)
+
+  it("answers 'timeout' when the server is slower than the timeout", function()
+    assert.equal("timeout", case("timeout").kind)
+  end)
+
+  it("answers 'too_large' over max_response_bytes, by Content-Length or chunked", function()
+    local r = case("too_large")
+    assert.equal("too_large", r.kind)
+    assert.equal("too_large", r.chunked_kind)
+  end)
+
+  it("reads a chunked body", function()
+    local r = case("chunked")
+    assert.equal("200", r.status)
+    assert.equal("chunk-1;chunk-2;chunk-3;chunk-4;chunk-5;", r.body)
+  end)
+
+  it("answers 'protocol' for a short body, no answer, or a non-HTTP answer", function()
+    local r = case("protocol")
+    assert.equal("protocol", r.short)
+    assert.equal("protocol", r.nothing)
+    assert.equal("protocol", r.garbage)
+  end)
+
+  it("answers 'connect' for a closed port", function()
+    local r = case("connect")
+    assert.equal("connect", r.kind)
+    assert.equal("true", r.message_is_string)
+  end)
+
+  it("fails TLS for a certificate issued to another host", function()
+    assert.equal("tls", case("wrong_host").kind)
+  end)
+
+  it("fails TLS for an IP-literal host without server_name (nginx matches DNS names only)", function()
+    assert.equal("tls", case("ip_literal").kind)
+  end)
+
+  it("accepts that certificate only with verify = false", function()
+    local r = case("no_verify")
+    assert.equal("200", r.status)
+    assert.equal("wrong", r.body)
+  end)
+
+  it("answers 'error' for a URL it cannot use", function()
+    assert.equal("error", case("bad_url").kind)
+  end)
+
+  it("works from an ngx.timer callback", function()
+    local r = case("timer")
+    assert.equal("true", r.scheduled)
+    assert.equal("200", r.status)
+    assert.equal("true", r.body_match)
+  end)
+end)
