@@ -1,0 +1,427 @@
+-- The client pipeline, first against an in-process fake gateway (a transport object that checks
+-- the request signature and signs its answers with a DWS key), then against the real sandbox.
+local core = require "dws.core"
+local dws = require "dws"
+
+local EXAMPLE = os.getenv("DWS_ROOT") .. "/../shared/dws-api/example"
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function sh(cmd)
+  local a, _, c = os.execute(cmd)
+  if type(a) == "number" then return a == 0 end
+  return a == true and c == 0
+end
+
+local MERCHANT_PRIVATE = read(EXAMPLE .. "/merchant_private.pem")
+local MERCHANT_PUBLIC = core.public_key(read(EXAMPLE .. "/merchant_public.pem"))
+
+local CONSULT = { customerId = "2162878776333", env = { terminalType = "WEB" }, scenes = { "TOPUP" } }
+local CARD = "4111111111111111"
+
+-- A fake DWS: `script` is a list of answers, one per request (the last one repeats). An answer
+-- is a table { result = {...}, ... } to sign and send, or a function(req, fake) returning a raw
+-- transport answer (or nil, kind, message).
+local function fake_gateway(dws_private, script)
+  local fake = { requests = {}, sleeps = {}, script = script }
+  local function sign_response(path, body, time)
+    return dws.signature.sign{ private_key = dws_private, method = "POST", path = path, client_id = fake.client_id,
+      time = time, body = body }
+  end
+  fake.sign_response = sign_response
+  function fake.request(_, req)
+    local path = req.url:match("^https?://[^/]+(/.*)$")
+    local h = req.headers
+    local verified = dws.signature.verify{ public_key = MERCHANT_PUBLIC, method = req.method, path = path,
+      client_id = h["Client-Id"], time = h["Request-Time"], body = req.body, signature = h["Signature"] }
+    local entry = { req = req, path = path, verified = verified, body = req.body, time = h["Request-Time"] }
+    fake.requests[#fake.requests + 1] = entry
+    fake.client_id = h["Client-Id"]
+    local answer = fake.script[math.min(#fake.requests, #fake.script)]
+    if type(answer) == "function" then return answer(entry, fake) end
+    if not verified then
+      answer = { result = { resultStatus = "F", resultCode = "INVALID_SIGNATURE", resultMessage = "bad" } }
+    end
+    local body = core.json_encode(answer)
+    return { status = 200, body = body, headers = { ["content-type"] = "application/json",
+      ["client-id"] = fake.client_id, ["response-time"] = "2026-01-01T00:00:00Z",
+      signature = sign_response(path, body, "2026-01-01T00:00:00Z") } }
+  end
+  function fake.sleep(_, s) fake.sleeps[#fake.sleeps + 1] = s end
+  return fake
+end
+
+local S = { result = { resultStatus = "S", resultCode = "SUCCESS", resultMessage = "success" } }
+local U = { result = { resultStatus = "U", resultCode = "UNKNOWN_EXCEPTION", resultMessage = "unknown" } }
+
+describe("dws.client", function()
+  local tmp, dws_private, dws_public
+
+  setup(function()
+    tmp = os.tmpname()
+    os.remove(tmp)
+    assert(sh("mkdir -p " .. tmp))
+    assert(sh("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " .. tmp .. "/dws.pem 2>/dev/null"))
+    assert(sh("openssl pkey -in " .. tmp .. "/dws.pem -pubout -out " .. tmp .. "/dws_pub.pem 2>/dev/null"))
+    dws_private = core.private_key(read(tmp .. "/dws.pem"))
+    dws_public = read(tmp .. "/dws_pub.pem")
+  end)
+
+  teardown(function()
+    if tmp then os.execute("rm -rf " .. tmp) end
+  end)
+
+  local function make(script, over)
+    local fake = fake_gateway(dws_private, script)
+    local opts = { client_id = "TEST_CLIENT", private_key = MERCHANT_PRIVATE, dws_public_key = dws_public,
+      gateway = "https://dws.example", transport = fake, retry_base_delay = 0.01 }
+    for k, v in pairs(over or {}) do opts[k] = v end
+    return dws.client(opts), fake
+  end
+
+  describe("options", function()
+    it("raises on programming errors with a clear message", function()
+      local base = { client_id = "C", private_key = MERCHANT_PRIVATE, dws_public_key = dws_public,
+        gateway = "https://dws.example" }
+      local function with(over)
+        local o = {}
+        for k, v in pairs(base) do o[k] = v end
+        for k, v in pairs(over) do o[k] = v end
+        return function() dws.client(o) end
+      end
+      assert.has_error(function() dws.client() end)
+      assert.has_error(with{ client_id = false }, "dws.client: option client_id has the wrong type (boolean)")
+      assert.has_error(with{ timeout = "15" }, "dws.client: option timeout has the wrong type (string)")
+      assert.has_error(with{ max_retries = -1 })
+      assert.has_error(with{ colour = "blue" }, "dws.client: unknown option colour")
+      assert.has_error(with{ request_time = "sundial" })
+      assert.has_error(with{ gateway = "https://dws.example/ams/api" })
+      assert.has_error(with{ gateway = "ftp://dws.example" })
+      local ok, err = pcall(with{ private_key = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----" })
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("private_key is unreadable", 1, true))
+      ok, err = pcall(with{ client_id = "" })
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("client_id is required", 1, true))
+    end)
+
+    it("refuses plain http except on loopback or when allowed explicitly", function()
+      local base = { client_id = "C", private_key = MERCHANT_PRIVATE, dws_public_key = dws_public,
+        transport = fake_gateway(dws_private, { S }) }
+      local function client(gateway, allow)
+        local o = { gateway = gateway, allow_insecure_http = allow }
+        for k, v in pairs(base) do o[k] = v end
+        return dws.client(o)
+      end
+      local ok, err = pcall(client, "http://dws.example")
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("refusing plain http", 1, true))
+      assert.is_false(pcall(client, "http://10.0.0.1:8080"))
+      assert.is_false(pcall(client, "http://127.example.com"))
+      for _, g in ipairs{ "http://127.0.0.1:8080", "http://127.1.2.3", "http://localhost:9", "http://[::1]:80" } do
+        assert.is_table(client(g))
+      end
+      assert.is_table(client("http://dws.example", true))
+    end)
+
+    it("keeps keys parsed and out of tostring", function()
+      local c = make{ S }
+      assert.are.equal("userdata", type(c.private_key))
+      assert.are.equal("userdata", type(c.dws_key))
+      assert.are.equal("dws.client(TEST_CLIENT)", tostring(c))
+      assert.is_nil(c.options.private_key)
+      assert.are.equal(15, c.options.timeout)
+      assert.are.equal(2, c.options.max_retries)
+    end)
+  end)
+
+  describe("a call", function()
+    it("sends the exact signed bytes with the documented headers", function()
+      local c, fake = make{ S }
+      local res, err = c:consult_addable_payment_method(CONSULT)
+      assert.is_nil(err)
+      assert.are.equal("S", res.result.resultStatus)
+      local r = fake.requests[1]
+      assert.is_true(r.verified)
+      assert.are.equal("https://dws.example/ams/api/v1/paymentMethods/consultAddablePaymentMethod", r.req.url)
+      assert.are.equal("POST", r.req.method)
+      assert.are.equal('{"customerId":"2162878776333","env":{"terminalType":"WEB"},"scenes":["TOPUP"]}', r.body)
+      local h = r.req.headers
+      assert.are.equal("application/json; charset=UTF-8", h["Content-Type"])
+      assert.are.equal("TEST_CLIENT", h["Client-Id"])
+      assert.truthy(h["Request-Time"]:find("^%d+$"))
+      assert.truthy(h["Signature"]:find("^algorithm=RSA256,keyVersion=1,signature="))
+      assert.truthy(h["User-Agent"]:find("^lua%-dws/0%.1%.0 %((.-); libcurl [%d.]+; OpenSSL [^)]+%)$"))
+      assert.truthy(h["User-Agent"]:find(type(jit) == "table" and "LuaJIT" or "Lua 5.4", 1, true))
+      assert.are.equal(15, r.req.timeout)
+      assert.are.equal(5, r.req.connect_timeout)
+    end)
+
+    it("rewrites the path for SANDBOX_ client ids, sent and signed", function()
+      local c, fake = make({ S }, { client_id = "SANDBOX_123" })
+      assert.is_table(c:cache_card{ paymentMethodDetail = { paymentMethodDetailType = "card",
+        card = { cardNo = CARD } } })
+      assert.are.equal("/ams/sandbox/api/v1/paymentMethods/cacheCard", fake.requests[1].path)
+      assert.is_true(fake.requests[1].verified)
+    end)
+
+    it("uses the configured key version and request time", function()
+      local c, fake = make({ S }, { key_version = 3, request_time = "iso8601" })
+      assert.is_table(c:consult_addable_payment_method(CONSULT))
+      assert.truthy(fake.requests[1].req.headers["Signature"]:find("keyVersion=3,", 1, true))
+      assert.truthy(fake.requests[1].time:find("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%d%+00:00$"))
+      c, fake = make({ S }, { request_time = function() return "T-1" end })
+      assert.is_table(c:consult_addable_payment_method(CONSULT))
+      assert.are.equal("T-1", fake.requests[1].time)
+      assert.is_true(fake.requests[1].verified)
+    end)
+
+    it("generates a requestId for addPaymentMethod and reports it", function()
+      local c, fake = make{ { result = S.result, paymentMethodDetail = { card = {} } } }
+      local req = { customerId = "2162878776333", paymentMethodDetail = { paymentMethodDetailType = "CARD",
+        card = { cardToken = "PYMT1" } }, env = { terminalType = "WEB" } }
+      local res = assert(c:add_payment_method(req))
+      assert.is_nil(req.requestId)
+      local sent = core.json_decode(fake.requests[1].body)
+      assert.truthy(sent.requestId:find("^%x+%-%x+%-4%x+%-[89ab]%x+%-%x+$"))
+      assert.are.equal(sent.requestId, res.requestId)
+      local _, err = make{ { result = { resultStatus = "F", resultCode = "RISK_REJECT" } } }:add_payment_method(req)
+      assert.truthy(err.request_id:find("^%x+%-%x+%-4%x+"))
+    end)
+
+    it("accepts resultMsg as resultMessage and leaves JSON strings as strings", function()
+      local detail = '{"card":{"supportCardBrands":[{"cardBrand":"VISA"}]},"type":"card"}'
+      local c = make{ { result = { resultStatus = "S", resultCode = "SUCCESS", resultMsg = "success" },
+        paymentOptions = { { paymentMethodType = "MIXEDCARD", paymentOptionDetail = detail } } } }
+      local res = assert(c:consult_addable_payment_method(CONSULT))
+      assert.are.equal("success", res.result.resultMessage)
+      assert.are.equal(detail, res.paymentOptions[1].paymentOptionDetail)
+      assert.are.equal("VISA", dws.decode_json(detail).card.supportCardBrands[1].cardBrand)
+      local bad, why = dws.decode_json('{"type":"card","businessScenes": "["BINDCARD"]"}')
+      assert.is_nil(bad)
+      assert.is_string(why)
+      assert.is_nil((dws.decode_json(42)))
+    end)
+
+    it("validates before sending anything", function()
+      local c, fake = make{ S }
+      local res, err = c:consult_addable_payment_method{ customerId = "2162878776333", env = {} }
+      assert.is_nil(res)
+      assert.are.equal("PARAM_ILLEGAL", err.code)
+      assert.are.equal("env.terminalType", err.field)
+      assert.are.equal("consultAddablePaymentMethod", err.api)
+      assert.are.equal(0, err.attempts)
+      assert.are.equal(0, #fake.requests)
+    end)
+
+    it("exposes the generic call and refuses unknown APIs", function()
+      local c = make{ S }
+      assert.is_table(c:call("consultAddablePaymentMethod", CONSULT))
+      assert.has_error(function() c:call("refund", {}) end)
+    end)
+  end)
+
+  describe("results", function()
+    it("returns F as an error with the verified response, never retried", function()
+      local c, fake = make{ { result = { resultStatus = "F", resultCode = "USER_NOT_EXIST", resultMessage = "no" } } }
+      local res, err = c:consult_addable_payment_method(CONSULT)
+      assert.is_nil(res)
+      assert.are.equal("F", err.status)
+      assert.are.equal("USER_NOT_EXIST", err.code)
+      assert.are.equal("no", err.message)
+      assert.is_false(err.retryable)
+      assert.are.equal(1, err.attempts)
+      assert.are.equal(200, err.http_status)
+      assert.are.equal("USER_NOT_EXIST", err.response.result.resultCode)
+      assert.are.equal(1, #fake.requests)
+      assert.are.equal("dws: consultAddablePaymentMethod USER_NOT_EXIST (F): no http=200", tostring(err))
+    end)
+
+    it("retries U/UNKNOWN_EXCEPTION with the same body, re-signed with a new Request-Time", function()
+      local t = 0
+      local c, fake = make({ U, U, S }, { request_time = function() t = t + 1; return tostring(1700000000000 + t) end })
+      local res = assert(c:add_payment_method{ customerId = "2162878776333", paymentMethodDetail = {
+        paymentMethodDetailType = "CARD", card = { cardToken = "PYMT1" } } })
+      assert.are.equal(3, #fake.requests)
+      for i = 2, 3 do
+        assert.are.equal(fake.requests[1].body, fake.requests[i].body)
+        assert.are_not.equal(fake.requests[i - 1].time, fake.requests[i].time)
+        assert.are_not.equal(fake.requests[i - 1].req.headers["Signature"], fake.requests[i].req.headers["Signature"])
+        assert.is_true(fake.requests[i].verified)
+      end
+      assert.are.equal(core.json_decode(fake.requests[1].body).requestId, res.requestId)
+      -- backoff with full jitter, through transport:sleep
+      assert.are.equal(2, #fake.sleeps)
+      assert.is_true(fake.sleeps[1] >= 0 and fake.sleeps[1] <= 0.01)
+      assert.is_true(fake.sleeps[2] >= 0 and fake.sleeps[2] <= 0.02)
+    end)
+
+    it("gives up after max_retries with the last error and the attempt count", function()
+      local c, fake = make({ U }, { max_retries = 1 })
+      local _, err = c:consult_addable_payment_method(CONSULT)
+      assert.are.equal("UNKNOWN_EXCEPTION", err.code)
+      assert.are.equal("U", err.status)
+      assert.is_true(err.retryable)
+      assert.are.equal(2, err.attempts)
+      assert.are.equal(2, #fake.requests)
+      c, fake = make({ { result = { resultStatus = "U", resultCode = "REQUEST_TRAFFIC_EXCEED_LIMIT" } } },
+        { max_retries = 0 })
+      _, err = c:consult_addable_payment_method(CONSULT)
+      assert.are.equal("REQUEST_TRAFFIC_EXCEED_LIMIT", err.code)
+      assert.are.equal(1, #fake.requests)
+    end)
+
+    it("does not retry other U codes", function()
+      local c, fake = make{ { result = { resultStatus = "U", resultCode = "PROCESSING" } } }
+      local _, err = c:consult_addable_payment_method(CONSULT)
+      assert.are.equal("PROCESSING", err.code)
+      assert.are.equal(1, #fake.requests)
+    end)
+
+    local function raw(status, body, headers)
+      return function() return { status = status, body = body, headers = headers or {} } end
+    end
+
+    it("retries HTTP 5xx and 429 but not other statuses", function()
+      local c, fake = make{ raw(502, "<html>bad gateway</html>"), raw(429, ""), S }
+      assert.is_table(c:consult_addable_payment_method(CONSULT))
+      assert.are.equal(3, #fake.requests)
+      c, fake = make{ raw(503, "") }
+      local _, err = c:consult_addable_payment_method(CONSULT)
+      assert.are.equal("HTTP_ERROR", err.code)
+      assert.are.equal(503, err.http_status)
+      assert.are.equal(3, err.attempts)
+      assert.are.equal(3, #fake.requests)
+      assert.is_nil(err.response)
+      c, fake = make{ raw(404, "not here"), S }
+      _, err = c:consult_addable_payment_method(CONSULT)
+      assert.are.equal("HTTP_ERROR", err.code)
+      assert.are.equal(1, #fake.requests)
+    end)
+
+    it("maps transport failures, retrying timeouts and connection failures only", function()
+      local function failing(kind) return function() return nil, kind, kind .. " happened" end end
+      for kind, expect in pairs{ timeout = { "TIMEOUT", 3 }, connect = { "CONNECTION_FAILED", 3 },
+        protocol = { "CONNECTION_FAILED", 3 }, tls = { "TLS_ERROR", 1 }, too_large = { "RESPONSE_TOO_LARGE", 1 } } do
+        local c, fake = make{ failing(kind) }
+        local _, err = c:consult_addable_payment_method(CONSULT)
+        assert.are.equal(expect[1], err.code)
+        assert.are.equal("U", err.status)
+        assert.are.equal(expect[2], #fake.requests)
+        assert.are.equal(expect[2], err.attempts)
+      end
+      local c, fake = make{ function() error("boom") end, S }
+      assert.is_table(c:consult_addable_payment_method(CONSULT))
+      assert.are.equal(2, #fake.requests)
+    end)
+
+    it("refuses a body over max_response_bytes from any transport", function()
+      local c = make({ raw(200, string.rep(" ", 2000)) }, { max_response_bytes = 1000 })
+      local _, err = c:consult_addable_payment_method(CONSULT)
+      assert.are.equal("RESPONSE_TOO_LARGE", err.code)
+      assert.are.equal(1, err.attempts)
+    end)
+
+    it("rejects tampered, foreign-key and unsigned S responses, returning no data", function()
+      local function signed_by(key, tamper, extra)
+        return function(entry, fake)
+          local body = core.json_encode{ result = S.result, secret = "data" }
+          local sig = dws.signature.sign{ private_key = key, method = "POST", path = entry.path,
+            client_id = fake.client_id, time = "1", body = body }
+          local h = { ["response-time"] = "1", signature = sig, ["client-id"] = fake.client_id }
+          for k, v in pairs(extra or {}) do
+            if v == false then h[k] = nil else h[k] = v end -- false drops a header
+          end
+          return { status = 200, body = tamper and body:gsub("data", "date") or body, headers = h }
+        end
+      end
+      local cases = {
+        { signed_by(dws_private, true), "SIGNATURE_INVALID" },
+        { signed_by(MERCHANT_PRIVATE), "SIGNATURE_INVALID" },
+        { signed_by(dws_private, false, { signature = false }), "SIGNATURE_MISSING" },
+        { signed_by(dws_private, false, { ["response-time"] = false }), "SIGNATURE_MISSING" },
+        { raw(200, core.json_encode(S)), "SIGNATURE_MISSING" },
+      }
+      for _, case in ipairs(cases) do
+        local c, fake = make{ case[1] }
+        local res, err = c:consult_addable_payment_method(CONSULT)
+        assert.is_nil(res)
+        assert.are.equal(case[2], err.code)
+        assert.is_nil(err.response)
+        assert.is_false(err.retryable)
+        assert.are.equal(1, #fake.requests)
+      end
+    end)
+
+    it("treats a header given twice as invalid", function()
+      local c = make{ function(entry, fake)
+        local body = core.json_encode(S)
+        local sig = fake.sign_response(entry.path, body, "1")
+        return { status = 200, body = body, headers = { ["response-time"] = "1", signature = { sig, sig } } }
+      end }
+      local res, err = c:consult_addable_payment_method(CONSULT)
+      assert.is_nil(res)
+      assert.are.equal("SIGNATURE_INVALID", err.code)
+    end)
+
+    it("accepts unsigned F and U as such, without the unverified body", function()
+      local c = make{ raw(200, core.json_encode{ result = { resultStatus = "F", resultCode = "ACCESS_DENIED",
+        resultMessage = "denied" } }) }
+      local _, err = c:consult_addable_payment_method(CONSULT)
+      assert.are.equal("ACCESS_DENIED", err.code)
+      assert.are.equal("F", err.status)
+      assert.is_nil(err.response)
+      local fake
+      c, fake = make{ raw(200, core.json_encode(U)), S }
+      assert.is_table(c:consult_addable_payment_method(CONSULT))
+      assert.are.equal(2, #fake.requests)
+    end)
+
+    it("calls non-JSON bodies and bodies without result malformed", function()
+      for _, body in ipairs{ "<html>", "[]", '{"result":"S"}', '{"x":1}', "" } do
+        local c = make{ function(entry, fake)
+          return { status = 200, body = body, headers = { ["response-time"] = "1",
+            signature = fake.sign_response(entry.path, body, "1") } }
+        end }
+        local _, err = c:consult_addable_payment_method(CONSULT)
+        assert.are.equal("RESPONSE_MALFORMED", err.code)
+        assert.are.equal(1, err.attempts)
+      end
+    end)
+  end)
+
+  describe("logger", function()
+    it("sees request, response, retry and error events, and a raising logger breaks nothing", function()
+      local events = {}
+      local c = make({ U, S }, { logger = function(level, message, fields)
+        events[#events + 1] = { level = level, message = message, fields = fields }
+        error("logger bug")
+      end })
+      assert.is_table(c:consult_addable_payment_method(CONSULT))
+      local kinds = {}
+      for _, e in ipairs(events) do kinds[#kinds + 1] = e.fields.event end
+      assert.are.same({ "request", "response", "result", "retry", "request", "response", "result" }, kinds)
+      assert.are.equal("consultAddablePaymentMethod", events[1].fields.api)
+      assert.are.equal(1, events[1].fields.attempt)
+      assert.are.equal(200, events[2].fields.http_status)
+      assert.is_number(events[2].fields.elapsed)
+      assert.are.equal("UNKNOWN_EXCEPTION", events[3].fields.result_code)
+      assert.are.equal("warn", events[4].level)
+      assert.are.equal(2, events[5].fields.attempt)
+    end)
+  end)
+
+  it("works as a transport-agnostic object for notifications and bind_card", function()
+    local c = make{ S }
+    assert.are.equal("TEST_CLIENT", c.client_id)
+    assert.are.equal("function", type(c.verify_notification))
+    assert.are.equal("function", type(c.handle_notification))
+    assert.are.equal("function", type(c.bind_card))
+    assert.are.equal(300, c.options.notification_tolerance)
+  end)
+end)
