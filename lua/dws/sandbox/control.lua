@@ -1,0 +1,162 @@
+-- Prepare, start and stop a sandbox in a directory; runs outside nginx (plain Lua 5.4 or LuaJIT).
+-- Used by bin/dws-sandbox and spec/helpers/sandbox.lua.
+--
+-- DIR layout: certs/{ca,server}.pem (+ keys), keys/{dws,foreign,merchant}_{private,public}.pem,
+-- sandbox_config.lua (default config), conf/nginx.conf, logs/, tmp/, ports.
+local nginx = require "dws.sandbox.nginx"
+local config = require "dws.sandbox.config"
+
+local M = {}
+
+M.DEMO_CLIENT_ID = "SANDBOX_DEMO_MERCHANT"
+
+local function file_exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+local function absolute(path)
+  if path:sub(1, 1) == "/" then return path end
+  local p = io.popen("pwd")
+  local cwd = p:read("*l")
+  p:close()
+  return cwd .. "/" .. path
+end
+
+-- The repository root: DWS_ROOT, else derived from where this file lives.
+function M.root()
+  local env = os.getenv("DWS_ROOT")
+  if env and env ~= "" then return env end
+  local src = debug.getinfo(1, "S").source
+  local here = src:sub(1, 1) == "@" and src:sub(2) or "lua/dws/sandbox/control.lua"
+  local root = here:gsub("/?lua/dws/sandbox/control%.lua$", "")
+  if root == "" then root = "." end
+  return absolute(root)
+end
+
+-- Bare one-line base64 of a PEM (the form DWS hands its public key out in).
+function M.pem_body(pem)
+  return (pem:gsub("%-%-%-%-%-[^\n]*%-%-%-%-%-", ""):gsub("%s", ""))
+end
+
+-- Creates whatever is missing under dir. Returns paths.
+function M.prepare(dir, opts)
+  opts = opts or {}
+  nginx.mkdir(dir)
+  local certs_dir, keys_dir = dir .. "/certs", dir .. "/keys"
+  local certs
+  if file_exists(certs_dir .. "/server.pem") and file_exists(certs_dir .. "/server.key") then
+    certs = { ca = certs_dir .. "/ca.pem", cert = certs_dir .. "/server.pem", key = certs_dir .. "/server.key" }
+  else
+    certs = nginx.make_certs(certs_dir, "DNS:localhost,IP:127.0.0.1", "server")
+  end
+  nginx.run("chmod 600 " .. nginx.sh_quote(certs_dir) .. "/*.key 2>/dev/null")
+  local dws_priv, dws_pub = nginx.make_keypair(keys_dir, "dws")
+  -- Signs the foreign_key fault's answers: a well-formed signature from the wrong key.
+  local foreign_priv = nginx.make_keypair(keys_dir, "foreign")
+  local conf_path = opts.config and absolute(opts.config) or (dir .. "/sandbox_config.lua")
+  if not opts.config and not file_exists(conf_path) then
+    local _, merchant_pub = nginx.make_keypair(keys_dir, "merchant")
+    config.write(conf_path, {
+      clients = { [M.DEMO_CLIENT_ID] = { public_key = nginx.read_file(merchant_pub) } },
+      notify_scale = 1.0, token_ttl = 1800, notify_delay = 0,
+    })
+  end
+  return {
+    ca = certs.ca, cert = certs.cert, cert_key = certs.key, config = conf_path,
+    dws_private_key = dws_priv, dws_public_key = dws_pub, foreign_private_key = foreign_priv,
+    merchant_private_key = keys_dir .. "/merchant_private.pem", merchant_public_key = keys_dir .. "/merchant_public.pem",
+  }
+end
+
+local function running(dir)
+  local pid = nginx.pid_of(dir)
+  return pid and nginx.run("kill -0 " .. pid .. " 2>/dev/null")
+end
+
+-- opts: { config =, http_port =, https_port =, root = }. -> info | nil, err
+function M.start(dir, opts)
+  opts = opts or {}
+  dir = absolute(dir)
+  if running(dir) then return nil, "a sandbox is already running in " .. dir end
+  local root = opts.root or M.root()
+  if not os.getenv("DWS_NGINX_CPATH") and not file_exists(root .. "/build/jit/dws/core.so") then
+    return nil, "build/jit/dws/core.so is missing: run `make build/jit/dws/core.so` in " .. root
+  end
+  local paths = M.prepare(dir, opts)
+  local ok, err = config.load(paths.config)
+  if not ok then return nil, err end
+
+  local fixed = opts.http_port or opts.https_port
+  for _ = 1, fixed and 1 or 5 do
+    local free = nginx.free_ports(2)
+    local http, https = tonumber(opts.http_port) or free[1], tonumber(opts.https_port) or free[2]
+    local conf = config.nginx_conf{
+      preamble = nginx.preamble(dir), lua_paths = nginx.lua_paths(root), prefix = dir,
+      http_port = http, https_port = https, cert = paths.cert, cert_key = paths.cert_key,
+      config = paths.config, dws_private_key = paths.dws_private_key,
+      foreign_private_key = paths.foreign_private_key,
+    }
+    nginx.mkdir(dir .. "/logs")
+    nginx.write_file(dir .. "/logs/error.log", "") -- so the tail on failure is this start's
+    ok, err = nginx.start(dir, conf, { http, https }, 10)
+    if ok then
+      nginx.write_file(dir .. "/ports", "http=" .. http .. " https=" .. https .. "\n")
+      paths.http_port, paths.https_port, paths.dir = http, https, dir
+      return paths
+    end
+    -- Only a lost race for a port is worth another try.
+    if not tostring(err):find("Address already in use", 1, true) then break end
+  end
+  return nil, err
+end
+
+function M.stop(dir)
+  return nginx.stop(absolute(dir))
+end
+
+local USAGE = [[
+usage: dws-sandbox start --dir DIR [--http-port N] [--https-port N] [--config FILE]
+       dws-sandbox stop --dir DIR]]
+
+-- bin/dws-sandbox: returns the exit status.
+function M.main(args, root)
+  local cmd = args[1]
+  local opts = { root = root }
+  local i = 2
+  while i <= #args do
+    local a, v = args[i], args[i + 1]
+    local key = ({ ["--dir"] = "dir", ["--http-port"] = "http_port", ["--https-port"] = "https_port",
+                   ["--config"] = "config" })[a]
+    if not key or not v then
+      io.stderr:write(USAGE, "\n")
+      return 2
+    end
+    opts[key] = v
+    i = i + 2
+  end
+  if (cmd ~= "start" and cmd ~= "stop") or not opts.dir then
+    io.stderr:write(USAGE, "\n")
+    return 2
+  end
+  for _, k in ipairs{ "http_port", "https_port" } do
+    if opts[k] and not tonumber(opts[k]) then
+      io.stderr:write("dws-sandbox: --", (k:gsub("_", "-")), " must be a port number\n")
+      return 2
+    end
+  end
+  if cmd == "stop" then
+    M.stop(opts.dir)
+    return 0
+  end
+  local info, err = M.start(opts.dir, opts)
+  if not info then
+    io.stderr:write("dws-sandbox: ", tostring(err), "\n")
+    return 1
+  end
+  io.stdout:write(string.format("http=%d https=%d dir=%s\n", info.http_port, info.https_port, info.dir))
+  return 0
+end
+
+return M
