@@ -34,7 +34,14 @@ end
 -- Called from init_by_lua_block.
 function M.init(config_file)
   config = assert(dws.decode_json(read_file(config_file)))
+  local transport
+  if config.server_name then
+    -- nginx verifies certificates by DNS name only: a gateway addressed by IP (the local sandbox
+    -- at https://127.0.0.1:port) needs the name its certificate carries.
+    transport = require("dws.transport.ngx").new{ server_name = config.server_name }
+  end
   client = dws.client{
+    transport = transport,
     client_id = config.client_id,
     private_key = read_file(config.private_key_file),
     dws_public_key = read_file(config.dws_public_key_file),

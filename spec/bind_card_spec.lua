@@ -1,0 +1,151 @@
+-- The bind-card workflow end to end from plain Lua (libcurl transport) against the sandbox in
+-- nginx; the card rules themselves are in spec/card_spec.lua.
+local dws = require "dws"
+local core = require "dws.core"
+local nginx = require "dws.sandbox.nginx"
+local sandbox = require "helpers.sandbox"
+
+local CLIENT_ID = "SANDBOX_BIND0000000001"
+local CUSTOMER = "2162878776333"
+local ENV = { terminalType = "WEB", clientIp = "127.0.0.1" }
+local SECRETS = { "4111111111111111", "4000056655665556", "4000000000000077", "4000000000000101",
+                  "378282246310005", "4111111111111112", "5555555555554444", "731", "7319" }
+
+local dir, sb, client
+local captured = {}   -- every log line, outcome and error string the suite produced
+
+local function capture(s)
+  captured[#captured + 1] = s
+end
+
+local function card(number, over)
+  local c = { cardNo = number, securityCode = #number == 15 and "7319" or "731",
+              expiryYear = tostring(tonumber(os.date("!%Y")) + 2), expiryMonth = "06",
+              instUserName = { firstName = "Ann", lastName = "Lee" } }
+  for k, v in pairs(over or {}) do c[k] = v end
+  return c
+end
+
+local function bind(number, over, customer)
+  local outcome, err = client:bind_card{ customerId = customer or CUSTOMER, env = ENV, card = card(number, over),
+                                         referenceCustomerId = "merchant-customer-7" }
+  if outcome then capture(core.json_encode(outcome)) end
+  if err then
+    capture(tostring(err))
+    capture(err.message)
+  end
+  return outcome, err
+end
+
+setup(function()
+  dir = nginx.tmpdir("dws-bind")
+  local priv = nginx.make_keypair(dir, "merchant")
+  sb = assert(sandbox.start{
+    clients = { [CLIENT_ID] = { public_key = nginx.read_file(dir .. "/merchant_public.pem"),
+                                notify_url = "http://127.0.0.1:9/notify" } },
+    notify_scale = 0.001,
+  })
+  client = dws.client{
+    client_id = CLIENT_ID,
+    private_key = nginx.read_file(priv),
+    dws_public_key = sb.dws_public_key,
+    gateway = sb.https_url,
+    ca_file = sb.ca_file,
+    logger = function(level, message, fields)
+      capture(level .. " " .. tostring(message) .. " " .. (core.json_encode(fields or {}) or ""))
+    end,
+  }
+end)
+
+teardown(function()
+  if sb then sb:stop() end
+  nginx.rmdir(dir)
+end)
+
+describe("bind_card", function()
+  it("binds 4111111111111111: BOUND with the card token and masked details", function()
+    local outcome = assert(bind("4111111111111111"))
+    assert.are.equal("BOUND", outcome.status)
+    assert.is_string(outcome.cardToken)
+    assert.is_true(#outcome.cardToken > 0)
+    assert.are.equal("411111******1111", outcome.mask)
+    assert.are.equal("1111", outcome.last4)
+    assert.are.equal("VISA", outcome.brand)
+    assert.is_string(outcome.requestId)
+    assert.is_string(outcome.expiryTime)
+    assert.is_nil(outcome.actionForm)
+  end)
+
+  it("keeps a requestId the caller gives", function()
+    local outcome = assert(client:bind_card{ customerId = CUSTOMER, env = ENV, card = card("5555555555554444"),
+                                             requestId = "merchant-bind-0001" })
+    assert.are.equal("merchant-bind-0001", outcome.requestId)
+    assert.are.equal("MASTERCARD", outcome.brand)
+    assert.are.equal("BOUND", outcome.status)
+  end)
+
+  it("reports ACTION_REQUIRED with the sms challenge for 4000056655665556", function()
+    local outcome = assert(bind("4000056655665556"))
+    assert.are.equal("ACTION_REQUIRED", outcome.status)
+    assert.are.equal("sms", outcome.actionForm.challengeType)
+    assert.are.equal("+6222***508", outcome.actionForm.challengeRenderValue)
+    assert.is_nil(outcome.cardToken)
+    assert.are.equal("5556", outcome.last4)
+  end)
+
+  it("reports PENDING for 4000000000000077 (no token, no action yet)", function()
+    local outcome = assert(bind("4000000000000077"))
+    assert.are.equal("PENDING", outcome.status)
+    assert.is_nil(outcome.cardToken)
+    assert.is_nil(outcome.actionForm)
+    assert.is_string(outcome.requestId)
+  end)
+
+  it("refuses a card that fails Luhn or has expired as CARD_INVALID, before calling DWS", function()
+    local _, err = bind("4111111111111112")
+    assert.are.equal("CARD_INVALID", err.code)
+    assert.are.equal("F", err.status)
+    assert.are.equal("card.cardNo", err.field)
+    assert.matches("Luhn", err.message)
+    _, err = bind("4111111111111111", { expiryYear = "2020", expiryMonth = "01" })
+    assert.are.equal("CARD_INVALID", err.code)
+    assert.matches("expired", err.message)
+  end)
+
+  it("refuses AMEX as PAYMENT_METHOD_NOT_ADDABLE, naming the brand and what is supported", function()
+    local _, err = bind("378282246310005")
+    assert.are.equal("PAYMENT_METHOD_NOT_ADDABLE", err.code)
+    assert.are.equal("F", err.status)
+    assert.matches("AMEX is not supported by the MIXEDCARD option", err.message)
+    assert.matches("VISA", err.message)
+    assert.matches("MASTERCARD", err.message)
+  end)
+
+  it("refuses when the customer's card option is disabled", function()
+    local _, err = bind("4111111111111111", nil, "2188000000000002")
+    assert.are.equal("PAYMENT_METHOD_NOT_ADDABLE", err.code)
+    assert.matches("MIXEDCARD option is not enabled", err.message)
+  end)
+
+  it("passes DWS's own failures through: RISK_REJECT and USER_NOT_EXIST", function()
+    local _, err = bind("4000000000000101")
+    assert.are.equal("RISK_REJECT", err.code)
+    assert.are.equal("F", err.status)
+    assert.is_string(err.request_id)
+    _, err = bind("4111111111111111", nil, "2199999999999")
+    assert.are.equal("USER_NOT_EXIST", err.code)
+  end)
+
+  it("never lets a card number or security code into an outcome, error or log line", function()
+    assert.is_true(#captured > 10)
+    for _, s in ipairs(captured) do
+      for _, secret in ipairs(SECRETS) do
+        if #secret > 4 then
+          assert.is_nil(s:find(secret, 1, true), "card number in: " .. s:sub(1, 200))
+        else
+          assert.is_nil(s:find('"' .. secret .. '"', 1, true), "security code in: " .. s:sub(1, 200))
+        end
+      end
+    end
+  end)
+end)
