@@ -5,34 +5,47 @@
 local f1, n1, f2, n2 = arg[1], tonumber(arg[2]), arg[3], tonumber(arg[4])
 assert(f1 and n1 and f2 and n2 and n2 > n1, "usage: cgsum.lua run1.txt n1 run2.txt n2")
 
+-- First match wins: lua-cjson's file name also contains "lua5.4".
 local SHORT = {
-  ["libcrypto"] = "OpenSSL libcrypto", ["libssl"] = "OpenSSL libssl", ["libc.so"] = "libc",
-  ["libcurl"] = "libcurl", ["lua5.4"] = "Lua VM (lua5.4)", ["liblua5.4"] = "Lua VM (liblua5.4)",
-  ["luajit"] = "LuaJIT", ["core.so"] = "dws.core", ["curl.so"] = "dws.curl", ["libcjson"] = "libcjson",
-  ["ld-linux"] = "dynamic linker", ["libz"] = "zlib", ["libnghttp2"] = "nghttp2",
+  { "cjson.so", "lua-cjson" }, { "libcjson", "libcjson" }, { "/core.so", "dws.core" }, { "/curl.so", "dws.curl" },
+  { "libcrypto", "OpenSSL libcrypto" }, { "libssl", "OpenSSL libssl" }, { "libcurl", "libcurl" },
+  { "libc.so", "libc" }, { "liblua5.4", "Lua VM" }, { "lua5.4", "Lua VM" }, { "luajit", "LuaJIT" },
+  { "ld-linux", "dynamic linker" }, { "libz", "zlib" }, { "libnghttp2", "nghttp2" },
 }
 
 local function short(obj)
-  for k, v in pairs(SHORT) do
-    if obj:find(k, 1, true) then return v end
+  if obj == nil then return "?" end
+  for _, m in ipairs(SHORT) do
+    if obj:find(m[1], 1, true) then return m[2] end
   end
   return (obj:match("([^/]+)$") or obj)
 end
 
-local function parse(file)
-  local by_fn, by_obj, total = {}, {}, 0
-  for line in io.lines(file) do
+local function parse(path)
+  local entries, obj_of = {}, {}
+  for line in io.lines(path) do
     local count, rest = line:match("^%s*([%d,]+) %(%s*[%d.]+%%%)%s+(.+)$")
     if count and not rest:find("PROGRAM TOTALS", 1, true) then
-      local n = tonumber((count:gsub(",", "")))
       local fn, obj = rest:match("^(.-)%s+%[(.+)%]$")
-      fn = (fn or rest):gsub("^.*:", "")
-      obj = short(obj or "?")
-      local key = obj .. "  " .. fn
-      by_fn[key] = (by_fn[key] or 0) + n
-      by_obj[obj] = (by_obj[obj] or 0) + n
-      total = total + n
+      fn = fn or rest
+      local file = fn:match("^(.*):") or fn
+      fn = fn:gsub("^.*:", ""):gsub("'%d+$", "")
+      obj = short(obj)
+      if obj ~= "?" and not fn:find("^0x") then obj_of[fn] = obj end
+      -- callgrind_annotate leaves out the object on some lines of files it has sources for.
+      entries[#entries + 1] = { n = tonumber((count:gsub(",", ""))), fn = fn, obj = obj,
+        csrc = file:find("csrc/", 1, true) ~= nil }
     end
+  end
+  -- Lines without an object: take it from another line of the same function.
+  local by_fn, by_obj, total = {}, {}, 0
+  for _, e in ipairs(entries) do
+    local obj = e.obj
+    if obj == "?" then obj = obj_of[e.fn] or (e.csrc and "dws C modules (csrc)") or "?" end
+    local key = obj .. "  " .. e.fn
+    by_fn[key] = (by_fn[key] or 0) + e.n
+    by_obj[obj] = (by_obj[obj] or 0) + e.n
+    total = total + e.n
   end
   return by_fn, by_obj, total
 end
