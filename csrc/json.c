@@ -379,9 +379,9 @@ static int enc_table(encoder *e, int idx, int depth)
         is_array = lua_rawequal(L, -1, UV_ARRAY_MT);
         lua_pop(L, 1);
     }
-    if (is_array)
-        return enc_array(e, idx, depth, lua_rawlen(L, idx));
-
+    /* One pass over the keys decides: string keys make an object, 1..n an array. A marked
+     * array runs to its largest index (holes are null), since the length operator's border is
+     * not well defined for tables with holes. */
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
         int kt = lua_type(L, -2);
@@ -405,10 +405,19 @@ static int enc_table(encoder *e, int idx, int depth)
                 maxint = (size_t)d;
         }
     }
-    if (nint > 0) {
+    if (is_array || nint > 0) {
         if (e->st->nkeys != base) {
-            e->reason = "table mixes array items and string keys";
+            e->st->nkeys = base;
+            e->reason = is_array ? "array (core.array_mt) has string keys"
+                                 : "table mixes array items and string keys";
             return 0;
+        }
+        if (is_array) {
+            if (maxint > 2 * nint + 64) {   /* t[1e9] = x must not write a billion nulls */
+                e->reason = "array (core.array_mt) is too sparse";
+                return 0;
+            }
+            return enc_array(e, idx, depth, maxint);
         }
         if (maxint != nint) {
             e->reason = "array has holes (mark it with core.array_mt and use null)";

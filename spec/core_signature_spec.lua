@@ -172,8 +172,9 @@ describe("dws.core signatures", function()
       assert.matches("%%2B", upper)
       local lower = upper:gsub("%%(%x%x)", function(h) return "%" .. h:lower() end)
       assert.matches("%%2b", lower)
-      assert.equal(raw, assert(core.parse_signature_header("algorithm=RSA256,keyVersion=1,signature=" .. upper)).signature)
-      assert.equal(raw, assert(core.parse_signature_header("algorithm=RSA256,keyVersion=1,signature=" .. lower)).signature)
+      local prefix = "algorithm=RSA256,keyVersion=1,signature="
+      assert.equal(raw, assert(core.parse_signature_header(prefix .. upper)).signature)
+      assert.equal(raw, assert(core.parse_signature_header(prefix .. lower)).signature)
     end)
 
     it("takes the signature up to the next comma, in any item order, names in any case", function()
