@@ -5,7 +5,7 @@
 --   GET  /__sandbox/deliveries   every notification attempt: requestId, attempt, status, acknowledged, ...
 --   POST /__sandbox/faults       {"fault":NAME,"count":N,"delay":S} arms a fault for the next N requests
 --   POST /__sandbox/reset        clears faults, logs, idempotency records, tokens, pending re-deliveries
-local ngx = ngx
+-- luacheck: globals ngx (ngx.status and ngx.header are assigned)
 local core = require "dws.core"
 local store = require "dws.sandbox.store"
 local faults = require "dws.sandbox.faults"

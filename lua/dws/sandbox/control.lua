@@ -66,7 +66,8 @@ function M.prepare(dir, opts)
   return {
     ca = certs.ca, cert = certs.cert, cert_key = certs.key, config = conf_path,
     dws_private_key = dws_priv, dws_public_key = dws_pub, foreign_private_key = foreign_priv,
-    merchant_private_key = keys_dir .. "/merchant_private.pem", merchant_public_key = keys_dir .. "/merchant_public.pem",
+    merchant_private_key = keys_dir .. "/merchant_private.pem",
+    merchant_public_key = keys_dir .. "/merchant_public.pem",
   }
 end
 

@@ -2,7 +2,7 @@
 -- APIs, signed answers, fault injection, the request log, notifications after the answer.
 --
 -- Nothing here logs a body or puts one in an error: request bodies carry card numbers.
-local ngx = ngx
+-- luacheck: globals ngx (ngx.status and ngx.header are assigned)
 local core = require "dws.core"
 local config = require "dws.sandbox.config"
 local store = require "dws.sandbox.store"
