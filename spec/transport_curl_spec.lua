@@ -92,6 +92,13 @@ describe("transports over a live nginx", function()
       assert.is_nil(res.headers["x-echo-h-expect"])
     end)
 
+    it("sends the configured User-Agent", function()
+      local named = transport.new{ user_agent = "lua-dws/test" }
+      local res = assert(named:request{ method = "GET", url = srv:url("/echo") })
+      assert.equal("lua-dws/test", res.headers["x-echo-h-user-agent"])
+      named:close()
+    end)
+
     it("sends GET without a body", function()
       local res = assert(t:request{ method = "GET", url = srv:url("/echo") })
       assert.equal("GET", res.headers["x-echo-method"])
@@ -135,8 +142,8 @@ describe("transports over a live nginx", function()
       local res, kind = small:request{ method = "GET", url = srv:url("/huge?n=5000") }
       assert.is_nil(res)
       assert.equal("too_large", kind)
-      res, kind = small:request{ method = "GET", url = srv:url("/chunked") }
-      assert.is_truthy(res)
+      res = assert(small:request{ method = "GET", url = srv:url("/chunked") })
+      assert.equal(200, res.status)
       local tiny = transport.new{ max_response_bytes = 20 }
       res, kind = tiny:request{ method = "GET", url = srv:url("/chunked") }
       assert.is_nil(res)
@@ -146,6 +153,14 @@ describe("transports over a live nginx", function()
       assert.equal(200, res.status)
       small:close()
       tiny:close()
+    end)
+
+    it("reads a body of several MiB within a larger limit", function()
+      local big = transport.new{ max_response_bytes = 4 * 1048576 }
+      local res = assert(big:request{ method = "GET", url = srv:url("/huge?n=3000000") })
+      assert.equal(3000000, #res.body)
+      assert.equal(string.rep("x", 3000000), res.body)
+      big:close()
     end)
 
     it("answers 'protocol' for a short body, no answer, or a non-HTTP answer", function()

@@ -81,6 +81,20 @@ function cases.keepalive(p)
   out("requests", t:stats().requests)
 end
 
+-- The server closes the pooled connection while it idles; the next request must not fail on it
+-- (the pool drops it, or the transport sends again when nothing came back on a reused one).
+function cases.stale(p)
+  local t = transport.new{ user_agent = "lua-dws/test" }
+  local res1 = t:request{ method = "GET", url = p.fresh2 .. "/brief" }
+  ngx.sleep(1.5)
+  local res2, kind, msg = t:request{ method = "GET", url = p.fresh2 .. "/brief" }
+  out("first", res1 and res1.body)
+  out("second", res2 and res2.body or (tostring(kind) .. " " .. tostring(msg)))
+  out("connects", t:stats().connects)
+  local res3 = t:request{ method = "GET", url = p.fresh2 .. "/echo" }
+  out("ua", res3 and res3.headers["x-echo-h-user-agent"])
+end
+
 function cases.timeout(p)
   local t = transport.new()
   result(t:request{ method = "GET", url = p.http .. "/slow?s=3", timeout = 0.3 })
@@ -163,6 +177,7 @@ function M.run()
     https = "https://127.0.0.1:" .. a.https,
     wrong = "https://127.0.0.1:" .. a.wrong,
     fresh = "http://127.0.0.1:" .. a.fresh,
+    fresh2 = "http://127.0.0.1:" .. a.fresh2,
     closed = a.closed,
   }
   cases[a.case](p)
@@ -176,7 +191,7 @@ describe("dws.transport.ngx inside nginx", function()
 
   setup(function()
     srv = assert(httpd.start{
-      extra_ports = 1,
+      extra_ports = 2,
       lua_files = { ngxcases = CASES },
       locations = "location = /t { content_by_lua_block { require('ngxcases').run() } }",
     })
@@ -191,8 +206,8 @@ describe("dws.transport.ngx inside nginx", function()
 
   -- Runs a case in nginx; returns its key=value lines as a table.
   local function case(name)
-    local url = srv:url(string.format("/t?case=%s&http=%d&https=%d&wrong=%d&fresh=%d&closed=%d",
-      name, srv.http_port, srv.https_port, srv.wrong_port, srv.extra_ports[1], closed))
+    local url = srv:url(string.format("/t?case=%s&http=%d&https=%d&wrong=%d&fresh=%d&fresh2=%d&closed=%d",
+      name, srv.http_port, srv.https_port, srv.wrong_port, srv.extra_ports[1], srv.extra_ports[2], closed))
     local status, _, body = h:request(url, {}, nil, 30, 5)
     assert(status == 200, "case " .. name .. ": " .. tostring(status) .. " " .. tostring(body) ..
       "\n" .. srv:error_log():sub(-2000))
@@ -238,6 +253,14 @@ describe("dws.transport.ngx inside nginx", function()
     assert.equal("10", r.ok)
     assert.equal("1", r.connects)
     assert.equal("10", r.requests)
+  end)
+
+  it("opens a new connection when the server closed the pooled one", function()
+    local r = case("stale")
+    assert.equal("brief", r.first)
+    assert.equal("brief", r.second)
+    assert.equal("2", r.connects)
+    assert.equal("lua-dws/test", r.ua)
   end)
 
   it("answers 'timeout' when the server is slower than the timeout", function()

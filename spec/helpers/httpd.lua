@@ -16,6 +16,7 @@
 --   /short           announces Content-Length 100, sends 7 bytes, closes
 --   /garbage         answers a line that is not HTTP, closes
 --   /nothing         closes without answering
+--   /brief           "brief"; the server closes the kept-alive connection after 300 ms idle
 local nginx = require "dws.sandbox.nginx"
 
 local M = {}
@@ -88,6 +89,10 @@ local LOCATIONS = [[
     }
     location = /nothing {
         return 444;
+    }
+    location = /brief {
+        keepalive_timeout 300ms;
+        content_by_lua_block { ngx.print("brief") }
     }
 ]]
 

@@ -40,6 +40,9 @@ function M.new(opts)
   if ngx == nil or ngx.socket == nil or ngx.socket.tcp == nil then
     error("dws.transport.ngx: needs OpenResty (ngx.socket.tcp)", 2)
   end
+  -- Cosockets cannot tunnel through a proxy: refuse rather than silently go direct.
+  -- (ca_file is ignored: trust comes from nginx's lua_ssl_trusted_certificate.)
+  if opts.proxy ~= nil then error("dws.transport.ngx.new: proxy is not supported inside nginx", 2) end
   local max = opts.max_response_bytes or DEFAULT_MAX_RESPONSE
   if type(max) ~= "number" or max < 1 then
     error("dws.transport.ngx.new: max_response_bytes must be a positive number", 2)
