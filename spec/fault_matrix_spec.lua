@@ -1,0 +1,407 @@
+-- The fault matrix (issue "Hardening" §1): for every fault the sandbox can inject, and for a refused
+-- connection, the client's exact answer: error code and status, whether it retried (err.attempts and
+-- the requests the sandbox logged), the same requestId and body bytes on every attempt with a fresh
+-- Request-Time, a total time bounded by the configured timeouts, and no data from anything unverified.
+-- The same matrix is docs/fault-matrix.md.
+local dws = require "dws"
+local core = require "dws.core"
+local nginx = require "dws.sandbox.nginx"
+local sandbox = require "helpers.sandbox"
+
+local CLIENT_ID = "SANDBOX_FAULTS000000001"
+local CUSTOMER = "2162878776333"
+local ENV = { terminalType = "WEB", clientIp = "127.0.0.1" }
+
+-- Small timeouts keep the file fast; the bounds below are derived from them.
+local TIMEOUT, CONNECT_TIMEOUT, MAX_RETRIES, BASE_DELAY = 1, 1, 2, 0.01
+local MAX_RETRY_DELAY = 5 -- the client's backoff cap (README "Retries and idempotency")
+
+-- What the client guarantees: each attempt ends within its timeout, each pause within the capped
+-- backoff; 5 s of slack for signing, verification and a loaded machine.
+local function time_bound(max_retries, timeout)
+  local attempts = (max_retries or MAX_RETRIES) + 1
+  local backoff = math.min(MAX_RETRY_DELAY, BASE_DELAY * 2 ^ (max_retries or MAX_RETRIES))
+  return attempts * ((timeout or TIMEOUT) + CONNECT_TIMEOUT + backoff) + 5
+end
+
+local dir, sb, merchant_key
+local log_lines = {}
+
+-- Request-Time source: real milliseconds, strictly increasing, so that two attempts made within
+-- the same millisecond still get different times when the client asks for a new one per attempt
+-- (a client that reused one time would show equal values at the sandbox).
+local last_time = 0
+local function fresh_millis()
+  local now = core.time_ms()
+  if now <= last_time then now = last_time + 1 end
+  last_time = now
+  return string.format("%d", now)
+end
+
+local function make_client(over)
+  local opts = {
+    client_id = CLIENT_ID,
+    private_key = merchant_key,
+    dws_public_key = sb.dws_public_key,
+    gateway = sb.http_url,
+    timeout = TIMEOUT,
+    connect_timeout = CONNECT_TIMEOUT,
+    max_retries = MAX_RETRIES,
+    retry_base_delay = BASE_DELAY,
+    request_time = fresh_millis,
+    logger = function(level, message, fields)
+      log_lines[#log_lines + 1] = { level = level, message = message, fields = fields }
+    end,
+  }
+  for k, v in pairs(over or {}) do opts[k] = v end
+  return dws.client(opts)
+end
+
+-- Sandbox request-log records, read by the names the sandbox gives them.
+local function pick(r, ...)
+  for i = 1, select("#", ...) do
+    local v = r[select(i, ...)]
+    if v ~= nil then return v end
+  end
+  return nil
+end
+local function rec_api(r) return pick(r, "api") end
+local function rec_request_id(r) return pick(r, "requestId", "request_id") end
+local function rec_time(r) return pick(r, "request_time", "requestTime", "request-time") end
+local function rec_hash(r) return pick(r, "body_sha256", "sha256", "body_hash") end
+local function rec_verified(r) return pick(r, "verified") end
+local function rec_signature(r) return pick(r, "signature") end
+
+local function requests_since(mark)
+  local all = sb:requests()
+  local out = {}
+  for i = mark + 1, #all do out[#out + 1] = all[i] end
+  return out
+end
+
+local function mark()
+  return #sb:requests()
+end
+
+local function card(number, cvv)
+  return { cardNo = number, securityCode = cvv or "737", expiryMonth = "06",
+           expiryYear = tostring(tonumber(os.date("!%Y")) + 2),
+           instUserName = { firstName = "Ann", lastName = "Lee" } }
+end
+
+local function cache(client, number)
+  local res, err = client:cache_card{ paymentMethodDetail = { paymentMethodDetailType = "card", card = card(number) } }
+  assert(res, "cacheCard before the faulted call failed: " .. tostring(err))
+  return res.paymentMethodDetail.card.cardToken
+end
+
+local function add_request(token, request_id)
+  return { requestId = request_id, customerId = CUSTOMER, env = ENV, referenceCustomerId = "merchant-cust-1",
+           paymentMethodDetail = { paymentMethodDetailType = "card", card = { cardToken = token } } }
+end
+
+-- The evidence the sandbox holds about the attempts of one call: `n` requests for `api`, one
+-- requestId (when given), one body hash, `n` different Request-Time values, all signed correctly.
+local function assert_attempts_at_sandbox(records, n, api, request_id)
+  assert.are.equal(n, #records, "requests the sandbox logged")
+  local times, hashes, sigs = {}, {}, {}
+  for i, r in ipairs(records) do
+    assert.are.equal(api, rec_api(r), "api of attempt " .. i)
+    if request_id then assert.are.equal(request_id, rec_request_id(r), "requestId of attempt " .. i) end
+    assert.is_true(rec_verified(r) == true, "merchant signature verified at the sandbox, attempt " .. i)
+    local h = rec_hash(r)
+    assert.is_string(h)
+    hashes[h] = true
+    local t = rec_time(r)
+    assert.is_string(t)
+    assert.is_nil(times[t], "Request-Time reused on attempt " .. i)
+    times[t] = true
+    local s = rec_signature(r)
+    if s ~= nil then
+      assert.is_nil(sigs[s], "Signature reused on attempt " .. i)
+      sigs[s] = true
+    end
+  end
+  local distinct = 0
+  for _ in pairs(hashes) do distinct = distinct + 1 end
+  if n > 0 then assert.are.equal(1, distinct, "body sha256 differs between attempts") end
+end
+
+local function elapsed_of(fn)
+  local t0 = core.monotonic()
+  local a, b = fn()
+  return a, b, core.monotonic() - t0
+end
+
+-- The rows: fault -> expected answer. `retried`: the client tries max_retries + 1 times while the
+-- fault lasts; otherwise it stops after the first. `response`: err.response is the verified body.
+local MATRIX = {
+  { fault = "never_answer", code = "TIMEOUT", status = "U", retried = true, opts = { delay = 5 } },
+  { fault = "drip", code = "TIMEOUT", status = "U", retried = true },
+  { fault = "reset", code = "CONNECTION_FAILED", status = "U", retried = true },
+  { fault = "short_body", code = "CONNECTION_FAILED", status = "U", retried = true },
+  { fault = "http_500", code = "HTTP_ERROR", status = "U", retried = true, http = 500 },
+  { fault = "http_502", code = "HTTP_ERROR", status = "U", retried = true, http = 502 },
+  { fault = "http_503", code = "HTTP_ERROR", status = "U", retried = true, http = 503 },
+  { fault = "http_429", code = "HTTP_ERROR", status = "U", retried = true, http = 429 },
+  { fault = "non_json", code = "RESPONSE_MALFORMED", status = "U", retried = false },
+  { fault = "no_result", code = "RESPONSE_MALFORMED", status = "U", retried = false },
+  { fault = "huge_body", code = "RESPONSE_TOO_LARGE", status = "U", retried = false },
+  { fault = "unsigned_s", code = "SIGNATURE_MISSING", status = "U", retried = false },
+  { fault = "no_response_time", code = "SIGNATURE_MISSING", status = "U", retried = false },
+  { fault = "foreign_key", code = "SIGNATURE_INVALID", status = "U", retried = false },
+  { fault = "tamper", code = "SIGNATURE_INVALID", status = "U", retried = false },
+  { fault = "dup_headers", code = "SIGNATURE_INVALID", status = "U", retried = false },
+  { fault = "traffic_limit", code = "REQUEST_TRAFFIC_EXCEED_LIMIT", status = "U", retried = true,
+    response = true },
+  { fault = "unknown_exception", code = "UNKNOWN_EXCEPTION", status = "U", retried = true, response = true },
+  { fault = "slow", code = "TIMEOUT", status = "U", retried = true, opts = { delay = 3 } },
+}
+
+local TIMED = { never_answer = true, drip = true, slow = true }
+
+setup(function()
+  dir = nginx.tmpdir("dws-faults")
+  local priv = nginx.make_keypair(dir, "merchant")
+  merchant_key = nginx.read_file(priv)
+  sb = assert(sandbox.start{
+    clients = { [CLIENT_ID] = { public_key = nginx.read_file(dir .. "/merchant_public.pem") } },
+  })
+end)
+
+teardown(function()
+  if sb then sb:stop() end
+  nginx.rmdir(dir)
+end)
+
+before_each(function()
+  sb:reset()
+  log_lines = {}
+end)
+
+describe("fault matrix, addPaymentMethod", function()
+  for _, row in ipairs(MATRIX) do
+    local attempts = row.retried and (MAX_RETRIES + 1) or 1
+    it(string.format("%s: %s (%s), %s", row.fault, row.code, row.status,
+                     row.retried and "retried to " .. attempts .. " attempts" or "not retried"), function()
+      local client = make_client()
+      local token = cache(client, "4111111111111111")
+      local request_id = "fm-" .. row.fault .. "-" .. core.uuid4()
+      local m = mark()
+      sb:fault(row.fault, attempts, row.opts)
+      local res, err, elapsed = elapsed_of(function()
+        return client:add_payment_method(add_request(token, request_id))
+      end)
+      assert.is_nil(res, "no result from a faulted call")
+      assert.is_table(err)
+      assert.are.equal(row.code, err.code)
+      assert.are.equal(row.status, err.status)
+      assert.are.equal(row.retried, err.retryable)
+      assert.are.equal(attempts, err.attempts)
+      assert.are.equal(request_id, err.request_id)
+      assert.are.equal("addPaymentMethod", err.api)
+      if row.http then assert.are.equal(row.http, err.http_status) end
+      if row.response then
+        -- a verified U answer: the body is the gateway's own, signed
+        assert.is_table(err.response)
+        assert.are.equal(row.code, err.response.result.resultCode)
+        assert.are.equal("U", err.response.result.resultStatus)
+      else
+        assert.is_nil(err.response, "no data from an unverified or failed answer")
+      end
+      assert.matches(row.code, tostring(err), 1, true)
+      assert.matches("requestId=" .. request_id, tostring(err), 1, true)
+      assert.is_true(elapsed < time_bound(), string.format("took %.2f s", elapsed))
+      assert_attempts_at_sandbox(requests_since(m), attempts, "addPaymentMethod", request_id)
+      -- the client said so in its log: one retry line per pause, one error line at the end
+      local retries, errs = 0, 0
+      for _, l in ipairs(log_lines) do
+        if l.fields and l.fields.event == "retry" and l.fields.request_id == request_id then retries = retries + 1 end
+        if l.fields and l.fields.event == "error" and l.fields.request_id == request_id then errs = errs + 1 end
+      end
+      assert.are.equal(attempts - 1, retries)
+      assert.are.equal(1, errs)
+    end)
+  end
+
+  for _, row in ipairs(MATRIX) do
+    if row.retried then
+      it(row.fault .. " once, then S: the retry gets the bound card, attempts 2, same requestId and body", function()
+        local client = make_client()
+        local token = cache(client, "5555555555554444")
+        local request_id = "fm-once-" .. row.fault .. "-" .. core.uuid4()
+        local m = mark()
+        sb:fault(row.fault, 1, row.opts)
+        local res, err, elapsed = elapsed_of(function()
+          return client:add_payment_method(add_request(token, request_id))
+        end)
+        assert.is_nil(err, tostring(err))
+        assert.is_table(res)
+        assert.are.equal("S", res.result.resultStatus)
+        assert.are.equal(request_id, res.requestId)
+        assert.are.equal(token, res.paymentMethodDetail.card.cardToken)
+        assert.is_true(elapsed < time_bound(1), string.format("took %.2f s", elapsed))
+        assert_attempts_at_sandbox(requests_since(m), 2, "addPaymentMethod", request_id)
+      end)
+    end
+  end
+
+  it("slow within the timeout: S, one attempt", function()
+    local client = make_client()
+    local token = cache(client, "4111111111111111")
+    local m = mark()
+    sb:fault("slow", 1, { delay = 0.2 })
+    local res, err = client:add_payment_method(add_request(token))
+    assert.is_nil(err, tostring(err))
+    assert.are.equal("S", res.result.resultStatus)
+    assert.is_string(res.requestId) -- generated (UUID v4) and given back
+    assert.matches("^%x+%-%x+%-4%x+%-[89ab]%x+%-%x+$", res.requestId)
+    assert_attempts_at_sandbox(requests_since(m), 1, "addPaymentMethod", res.requestId)
+  end)
+
+  it("unsigned_f: accepted as an F result (the code is the gateway's), not retried", function()
+    local client = make_client()
+    local token = cache(client, "4111111111111111")
+    local request_id = "fm-unsigned-f-" .. core.uuid4()
+    local m = mark()
+    sb:fault("unsigned_f", 1)
+    local res, err = client:add_payment_method(add_request(token, request_id))
+    assert.is_nil(res)
+    assert.are.equal("F", err.status)
+    assert.is_string(err.code)
+    -- a gateway result code, not one of the SDK's own
+    for _, sdk in ipairs{ "SIGNATURE_INVALID", "SIGNATURE_MISSING", "RESPONSE_MALFORMED", "HTTP_ERROR",
+                          "CONNECTION_FAILED", "TIMEOUT", "PARAM_ILLEGAL" } do
+      assert.are_not.equal(sdk, err.code)
+    end
+    assert.is_false(err.retryable)
+    assert.are.equal(1, err.attempts)
+    assert.are.equal(200, err.http_status)
+    -- HACKING.md: err.response only when the answer verified; an unsigned F did not.
+    assert.is_nil(err.response)
+    assert_attempts_at_sandbox(requests_since(m), 1, "addPaymentMethod", request_id)
+  end)
+
+  it("max_retries = 0: a retryable fault is tried once", function()
+    local client = make_client{ max_retries = 0 }
+    local token = cache(client, "4111111111111111")
+    local m = mark()
+    sb:fault("http_503", 1)
+    local res, err = client:add_payment_method(add_request(token))
+    assert.is_nil(res)
+    assert.are.equal("HTTP_ERROR", err.code)
+    assert.are.equal(503, err.http_status)
+    assert.are.equal(1, err.attempts)
+    assert.is_string(err.request_id)
+    assert_attempts_at_sandbox(requests_since(m), 1, "addPaymentMethod", err.request_id)
+  end)
+
+  it("the default Request-Time source gives each attempt its own time too", function()
+    local client = make_client{ request_time = "millis" }
+    local token = cache(client, "4111111111111111")
+    local m = mark()
+    sb:fault("never_answer", 2, { delay = 5 })
+    local res, err = client:add_payment_method(add_request(token))
+    assert.is_nil(err, tostring(err))
+    assert.are.equal("S", res.result.resultStatus)
+    local records = requests_since(m)
+    assert_attempts_at_sandbox(records, 3, "addPaymentMethod", res.requestId)
+    for _, r in ipairs(records) do assert.matches("^%d+$", rec_time(r)) end
+  end)
+
+  it("connection refused: CONNECTION_FAILED (U), retried to " .. (MAX_RETRIES + 1) .. " attempts", function()
+    local port = nginx.free_ports(1)[1]
+    local client = make_client{ gateway = "http://127.0.0.1:" .. port }
+    local request_id = "fm-refused-" .. core.uuid4()
+    local res, err, elapsed = elapsed_of(function()
+      return client:add_payment_method(add_request("PYMT-not-a-real-token", request_id))
+    end)
+    assert.is_nil(res)
+    assert.are.equal("CONNECTION_FAILED", err.code)
+    assert.are.equal("U", err.status)
+    assert.is_true(err.retryable)
+    assert.are.equal(MAX_RETRIES + 1, err.attempts)
+    assert.are.equal(request_id, err.request_id)
+    assert.is_nil(err.response)
+    assert.is_nil(err.http_status)
+    assert.is_true(elapsed < time_bound(), string.format("took %.2f s", elapsed))
+  end)
+end)
+
+-- The same faults on the two other APIs, where the answer carries data worth protecting (consult's
+-- options, cacheCard's token) or where the retry has no requestId to lean on.
+describe("fault matrix, consultAddablePaymentMethod", function()
+  local function consult(client)
+    return client:consult_addable_payment_method{ customerId = CUSTOMER, env = ENV, scenes = { "TOPUP" } }
+  end
+
+  for _, row in ipairs(MATRIX) do
+    if not TIMED[row.fault] then
+      local attempts = row.retried and (MAX_RETRIES + 1) or 1
+      it(row.fault .. ": " .. row.code, function()
+        local client = make_client()
+        local m = mark()
+        sb:fault(row.fault, attempts, row.opts)
+        local res, err, elapsed = elapsed_of(function() return consult(client) end)
+        assert.is_nil(res)
+        assert.are.equal(row.code, err.code)
+        assert.are.equal(row.status, err.status)
+        assert.are.equal(attempts, err.attempts)
+        assert.is_nil(err.request_id) -- consult has no requestId
+        if row.http then assert.are.equal(row.http, err.http_status) end
+        if not row.response then assert.is_nil(err.response) end
+        assert.is_true(elapsed < time_bound(), string.format("took %.2f s", elapsed))
+        assert_attempts_at_sandbox(requests_since(m), attempts, "consultAddablePaymentMethod")
+      end)
+    end
+  end
+
+  it("unknown_exception once, then S: the options, after 2 attempts", function()
+    local client = make_client()
+    local m = mark()
+    sb:fault("unknown_exception", 1)
+    local res, err = consult(client)
+    assert.is_nil(err, tostring(err))
+    assert.are.equal("S", res.result.resultStatus)
+    assert.is_table(res.paymentOptions)
+    assert_attempts_at_sandbox(requests_since(m), 2, "consultAddablePaymentMethod")
+  end)
+end)
+
+describe("fault matrix, cacheCard", function()
+  local function cache_card(client, number)
+    return client:cache_card{ paymentMethodDetail = { paymentMethodDetailType = "card", card = card(number) } }
+  end
+
+  for _, row in ipairs(MATRIX) do
+    if not TIMED[row.fault] then
+      local attempts = row.retried and (MAX_RETRIES + 1) or 1
+      it(row.fault .. ": " .. row.code .. ", no token handed out", function()
+        local client = make_client()
+        local m = mark()
+        sb:fault(row.fault, attempts, row.opts)
+        local res, err, elapsed = elapsed_of(function() return cache_card(client, "4000056655665556") end)
+        assert.is_nil(res)
+        assert.are.equal(row.code, err.code)
+        assert.are.equal(row.status, err.status)
+        assert.are.equal(attempts, err.attempts)
+        if row.http then assert.are.equal(row.http, err.http_status) end
+        if not row.response then assert.is_nil(err.response) end
+        assert.is_nil(tostring(err):find("4000056655665556", 1, true))
+        assert.is_true(elapsed < time_bound(), string.format("took %.2f s", elapsed))
+        assert_attempts_at_sandbox(requests_since(m), attempts, "cacheCard")
+      end)
+    end
+  end
+
+  it("reset once, then S: one token from the retry", function()
+    local client = make_client()
+    local m = mark()
+    sb:fault("reset", 1)
+    local res, err = cache_card(client, "4000056655665556")
+    assert.is_nil(err, tostring(err))
+    assert.is_string(res.paymentMethodDetail.card.cardToken)
+    assert.are.equal("400005******5556", res.paymentMethodDetail.card.mask)
+    assert_attempts_at_sandbox(requests_since(m), 2, "cacheCard")
+  end)
+end)
