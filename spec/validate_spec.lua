@@ -68,9 +68,14 @@ describe("validate: normalisation", function()
     assert.are.equal(core.array_mt, getmetatable(out.more.empty))
   end)
 
-  it("keeps dws.null", function()
-    local out = assert(validate.request(ADD, add{ something = core.null }))
+  it("keeps dws.null, and takes it as absent in the rules", function()
+    local out = assert(validate.request(ADD, add{ something = core.null, referenceCustomerId = core.null,
+      referenceUserId = "u1", env = core.null }))
     assert.are.equal(core.null, out.something)
+    assert.are.equal(core.null, out.env)
+    rejects(CONSULT, consult{ env = core.null }, "env")
+    rejects(CONSULT, consult{ customerId = core.null }, "customerId")
+    rejects(CONSULT, consult{ env = { terminalType = core.null } }, "env.terminalType")
   end)
 
   it("fills defaults (the generated requestId) without touching the caller's table", function()

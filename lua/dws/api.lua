@@ -105,15 +105,20 @@ local function card_t(spec, card_no_required)
   }, spec)
 end
 
--- Cross-field rules from the pages' notes. Each returns nil or field, message.
+-- Cross-field rules from the pages' notes, run on the normalised request (where every given
+-- scalar is a string and dws.null may stand for an absent value). Each returns nil or field, message.
+local function given(v)
+  return type(v) == "string"
+end
+
 local function env_rules(env, required)
-  if env == nil then
+  if type(env) ~= "table" then
     if required then return "env", "is required" end
     return nil
   end
-  if env.terminalType == nil then return "env.terminalType", "is required" end
+  if not given(env.terminalType) then return "env.terminalType", "is required" end
   local terminal = env.terminalType
-  if (terminal == "APP" or terminal == "WAP") and env.osType == nil then
+  if (terminal == "APP" or terminal == "WAP") and not given(env.osType) then
     return "env.osType", "is required when env.terminalType is APP or WAP"
   end
   return nil
@@ -121,7 +126,7 @@ end
 
 local function customer_id_rule(req)
   local id = req.customerId
-  if id ~= nil and not tostring(id):find("^%d+$") then
+  if given(id) and not id:find("^%d+$") then
     return "customerId", "must contain digits only"
   end
   return nil
@@ -176,10 +181,10 @@ api.addPaymentMethod = {
   rules = {
     customer_id_rule,
     function(req)
-      if req.referenceCustomerId ~= nil and req.referenceUserId ~= nil then
+      if given(req.referenceCustomerId) and given(req.referenceUserId) then
         return "referenceUserId", "cannot be given together with referenceCustomerId"
       end
-      if req.referenceUserId ~= nil and req.isTemporary == "true" then
+      if given(req.referenceUserId) and req.isTemporary == "true" then
         return "isTemporary", "must be false when referenceUserId is given"
       end
       return nil
