@@ -3,7 +3,8 @@
 --
 -- Run by examples/demo.sh (`make demo`), which starts both servers and sets:
 --   DWS_GATEWAY, DWS_CLIENT_ID, DWS_PRIVATE_KEY_FILE, DWS_PUBLIC_KEY_FILE (the DWS key),
---   DWS_CA_FILE (optional), MERCHANT_URL (the example merchant server)
+--   DWS_CA_FILE (optional), MERCHANT_URL (the example merchant server),
+--   DWS_SANDBOX_ADMIN (optional: the sandbox's http URL, to show how the delivery was answered)
 local dws = require "dws"
 local core = require "dws.core"
 
@@ -46,6 +47,12 @@ local client = dws.client{
   max_retries = 2,
 }
 local merchant_url = env("MERCHANT_URL")
+local sandbox_admin = env("DWS_SANDBOX_ADMIN", true)
+
+local function get_json(url)
+  local res = client.transport:request{ method = "GET", url = url, headers = {}, timeout = 5, connect_timeout = 2 }
+  return res and res.status == 200 and dws.decode_json(res.body) or nil
+end
 
 local customer = { customerId = "2162878776333", env = { terminalType = "WEB", clientIp = "127.0.0.1" } }
 -- The sandbox's always-binds VISA test card; nothing below prints it.
@@ -83,20 +90,37 @@ say("   binding:     %s, requestId %s", outcome.status, outcome.requestId)
 if outcome.cardToken then say("   card token:  %s", outcome.cardToken) end
 
 step(3, "The binding notification at the merchant server (" .. merchant_url .. "/notify)")
-local found
-local deadline = core.monotonic() + 20
-while core.monotonic() < deadline do
-  local res = client.transport:request{ method = "GET", url = merchant_url .. "/notifications",
-                                        headers = {}, timeout = 5, connect_timeout = 2 }
-  local list = res and res.status == 200 and dws.decode_json(res.body)
-  for _, n in ipairs(type(list) == "table" and list.notifications or {}) do
-    if n.requestId == outcome.requestId and n.outcome == "recorded" then found = n end
-  end
-  if found then break end
-  core.sleep(0.2)
+-- Poll (bounded) until fn returns a value.
+local function wait_for(fn, seconds)
+  local deadline = core.monotonic() + seconds
+  repeat
+    local v = fn()
+    if v then return v end
+    core.sleep(0.1)
+  until core.monotonic() > deadline
+  return nil
 end
+
+local found = wait_for(function()
+  local list = get_json(merchant_url .. "/notifications")
+  for _, n in ipairs(type(list) == "table" and list.notifications or {}) do
+    if n.requestId == outcome.requestId and n.outcome == "recorded" then return n end
+  end
+end, 20)
 if not found then fail("notification", "none received for requestId " .. outcome.requestId .. " within 20 s") end
 say("   received:    requestId %s for merchant customer %s", found.requestId, found.referenceCustomerId)
 say("   card:        %s (%s), token %s", tostring(found.mask), tostring(found.brand), tostring(found.cardToken))
-say("   verified (DWS signature, request time), recorded once, acknowledged with resultStatus S")
+say("   verified:    DWS signature over the raw body, request time within tolerance; recorded once")
+if sandbox_admin then
+  -- The sandbox's own record of the delivery: how the merchant server answered it.
+  local delivery = wait_for(function()
+    local list = get_json(sandbox_admin .. "/__sandbox/deliveries")
+    for _, d in ipairs(type(list) == "table" and list or {}) do
+      if d.requestId == outcome.requestId and d.acknowledged == true then return d end
+    end
+  end, 10)
+  if not delivery then fail("acknowledgement", "the sandbox has no acknowledged delivery") end
+  say("   answered:    HTTP %s, resultStatus S (delivery attempt %s, as the sandbox recorded it)",
+    tostring(delivery.status), tostring(delivery.attempt))
+end
 say("\nDone.")

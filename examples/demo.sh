@@ -77,6 +77,7 @@ DWS_PRIVATE_KEY_FILE="$demo/keys/merchant_private.pem" \
 DWS_PUBLIC_KEY_FILE="$demo/sandbox/keys/dws_public.pem" \
 DWS_CA_FILE="$demo/sandbox/certs/ca.pem" \
 MERCHANT_URL="http://127.0.0.1:$merchant_port" \
+DWS_SANDBOX_ADMIN="http://127.0.0.1:$http_port" \
     lua5.4 examples/bind_card.lua
 
 echo "demo: stopping both servers"
