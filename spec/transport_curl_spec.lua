@@ -155,6 +155,18 @@ describe("transports over a live nginx", function()
       tiny:close()
     end)
 
+    it("reads a body delimited by the end of the connection", function()
+      local res = assert(t:request{ method = "GET", url = srv:url("/eof") })
+      assert.equal("body until close", res.body)
+    end)
+
+    it("reads a large header block, and refuses an oversized one", function()
+      local res = assert(t:request{ method = "GET", url = srv:url("/bigheaders?n=40") })
+      assert.equal(string.rep("h", 1000), res.headers["x-big-40"])
+      local _, kind = t:request{ method = "GET", url = srv:url("/bigheaders?n=300") }
+      assert.equal("too_large", kind)
+    end)
+
     it("reads a body of several MiB within a larger limit", function()
       local big = transport.new{ max_response_bytes = 4 * 1048576 }
       local res = assert(big:request{ method = "GET", url = srv:url("/huge?n=3000000") })

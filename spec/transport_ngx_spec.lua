@@ -114,6 +114,20 @@ function cases.chunked(p)
   out("body", res.body)
 end
 
+function cases.eof(p)
+  local t = transport.new()
+  local res = result(t:request{ method = "GET", url = p.http .. "/eof" })
+  out("body", res.body)
+end
+
+function cases.bigheaders(p)
+  local t = transport.new()
+  local res = result(t:request{ method = "GET", url = p.http .. "/bigheaders?n=40" })
+  out("big40", res.headers["x-big-40"] == string.rep("h", 1000))
+  local _, kind = t:request{ method = "GET", url = p.http .. "/bigheaders?n=100" }
+  out("oversized", kind)
+end
+
 function cases.protocol(p)
   local t = transport.new()
   for _, path in ipairs{ "short", "nothing", "garbage" } do
@@ -277,6 +291,18 @@ describe("dws.transport.ngx inside nginx", function()
     local r = case("chunked")
     assert.equal("200", r.status)
     assert.equal("chunk-1;chunk-2;chunk-3;chunk-4;chunk-5;", r.body)
+  end)
+
+  it("reads a body delimited by the end of the connection", function()
+    local r = case("eof")
+    assert.equal("200", r.status)
+    assert.equal("body until close", r.body)
+  end)
+
+  it("reads a header block of several pieces, and refuses one over 64 KiB", function()
+    local r = case("bigheaders")
+    assert.equal("true", r.big40)
+    assert.equal("too_large", r.oversized)
   end)
 
   it("answers 'protocol' for a short body, no answer, or a non-HTTP answer", function()

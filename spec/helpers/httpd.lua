@@ -16,6 +16,8 @@
 --   /short           announces Content-Length 100, sends 7 bytes, closes
 --   /garbage         answers a line that is not HTTP, closes
 --   /nothing         closes without answering
+--   /eof             a body delimited by closing the connection (no length, not chunked)
+--   /bigheaders?n=<k> k headers x-big-1..k of 1000 bytes each
 --   /brief           "brief"; the server closes the kept-alive connection after 300 ms idle
 local nginx = require "dws.sandbox.nginx"
 
@@ -89,6 +91,20 @@ local LOCATIONS = [[
     }
     location = /nothing {
         return 444;
+    }
+    location = /eof {
+        content_by_lua_block {
+            local sock = ngx.req.socket(true)
+            sock:send("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nbody until close")
+            ngx.exit(444)
+        }
+    }
+    location = /bigheaders {
+        content_by_lua_block {
+            local v = string.rep("h", 1000)
+            for i = 1, tonumber(ngx.var.arg_n) or 20 do ngx.header["X-Big-" .. i] = v end
+            ngx.print("big headers")
+        }
     }
     location = /brief {
         keepalive_timeout 300ms;
