@@ -136,6 +136,31 @@ describe("bind_card", function()
     assert.are.equal("USER_NOT_EXIST", err.code)
   end)
 
+  it("calls consult, cacheCard and addPaymentMethod in order, and nothing for a card refused locally", function()
+    local function apis()
+      local out = {}
+      for _, r in ipairs(sb:requests()) do out[#out + 1] = r.api end
+      return out
+    end
+    local before = #apis()
+    assert(bind("4111111111111111"))
+    local after = apis()
+    assert.are.same({ "consultAddablePaymentMethod", "cacheCard", "addPaymentMethod" },
+      { after[before + 1], after[before + 2], after[before + 3] })
+    assert.are.equal(before + 3, #after)
+    bind("4111111111111112")
+    bind("4111111111111111", { expiryYear = "2020" })
+    assert.are.equal(before + 3, #apis())
+  end)
+
+  it("keeps card numbers out of the sandbox's logs too", function()
+    local log = sb:error_log()
+    assert.is_true(#log > 0)
+    for _, secret in ipairs(SECRETS) do
+      if #secret > 4 then assert.is_nil(log:find(secret, 1, true), "card number in the sandbox log") end
+    end
+  end)
+
   it("never lets a card number or security code into an outcome, error or log line", function()
     assert.is_true(#captured > 10)
     for _, s in ipairs(captured) do

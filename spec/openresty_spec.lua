@@ -111,11 +111,10 @@ setup(function()
                                 notify_url = "http://127.0.0.1:" .. port .. "/notify" } },
     notify_scale = 0.001,
   })
-  assert(nginx.write_file(dir .. "/dws_public.pem", sb.dws_public_key))
   server = assert(merchant_server.start{
     dir = dir .. "/merchant", port = port, gateway = sb.https_url, ca_file = sb.ca_file, server_name = "localhost",
     client_id = CLIENT_ID,
-    private_key_file = priv, dws_public_key_file = dir .. "/dws_public.pem", test_hooks = true,
+    private_key_file = priv, dws_public_key_file = sb.dws_public_key_file, test_hooks = true,
   })
   http = require("dws.transport.curl").new{}
 end)
@@ -223,6 +222,13 @@ describe("the example merchant server in nginx", function()
     res = request("POST", "/notify", (body:gsub("PYMTspec", "PYMTevil")), headers)
     assert.are.equal(401, res.status)
     assert.are.equal("INVALID_SIGNATURE", dws.decode_json(res.body).result.resultCode)
+
+    -- the same header twice (two spellings reach nginx as two header lines)
+    headers = signed_notification(body)
+    headers["signature"] = headers["Signature"]
+    res = request("POST", "/notify", body, headers)
+    assert.are.equal(401, res.status)
+    assert.matches("more than once", dws.decode_json(res.body).result.resultMessage)
     assert.are.equal(0, #notifications_for(id))
   end)
 
