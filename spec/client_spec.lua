@@ -425,3 +425,201 @@ describe("dws.client", function()
     assert.are.equal(300, c.options.notification_tolerance)
   end)
 end)
+
+describe("dws.client against the sandbox", function()
+  local sandbox = require "helpers.sandbox"
+  local sb
+
+  setup(function()
+    sb = assert(sandbox.start{})
+  end)
+
+  teardown(function()
+    if sb then sb:stop() end
+  end)
+
+  before_each(function()
+    sb:reset()
+  end)
+
+  local function client(over)
+    local opts = { client_id = sb.merchant.client_id, private_key = sb.merchant.private_key,
+      dws_public_key = sb.dws_public_key, gateway = sb.https_url, ca_file = sb.ca_file, retry_base_delay = 0.01 }
+    for k, v in pairs(over or {}) do opts[k] = v end
+    return dws.client(opts)
+  end
+
+  local function cache_request(card_no)
+    return { paymentMethodDetail = { paymentMethodDetailType = "card", card = { cardNo = card_no or CARD,
+      securityCode = "123", expiryYear = "2031", expiryMonth = "01", brand = "VISA" } } }
+  end
+
+  local function add_request(token, over)
+    local r = { customerId = "2162878776333", env = { terminalType = "WEB" },
+      paymentMethodDetail = { paymentMethodDetailType = "CARD", card = { cardToken = token } } }
+    for k, v in pairs(over or {}) do r[k] = v end
+    return r
+  end
+
+  -- The sandbox's request log entries for one API.
+  local function logged(api)
+    local out = {}
+    for _, r in ipairs(sb:requests()) do
+      if r.api == api then out[#out + 1] = r end
+    end
+    return out
+  end
+
+  for _, scheme in ipairs{ "http", "https" } do
+    it("binds a card with the three APIs over " .. scheme, function()
+      local c = client{ gateway = sb[scheme .. "_url"], ca_file = scheme == "https" and sb.ca_file or nil }
+      local options = assert(c:consult_addable_payment_method(CONSULT))
+      assert.are.equal("S", options.result.resultStatus)
+      assert.are.equal("MIXEDCARD", options.paymentOptions[1].paymentMethodType)
+      local detail = assert(dws.decode_json(options.paymentOptions[1].paymentOptionDetail))
+      assert.are.equal("card", detail.type)
+
+      local cached = assert(c:cache_card(cache_request()))
+      local card = cached.paymentMethodDetail.card
+      assert.are.equal("411111******1111", card.mask)
+      assert.is_string(cached.expiryTime)
+
+      local added = assert(c:add_payment_method(add_request(card.cardToken)))
+      assert.are.equal("S", added.result.resultStatus)
+      assert.is_string(added.requestId)
+      assert.are.equal(card.cardToken, added.paymentMethodDetail.card.cardToken)
+
+      local log = sb:requests()
+      assert.are.equal(3, #log)
+      for _, r in ipairs(log) do
+        assert.is_true(r.verified)
+        assert.are.equal("/ams/sandbox/api/v1/paymentMethods/" .. r.api, r.path)
+      end
+      assert.are.equal(added.requestId, log[3].requestId)
+    end)
+  end
+
+  it("returns F results as errors carrying the verified response", function()
+    local c = client()
+    local _, err = c:consult_addable_payment_method{ customerId = "2188000000000001", env = { terminalType = "WEB" } }
+    assert.are.equal("F", err.status)
+    assert.are.equal("USER_STATUS_ABNORMAL", err.code)
+    assert.are.equal("USER_STATUS_ABNORMAL", err.response.result.resultCode)
+    assert.are.equal(1, err.attempts)
+    _, err = c:consult_addable_payment_method{ customerId = "2199999999999999", env = { terminalType = "WEB" } }
+    assert.are.equal("USER_NOT_EXIST", err.code)
+    local cached = assert(c:cache_card(cache_request("4000000000000101")))
+    local _, aerr = c:add_payment_method(add_request(cached.paymentMethodDetail.card.cardToken))
+    assert.are.equal("RISK_REJECT", aerr.code)
+    assert.truthy(aerr.request_id:find("^%x+%-"))
+    assert.are.equal(1, #logged("addPaymentMethod"))
+  end)
+
+  it("retries U/UNKNOWN_EXCEPTION with the same body, re-signed with a new Request-Time", function()
+    local c = client()
+    local res = assert(c:consult_addable_payment_method{ customerId = "2188000000000003",
+      env = { terminalType = "WEB" } })
+    assert.are.equal("S", res.result.resultStatus)
+    local log = logged("consultAddablePaymentMethod")
+    assert.are.equal(2, #log)
+    assert.are.equal("U", log[1].resultStatus)
+    assert.are.equal(log[1].body_sha256, log[2].body_sha256)
+    assert.are_not.equal(log[1].request_time, log[2].request_time)
+    assert.are_not.equal(log[1].signature, log[2].signature)
+    assert.is_true(log[2].verified)
+  end)
+
+  it("keeps the generated requestId across retries of addPaymentMethod", function()
+    local c = client()
+    local cached = assert(c:cache_card(cache_request("4000000000000119")))
+    local added = assert(c:add_payment_method(add_request(cached.paymentMethodDetail.card.cardToken)))
+    local log = logged("addPaymentMethod")
+    assert.are.equal(2, #log)
+    assert.are.equal("U", log[1].resultStatus)
+    assert.are.equal("S", log[2].resultStatus)
+    assert.are.equal(added.requestId, log[1].requestId)
+    assert.are.equal(added.requestId, log[2].requestId)
+    assert.are.equal(log[1].body_sha256, log[2].body_sha256)
+    assert.are_not.equal(log[1].request_time, log[2].request_time)
+  end)
+
+  it("retries HTTP 500 and gives up after max_retries with the last error", function()
+    local c = client()
+    sb:fault("http_500", 1)
+    assert.is_table(c:consult_addable_payment_method(CONSULT))
+    local log = logged("consultAddablePaymentMethod")
+    assert.are.equal(2, #log)
+    assert.are.equal(log[1].body_sha256, log[2].body_sha256)
+    sb:reset()
+    sb:fault("http_503", 5)
+    local _, err = c:consult_addable_payment_method(CONSULT)
+    assert.are.equal("HTTP_ERROR", err.code)
+    assert.are.equal(503, err.http_status)
+    assert.are.equal(3, err.attempts)
+    assert.are.equal(3, #logged("consultAddablePaymentMethod"))
+  end)
+
+  it("returns no data from tampered, unsigned S or foreign-key responses, and never retries them", function()
+    local c = client()
+    for fault, code in pairs{ tamper = "SIGNATURE_INVALID", unsigned_s = "SIGNATURE_MISSING",
+      foreign_key = "SIGNATURE_INVALID", dup_headers = "SIGNATURE_INVALID", no_response_time = "SIGNATURE_MISSING" } do
+      sb:reset()
+      sb:fault(fault, 1)
+      local res, err = c:cache_card(cache_request())
+      assert.is_nil(res)
+      assert.are.equal(code, err.code, fault)
+      assert.is_nil(err.response)
+      assert.are.equal(1, err.attempts)
+      assert.are.equal(1, #logged("cacheCard"))
+    end
+  end)
+
+  it("accepts an unsigned F as F, without its body", function()
+    local c = client()
+    sb:fault("unsigned_f", 1)
+    local _, err = c:consult_addable_payment_method(CONSULT)
+    assert.are.equal("F", err.status)
+    assert.are.equal("ACCESS_DENIED", err.code)
+    assert.is_nil(err.response)
+    assert.are.equal(1, err.attempts)
+  end)
+
+  it("is idempotent on requestId: same body same answer, other body refused", function()
+    local c = client()
+    local token = assert(c:cache_card(cache_request())).paymentMethodDetail.card.cardToken
+    local first = assert(c:add_payment_method(add_request(token, { requestId = "idem-1" })))
+    local again = assert(c:add_payment_method(add_request(token, { requestId = "idem-1" })))
+    assert.are.equal("idem-1", first.requestId)
+    assert.are.same(first.paymentMethodDetail, again.paymentMethodDetail)
+    local _, err = c:add_payment_method(add_request(token, { requestId = "idem-1", customerId = "2188000000000002" }))
+    assert.are.equal("REPEAT_REQ_INCONSISTENT", err.code)
+    assert.are.equal("idem-1", err.request_id)
+  end)
+
+  it("makes 100 sequential calls over one TCP connection", function()
+    for _, scheme in ipairs{ "http", "https" } do
+      local c = client{ gateway = sb[scheme .. "_url"] }
+      for _ = 1, 100 do assert(c:consult_addable_payment_method(CONSULT)) end
+      local stats = c.transport:stats()
+      assert.are.equal(1, stats.connects, scheme)
+      assert.are.equal(100, stats.requests)
+      c:close()
+    end
+  end)
+
+  it("fails TLS without the sandbox CA, not retried", function()
+    local c = dws.client{ client_id = sb.merchant.client_id, private_key = sb.merchant.private_key,
+      dws_public_key = sb.dws_public_key, gateway = sb.https_url, retry_base_delay = 0.01 }
+    local _, err = c:consult_addable_payment_method(CONSULT)
+    assert.are.equal("TLS_ERROR", err.code)
+    assert.are.equal(1, err.attempts)
+    assert.are.equal(0, #sb:requests())
+  end)
+
+  it("is refused by the gateway with a key it does not know", function()
+    local c = client{ private_key = sb.dws_private_key_pem }
+    local _, err = c:consult_addable_payment_method(CONSULT)
+    assert.are.equal("INVALID_SIGNATURE", err.code)
+    assert.are.equal("F", err.status)
+  end)
+end)
