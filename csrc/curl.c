@@ -55,11 +55,12 @@ typedef struct {
     char errbuf[CURL_ERROR_SIZE];
 } handle;
 
-/* memset that the compiler may not drop: buffers may have held a response worth hiding. */
+/* memset the compiler may not drop (the barrier says the bytes are used): buffers may have
+ * held a response worth hiding. */
 static void cleanse(void *p, size_t n)
 {
-    volatile unsigned char *v = (volatile unsigned char *)p;
-    while (n--) *v++ = 0;
+    memset(p, 0, n);
+    __asm__ __volatile__("" : : "r"(p) : "memory");
 }
 
 static void buffer_reset(buffer *b)

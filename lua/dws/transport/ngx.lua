@@ -285,6 +285,8 @@ end
 -- One attempt on one connection. The 4th result is true when a pooled connection turned out to
 -- be closed by the server before anything was read, so the request is safe to send again.
 local function attempt(self, u, method, parts, timeout, connect_timeout)
+  -- timeout bounds the whole exchange, as libcurl's does; reads get what is left of it.
+  local deadline = ngx.now() + timeout
   local sock = ngx.socket.tcp()
   sock:settimeouts(ms(connect_timeout), ms(timeout), ms(timeout))
   local ok, err = sock:connect(u.host, u.port, u.connect_opts)
@@ -310,8 +312,6 @@ local function attempt(self, u, method, parts, timeout, connect_timeout)
       end
     end
   end
-  local deadline = ngx.now() + timeout
-
   local sent
   sent, err = sock:send(parts)
   if not sent then
