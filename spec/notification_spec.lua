@@ -225,6 +225,39 @@ describe("handle_notification", function()
     assert.are.equal(3, runs)
   end)
 
+  it("asks a delivery that arrives while the same notification is being handled to come again", function()
+    local runs, inner = 0, nil
+    local req = signed(body_of{ requestId = fresh_id() })
+    local store = notification.memory_store()
+    local function handler()
+      runs = runs + 1
+      if runs == 1 then
+        -- a second delivery of the same notification, while this one is still in the handler
+        inner = { notification.handle(client, req, handler, { store = store }) }
+      end
+      return true
+    end
+    local status = notification.handle(client, req, handler, { store = store })
+    assert.are.equal(200, status)
+    assert.are.equal(500, inner[1])
+    assert.are.equal("U", dws.decode_json(inner[3]).result.resultStatus)
+    assert.are.equal(1, runs)
+    -- once handled, a re-send is acknowledged without running the handler again
+    assert.are.equal(200, (notification.handle(client, req, handler, { store = store })))
+    assert.are.equal(1, runs)
+  end)
+
+  it("works with a store that has only get and set", function()
+    local data, runs = {}, 0
+    local store = { get = function(_, k) return data[k] end, set = function(_, k, v) data[k] = v return true end }
+    local req = signed(body_of{ requestId = fresh_id() })
+    local function handler() runs = runs + 1 end
+    assert.are.equal(200, (notification.handle(client, req, handler, { store = store })))
+    assert.are.equal(200, (notification.handle(client, req, handler, { store = store })))
+    assert.are.equal(1, runs)
+    assert.are.equal("processed", data["dws:notify:" .. dws.decode_json(req.body).requestId])
+  end)
+
   it("refuses what does not verify with an F answer, without running the handler", function()
     local ran = false
     local function handler() ran = true end
@@ -250,6 +283,18 @@ describe("handle_notification", function()
 end)
 
 describe("memory_store", function()
+  it("adds only what is absent, and deletes", function()
+    local store = notification.memory_store()
+    assert.is_true(store:add("k", "1", 10))
+    local ok, why = store:add("k", "2", 10)
+    assert.is_false(ok)
+    assert.are.equal("exists", why)
+    assert.are.equal("1", store:get("k"))
+    store:delete("k")
+    assert.is_nil(store:get("k"))
+    assert.are.equal(0, store.size())
+  end)
+
   it("forgets entries after their ttl", function()
     local now = 1000
     local store = notification.memory_store{ clock = function() return now end }

@@ -161,15 +161,26 @@ function M.verify(client, request, opts)
   return check_body(body)
 end
 
--- De-duplication stores: anything with get(self, key) -> value|nil and set(self, key, value, ttl).
+-- De-duplication stores: anything with get(self, key) -> value|nil and
+-- set(self, key, value, ttl). A store that also has add(self, key, value, ttl) -> true | false
+-- (false when the key exists) and delete(self, key) lets two deliveries of one notification
+-- that arrive at the same time run the handler once, not twice.
 
--- Per-process memory, bounded: at max_entries the oldest entries go first (after the expired).
+-- Per-process memory, bounded: at max_entries the expired entries go first, then the oldest.
 function M.memory_store(opts)
   opts = opts or {}
   local max = opts.max_entries or 10000
   local clock = opts.clock or core.monotonic
   local entries, queue, head, count = {}, {}, 1, 0
+  local last_sweep = -math.huge
   local store = {}
+
+  local function remove(key)
+    if entries[key] then
+      entries[key] = nil
+      count = count - 1
+    end
+  end
 
   local function drop_oldest()
     while head <= #queue do
@@ -177,8 +188,7 @@ function M.memory_store(opts)
       queue[head] = false
       head = head + 1
       if entries[item.key] == item then
-        entries[item.key] = nil
-        count = count - 1
+        remove(item.key)
         return
       end
     end
@@ -193,12 +203,23 @@ function M.memory_store(opts)
     queue, head = live, 1
   end
 
+  -- A full sweep for expired entries costs O(n): at most once a second, when over the bound.
+  local function make_room()
+    local now = clock()
+    if now - last_sweep >= 1 then
+      last_sweep = now
+      for k, it in pairs(entries) do
+        if it.expires <= now then remove(k) end
+      end
+    end
+    while count > max do drop_oldest() end
+  end
+
   function store.get(_, key)
     local item = entries[key]
     if not item then return nil end
     if item.expires <= clock() then
-      entries[key] = nil
-      count = count - 1
+      remove(key)
       return nil
     end
     return item.value
@@ -206,21 +227,22 @@ function M.memory_store(opts)
 
   function store.set(_, key, value, ttl)
     local item = { key = key, value = value, expires = clock() + (ttl or DEFAULT_SEEN_TTL) }
-    if entries[key] then count = count - 1 end
+    remove(key)
     entries[key] = item
     count = count + 1
     queue[#queue + 1] = item
-    if count > max then
-      local now = clock()
-      for k, it in pairs(entries) do
-        if it.expires <= now then
-          entries[k] = nil
-          count = count - 1
-        end
-      end
-      while count > max do drop_oldest() end
-    end
+    if count > max then make_room() end
     if head > 64 and head > #queue / 2 then compact() end
+    return true
+  end
+
+  function store.add(self, key, value, ttl)
+    if self:get(key) ~= nil then return false, "exists" end
+    return self:set(key, value, ttl)
+  end
+
+  function store.delete(_, key)
+    remove(key)
     return true
   end
 
@@ -236,6 +258,14 @@ function M.shared_dict_store(dict)
     set = function(_, key, value, ttl)
       local ok, err = dict:set(key, value, ttl or DEFAULT_SEEN_TTL)
       return ok, err
+    end,
+    add = function(_, key, value, ttl)
+      local ok, err = dict:add(key, value, ttl or DEFAULT_SEEN_TTL)
+      return ok, err
+    end,
+    delete = function(_, key)
+      dict:delete(key)
+      return true
     end,
   }
 end
@@ -268,6 +298,14 @@ local function answer(status, body)
   return status, { ["Content-Type"] = "application/json" }, body
 end
 
+local PROCESSING = "processing"
+
+local function busy(client, n)
+  log(client, "info", "notification is being processed by another delivery; asked to re-send",
+    { requestId = n.requestId })
+  return answer(500, M.UNKNOWN_BODY)
+end
+
 -- handle(client, request, handler[, opts]) -> http status, headers, body
 -- handler(notification) returns true (or nothing) when recorded, false, reason for a business
 -- failure (acknowledged all the same, as the API page asks), nil, err when it could not record
@@ -283,17 +321,35 @@ function M.handle(client, request, handler, opts)
 
   local store = store_for(client, opts)
   local key = "dws:notify:" .. n.requestId
-  if store:get(key) then
+  local seen = store:get(key)
+  if seen == PROCESSING then return busy(client, n) end
+  if seen then
     log(client, "info", "notification already processed, acknowledged again", { requestId = n.requestId })
     return answer(200, M.ACK_BODY)
+  end
+  -- Claim it, where the store can: a second delivery arriving meanwhile (another worker, or this
+  -- one while the handler yields) is asked to come again rather than run the handler twice.
+  -- A claim refused for another reason (a full shared dict) runs the handler unclaimed.
+  if type(store.add) == "function" then
+    local claimed, why = store:add(key, PROCESSING, opts.processing_ttl or 60)
+    if not claimed and why == "exists" then
+      local now_seen = store:get(key)
+      if now_seen == nil or now_seen == PROCESSING then return busy(client, n) end
+      return answer(200, M.ACK_BODY)
+    end
+  end
+  local function release()
+    if type(store.delete) == "function" then store:delete(key) end
   end
 
   local ran, result, reason = pcall(handler, n)
   if not ran then
+    release()
     log(client, "error", "notification handler raised: " .. tostring(result), { requestId = n.requestId })
     return answer(500, M.UNKNOWN_BODY)
   end
   if result == nil and reason ~= nil then
+    release()
     log(client, "error", "notification handler failed: " .. tostring(reason), { requestId = n.requestId })
     return answer(500, M.UNKNOWN_BODY)
   end
