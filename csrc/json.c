@@ -32,6 +32,7 @@
 typedef struct key_ent {
     const char *s;
     size_t len;
+    int vidx;           /* stack slot of the value, or 0: look it up with rawget */
 } key_ent;
 
 typedef struct json_state {
@@ -90,13 +91,11 @@ static int state_gc(lua_State *L)
 }
 
 /* Grow without realloc: realloc could leave a copy of card data in freed memory. */
-static int reserve(encoder *e, size_t extra)
+static int grow(encoder *e, size_t extra)
 {
     json_state *st = e->st;
     size_t need, cap;
     char *nb;
-    if (extra <= st->cap - st->len)
-        return 1;
     if (extra > SIZE_MAX / 2 - st->len) {
         e->reason = "out of memory";
         return 0;
@@ -118,6 +117,11 @@ static int reserve(encoder *e, size_t extra)
     st->buf = nb;
     st->cap = cap;
     return 1;
+}
+
+static inline int reserve(encoder *e, size_t extra)
+{
+    return extra <= e->st->cap - e->st->len || grow(e, extra);
 }
 
 #define PUT(e, c) ((e)->st->buf[(e)->st->len++] = (char)(c))
@@ -156,6 +160,18 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
     return 0;
 }
 
+/* 1 for bytes that can be copied as they are: printable ASCII except '"' and '\\'. */
+static const unsigned char plain_byte[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
+
 static int put_string(encoder *e, const char *str, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -169,11 +185,19 @@ static int put_string(encoder *e, const char *str, size_t n)
     out = e->st->buf + e->st->len;
     *out++ = '"';
     while (i < n) {
-        unsigned char c = s[i];
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-            *out++ = (char)c;
-            i++;
-        } else if (c == '"' || c == '\\') {
+        size_t run = i;
+        unsigned char c;
+        while (run < n && plain_byte[s[run]])
+            run++;
+        if (run > i) {
+            memcpy(out, s + i, run - i);
+            out += run - i;
+            i = run;
+            if (i == n)
+                break;
+        }
+        c = s[i];
+        if (c == '"' || c == '\\') {
             *out++ = '\\';
             *out++ = (char)c;
             i++;
@@ -280,7 +304,7 @@ static void sort_keys(key_ent *k, size_t n)
     }
 }
 
-static int push_key(encoder *e, const char *s, size_t len)
+static int push_key(encoder *e, const char *s, size_t len, int vidx)
 {
     json_state *st = e->st;
     if (st->nkeys == st->keycap) {
@@ -298,6 +322,7 @@ static int push_key(encoder *e, const char *s, size_t len)
     }
     st->keys[st->nkeys].s = s;
     st->keys[st->nkeys].len = len;
+    st->keys[st->nkeys].vidx = vidx;
     st->nkeys++;
     return 1;
 }
@@ -332,6 +357,7 @@ static int enc_object(encoder *e, int idx, int depth, size_t base)
         /* Re-read through st: a nested object may have moved the key stack. */
         const char *k = e->st->keys[base + i].s;
         size_t klen = e->st->keys[base + i].len;
+        int vidx = e->st->keys[base + i].vidx;
         if (i > 0 && !put_lit(e, ",", 1))
             return 0;
         e->path[depth].key = k;
@@ -343,14 +369,36 @@ static int enc_object(encoder *e, int idx, int depth, size_t base)
         }
         if (!put_lit(e, ":", 1))
             return 0;
-        lua_pushlstring(L, k, klen);
-        lua_rawget(L, idx);
+        if (vidx != 0) {
+            lua_pushvalue(L, vidx);
+        } else {
+            lua_pushlstring(L, k, klen);
+            lua_rawget(L, idx);
+        }
         if (!enc_value(e, lua_gettop(L), depth + 1))
             return 0;
         lua_pop(L, 1);
     }
     e->st->nkeys = base;
     return put_lit(e, "}", 1);
+}
+
+/* 1: all keys are strings, each value left on the stack; -1: use the general pass; 0: error. */
+static int collect_on_stack(encoder *e, int idx)
+{
+    lua_State *L = e->L;
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        size_t klen;
+        const char *k;
+        if (lua_type(L, -2) != LUA_TSTRING || !lua_checkstack(L, 3))
+            return -1;
+        k = lua_tolstring(L, -2, &klen);
+        if (!push_key(e, k, klen, lua_gettop(L)))
+            return 0;
+        lua_pushvalue(L, -2);   /* the key again, for lua_next; the original stays as anchor */
+    }
+    return 1;
 }
 
 static int enc_table(encoder *e, int idx, int depth)
@@ -379,6 +427,20 @@ static int enc_table(encoder *e, int idx, int depth)
         is_array = lua_rawequal(L, -1, UV_ARRAY_MT);
         lua_pop(L, 1);
     }
+    if (!is_array && lua_rawlen(L, idx) == 0) {
+        /* Likely an object: leave keys and values on the stack so that encoding needs no
+         * second lookup per key. Anything unusual falls back to the general pass below. */
+        int top = lua_gettop(L), r = collect_on_stack(e, idx);
+        if (r == 1) {
+            r = enc_object(e, idx, depth, base);
+            lua_settop(L, top);
+            return r;
+        }
+        lua_settop(L, top);
+        if (r == 0)
+            return 0;
+        e->st->nkeys = base;
+    }
     /* One pass over the keys decides: string keys make an object, 1..n an array. A marked
      * array runs to its largest index (holes are null), since the length operator's border is
      * not well defined for tables with holes. */
@@ -389,7 +451,7 @@ static int enc_table(encoder *e, int idx, int depth)
         if (kt == LUA_TSTRING) {
             size_t klen;
             const char *k = lua_tolstring(L, -1, &klen);
-            if (!push_key(e, k, klen)) {
+            if (!push_key(e, k, klen, 0)) {
                 lua_pop(L, 1);
                 return 0;
             }
@@ -527,7 +589,9 @@ static const char *precheck(const unsigned char *s, size_t n)
     size_t i = 0;
     while (i < n) {
         unsigned char c = s[i];
-        if (c >= 0x20 && c < 0x80) {
+        if (plain_byte[c] || c == '"') {
+            i++;
+        } else if (c >= 0x20 && c < 0x80) {
             if (c == '\\' && i + 1 < n) {
                 if (s[i + 1] == 'u' && n - i >= 6 && s[i + 2] == '0' && s[i + 3] == '0' &&
                     s[i + 4] == '0' && s[i + 5] == '0')
