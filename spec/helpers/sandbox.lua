@@ -58,7 +58,7 @@ function Sandbox:fault(name, count, opts)
   return self:admin("POST", "faults", spec)
 end
 
-function Sandbox:wait(fn, timeout)
+function Sandbox:wait(fn, timeout) -- luacheck: ignore 212/self
   local deadline = os.time() + (timeout or 10)
   repeat
     local v = fn()

@@ -160,13 +160,13 @@ function M.cacheCard(ctx, req)
   local record = {
     client_id = ctx.client_id, brand = brand, mask = testdata.mask(number), last4 = number:sub(-4),
     expiryYear = card.expiryYear, expiryMonth = expiry_month, class = testdata.card_class(number),
-    expires = ngx.time() + ttl,
+    expires = ngx.now() + ttl,
   }
   if not store.set_json("token:" .. token, record, ttl) then
     return result("U", "UNKNOWN_EXCEPTION", "An API call failed, which is caused by unknown reasons.")
   end
   return success{
-    expiryTime = M.iso8601(record.expires),
+    expiryTime = M.iso8601(math.floor(record.expires)),
     paymentMethodDetail = {
       paymentMethodDetailType = req.paymentMethodDetail.paymentMethodDetailType,
       card = {
@@ -236,7 +236,7 @@ function M.addPaymentMethod(ctx, req)
 
   local token = req.paymentMethodDetail.card.cardToken
   local card = store.get_json("token:" .. token)
-  if not card or card.client_id ~= ctx.client_id or card.expires <= ngx.time() then
+  if not card or card.client_id ~= ctx.client_id or card.expires <= ngx.now() then
     return final(result("F", "INVALID_PAYMENTMETHOD_TOKEN", "The payment method token is invalid."))
   end
 
@@ -275,7 +275,7 @@ function M.addPaymentMethod(ctx, req)
     }, { notify = { delay = ctx.conf.notify_delay, body = notification } })
   end
   return final(success{
-    expiryTime = M.iso8601(card.expires),
+    expiryTime = M.iso8601(math.floor(card.expires)),
     paymentMethodDetail = {
       paymentMethodDetailType = pmd_type,
       card = { cardToken = token, brand = card.brand, mask = card.mask, last4 = card.last4,

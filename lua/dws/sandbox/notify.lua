@@ -84,7 +84,7 @@ deliver = function(premature, job, attempt)
   local ack = status and acknowledged(status, answer) or false
   store.append("delivery", {
     requestId = job.request_id, client_id = job.client_id, url = job.url, attempt = attempt,
-    status = status or core.null, acknowledged = ack, error = (not status) and answer or core.null,
+    status = status, acknowledged = ack, error = (not status) and answer or nil,
     request_time = time, time = core.time_ms(), body = job.body,
   })
   if not ack and attempt < #M.SCHEDULE then

@@ -238,9 +238,9 @@ local function handle_api()
   local sig_header = headers["signature"]
   if type(sig_header) == "table" then sig_header = table.concat(sig_header, "\n") end
   local record = {
-    time = core.time_ms(), api = api or core.null, method = method, path = path,
+    time = core.time_ms(), api = api, method = method, path = path,
     client_id = ctx.client_id, request_time = tostring(headers["request-time"] or ""),
-    signature = sig_header or core.null, body_sha256 = ctx.body_hash, verified = false,
+    signature = sig_header, body_sha256 = ctx.body_hash, verified = false,
   }
 
   local req
@@ -268,11 +268,10 @@ local function handle_api()
   end
 
   local fault = api and faults.take() or nil
-  record.fault = fault and fault.name or core.null
+  record.fault = fault and fault.name or nil
   local echo = api == "addPaymentMethod" and record.requestId and { requestId = record.requestId } or nil
 
   if fault and fault.kind == "pre" then
-    record.resultStatus = core.null
     store.append("request", record)
     return pre_fault(ctx, fault, echo)
   end
