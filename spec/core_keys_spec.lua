@@ -29,7 +29,8 @@ describe("dws.core keys", function()
     local function o(args) sh("cd " .. dir .. " && openssl " .. args) end
     o("genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out pkcs8.pem")
     o("rsa -in pkcs8.pem -traditional -out pkcs1.pem")
-    o("pkey -in pkcs8.pem -outform DER -out pkcs8.der")
+    -- (openssl pkey -outform DER writes PKCS#1 for RSA; pkcs8 -topk8 gives real PKCS#8)
+    o("pkcs8 -topk8 -nocrypt -in pkcs8.pem -outform DER -out pkcs8.der")
     o("rsa -in pkcs8.pem -traditional -outform DER -out pkcs1.der")
     o("pkey -in pkcs8.pem -pubout -out spki.pem")
     o("rsa -in pkcs8.pem -RSAPublicKey_out -out rsapub.pem")
@@ -54,6 +55,19 @@ describe("dws.core keys", function()
 
   teardown(function()
     if dir then sh("rm -rf " .. dir) end
+  end)
+
+  it("has generated the forms it claims (PKCS#8 wraps an AlgorithmIdentifier, PKCS#1 does not)", function()
+    -- SEQUENCE { INTEGER 0, then SEQUENCE (PKCS#8) or INTEGER n (PKCS#1) }
+    assert.equal(0x30, core.base64_decode(forms["pkcs8.der"]):byte(8))
+    assert.equal(0x02, core.base64_decode(forms["pkcs1.der"]):byte(8))
+    assert.matches("BEGIN PRIVATE KEY", forms["pkcs8.pem"])
+    assert.matches("BEGIN RSA PRIVATE KEY", forms["pkcs1.pem"])
+    assert.matches("BEGIN PUBLIC KEY", forms["spki.pem"])
+    assert.matches("BEGIN RSA PUBLIC KEY", forms["rsapub.pem"])
+    -- SPKI: SEQUENCE { SEQUENCE { OID ... } ...}; PKCS#1 public: SEQUENCE { INTEGER n, INTEGER e }
+    assert.equal(0x30, core.base64_decode(forms["spki.der"]):byte(5))
+    assert.equal(0x02, core.base64_decode(forms["rsapub.der"]):byte(5))
   end)
 
   -- one content, signed by every private form and verified by every public form

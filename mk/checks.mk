@@ -1,0 +1,85 @@
+# Fuzzing and sanitizers for the C core (issue "Hardening" §2, §3).
+#
+#   make fuzz            each libFuzzer target for FUZZ_SECONDS (default 30) from fuzz/corpus/<target>
+#   make fuzz-smoke      the same, about 5 s per target (CI)
+#   make test-asan       core.so and curl.so built with ASan + UBSan (gcc) into build-asan/5.4,
+#                        then the whole suite under Lua 5.4 against them
+#   make test-valgrind   the core specs (spec/core_*) under valgrind memcheck, leaks included
+#
+# Fuzz binaries, the corpus they grow and any crash artifacts go to fuzz/out/ (not committed).
+# A crash reproduces with: fuzz/out/<target> fuzz/out/<target>-crash-<sha1>
+
+.PHONY: fuzz fuzz-smoke fuzz-build test-asan test-valgrind
+
+FUZZ_CC       ?= clang-14
+FUZZ_SECONDS  ?= 30
+FUZZ_TARGETS   = json_decode sigheader codec key_load
+FUZZ_BINS      = $(addprefix fuzz/out/,$(FUZZ_TARGETS))
+FUZZ_CFLAGS    = -std=c99 -D_POSIX_C_SOURCE=200809L -g -O1 -fno-omit-frame-pointer \
+                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+                 -Icsrc $(LUA54_CFLAGS) $(CJSON_CFLAGS)
+# Only json_decode needs a Lua state; linking it everywhere keeps one rule.
+FUZZ_LIBS      = -llua5.4 $(CORE_LIBS)
+
+fuzz/out:
+	mkdir -p $@
+
+fuzz/out/%: fuzz/%.c $(CORE_SRC) $(CORE_HDR) | fuzz/out
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(CORE_SRC) $(FUZZ_LIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+# New inputs go to fuzz/out/corpus/<target>; the committed seeds are read only.
+# -max_len keeps key texts and JSON documents at realistic sizes; leaks fail the run.
+fuzz: $(FUZZ_BINS)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    mkdir -p fuzz/out/corpus/$$t; \
+	    echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+	    if fuzz/out/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -timeout=10 \
+	        -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=fuzz/out/$$t- \
+	        fuzz/out/corpus/$$t fuzz/corpus/$$t >fuzz/out/$$t.log 2>&1; then \
+	        grep -E '^(stat::number_of_executed_units|stat::new_units_added|stat::peak_rss_mb)' \
+	            fuzz/out/$$t.log | tr '\n' ' '; echo; \
+	    else \
+	        tail -n 60 fuzz/out/$$t.log; echo "fuzz: $$t failed, see fuzz/out/$$t.log"; exit 1; \
+	    fi; \
+	done; echo "fuzz: all targets clean"
+
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=5
+
+# ---- AddressSanitizer + UndefinedBehaviorSanitizer over the whole suite ----
+#
+# Lua itself is not instrumented, so the ASan runtime is preloaded into lua5.4 (and inherited by
+# what the specs start: nginx, openssl). ASAN_OPTIONS:
+#   detect_leaks=0          leaks are test-valgrind's job; LeakSanitizer would also flag the
+#                           uninstrumented nginx and openssl children the specs start
+#   halt_on_error=1         any report fails the run
+#   verify_asan_link_order=0  the runtime is preloaded rather than linked first, on purpose
+# UBSAN_OPTIONS: halt_on_error=1, print_stacktrace=1: any undefined behaviour fails the run.
+ASAN_BUILD   = build-asan
+ASAN_CFLAGS  = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+ASAN_RUNTIME = $(shell $(CC) -print-file-name=libasan.so):$(shell $(CC) -print-file-name=libubsan.so)
+
+test-asan:
+	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) FLAVOURS=5.4 OPT="$(ASAN_CFLAGS)" \
+	    EXTRA_LDFLAGS="-fsanitize=address,undefined" \
+	    $(ASAN_BUILD)/5.4/dws/core.so $(ASAN_BUILD)/5.4/dws/curl.so
+	@LD_PRELOAD="$(ASAN_RUNTIME)" \
+	    ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:verify_asan_link_order=0 \
+	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	    DWS_BUILD=$(ASAN_BUILD) DWS_FLAVOURS=5.4 sh spec/run
+
+# ---- valgrind memcheck over the core specs ----
+#
+# Any memcheck error or a "definitely lost" / "indirectly lost" block fails the run; reachable
+# memory at exit (Lua's own state, OpenSSL's one-time initialisation) is not a leak. Suppressions
+# for third-party internals, each with its reason, are in mk/valgrind.supp.
+VALGRIND = valgrind --quiet --error-exitcode=99 --leak-check=full \
+           --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
+           --suppressions=mk/valgrind.supp --num-callers=30
+
+test-valgrind: $(BUILD)/5.4/dws/core.so
+	@LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
+	    LUA_CPATH="$(CURDIR)/$(BUILD)/5.4/?.so;;" DWS_ROOT="$(CURDIR)" DWS_FLAVOUR=5.4 \
+	    $(VALGRIND) lua5.4 /usr/bin/busted --lua=lua5.4 -o plainTerminal $(wildcard spec/core_*_spec.lua)
