@@ -8,7 +8,7 @@ local sandbox = require "helpers.sandbox"
 local CLIENT_ID = "SANDBOX_BIND0000000001"
 local CUSTOMER = "2162878776333"
 local ENV = { terminalType = "WEB", clientIp = "127.0.0.1" }
-local SECRETS = { "4111111111111111", "4000056655665556", "4000000000000077", "4000000000000101",
+local SECRETS = { "4111111111111111", "4000056655665556", "4000000000000077", "4000000000000101", "4000000000000119",
                   "378282246310005", "4111111111111112", "5555555555554444", "731", "7319" }
 
 local dir, sb, client
@@ -159,6 +159,22 @@ describe("bind_card", function()
     for _, secret in ipairs(SECRETS) do
       if #secret > 4 then assert.is_nil(log:find(secret, 1, true), "card number in the sandbox log") end
     end
+  end)
+
+  it("retries DWS's U answers with the same requestId and still binds", function()
+    local outcome = assert(bind("4000000000000119", nil, "2188000000000003"))
+    assert.are.equal("BOUND", outcome.status)
+    local adds, consults = {}, 0
+    for _, r in ipairs(sb:requests()) do
+      if r.api == "addPaymentMethod" and r.requestId == outcome.requestId then adds[#adds + 1] = r end
+    end
+    assert.are.equal(2, #adds)
+    assert.are.equal("U", adds[1].resultStatus)
+    assert.are.equal("S", adds[2].resultStatus)
+    for _, r in ipairs(sb:requests()) do
+      if r.api == "consultAddablePaymentMethod" and r.resultStatus == "U" then consults = consults + 1 end
+    end
+    assert.are.equal(1, consults)
   end)
 
   it("never lets a card number or security code into an outcome, error or log line", function()

@@ -130,7 +130,7 @@ function M.notify()
   end
   local status, headers, answer = client:handle_notification({
     method = ngx.req.get_method(),
-    path = ngx.var.uri,
+    path = ngx.var.request_uri, -- as sent (not normalised); the SDK drops the query
     headers = ngx.req.get_headers(100, true), -- raw names: the SDK matches case-insensitively
     body = body,
   }, on_notification)
