@@ -132,10 +132,16 @@ describe("verify_notification", function()
       "tolerance")
     assert.are.equal(401, err.http_status)
     refused(signed(body_of(), { time = tostring(now + 400 * 1000) }), "NOTIFICATION_EXPIRED")
-    -- the tolerance is the caller's to set
+    -- the tolerance is the caller's to set: per call, or as the client's option
     local n = notification.verify(client, signed(body_of(), { time = tostring(now - 200 * 1000) }),
       { tolerance = 60 })
     assert.is_nil(n)
+    local strict = dws.client{ client_id = CLIENT_ID, private_key = dws_private,
+      dws_public_key = nginx.read_file(dir .. "/dws_public.pem"), gateway = "http://127.0.0.1:9",
+      notification_tolerance = 60 }
+    local req = signed(body_of(), { time = tostring(now - 90 * 1000) })
+    assert(client:verify_notification(req))
+    assert.are.equal("NOTIFICATION_EXPIRED", select(2, strict:verify_notification(req)).code)
   end)
 
   it("checks the body after the signature: JSON, required fields, lengths, operateSource", function()
