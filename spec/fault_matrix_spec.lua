@@ -159,6 +159,10 @@ local MATRIX = {
 }
 
 local TIMED = { never_answer = true, drip = true, slow = true }
+-- Faults the sandbox applies after processing the request (lua/dws/sandbox/faults.lua "post").
+local POST_PROCESSING = { never_answer = true, drip = true, reset = true, short_body = true, slow = true,
+                          unsigned_s = true, foreign_key = true, tamper = true, no_response_time = true,
+                          dup_headers = true }
 
 setup(function()
   dir = nginx.tmpdir("dws-faults")
@@ -241,7 +245,17 @@ describe("fault matrix, addPaymentMethod", function()
         assert.are.equal(request_id, res.requestId)
         assert.are.equal(token, res.paymentMethodDetail.card.cardToken)
         assert.is_true(elapsed < time_bound(1), string.format("took %.2f s", elapsed))
-        assert_attempts_at_sandbox(requests_since(m), 2, "addPaymentMethod", request_id)
+        local records = requests_since(m)
+        assert_attempts_at_sandbox(records, 2, "addPaymentMethod", request_id)
+        -- A fault after processing (the answer lost on the way) leaves the binding made: the retry,
+        -- with the same requestId and the same bytes, gets the stored answer, not a second binding
+        -- and not REPEAT_REQ_INCONSISTENT. A fault before processing leaves nothing to replay.
+        assert.are.equal(row.fault, records[1].fault)
+        if POST_PROCESSING[row.fault] then
+          assert.are.equal("replay", records[2].idempotent)
+        else
+          assert.is_nil(records[2].idempotent)
+        end
       end)
     end
   end
@@ -401,4 +415,33 @@ describe("fault matrix, cacheCard", function()
     assert.are.equal("400005******5556", res.paymentMethodDetail.card.mask)
     assert_attempts_at_sandbox(requests_since(m), 2, "cacheCard")
   end)
+end)
+
+-- Over TLS the same faults look different on the wire (a reset or a short body without close_notify,
+-- a stalled handshake partner): the answers must not change.
+describe("fault matrix, addPaymentMethod over HTTPS", function()
+  for _, row in ipairs(MATRIX) do
+    if not TIMED[row.fault] then
+      local attempts = row.retried and (MAX_RETRIES + 1) or 1
+      it(row.fault .. ": " .. row.code, function()
+        local client = make_client{ gateway = sb.https_url, ca_file = sb.ca_file }
+        local token = cache(client, "4111111111111111")
+        local request_id = "fm-tls-" .. row.fault .. "-" .. core.uuid4()
+        local m = mark()
+        sb:fault(row.fault, attempts, row.opts)
+        local res, err, elapsed = elapsed_of(function()
+          return client:add_payment_method(add_request(token, request_id))
+        end)
+        assert.is_nil(res)
+        assert.are.equal(row.code, err.code)
+        assert.are.equal(row.status, err.status)
+        assert.are.equal(attempts, err.attempts)
+        assert.are.equal(request_id, err.request_id)
+        if row.http then assert.are.equal(row.http, err.http_status) end
+        if not row.response then assert.is_nil(err.response) end
+        assert.is_true(elapsed < time_bound(), string.format("took %.2f s", elapsed))
+        assert_attempts_at_sandbox(requests_since(m), attempts, "addPaymentMethod", request_id)
+      end)
+    end
+  end
 end)
