@@ -82,4 +82,4 @@ VALGRIND = valgrind --quiet --error-exitcode=99 --leak-check=full \
 test-valgrind: $(BUILD)/5.4/dws/core.so
 	@LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
 	    LUA_CPATH="$(CURDIR)/$(BUILD)/5.4/?.so;;" DWS_ROOT="$(CURDIR)" DWS_FLAVOUR=5.4 \
-	    $(VALGRIND) lua5.4 /usr/bin/busted --lua=lua5.4 -o plainTerminal $(wildcard spec/core_*_spec.lua)
+	    $(VALGRIND) lua5.4 /usr/bin/busted -o plainTerminal $(wildcard spec/core_*_spec.lua)
