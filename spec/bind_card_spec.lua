@@ -190,3 +190,42 @@ describe("bind_card", function()
     end
   end)
 end)
+
+describe("bind_card option choice", function()
+  local bind_card = require "dws.bind_card"
+  local function option(kind, enabled, detail)
+    return { paymentMethodType = kind, paymentMethodCategory = kind, enabled = enabled, paymentOptionDetail = detail }
+  end
+  local VISA_MC = '{"card":{"bankInfos":[],"supportCardBrands":[{"cardBrand":"MASTERCARD"},{"cardBrand":"VISA"}]},' ..
+    '"type":"card"}'
+  -- The consult page's own sample: JSON inside the string that is itself malformed.
+  local PAGE_SAMPLE = '{"card":{"bankInfos":[],"supportCardBrands":[{"cardBrand":"MASTERCARD"}]},"type":"card",' ..
+    '"businessScenes": "["BINDCARD","TOPUP"]"}'
+
+  it("picks the enabled card option that lists the brand", function()
+    local chosen, brands = bind_card.choose_option({ option("GCASH_EBANK", true, VISA_MC),
+      option("MIXEDCARD", "true", VISA_MC) }, "VISA")
+    assert.are.equal("MIXEDCARD", chosen.paymentMethodType)
+    assert.are.same({ "MASTERCARD", "VISA" }, brands)
+  end)
+
+  it("says why no option fits", function()
+    local _, why = bind_card.choose_option({ option("GCASH_EBANK", true, VISA_MC) }, "VISA")
+    assert.matches("no card option among the addable payment methods %(GCASH_EBANK%)", why)
+    _, why = bind_card.choose_option({ option("MIXEDCARD", true, PAGE_SAMPLE) }, "MASTERCARD")
+    assert.matches("MIXEDCARD option cannot be used: its paymentOptionDetail is not valid JSON", why)
+    _, why = bind_card.choose_option({ option("DEBITCARD", false, VISA_MC), option("CARD", true, VISA_MC) }, "JCB")
+    assert.matches("DEBITCARD option is not enabled", why)
+    assert.matches("JCB is not supported by the CARD option %(it supports MASTERCARD, VISA%)", why)
+    _, why = bind_card.choose_option(nil, "VISA")
+    assert.matches("no card option", why)
+  end)
+
+  it("derives the outcome status from addPaymentMethod's answer", function()
+    assert.are.same({ "BOUND", "T1" }, { bind_card.status_of{ paymentMethodDetail = { card = { cardToken = "T1" } } } })
+    assert.are.equal("ACTION_REQUIRED", (bind_card.status_of{ paymentMethodDetail = { card = {} },
+      actionForm = { challengeType = "sms" } }))
+    assert.are.equal("PENDING", (bind_card.status_of{ paymentMethodDetail = { card = {} }, actionForm = {} }))
+    assert.are.equal("PENDING", (bind_card.status_of{}))
+  end)
+end)

@@ -133,6 +133,8 @@ function M.bind(client, params)
       card = c,
     },
   })
+  -- Our copy of the clear card is done with (the caller's table is theirs to clear).
+  c.cardNo, c.securityCode = nil, nil
   if not cached then return nil, err end
   local cached_card = is_object(cached.paymentMethodDetail) and is_object(cached.paymentMethodDetail.card)
     and cached.paymentMethodDetail.card or {}
@@ -141,8 +143,14 @@ function M.bind(client, params)
     return nil, errors.new{ api = "cacheCard", code = errors.RESPONSE_MALFORMED, status = "U",
                             message = "cacheCard answered S without a cardToken" }
   end
-  mask = string_or_nil(cached_card.mask) or mask
-  last4 = string_or_nil(cached_card.last4) or last4
+  -- DWS's own mask and last4 are preferred, but only in the shape expected: never pass on
+  -- something that could be a full number.
+  local their_mask = string_or_nil(cached_card.mask)
+  if their_mask and their_mask:find("*", 1, true) and not their_mask:find("%d%d%d%d%d%d%d") then
+    mask = their_mask
+  end
+  local their_last4 = string_or_nil(cached_card.last4)
+  if their_last4 and their_last4:find("^%d%d%d%d$") then last4 = their_last4 end
   brand = string_or_nil(cached_card.brand) or brand
   log(client, "info", "bind_card: card cached", { mask = mask, expiryTime = cached.expiryTime })
 
