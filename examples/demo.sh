@@ -5,11 +5,12 @@
 #
 # No configuration: the merchant's keys are made on the first run under .demo/ (gitignored);
 # the sandbox makes its own CA, certificate and DWS key pair under .demo/sandbox/.
+# DWS_DEMO_DIR puts all of it elsewhere (the specs run the demo in a temporary directory).
 set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-demo="$root/.demo"
+demo="${DWS_DEMO_DIR:-$root/.demo}"
 client_id=SANDBOX_DEMO_MERCHANT
 
 export DWS_ROOT="$root"
@@ -22,7 +23,7 @@ done
 
 mkdir -p "$demo/keys"
 if [ ! -f "$demo/keys/merchant_private.pem" ]; then
-    echo "demo: first run: making the merchant's RSA-2048 key pair in .demo/keys/"
+    echo "demo: first run: making the merchant's RSA-2048 key pair in $demo/keys/"
     (umask 077 && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 \
         -out "$demo/keys/merchant_private.pem" 2>/dev/null)
     openssl pkey -in "$demo/keys/merchant_private.pem" -pubout -out "$demo/keys/merchant_public.pem" 2>/dev/null
