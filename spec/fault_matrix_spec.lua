@@ -127,6 +127,13 @@ local function assert_attempts_at_sandbox(records, n, api, request_id)
   if n > 0 then assert.are.equal(1, distinct, "body sha256 differs between attempts") end
 end
 
+-- After any fault the same client goes on working (no poisoned connection or handle state).
+local function assert_recovers(client)
+  local res, err = client:consult_addable_payment_method{ customerId = CUSTOMER, env = ENV, scenes = { "TOPUP" } }
+  assert.is_nil(err, "the next call after the fault: " .. tostring(err))
+  assert.are.equal("S", res.result.resultStatus)
+end
+
 local function elapsed_of(fn)
   local t0 = core.monotonic()
   local a, b = fn()
@@ -225,6 +232,7 @@ describe("fault matrix, addPaymentMethod", function()
       end
       assert.are.equal(attempts - 1, retries)
       assert.are.equal(1, errs)
+      assert_recovers(client)
     end)
   end
 
@@ -291,6 +299,18 @@ describe("fault matrix, addPaymentMethod", function()
     -- HACKING.md: err.response only when the answer verified; an unsigned F did not.
     assert.is_nil(err.response)
     assert_attempts_at_sandbox(requests_since(m), 1, "addPaymentMethod", request_id)
+  end)
+
+  it("max_response_bytes set below a normal answer: RESPONSE_TOO_LARGE, not retried, no data", function()
+    local client = make_client{ max_response_bytes = 64 }
+    local m = mark()
+    local res, err = client:consult_addable_payment_method{ customerId = CUSTOMER, env = ENV, scenes = { "TOPUP" } }
+    assert.is_nil(res)
+    assert.are.equal("RESPONSE_TOO_LARGE", err.code)
+    assert.are.equal("U", err.status)
+    assert.are.equal(1, err.attempts)
+    assert.is_nil(err.response)
+    assert_attempts_at_sandbox(requests_since(m), 1, "consultAddablePaymentMethod")
   end)
 
   it("max_retries = 0: a retryable fault is tried once", function()
@@ -441,6 +461,7 @@ describe("fault matrix, addPaymentMethod over HTTPS", function()
         if not row.response then assert.is_nil(err.response) end
         assert.is_true(elapsed < time_bound(), string.format("took %.2f s", elapsed))
         assert_attempts_at_sandbox(requests_since(m), attempts, "addPaymentMethod", request_id)
+        assert_recovers(client)
       end)
     end
   end
