@@ -113,8 +113,27 @@ function M.start(dir, opts)
   return nil, err
 end
 
+-- Gone, or a zombie waiting for a reaper: where PID 1 reaps slowly (containers), `kill -0` keeps
+-- succeeding for a second or more after nginx has exited.
+local function exited(pid)
+  local stat = nginx.read_file("/proc/" .. pid .. "/stat")
+  return not stat or stat:match("^%d+ %b() (%a)") == "Z"
+end
+
 function M.stop(dir)
-  return nginx.stop(absolute(dir))
+  dir = absolute(dir)
+  local pid = nginx.pid_of(dir)
+  if pid then
+    nginx.run("kill -QUIT " .. pid .. " 2>/dev/null")
+    for _ = 1, 100 do
+      if exited(pid) then
+        os.remove(dir .. "/logs/nginx.pid")
+        return true
+      end
+      nginx.sleep(0.05)
+    end
+  end
+  return nginx.stop(dir) -- still there after 5 s: nginx.stop ends it with SIGKILL
 end
 
 local USAGE = [[
