@@ -35,8 +35,8 @@
 #define DEFAULT_MAX_RESPONSE 1048576L
 /* Buffers larger than this are released after a call instead of kept for the next one. */
 #define KEEP_BUFFER_BYTES 65536
-/* Header block limit; libcurl already caps one header line at 100 KiB. */
-#define MAX_HEADER_BYTES 262144
+/* Header block limit, as transport.ngx's; libcurl itself caps one header line at 100 KiB. */
+#define MAX_HEADER_BYTES 65536
 
 typedef struct {
     char *data;

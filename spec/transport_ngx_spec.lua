@@ -95,6 +95,17 @@ function cases.stale(p)
   out("ua", res3 and res3.headers["x-echo-h-user-agent"])
 end
 
+function cases.keepalive_tls(p)
+  local t = transport.new{ server_name = "localhost" }
+  local ok = 0
+  for i = 1, 10 do
+    local res = t:request{ method = "POST", url = p.fresh_tls .. "/echo", body = "n=" .. i }
+    if res and res.body == "n=" .. i then ok = ok + 1 end
+  end
+  out("ok", ok)
+  out("connects", t:stats().connects)
+end
+
 function cases.timeout(p)
   local t = transport.new()
   result(t:request{ method = "GET", url = p.http .. "/slow?s=3", timeout = 0.3 })
@@ -192,6 +203,7 @@ function M.run()
     wrong = "https://127.0.0.1:" .. a.wrong,
     fresh = "http://127.0.0.1:" .. a.fresh,
     fresh2 = "http://127.0.0.1:" .. a.fresh2,
+    fresh_tls = "https://127.0.0.1:" .. a.fresh_tls,
     closed = a.closed,
   }
   cases[a.case](p)
@@ -206,6 +218,7 @@ describe("dws.transport.ngx inside nginx", function()
   setup(function()
     srv = assert(httpd.start{
       extra_ports = 2,
+      extra_tls_ports = 1,
       lua_files = { ngxcases = CASES },
       locations = "location = /t { content_by_lua_block { require('ngxcases').run() } }",
     })
@@ -220,8 +233,10 @@ describe("dws.transport.ngx inside nginx", function()
 
   -- Runs a case in nginx; returns its key=value lines as a table.
   local function case(name)
-    local url = srv:url(string.format("/t?case=%s&http=%d&https=%d&wrong=%d&fresh=%d&fresh2=%d&closed=%d",
-      name, srv.http_port, srv.https_port, srv.wrong_port, srv.extra_ports[1], srv.extra_ports[2], closed))
+    local url = srv:url(string.format(
+      "/t?case=%s&http=%d&https=%d&wrong=%d&fresh=%d&fresh2=%d&fresh_tls=%d&closed=%d",
+      name, srv.http_port, srv.https_port, srv.wrong_port, srv.extra_ports[1], srv.extra_ports[2],
+      srv.extra_tls_ports[1], closed))
     local status, _, body = h:request(url, {}, nil, 30, 5)
     assert(status == 200, "case " .. name .. ": " .. tostring(status) .. " " .. tostring(body) ..
       "\n" .. srv:error_log():sub(-2000))
@@ -267,6 +282,12 @@ describe("dws.transport.ngx inside nginx", function()
     assert.equal("10", r.ok)
     assert.equal("1", r.connects)
     assert.equal("10", r.requests)
+  end)
+
+  it("keeps one verified TLS connection alive over 10 requests", function()
+    local r = case("keepalive_tls")
+    assert.equal("10", r.ok)
+    assert.equal("1", r.connects)
   end)
 
   it("opens a new connection when the server closed the pooled one", function()

@@ -141,23 +141,28 @@ end
 
 -- opts.locations: extra location blocks for the main server; opts.http: extra http-block lines;
 -- opts.lua_files: { modname = source } written where the server's Lua can require them;
--- opts.extra_ports: how many more plain-HTTP ports the main server listens on (srv.extra_ports).
+-- opts.extra_ports / opts.extra_tls_ports: how many more plain-HTTP / HTTPS ports the main server
+-- listens on (srv.extra_ports, srv.extra_tls_ports), e.g. for a connection pool no other test uses.
 function M.start(opts)
   opts = opts or {}
   local prefix = nginx.tmpdir("dws-httpd")
   local certs = nginx.make_certs(prefix .. "/certs")
   local wrong = nginx.make_certs(prefix .. "/certs", "DNS:wrong.example", "wrong")
-  local extra = opts.extra_ports or 0
-  local ports = nginx.free_ports(3 + extra)
+  local extra, extra_tls = opts.extra_ports or 0, opts.extra_tls_ports or 0
+  local ports = nginx.free_ports(3 + extra + extra_tls)
   nginx.mkdir(prefix .. "/lua")
   for name, src in pairs(opts.lua_files or {}) do
     nginx.write_file(prefix .. "/lua/" .. name:gsub("%.", "/") .. ".lua", src)
   end
   local paths = nginx.lua_paths():gsub('lua_package_path "', 'lua_package_path "' .. prefix .. '/lua/?.lua;', 1)
-  local extra_ports, listens = {}, {}
+  local extra_ports, extra_tls_ports, listens = {}, {}, {}
   for i = 1, extra do
     extra_ports[i] = ports[3 + i]
-    listens[i] = "        listen 127.0.0.1:" .. ports[3 + i] .. ";"
+    listens[#listens + 1] = "        listen 127.0.0.1:" .. ports[3 + i] .. ";"
+  end
+  for i = 1, extra_tls do
+    extra_tls_ports[i] = ports[3 + extra + i]
+    listens[#listens + 1] = "        listen 127.0.0.1:" .. ports[3 + extra + i] .. " ssl;"
   end
   local extra_listen = table.concat(listens, "\n")
   local tmp = prefix .. "/tmp"
@@ -205,6 +210,7 @@ function M.start(opts)
     https_port = ports[2],
     wrong_port = ports[3],
     extra_ports = extra_ports,
+    extra_tls_ports = extra_tls_ports,
     ca = certs.ca,
   }, Server)
 end
