@@ -416,6 +416,63 @@ describe("dws.client", function()
     end)
   end)
 
+  describe("transport choice", function()
+    local saved
+    before_each(function() saved = rawget(_G, "ngx") end)
+    after_each(function() rawset(_G, "ngx", saved) end)
+
+    local function plain(over)
+      local opts = { client_id = "C", private_key = MERCHANT_PRIVATE, dws_public_key = dws_public,
+        gateway = "https://dws.example" }
+      for k, v in pairs(over or {}) do opts[k] = v end
+      return dws.client(opts)
+    end
+
+    -- Just enough of OpenResty's ngx table for the choice; no request is made.
+    local function fake_ngx(phase, with_sockets)
+      return { get_phase = function() return phase end, config = { ngx_lua_version = 10025 },
+        socket = with_sockets and { tcp = function() end } or nil }
+    end
+
+    it("uses libcurl outside nginx", function()
+      local c = plain()
+      assert.are.equal(require("dws.transport.curl").Transport, getmetatable(c.transport))
+      assert.truthy(c.options.user_agent:find("libcurl", 1, true))
+    end)
+
+    it("uses cosockets inside nginx, also for a client made in init_by_lua", function()
+      rawset(_G, "ngx", fake_ngx("init", true))
+      local c = plain()
+      assert.are.equal(require("dws.transport.ngx").Transport, getmetatable(c.transport))
+      assert.is_nil(c.options.user_agent:find("libcurl", 1, true))
+      assert.truthy(c.options.user_agent:find("ngx_lua 10025", 1, true))
+      -- calls from a phase without cosockets are a programming error, said clearly
+      local ok, err = pcall(c.consult_addable_payment_method, c, CONSULT)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("init phase", 1, true))
+      rawget(_G, "ngx").get_phase = function() return "log" end
+      ok, err = pcall(c.consult_addable_payment_method, c, CONSULT)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("log phase", 1, true))
+    end)
+
+    it("refuses to pick a transport inside nginx without cosockets, unless given one", function()
+      rawset(_G, "ngx", fake_ngx("content", false))
+      local ok, err = pcall(plain)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("without cosockets", 1, true))
+      local t = fake_gateway(dws_private, { S })
+      assert.are.equal(t, plain{ transport = t }.transport)
+    end)
+
+    it("takes opts.transport over either", function()
+      local t = fake_gateway(dws_private, { S })
+      assert.are.equal(t, plain{ transport = t }.transport)
+      assert.has_error(function() plain{ transport = {} } end,
+        "dws.client: option transport must have a request method")
+    end)
+  end)
+
   it("works as a transport-agnostic object for notifications and bind_card", function()
     local c = make{ S }
     assert.are.equal("TEST_CLIENT", c.client_id)
