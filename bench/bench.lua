@@ -110,15 +110,19 @@ local function new_client(scheme, extra)
   return dws.client(opts)
 end
 
--- n sequential calls of one API; every call must succeed. Returns CPU and wall seconds per call.
+-- n sequential calls of one API; every call must succeed. Returns CPU seconds per call (user +
+-- sys), wall seconds per call, and user and sys apart.
 local function run_calls(client, api, n, state)
   local fn = calls[api]
+  local u0, s0 = util.usage()
   local w0, c0 = util.wall(), cpu()
   for i = 1, n do
     local res, err = fn(client, state, i)
     if not res then error(api .. " failed on call " .. i .. ": " .. tostring(err), 0) end
   end
-  return (cpu() - c0) / n, (util.wall() - w0) / n
+  local c, w = (cpu() - c0) / n, (util.wall() - w0) / n
+  local u1, s1 = util.usage()
+  return c, w, (u1 - u0) / n, (s1 - s0) / n
 end
 
 local function connects(client)
@@ -139,10 +143,10 @@ if sb then
       calls.prepare(client, state)
       steady[scheme] = {}
       for _, api in ipairs(calls.APIS) do
-        local c, w = run_calls(client, api, N, state)
+        local c, w, u, sy = run_calls(client, api, N, state)
         steady[scheme][api] = c
         row("2", string.format("%s, %s, N=%d", api, label, N), us(c), to_floor(c),
-          cpu_goal(c, string.format("; wall %.0f us", w * 1e6)))
+          cpu_goal(c, string.format("; user %.0f + sys %.0f us; wall %.0f us", u * 1e6, sy * 1e6, w * 1e6)))
       end
       local total = 3 * N + calls.PREPARE_CALLS
       local n = connects(client)
@@ -291,13 +295,14 @@ if sb then
     some(first + 1, RSS_CALLS)
     local per, wper = (cpu() - c0) / (RSS_CALLS - first), (util.wall() - w0) / (RSS_CALLS - first)
     local rss2, heap2 = util.settled_rss()
-    row("7", "VmRSS after 1,000 calls (HTTPS, 3 APIs in turn)", string.format("%d KiB", rss1), "",
+    row("7", "VmRSS after " .. util.thousands(first) .. " calls (HTTPS, the 3 APIs in turn)", string.format("%d KiB", rss1), "",
       string.format("Lua heap %.0f KiB", heap1))
-    row("7", string.format("VmRSS after %d calls", RSS_CALLS), string.format("%d KiB", rss2), "",
+    row("7", string.format("VmRSS after %s calls", util.thousands(RSS_CALLS)), string.format("%d KiB", rss2), "",
       string.format("Lua heap %.0f KiB", heap2))
     row("7", "VmRSS growth", string.format("%+d KiB", rss2 - rss1), "",
       goal_at_most(rss2 - rss1, GOAL_RSS_KIB, " KiB"))
-    row("7", string.format("  CPU per call over calls %d..%d", first + 1, RSS_CALLS), us(per), to_floor(per),
+    local span = util.thousands(first + 1) .. ".." .. util.thousands(RSS_CALLS)
+    row("7", "  CPU per call over calls " .. span, us(per), to_floor(per),
       string.format("wall %.0f us; connections %s", wper * 1e6, tostring(connects(client))))
     client:close()
   end)

@@ -1,13 +1,13 @@
--- Per-call instruction counts from two callgrind_annotate listings (runs with n1 and n2 calls):
--- (run2 - run1) / (n2 - n1), by shared object and by function.
+-- Instructions per call from a callgrind_annotate listing of n calls, by shared object and by
+-- function; with the floor program's listing (m sign + verify), the ratio of the two.
 --
---   lua5.4 bench/cgsum.lua run1.txt n1 run2.txt n2
-local f1, n1, f2, n2 = arg[1], tonumber(arg[2]), arg[3], tonumber(arg[4])
-assert(f1 and n1 and f2 and n2 and n2 > n1, "usage: cgsum.lua run1.txt n1 run2.txt n2")
+--   lua5.4 bench/cgsum.lua calls.txt n [floor.txt m]
+local f1, n1, ff, nf = arg[1], tonumber(arg[2]), arg[3], tonumber(arg[4])
+assert(f1 and n1 and n1 > 0, "usage: cgsum.lua calls.txt n [floor.txt m]")
 
--- First match wins: lua-cjson's file name also contains "lua5.4".
+-- First match wins: lua-cjson's file (liblua5.4-cjson.so) also contains "lua5.4".
 local SHORT = {
-  { "cjson.so", "lua-cjson" }, { "libcjson", "libcjson" }, { "/core.so", "dws.core" }, { "/curl.so", "dws.curl" },
+  { "-cjson.so", "lua-cjson" }, { "libcjson", "libcjson" }, { "/core.so", "dws.core" }, { "/curl.so", "dws.curl" },
   { "libcrypto", "OpenSSL libcrypto" }, { "libssl", "OpenSSL libssl" }, { "libcurl", "libcurl" },
   { "libc.so", "libc" }, { "liblua5.4", "Lua VM" }, { "lua5.4", "Lua VM" }, { "luajit", "LuaJIT" },
   { "ld-linux", "dynamic linker" }, { "libz", "zlib" }, { "libnghttp2", "nghttp2" },
@@ -50,30 +50,34 @@ local function parse(path)
   return by_fn, by_obj, total
 end
 
-local fn1, obj1, t1 = parse(f1)
-local fn2, obj2, t2 = parse(f2)
-local calls = n2 - n1
-local per_call = (t2 - t1) / calls
+local by_fn, by_obj, total = parse(f1)
+local per_call = total / n1
 
-local function diff(a, b)
+local function sorted(t)
   local out = {}
-  for k, v in pairs(b) do
-    local d = (v - (a[k] or 0)) / calls
-    if d > 0 then out[#out + 1] = { name = k, n = d } end
-  end
+  for k, v in pairs(t) do out[#out + 1] = { name = k, n = v / n1 } end
   table.sort(out, function(x, y) return x.n > y.n end)
   return out
 end
 
 print(string.format("%.0f instructions per call", per_call))
+if ff and nf then
+  local _, _, ftotal = parse(ff)
+  local floor = ftotal / nf
+  local crypto = (by_obj["OpenSSL libcrypto"] or 0) / n1
+  print(string.format("%.0f instructions per sign + verify in build/bench/floor: a call is %.3fx the floor",
+    floor, per_call / floor))
+  print(string.format("%.0f of a call's are in libcrypto (%.3fx the floor); the rest, %.0f, is the SDK's overhead",
+    crypto, crypto / floor, per_call - crypto))
+end
 print("\nby object:")
-for _, e in ipairs(diff(obj1, obj2)) do
-  if e.n / per_call >= 0.002 then
+for _, e in ipairs(sorted(by_obj)) do
+  if e.n / per_call >= 0.0005 then
     print(string.format("  %12.0f  %5.1f%%  %s", e.n, 100 * e.n / per_call, e.name))
   end
 end
 print("\ntop functions:")
-for i, e in ipairs(diff(fn1, fn2)) do
+for i, e in ipairs(sorted(by_fn)) do
   if i > 25 then break end
   print(string.format("  %12.0f  %5.1f%%  %s", e.n, 100 * e.n / per_call, e.name))
 end

@@ -2,8 +2,10 @@
  * The cryptographic floor of one DWS call: one RSA-2048 SHA256withRSA signature and one
  * verification, with the same key, through OpenSSL's EVP API, timed in-process.
  *
- *   floor [private_key.pem [seconds]]
+ *   floor [private_key.pem [seconds [count]]]
  *
+ * With a count, no timing: count signatures and count verifications through copied contexts,
+ * for callgrind (bench/profile counts instructions inside dws_bench_profiled_floor only).
  * Without a key file an RSA-2048 key is generated. Times are CPU time of this process
  * (CLOCK_PROCESS_CPUTIME_ID), the same clock as os.clock() in the Lua bench, so the ratios
  * compare like with like. Output is "name value" lines for bench/bench.lua to read.
@@ -111,6 +113,21 @@ static double time_op(op_fn op, EVP_PKEY *pkey, EVP_MD_CTX *proto, unsigned char
     return (t - t0) / (double)n;
 }
 
+void dws_bench_profiled_floor(EVP_PKEY *pkey, EVP_MD_CTX *sproto, EVP_MD_CTX *vproto, long count);
+
+/* count signs and verifies; not static, never inlined: bench/profile has callgrind count only here. */
+__attribute__((noinline)) void dws_bench_profiled_floor(EVP_PKEY *pkey, EVP_MD_CTX *sproto, EVP_MD_CTX *vproto,
+                                                         long count)
+{
+    unsigned char sig[512];
+    long i;
+    for (i = 0; i < count; i++) {
+        size_t len = sizeof sig;
+        if (!sign_dup(pkey, sproto, sig, &len)) die("sign failed");
+        if (!verify_dup(pkey, vproto, sig, &len)) die("verify failed");
+    }
+}
+
 static EVP_PKEY *load_key(const char *path)
 {
     EVP_PKEY *pkey = NULL;
@@ -149,6 +166,16 @@ int main(int argc, char **argv)
 
     /* One signature to verify; also warms the caches the timed loops would otherwise pay for. */
     if (!sign_init(pkey, NULL, sig, &siglen)) die("sign failed");
+
+    if (argc > 3) {
+        long count = atol(argv[3]);
+        dws_bench_profiled_floor(pkey, sproto, vproto, count);
+        printf("count %ld\n", count);
+        EVP_MD_CTX_free(sproto);
+        EVP_MD_CTX_free(vproto);
+        EVP_PKEY_free(pkey);
+        return 0;
+    }
 
     /* Interleaved rounds, the fastest of each kept: a burst of other work on the machine
      * inflates one round of one variant, not the floor. */

@@ -1,5 +1,5 @@
--- Calls to profile under callgrind (make bench-profile runs this twice, with two call counts,
--- and subtracts, so setup and the first call fall out and what is left is the steady state).
+-- Calls to profile under callgrind: make bench-profile counts only what runs inside
+-- bench_rusage.profiled (the loop), so set-up, key loading and the first call fall out.
 --
 --   lua5.4 bench/profile.lua <calls> [http|https] [api]
 --
@@ -7,6 +7,7 @@
 local calls = require "bench.calls"
 local sandbox = require "helpers.sandbox"
 local dws = require "dws"
+local rusage = require "bench_rusage"
 
 local n = tonumber(arg[1]) or 100
 local scheme = arg[2] or "http"
@@ -24,10 +25,12 @@ local ok, err = pcall(function()
   }
   local state = {}
   calls.prepare(client, state)
-  for i = 1, n do
-    local res, e = calls[api](client, state, i)
-    if not res then error(api .. " failed: " .. tostring(e), 0) end
-  end
+  rusage.profiled(function()
+    for i = 1, n do
+      local res, e = calls[api](client, state, i)
+      if not res then error(api .. " failed: " .. tostring(e), 0) end
+    end
+  end)
   client:close()
 end)
 sb:stop()

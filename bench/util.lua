@@ -6,6 +6,17 @@ local have_core, core = pcall(require, "dws.core")
 -- CPU time of this process, user + sys (clock(3)): what the client costs, not what it waits for.
 M.cpu = os.clock
 
+-- User and system CPU apart, when bench/run has built bench_rusage; else all counted as user.
+local have_ru, ru = pcall(require, "bench_rusage")
+if have_ru then
+  M.usage = function()
+    local u, s = ru.self()
+    return u, s
+  end
+else
+  M.usage = function() return os.clock(), 0 end
+end
+
 -- Wall time, for context only; the ratios use CPU time.
 if have_core and core.monotonic then
   M.wall = core.monotonic
@@ -33,6 +44,11 @@ function M.settled_rss()
   collectgarbage("collect")
   collectgarbage("collect")
   return M.rss_kib(), collectgarbage("count")
+end
+
+function M.thousands(n)
+  local s = tostring(math.floor(n))
+  return (s:reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^,", ""))
 end
 
 function M.median(t)
@@ -145,6 +161,12 @@ function M.describe(c, cjson)
 end
 
 function M.print_table(rows, opts)
+  -- By section, in the order measured within one (stable).
+  for i, r in ipairs(rows) do r.order = i end
+  table.sort(rows, function(a, b)
+    if a.sec ~= b.sec then return a.sec < b.sec end
+    return a.order < b.order
+  end)
   for _, r in ipairs(rows) do
     for _, k in ipairs{ "value", "ratio", "goal" } do
       if type(r[k]) == "function" then r[k] = r[k]() end
