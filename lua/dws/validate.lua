@@ -146,7 +146,7 @@ local function check_array_items(items_check, items_spec, v, path, depth, seen)
   end
   local out = setmetatable({}, ARRAY_MT)
   for i = 1, n do
-    local item, f, m = items_check(items_spec, v[i], child_path(path, i), depth + 1, seen)
+    local item, f, m = items_check(items_spec, v[i], path, i, depth + 1, seen)
     if item == nil then
       seen[v] = nil
       return nil, f, m
@@ -157,11 +157,15 @@ local function check_array_items(items_check, items_spec, v, path, depth, seen)
   return out
 end
 
+-- Field checkers take the parent's path and the key, and build the field's own path only for
+-- a table or an error: a valid request costs no string building per scalar.
+
 -- Anything not described by the definition: any JSON-able value, checked for type, size,
 -- encoding, depth and cycles.
-check_generic = function(_, v, path, depth, seen)
+check_generic = function(_, v, parent, key, depth, seen)
   local tv = type(v)
   if tv == "table" then
+    local path = child_path(parent, key)
     if getmetatable(v) == ARRAY_MT or is_sequence(v) then
       return check_array_items(check_generic, nil, v, path, depth, seen)
     end
@@ -173,7 +177,7 @@ check_generic = function(_, v, path, depth, seen)
         seen[v] = nil
         return nil, path, "must have string keys only"
       end
-      local value, f, m = check_generic(nil, item, child_path(path, k), depth + 1, seen)
+      local value, f, m = check_generic(nil, item, path, k, depth + 1, seen)
       if value == nil then
         seen[v] = nil
         return nil, f, m
@@ -185,7 +189,7 @@ check_generic = function(_, v, path, depth, seen)
   end
   if v == NULL then return v end
   local s, why = scalar(v, DEFAULT_MAX)
-  if s == nil then return nil, path, why end
+  if s == nil then return nil, child_path(parent, key), why end
   return s
 end
 
@@ -207,9 +211,9 @@ local function check_object(spec, v, path, depth, seen)
     local field_spec = fields[k]
     local value, f, m
     if field_spec then
-      value, f, m = check_field(field_spec, item, child_path(path, k), depth + 1, seen)
+      value, f, m = check_field(field_spec, item, path, k, depth + 1, seen)
     else
-      value, f, m = check_generic(nil, item, child_path(path, k), depth + 1, seen)
+      value, f, m = check_generic(nil, item, path, k, depth + 1, seen)
     end
     if value == nil then
       seen[v] = nil
@@ -228,23 +232,24 @@ local function check_object(spec, v, path, depth, seen)
   return out
 end
 
-check_field = function(spec, v, path, depth, seen)
+check_field = function(spec, v, parent, key, depth, seen)
   if v == NULL then return v end
   local kind = spec.kind
   if kind == "string" then
     local s, why = scalar(v, spec.max or DEFAULT_MAX)
-    if s == nil then return nil, path, why end
+    if s == nil then return nil, child_path(parent, key), why end
     if spec.enum_set and not spec.enum_set[s] then
-      return nil, path, "must be one of " .. table.concat(spec.enum, ", ")
+      return nil, child_path(parent, key), "must be one of " .. table.concat(spec.enum, ", ")
     end
     return s
   elseif kind == "boolean" then
     if v == true or v == "true" then return "true" end
     if v == false or v == "false" then return "false" end
-    return nil, path, "must be true or false"
+    return nil, child_path(parent, key), "must be true or false"
   elseif kind == "object" then
-    return check_object(spec, v, path, depth, seen)
+    return check_object(spec, v, child_path(parent, key), depth, seen)
   elseif kind == "array" then
+    local path = child_path(parent, key)
     if type(v) ~= "table" then return nil, path, "must be an array (a sequence table or dws.array)" end
     return check_array_items(check_field, spec.items, v, path, depth, seen)
   end
@@ -256,7 +261,7 @@ end
 -- Returns the normalised request, or nil, err (PARAM_ILLEGAL naming the field).
 function validate.request(def, request, defaults)
   if type(request) ~= "table" then
-    return nil, errors.param("request", "must be a table", def.name)
+    return nil, errors.param("request", "request must be a table", def.name)
   end
   if defaults then
     local merged
