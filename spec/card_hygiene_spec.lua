@@ -22,6 +22,7 @@ local CARDS = {
   "4111111111111111", "5555555555554444", "4000056655665556", "4000000000000077", "4000000000000101",
   "4000000000000119", "378282246310005",
   "4111111111111112", -- a mistyped number (Luhn fails): still the customer's card data
+  "4111 1111 1111 1111", "5555-5555-5555-4444", -- as customers type them
 }
 local CVV = { visa = "737", mc = "839", amex = "6284", bad = "73x9" }
 local LONG_CVV = "737737737" -- over securityCode's 8 characters: refused locally
@@ -105,6 +106,18 @@ local function add(token, request_id)
     paymentMethodDetail = { paymentMethodDetailType = "card", card = { cardToken = token } } })
 end
 
+-- A merchant that tucks card data into paymentMethodDetailMetadata (JSON inside a JSON string): the
+-- sandbox echoes the metadata in its answer, so only the error side is recorded here; the logger
+-- must still see it redacted.
+local function add_with_metadata(token)
+  local meta = '{"cardNo":"4000056655665556","securityCode":"' .. CVV.visa .. '","note":"x"}'
+  local _, err = client:add_payment_method{
+    customerId = CUSTOMER, env = ENV, referenceCustomerId = "merchant-cust-9",
+    paymentMethodDetail = { paymentMethodDetailType = "card",
+                            card = { cardToken = token, paymentMethodDetailMetadata = meta } } }
+  return record("addPaymentMethod with metadata", nil, err)
+end
+
 local function consult(customer)
   return record("consult " .. customer, client:consult_addable_payment_method{
     customerId = customer, env = ENV, scenes = { "TOPUP" } })
@@ -148,8 +161,11 @@ local function leaks_in(text)
   local found = {}
   for _, n in ipairs(CARDS) do
     if text:find(n, 1, true) then found[#found + 1] = n end
-    local g = string.format("%.14g", tonumber(n)) -- the form a number-typed card takes in LuaJIT
-    if text:find(g, 1, true) then found[#found + 1] = g end
+    local digits = tonumber(n)
+    if digits then -- the form a number-typed card takes in LuaJIT
+      local g = string.format("%.14g", digits)
+      if text:find(g, 1, true) then found[#found + 1] = g end
+    end
   end
   for _, s in ipairs(SECRET_STRINGS) do
     if text:find(s, 1, true) then found[#found + 1] = s end
@@ -225,6 +241,8 @@ setup(function()
   cache("4111111111111112", CVV.visa)                                    -- sandbox: Luhn
   cache("5555555555554444", CVV.mc, { expiryYear = "2001" })             -- sandbox: expired
   cache("5555555555554444", CVV.mc, { expiryMonth = "13" })              -- sandbox: month
+  cache("4111 1111 1111 1111", CVV.visa)                                 -- sandbox: digits only
+  cache("5555-5555-5555-4444", CVV.mc)                                   -- sandbox: digits only
 
   -- addPaymentMethod: bound, challenge, pending, RISK_REJECT, U once then S, traffic limit, faults
   add(tokens["4111111111111111"])
@@ -235,6 +253,8 @@ setup(function()
   sb:fault("traffic_limit", 3); add(tokens["5555555555554444"])
   sb:fault("tamper", 1); add(tokens["5555555555554444"])
   add("PYMT-no-such-token")
+  add_with_metadata(tokens["5555555555554444"])
+  sb:fault("tamper", 1); add_with_metadata(tokens["4111111111111111"])
 
   -- bind_card: bound, pending, challenge, refused locally (Luhn, expiry), not addable, risk reject
   bind("4111111111111111", CVV.visa)
@@ -326,6 +346,56 @@ describe("card data hygiene", function()
     end
     assert.is_true(saw_error_log, "the sandbox's error.log was among the files searched")
     assert.is_true(#sb:error_log() > 0, "the error log is not empty")
+  end)
+end)
+
+describe("a logger that fails", function()
+  -- The logger is the merchant's code: when it raises, the payment call must still complete and
+  -- report its outcome (HACKING.md/README: "A failing logger must never break a payment call").
+  local function failing_client(when)
+    return dws.client{
+      client_id = CLIENT_ID, private_key = nginx.read_file(dir .. "/merchant_private.pem"),
+      dws_public_key = sb.dws_public_key, gateway = sb.http_url, timeout = 1, connect_timeout = 1,
+      retry_base_delay = 0.01,
+      logger = function(level, message)
+        if when(level, message) then error("logger is down", 0) end
+      end,
+    }
+  end
+
+  it("never breaks an API call", function()
+    local c = failing_client(function() return true end)
+    local ok, res, err = pcall(c.consult_addable_payment_method, c,
+                               { customerId = CUSTOMER, env = ENV, scenes = { "TOPUP" } })
+    assert.is_true(ok, tostring(res))
+    assert.is_nil(err)
+    assert.are.equal("S", res.result.resultStatus)
+  end)
+
+  local function bind_with(when)
+    local c = failing_client(when)
+    local m = #sb:requests()
+    local ok, outcome, err = pcall(c.bind_card, c, { customerId = CUSTOMER, env = ENV,
+                                                      card = card("4111111111111111", CVV.visa) })
+    return ok, outcome, err, #sb:requests() - m
+  end
+
+  it("never breaks bind_card (a logger failing on every line)", function()
+    local ok, outcome, err = bind_with(function() return true end)
+    assert.is_true(ok, "bind_card raised the logger's error: " .. tostring(outcome))
+    assert.is_nil(err)
+    assert.are.equal("BOUND", outcome.status)
+  end)
+
+  it("never loses a binding that DWS made (a logger failing only on the last line)", function()
+    local ok, outcome, err, calls = bind_with(function(_, message)
+      return tostring(message):find("^bind_card: BOUND") ~= nil
+    end)
+    assert.are.equal(3, calls, "consult, cacheCard and addPaymentMethod reached the sandbox")
+    assert.is_true(ok, "the card is bound at DWS, but bind_card raised the logger's error instead of " ..
+      "returning the outcome: " .. tostring(outcome))
+    assert.is_nil(err)
+    assert.are.equal("BOUND", outcome.status)
   end)
 end)
 
