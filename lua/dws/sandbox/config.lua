@@ -88,6 +88,7 @@ http {
     # One worker (preamble): timers, the fault counter and the reset generation live in one Lua VM;
     # everything else is in the shared dict anyway.
     lua_shared_dict dws_sandbox 64m;
+    lua_shared_dict dws_sandbox_log 64m;
 
     # Bodies hold card numbers: never logged, never spooled to disk (the buffer is as large as the
     # largest body accepted, so nginx keeps every body in memory).

@@ -2,6 +2,30 @@
 -- for the next N API requests. "pre" faults answer in place of DWS (a gateway or proxy failing before
 -- the request is processed); the others let the request be processed (state changes, idempotency
 -- records, notifications happen) and spoil only the answer, as a network failure after the fact does.
+--
+-- Every faulted request is still logged in /__sandbox/requests (with "fault": NAME), so a spec can
+-- check that each retry carried the same requestId and body hash.
+--
+--   never_answer       accept, answer nothing; close after opts.delay s (default 30, the cap)
+--   drip               the normal signed answer, one byte at a time, opts.delay s apart (default 0.05;
+--                      closed after 30 s)
+--   reset              status line, headers, half the body, then close
+--   short_body         Content-Length 64 bytes over the body sent, then close
+--   slow               the normal answer after opts.delay s (default 2)
+--   http_500/502/503   that status with an nginx-style HTML page, unsigned (pre)
+--   http_429           429 with an HTML page, unsigned (pre)
+--   non_json           200, signed, a body that is not JSON (pre)
+--   no_result          200, signed JSON without "result" (pre)
+--   huge_body          200, signed S padded to over 2 MiB (pre)
+--   unsigned_s         the normal answer without the signature header (keeps response-time)
+--   unsigned_f         F ACCESS_DENIED without signature and response-time (pre)
+--   foreign_key        the normal answer signed with another key (keys/foreign_public.pem)
+--   tamper             the normal answer, resultMessage changed after signing (still valid JSON)
+--   no_response_time   the normal answer without response-time (signature present)
+--   dup_headers        two different signature headers (DWS key, foreign key)
+--   traffic_limit      signed U REQUEST_TRAFFIC_EXCEED_LIMIT (pre)
+--   unknown_exception  signed U UNKNOWN_EXCEPTION (pre)
+-- addPaymentMethod answers of pre faults echo the requestId.
 local store = require "dws.sandbox.store"
 local core = require "dws.core"
 

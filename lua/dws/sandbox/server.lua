@@ -235,11 +235,14 @@ local function handle_api()
   }
   ctx.client = S.clients[ctx.client_id]
 
-  local sig_header = headers["signature"]
-  if type(sig_header) == "table" then sig_header = table.concat(sig_header, "\n") end
+  local function joined(v)
+    if type(v) == "table" then return table.concat(v, "\n") end
+    return v
+  end
+  local sig_header = joined(headers["signature"])
   local record = {
     time = core.time_ms(), api = api, method = method, path = path,
-    client_id = ctx.client_id, request_time = tostring(headers["request-time"] or ""),
+    client_id = ctx.client_id, request_time = joined(headers["request-time"]),
     signature = sig_header, body_sha256 = ctx.body_hash, verified = false,
   }
 

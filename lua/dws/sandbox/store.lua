@@ -1,5 +1,6 @@
--- Sandbox state in the lua_shared_dict "dws_sandbox": tokens, idempotency records, the request and
--- delivery logs, the armed fault. Values are JSON strings; logs are numbered entries "<kind>:<n>".
+-- Sandbox state in lua_shared_dict "dws_sandbox": tokens, idempotency records, the armed fault; the
+-- request and delivery logs in "dws_sandbox_log", apart, so that a long run evicting old log entries
+-- never evicts a token. Values are JSON strings; logs are numbered entries "<kind>:<n>".
 local core = require "dws.core"
 
 local M = {}
@@ -8,6 +9,10 @@ local function dict()
   return ngx.shared.dws_sandbox
 end
 M.dict = dict
+
+local function log_dict()
+  return ngx.shared.dws_sandbox_log
+end
 
 function M.get_json(key)
   local s = dict():get(key)
@@ -25,14 +30,14 @@ end
 
 -- Append a record to a log; eviction of old log entries under memory pressure is acceptable.
 function M.append(kind, record)
-  local n = dict():incr(kind .. ":n", 1, 0)
+  local n = log_dict():incr(kind .. ":n", 1, 0)
   record.seq = n
-  dict():set(kind .. ":" .. n, assert(core.json_encode(record, false)))
+  log_dict():set(kind .. ":" .. n, assert(core.json_encode(record, false)))
   return n
 end
 
 function M.list(kind)
-  local d = dict()
+  local d = log_dict()
   local n = d:get(kind .. ":n") or 0
   local out = setmetatable({}, core.array_mt)
   for i = 1, n do
@@ -43,8 +48,10 @@ function M.list(kind)
 end
 
 function M.flush()
-  dict():flush_all()
-  dict():flush_expired()
+  for _, d in ipairs{ dict(), log_dict() } do
+    d:flush_all()
+    d:flush_expired()
+  end
 end
 
 return M
