@@ -178,10 +178,14 @@ static int put_string(encoder *e, const char *str, size_t n)
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
     char *out;
-    if (n > (SIZE_MAX - 2) / 6 || !reserve(e, n * 6 + 2)) {
+    /* Room for the plain case; an escape makes room for itself and the rest as it comes, so
+     * a large string does not reserve six times its size. */
+    if (n > SIZE_MAX / 2) {
         e->reason = "out of memory";
         return 0;
     }
+    if (!reserve(e, n + 2))
+        return 0;
     out = e->st->buf + e->st->len;
     *out++ = '"';
     while (i < n) {
@@ -197,6 +201,12 @@ static int put_string(encoder *e, const char *str, size_t n)
                 break;
         }
         c = s[i];
+        if (c < 0x20 || c == '"' || c == '\\') {
+            e->st->len = (size_t)(out - e->st->buf);
+            if (!reserve(e, 6 + (n - i) + 1))
+                return 0;
+            out = e->st->buf + e->st->len;
+        }
         if (c == '"' || c == '\\') {
             *out++ = '\\';
             *out++ = (char)c;

@@ -185,6 +185,15 @@ describe("core.json_encode", function()
     assert.equal('{"a":"z"}', encode({ a = "z" }))
   end)
 
+  it("escapes long runs correctly (the buffer grows as escapes come)", function()
+    local quotes = ('"'):rep(100000)
+    assert.equal('"' .. ('\\"'):rep(100000) .. '"', encode(quotes))
+    local ctl = ("a\1é"):rep(30000)
+    local s = encode({ k = ctl })
+    assert.equal(ctl, decode(s).k)
+    assert.equal(#ctl + 5 * 30000 + 8, #s)
+  end)
+
   it("does not look at metamethods", function()
     local t = setmetatable({}, { __index = function() return "boo" end, __pairs = error })
     t.a = 1
