@@ -12,6 +12,7 @@ local ROOT = os.getenv("DWS_ROOT") or "."
 local N = tonumber(os.getenv("DWS_BENCH_N")) or 300
 local RSS_CALLS = tonumber(os.getenv("DWS_BENCH_RSS_CALLS")) or 20000
 local WRK_SECONDS = tonumber(os.getenv("DWS_BENCH_WRK_SECONDS")) or 5
+local ROUNDS = 3              -- section 2: best of this many interleaved rounds
 local GOAL_CPU = 1.15          -- client CPU per call / (sign + verify)
 local GOAL_RSS_KIB = 1024      -- RSS(20k) - RSS(1k)
 
@@ -142,13 +143,24 @@ if sb then
       -- Warm up: connection, token for addPaymentMethod, Lua and OpenSSL caches.
       calls.prepare(client, state)
       steady[scheme] = {}
-      for _, api in ipairs(calls.APIS) do
-        local c, w, u, sy = run_calls(client, api, N, state)
-        steady[scheme][api] = c
-        row("2", string.format("%s, %s, N=%d", api, label, N), us(c), to_floor(c),
-          cpu_goal(c, string.format("; user %.0f + sys %.0f us; wall %.0f us", u * 1e6, sy * 1e6, w * 1e6)))
+      -- ROUNDS interleaved rounds of N / ROUNDS calls per API, the cheapest round kept, as the
+      -- floor keeps its fastest round: other work on the machine inflates a round, never deflates.
+      local best = {}
+      local per_round = math.max(1, math.floor(N / ROUNDS))
+      for _ = 1, ROUNDS do
+        for _, api in ipairs(calls.APIS) do
+          local c, w, u, sy = run_calls(client, api, per_round, state)
+          if not best[api] or c < best[api].c then best[api] = { c = c, w = w, u = u, sy = sy } end
+        end
       end
-      local total = 3 * N + calls.PREPARE_CALLS
+      for _, api in ipairs(calls.APIS) do
+        local b = best[api]
+        steady[scheme][api] = b.c
+        if scheme == "http" and api == "consult" then steady.http_wall = b.w end
+        row("2", string.format("%s, %s, N=%d", api, label, per_round * ROUNDS), us(b.c), to_floor(b.c),
+          cpu_goal(b.c, string.format("; user %.0f + sys %.0f us; wall %.0f us", b.u * 1e6, b.sy * 1e6, b.w * 1e6)))
+      end
+      local total = 3 * per_round * ROUNDS + calls.PREPARE_CALLS
       local n = connects(client)
       if n then
         row("5", string.format("connections for %d calls, %s", total, label), tostring(n), "",
@@ -162,6 +174,41 @@ if sb then
   end
 else
   skipped("2", "client calls against the sandbox", sb_err)
+end
+
+------------------------------------------------------------------------------------------------
+-- 2b. Where a call's CPU goes, natively: dws.core's own sign + verify in this process, in a hot
+-- loop and with the process idle between (as it is while the sandbox answers), and the wait.
+------------------------------------------------------------------------------------------------
+if sb and steady.http then
+  local ok, err = pcall(function()
+    local priv = assert(core.private_key(sb.merchant.private_key))
+    local pub = assert(core.public_key(sb.merchant.public_key))
+    local body = '{"customerId":"2162878776333","env":{"terminalType":"WEB"},"scenes":["TOPUP"]}'
+    local path, cid = "/ams/sandbox/api/v1/paymentMethods/consultAddablePaymentMethod", sb.merchant.client_id
+    local function crypto(n, idle)
+      local c0 = cpu()
+      for _ = 1, n do
+        local b64 = core.sign(priv, "POST", path, cid, "1700000000000", body)
+        assert(core.verify(pub, "POST", path, cid, "1700000000000", body, core.base64_decode(b64)))
+        if idle then core.sleep(idle) end
+      end
+      return (cpu() - c0) / n
+    end
+    crypto(20)
+    local hot = math.min(crypto(200), crypto(200))
+    local wall = steady.http_wall or 0.0009
+    local idle = math.min(crypto(150, wall * 0.6), crypto(150, wall * 0.6))
+    local base = steady.http.consult
+    row("2", "breakdown: dws.core sign + verify, hot loop", us(hot), to_floor(hot), "the floor through the SDK's C")
+    row("2", string.format("breakdown: the same, %.1f ms idle between", wall * 0.6e3), us(idle), to_floor(idle),
+      "caches and clocks cool while a call waits for the server")
+    row("2", "breakdown: consult HTTP minus the idle-loop crypto", us(base - idle), string.format("%.0f%%",
+      100 * (base - idle) / base), "JSON, Lua, libcurl, kernel (sys) per call")
+    priv:close()
+    pub:close()
+  end)
+  if not ok then skipped("2", "breakdown", err) end
 end
 
 ------------------------------------------------------------------------------------------------
@@ -292,18 +339,22 @@ if sb then
     some(1, first)
     local rss1, heap1 = util.settled_rss()
     local c0, w0 = cpu(), util.wall()
+    local u0, s0 = util.usage()
     some(first + 1, RSS_CALLS)
-    local per, wper = (cpu() - c0) / (RSS_CALLS - first), (util.wall() - w0) / (RSS_CALLS - first)
+    local m = RSS_CALLS - first
+    local per, wper = (cpu() - c0) / m, (util.wall() - w0) / m
+    local u1, s1 = util.usage()
     local rss2, heap2 = util.settled_rss()
-    row("7", "VmRSS after " .. util.thousands(first) .. " calls (HTTPS, the 3 APIs in turn)", string.format("%d KiB", rss1), "",
-      string.format("Lua heap %.0f KiB", heap1))
+    row("7", "VmRSS after " .. util.thousands(first) .. " calls (HTTPS, the 3 APIs in turn)",
+      string.format("%d KiB", rss1), "", string.format("Lua heap %.0f KiB", heap1))
     row("7", string.format("VmRSS after %s calls", util.thousands(RSS_CALLS)), string.format("%d KiB", rss2), "",
       string.format("Lua heap %.0f KiB", heap2))
     row("7", "VmRSS growth", string.format("%+d KiB", rss2 - rss1), "",
       goal_at_most(rss2 - rss1, GOAL_RSS_KIB, " KiB"))
     local span = util.thousands(first + 1) .. ".." .. util.thousands(RSS_CALLS)
     row("7", "  CPU per call over calls " .. span, us(per), to_floor(per),
-      string.format("wall %.0f us; connections %s", wper * 1e6, tostring(connects(client))))
+      cpu_goal(per, string.format("; user %.0f + sys %.0f us; wall %.0f us; connections %s",
+        (u1 - u0) / m * 1e6, (s1 - s0) / m * 1e6, wper * 1e6, tostring(connects(client)))))
     client:close()
   end)
   if not ok then skipped("7", "memory", err) end
