@@ -372,14 +372,16 @@ function Client:call(api_name, request)
       request_id = req[id_field]
     elseif defaults then
       request_id = defaults[id_field]
-    elseif type(request) == "table" and type(request[id_field]) == "string" and #request[id_field] <= 64 then
-      request_id = request[id_field]
+    else
+      -- The caller's own id, only when it is plainly one (validation may have stopped before it).
+      local id = type(request) == "table" and request[id_field]
+      if type(id) == "string" and #id <= 64 and id:find("^[%w%-_.:]+$") then request_id = id end
     end
   end
   if not req then
     err.attempts, err.request_id = 0, request_id
     log(self, "error", "dws error", { event = "error", api = def.name, request_id = request_id, attempts = 0,
-      code = err.code, field = err.field })
+      code = err.code, status = err.status, field = err.field, message = err.message })
     return nil, err
   end
 
@@ -388,6 +390,8 @@ function Client:call(api_name, request)
   if not body then
     err = errors.param("request", "request cannot be encoded as JSON: " .. tostring(jerr), def.name)
     err.attempts, err.request_id = 0, request_id
+    log(self, "error", "dws error", { event = "error", api = def.name, request_id = request_id, attempts = 0,
+      code = err.code, status = err.status, field = err.field, message = err.message })
     return nil, err
   end
 
@@ -402,7 +406,7 @@ function Client:call(api_name, request)
     err.api, err.attempts, err.request_id = def.name, n, request_id
     if not err.retryable or n >= max_attempts then
       log(self, "error", "dws error", { event = "error", api = def.name, request_id = request_id, attempts = n,
-        code = err.code, status = err.status, http_status = err.http_status })
+        code = err.code, status = err.status, http_status = err.http_status, message = err.message })
       return nil, err
     end
     -- Exponential backoff with full jitter: a random delay up to base * 2^(n-1), capped.
