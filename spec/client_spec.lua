@@ -219,6 +219,17 @@ describe("dws.client", function()
       assert.are.equal(0, #fake.requests)
     end)
 
+    it("encodes dws.array, dws.null and extra fields as the caller marked them", function()
+      local c, fake = make{ S }
+      assert.is_table(c:consult_addable_payment_method{ customerId = 2162878776333, env = { terminalType = "WEB" },
+        scenes = dws.array(), extra = { list = dws.array{}, nothing = dws.null, n = 20, ok = true } })
+      assert.are.equal('{"customerId":"2162878776333","env":{"terminalType":"WEB"},'
+        .. '"extra":{"list":[],"n":"20","nothing":null,"ok":"true"},"scenes":[]}', fake.requests[1].body)
+      assert.are.equal("0.1.0", dws.VERSION)
+      assert.are.equal("PARAM_ILLEGAL", dws.errors.PARAM_ILLEGAL)
+      assert.has_error(function() dws.array("x") end)
+    end)
+
     it("exposes the generic call and refuses unknown APIs", function()
       local c = make{ S }
       assert.is_table(c:call("consultAddablePaymentMethod", CONSULT))
@@ -672,6 +683,14 @@ describe("dws.client against the sandbox", function()
     assert.are.equal("TLS_ERROR", err.code)
     assert.are.equal(1, err.attempts)
     assert.are.equal(0, #sb:requests())
+  end)
+
+  it("signs ISO 8601 request times the gateway accepts", function()
+    local c = client{ request_time = "iso8601" }
+    assert.is_table(c:consult_addable_payment_method(CONSULT))
+    local log = sb:requests()
+    assert.is_true(log[1].verified)
+    assert.truthy(log[1].request_time:find("^%d%d%d%d%-%d%d%-%d%dT"))
   end)
 
   it("is refused by the gateway with a key it does not know", function()
