@@ -63,7 +63,6 @@ local function start_front()
   local certs = front_prefix .. "/certs"
   local right = nginx.make_certs(certs, "DNS:localhost,IP:127.0.0.1", "right")
   local wrong = nginx.make_certs(certs, "DNS:wrong.example", "wrong")
-  local ports = nginx.free_ports(3)
   local upstream = assert(sb.http_url:match("^http://([^/]+)"), "sandbox http_url")
   local tmp = front_prefix .. "/tmp"
   local function server(port, cert, extra)
@@ -81,23 +80,33 @@ local function start_front()
       "    }",
     }, "\n")
   end
-  local conf = nginx.preamble(front_prefix) .. table.concat({
-    "events { worker_connections 64; }",
-    "http {",
-    "    access_log off;",
-    "    client_body_temp_path " .. tmp .. "/body;",
-    "    proxy_temp_path " .. tmp .. "/proxy;",
-    "    fastcgi_temp_path " .. tmp .. "/fastcgi;",
-    "    uwsgi_temp_path " .. tmp .. "/uwsgi;",
-    "    scgi_temp_path " .. tmp .. "/scgi;",
-    "    client_body_buffer_size 1m;",
-    server(ports[1], right),
-    server(ports[2], wrong),
-    -- TLS 1.1 only, with the legacy ciphers it needs: a server the client must refuse.
-    server(ports[3], right, "        ssl_protocols TLSv1.1;\n        ssl_ciphers DEFAULT:@SECLEVEL=0;"),
-    "}",
-  }, "\n") .. "\n"
-  assert(nginx.start(front_prefix, conf, ports))
+  local ports
+  local function conf_for()
+    return nginx.preamble(front_prefix) .. table.concat({
+      "events { worker_connections 64; }",
+      "http {",
+      "    access_log off;",
+      "    client_body_temp_path " .. tmp .. "/body;",
+      "    proxy_temp_path " .. tmp .. "/proxy;",
+      "    fastcgi_temp_path " .. tmp .. "/fastcgi;",
+      "    uwsgi_temp_path " .. tmp .. "/uwsgi;",
+      "    scgi_temp_path " .. tmp .. "/scgi;",
+      "    client_body_buffer_size 1m;",
+      server(ports[1], right),
+      server(ports[2], wrong),
+      -- TLS 1.1 only, with the legacy ciphers it needs: a server the client must refuse.
+      server(ports[3], right, "        ssl_protocols TLSv1.1;\n        ssl_ciphers DEFAULT:@SECLEVEL=0;"),
+      "}",
+    }, "\n") .. "\n"
+  end
+  -- free_ports is a snapshot: another process may take a port before nginx binds it; try again.
+  local ok, err
+  for _ = 1, 3 do
+    ports = nginx.free_ports(3)
+    ok, err = nginx.start(front_prefix, conf_for(), ports)
+    if ok then break end
+  end
+  assert(ok, err)
   return { ca = right.ca, right_port = ports[1], wrong_port = ports[2], tls11_port = ports[3] }
 end
 
@@ -193,9 +202,20 @@ describe("plain http", function()
   it("to a non-loopback gateway raises at creation", function()
     for _, gw in ipairs{ "http://192.0.2.1", "http://192.0.2.1:8080", "HTTP://192.0.2.1/", "http://10.0.0.1",
                          "http://open-sea-global.alipay.com", "http://127.0.0.1.example.com",
-                         "http://localhost.example.com", "http://[2001:db8::1]:80", "http://128.0.0.1" } do
+                         "http://localhost.example.com", "http://[2001:db8::1]:80", "http://128.0.0.1",
+                         "http://127.0.0.1@192.0.2.1", "http://localhost@192.0.2.1", "http://127.0.0.1:80@192.0.2.1",
+                         "http://[::ffff:192.0.2.1]", "http://0x7f.0.0.1" } do
       local ok, err = creates(gw)
       assert.is_false(ok, gw .. " was accepted")
+      local msg = tostring(err)
+      assert.is_truthy(msg:find("http", 1, true) or msg:find("gateway", 1, true), msg)
+    end
+  end)
+
+  it("to an address that only looks like loopback raises (libcurl reads 0127.0.0.1 as octal: 87.0.0.1)", function()
+    for _, gw in ipairs{ "http://0127.0.0.1", "http://0127.0.0.1:8080", "http://00127.0.0.1" } do
+      local ok, err = creates(gw)
+      assert.is_false(ok, gw .. " was accepted as loopback: card data would go in clear text to 87.0.0.1")
       assert.matches("http", tostring(err), 1, true)
     end
   end)
