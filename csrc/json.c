@@ -126,6 +126,14 @@ static inline int reserve(encoder *e, size_t extra)
 
 #define PUT(e, c) ((e)->st->buf[(e)->st->len++] = (char)(c))
 
+static inline int put_char(encoder *e, char c)
+{
+    if (!reserve(e, 1))
+        return 0;
+    PUT(e, c);
+    return 1;
+}
+
 static int put_lit(encoder *e, const char *s, size_t n)
 {
     if (!reserve(e, n))
@@ -341,10 +349,10 @@ static int enc_array(encoder *e, int idx, int depth, size_t n)
 {
     lua_State *L = e->L;
     size_t i;
-    if (!put_lit(e, "[", 1))
+    if (!put_char(e, '['))
         return 0;
     for (i = 1; i <= n; i++) {
-        if (i > 1 && !put_lit(e, ",", 1))
+        if (i > 1 && !put_char(e, ','))
             return 0;
         lua_rawgeti(L, idx, (lua_Integer)i);
         e->path[depth].key = NULL;
@@ -353,7 +361,7 @@ static int enc_array(encoder *e, int idx, int depth, size_t n)
             return 0;
         lua_pop(L, 1);
     }
-    return put_lit(e, "]", 1);
+    return put_char(e, ']');
 }
 
 static int enc_object(encoder *e, int idx, int depth, size_t base)
@@ -361,14 +369,14 @@ static int enc_object(encoder *e, int idx, int depth, size_t base)
     lua_State *L = e->L;
     size_t i, n = e->st->nkeys - base;
     sort_keys(e->st->keys + base, n);
-    if (!put_lit(e, "{", 1))
+    if (!put_char(e, '{'))
         return 0;
     for (i = 0; i < n; i++) {
         /* Re-read through st: a nested object may have moved the key stack. */
         const char *k = e->st->keys[base + i].s;
         size_t klen = e->st->keys[base + i].len;
         int vidx = e->st->keys[base + i].vidx;
-        if (i > 0 && !put_lit(e, ",", 1))
+        if (i > 0 && !put_char(e, ','))
             return 0;
         e->path[depth].key = k;
         e->path[depth].len = klen;
@@ -377,7 +385,7 @@ static int enc_object(encoder *e, int idx, int depth, size_t base)
             e->err_depth = depth;
             return 0;
         }
-        if (!put_lit(e, ":", 1))
+        if (!put_char(e, ':'))
             return 0;
         if (vidx != 0) {
             lua_pushvalue(L, vidx);
@@ -390,18 +398,22 @@ static int enc_object(encoder *e, int idx, int depth, size_t base)
         lua_pop(L, 1);
     }
     e->st->nkeys = base;
-    return put_lit(e, "}", 1);
+    return put_char(e, '}');
 }
 
 /* 1: all keys are strings, each value left on the stack; -1: use the general pass; 0: error. */
 static int collect_on_stack(encoder *e, int idx)
 {
     lua_State *L = e->L;
+    unsigned count = 0;
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
         size_t klen;
         const char *k;
-        if (lua_type(L, -2) != LUA_TSTRING || !lua_checkstack(L, 3))
+        if (lua_type(L, -2) != LUA_TSTRING)
+            return -1;
+        /* each pair keeps two slots; ask for room in batches, not per pair */
+        if ((count++ & 15) == 0 && !lua_checkstack(L, 2 * 16 + 2))
             return -1;
         k = lua_tolstring(L, -2, &klen);
         if (!push_key(e, k, klen, lua_gettop(L)))
@@ -639,7 +651,8 @@ static int dec_value(decoder *d, const cJSON *item, int depth)
         return 0;
     }
     if (cJSON_IsString(item)) {
-        lua_pushstring(L, item->valuestring);
+        /* pushlstring: lua_pushstring in 5.4 first probes a cache with strcmp */
+        lua_pushlstring(L, item->valuestring, strlen(item->valuestring));
     } else if (cJSON_IsNumber(item)) {
         double v = item->valuedouble;
 #if DWS_HAVE_INTEGERS
@@ -672,7 +685,7 @@ static int dec_value(decoder *d, const cJSON *item, int depth)
         n = 0;
         for (c = item->child; c != NULL; c = c->next) {
             if (!is_array)
-                lua_pushstring(L, c->string);
+                lua_pushlstring(L, c->string, strlen(c->string));
             if (!dec_value(d, c, depth + 1))
                 return 0;
             if (is_array)
