@@ -32,6 +32,7 @@ local function row(sec, label, value, ratio, goal)
 end
 
 local function skipped(sec, label, why)
+  io.stderr:write("  skipped ", sec, " ", label, ": ", tostring(why), "\n")
   row(sec, label, "skipped", "", (tostring(why):gsub("\n.*", "")):sub(1, 70))
 end
 

@@ -85,14 +85,19 @@ function M.run(ctx)
   local server
   local ok, err = pcall(function()
     local dws_priv_pem, dws_pub_file, merchant_priv_file, client_id, whose = keys(ctx, dir)
-    local s, e = server_mod.start{
-      dir = dir .. "/nginx",
-      -- No DWS calls are made in this test; the client only needs a loopback gateway.
-      gateway = "http://127.0.0.1:9",
-      client_id = client_id,
-      private_key_file = merchant_priv_file,
-      dws_public_key_file = dws_pub_file,
-    }
+    local s, e
+    -- A second try on a new port: another process may take the free port before nginx binds it.
+    for attempt = 1, 2 do
+      s, e = server_mod.start{
+        dir = dir .. "/nginx" .. attempt,
+        -- No DWS calls are made in this test; the client only needs a loopback gateway.
+        gateway = "http://127.0.0.1:9",
+        client_id = client_id,
+        private_key_file = merchant_priv_file,
+        dws_public_key_file = dws_pub_file,
+      }
+      if s then break end
+    end
     if not s then error("merchant server did not start: " .. tostring(e), 0) end
     server = s
     util.record_server(ctx.out, s.prefix .. "/logs/nginx.pid")
