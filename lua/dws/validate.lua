@@ -93,8 +93,11 @@ local function scalar(v, max)
         return nil, "is longer than " .. max .. " characters"
       end
     end
-    if find(v, "\0", 1, true) then return nil, "contains a NUL byte" end
-    if not utf8_valid(v) then return nil, "is not valid UTF-8" end
+    -- One scan settles the common case: printable ASCII without NUL needs no further checks.
+    if find(v, "[^\1-\127]") then
+      if find(v, "\0", 1, true) then return nil, "contains a NUL byte" end
+      if not utf8_valid(v) then return nil, "is not valid UTF-8" end
+    end
     return v
   elseif tv == "number" then
     local s = number_string(v)
