@@ -270,7 +270,7 @@ static int put_number(encoder *e, int idx)
         return put_integer(e, (long long)lua_tointeger(e->L, idx), e->stringify);
 #endif
     d = lua_tonumber(e->L, idx);
-    if (d != d || d > 1.7976931348623157e308 || d < -1.7976931348623157e308) {
+    if (!(d - d == 0)) {   /* NaN and infinities: x - x is NaN exactly for those */
         e->reason = "NaN or infinity cannot be encoded";
         return 0;
     }
