@@ -160,6 +160,14 @@ describe("TLS", function()
     assert_tls_failure(res, err, elapsed, before)
   end)
 
+  it("an unreadable ca_file (missing, not a certificate) fails: TLS_ERROR, not retried", function()
+    for _, ca in ipairs{ dir .. "/no-such-ca.pem", dir .. "/merchant_public.pem" } do
+      local before = count_requests()
+      local res, err, elapsed = consult(make_client{ ca_file = ca })
+      assert_tls_failure(res, err, elapsed, before)
+    end
+  end)
+
   it("control: the front server's right-name certificate passes with its CA", function()
     local before = count_requests()
     local res, err = consult(make_client{ gateway = "https://127.0.0.1:" .. front.right_port, ca_file = front.ca })
