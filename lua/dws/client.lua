@@ -87,12 +87,16 @@ local function parse_gateway(gateway)
   return scheme, host, scheme .. "://" .. authority
 end
 
-local function load_key(name, value, parse)
-  if type(value) == "userdata" then return value end
-  local key, err = parse(value)
+local function load_key(name, value, parse, kind)
+  local key, err = value, nil
+  if type(value) ~= "userdata" then key, err = parse(value) end
   if not key then
     -- core's messages never carry key material.
     error("dws.client: option " .. name .. " is unreadable: " .. tostring(err), 3)
+  end
+  local ok, actual = pcall(function() return key:kind() end)
+  if not ok or actual ~= kind then
+    error("dws.client: option " .. name .. " must be a " .. kind .. " key", 3)
   end
   return key
 end
@@ -207,8 +211,8 @@ function M.new(opts)
 
   local self = setmetatable({}, Client)
   self.client_id = o.client_id
-  self.private_key = load_key("private_key", o.private_key, core.private_key)
-  self.dws_key = load_key("dws_public_key", o.dws_public_key, core.public_key)
+  self.private_key = load_key("private_key", o.private_key, core.private_key, "private")
+  self.dws_key = load_key("dws_public_key", o.dws_public_key, core.public_key, "public")
   o.private_key, o.dws_public_key = nil, nil -- keep key text out of the options table
   self.logger = o.logger
   self.options = o
