@@ -113,6 +113,16 @@ describe("transports over a live nginx", function()
       named:close()
     end)
 
+    it("goes through the configured proxy", function()
+      -- nginx serves absolute-URI requests itself, so it can stand in for an HTTP proxy: the
+      -- host below does not resolve, and the request only arrives because it went to the proxy.
+      local proxied = transport.new{ proxy = srv:url("/") }
+      local res = assert(proxied:request{ method = "POST", url = "http://dws-gateway.invalid:8080/echo", body = "p" })
+      assert.equal("p", res.body)
+      assert.equal("dws-gateway.invalid:8080", res.headers["x-echo-h-host"])
+      proxied:close()
+    end)
+
     it("sends GET without a body", function()
       local res = assert(t:request{ method = "GET", url = srv:url("/echo") })
       assert.equal("GET", res.headers["x-echo-method"])

@@ -212,6 +212,13 @@ end
 return M
 ]==]
 
+describe("dws.transport.ngx outside nginx", function()
+  it("loads, and refuses to make a transport without cosockets", function()
+    local transport = require "dws.transport.ngx"
+    assert.has_error(function() transport.new() end, "dws.transport.ngx: needs OpenResty (ngx.socket.tcp)")
+  end)
+end)
+
 describe("dws.transport.ngx inside nginx", function()
   local srv, h, closed
 

@@ -139,34 +139,36 @@ function Server:stop()
   end
 end
 
--- opts.locations: extra location blocks for the main server; opts.http: extra http-block lines;
--- opts.lua_files: { modname = source } written where the server's Lua can require them;
--- opts.extra_ports / opts.extra_tls_ports: how many more plain-HTTP / HTTPS ports the main server
--- listens on (srv.extra_ports, srv.extra_tls_ports), e.g. for a connection pool no other test uses.
-function M.start(opts)
-  opts = opts or {}
-  local prefix = nginx.tmpdir("dws-httpd")
-  local certs = nginx.make_certs(prefix .. "/certs")
-  local wrong = nginx.make_certs(prefix .. "/certs", "DNS:wrong.example", "wrong")
+-- Listening ports outside the kernel's ephemeral range, where outgoing connections (ours and
+-- those of suites running beside us) would otherwise take a port between choosing and binding.
+local function pick_ports(n)
+  local range = nginx.read_file("/proc/sys/net/ipv4/ip_local_port_range") or ""
+  local low = tonumber(range:match("^%s*(%d+)")) or 32768
+  local out, seen = {}, {}
+  for _ = 1, 50 do
+    for _, p in ipairs(nginx.free_ports(n)) do
+      if p < low and not seen[p] and #out < n then
+        seen[p] = true
+        out[#out + 1] = p
+      end
+    end
+    if #out == n then return out end
+  end
+  return nginx.free_ports(n)
+end
+
+local function config(prefix, certs, wrong, ports, opts)
   local extra, extra_tls = opts.extra_ports or 0, opts.extra_tls_ports or 0
-  local ports = nginx.free_ports(3 + extra + extra_tls)
-  nginx.mkdir(prefix .. "/lua")
-  for name, src in pairs(opts.lua_files or {}) do
-    nginx.write_file(prefix .. "/lua/" .. name:gsub("%.", "/") .. ".lua", src)
+  local listens = {}
+  for i = 4, 3 + extra do
+    listens[#listens + 1] = "        listen 127.0.0.1:" .. ports[i] .. ";"
+  end
+  for i = 4 + extra, 3 + extra + extra_tls do
+    listens[#listens + 1] = "        listen 127.0.0.1:" .. ports[i] .. " ssl;"
   end
   local paths = nginx.lua_paths():gsub('lua_package_path "', 'lua_package_path "' .. prefix .. '/lua/?.lua;', 1)
-  local extra_ports, extra_tls_ports, listens = {}, {}, {}
-  for i = 1, extra do
-    extra_ports[i] = ports[3 + i]
-    listens[#listens + 1] = "        listen 127.0.0.1:" .. ports[3 + i] .. ";"
-  end
-  for i = 1, extra_tls do
-    extra_tls_ports[i] = ports[3 + extra + i]
-    listens[#listens + 1] = "        listen 127.0.0.1:" .. ports[3 + extra + i] .. " ssl;"
-  end
-  local extra_listen = table.concat(listens, "\n")
   local tmp = prefix .. "/tmp"
-  local conf = nginx.preamble(prefix) .. table.concat({
+  return nginx.preamble(prefix) .. table.concat({
     "events { worker_connections 256; }",
     "http {",
     paths,
@@ -184,7 +186,7 @@ function M.start(opts)
     "    server {",
     "        listen 127.0.0.1:" .. ports[1] .. ";",
     "        listen 127.0.0.1:" .. ports[2] .. " ssl;",
-    extra_listen,
+    table.concat(listens, "\n"),
     "        ssl_certificate " .. certs.cert .. ";",
     "        ssl_certificate_key " .. certs.key .. ";",
     "        keepalive_requests 10000;",
@@ -199,11 +201,38 @@ function M.start(opts)
     "    }",
     "}",
   }, "\n") .. "\n"
-  local ok, err = nginx.start(prefix, conf, ports)
+end
+
+-- opts.locations: extra location blocks for the main server; opts.http: extra http-block lines;
+-- opts.lua_files: { modname = source } written where the server's Lua can require them;
+-- opts.extra_ports / opts.extra_tls_ports: how many more plain-HTTP / HTTPS ports the main server
+-- listens on (srv.extra_ports, srv.extra_tls_ports), e.g. for a connection pool no other test uses.
+function M.start(opts)
+  opts = opts or {}
+  local prefix = nginx.tmpdir("dws-httpd")
+  local certs = nginx.make_certs(prefix .. "/certs")
+  local wrong = nginx.make_certs(prefix .. "/certs", "DNS:wrong.example", "wrong")
+  local extra, extra_tls = opts.extra_ports or 0, opts.extra_tls_ports or 0
+  nginx.mkdir(prefix .. "/lua")
+  for name, src in pairs(opts.lua_files or {}) do
+    nginx.write_file(prefix .. "/lua/" .. name:gsub("%.", "/") .. ".lua", src)
+  end
+  local ports, ok, err
+  -- A port can still be taken between choosing and binding: choose again a few times.
+  for _ = 1, 4 do
+    ports = pick_ports(3 + extra + extra_tls)
+    ok, err = nginx.start(prefix, config(prefix, certs, wrong, ports, opts), ports)
+    if ok or not tostring(err):find("in use", 1, true) then break end
+    nginx.stop(prefix)
+  end
   if not ok then
+    nginx.stop(prefix)
     nginx.rmdir(prefix)
     return nil, err
   end
+  local extra_ports, extra_tls_ports = {}, {}
+  for i = 1, extra do extra_ports[i] = ports[3 + i] end
+  for i = 1, extra_tls do extra_tls_ports[i] = ports[3 + extra + i] end
   return setmetatable({
     prefix = prefix,
     http_port = ports[1],
@@ -217,7 +246,7 @@ end
 
 -- A loopback port nothing listens on (for "connection refused").
 function M.closed_port()
-  return nginx.free_ports(1)[1]
+  return pick_ports(1)[1]
 end
 
 return M
