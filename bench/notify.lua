@@ -61,6 +61,31 @@ local function workers_of(master)
   return pids
 end
 
+local ACK = '{"result":{"resultCode":"SUCCESS","resultStatus":"S","resultMessage":"success"}}'
+
+-- wrk at url for seconds; the worker CPU of the nginx in prefix over the run.
+local function measure(ctx, prefix, url, file, seconds)
+  local q = nginx.sh_quote
+  local workers = workers_of(nginx.pid_of(prefix))
+  local cpu0 = 0
+  for _, pid in ipairs(workers) do cpu0 = cpu0 + (proc_cpu(pid) or 0) end
+  local cmd = string.format("DWS_BENCH_NOTIFY_FILE=%s wrk -t%d -c%d -d%ds --timeout 2s -s %s %s 2>&1",
+    q(file), WRK_THREADS, WRK_CONNECTIONS, seconds, q(ctx.root .. "/bench/notify_wrk.lua"), q(url))
+  local p = io.popen(cmd)
+  local out = p:read("*a")
+  p:close()
+  local cpu1 = 0
+  for _, pid in ipairs(workers) do cpu1 = cpu1 + (proc_cpu(pid) or 0) end
+  local total = tonumber(out:match("(%d+) requests in"))
+  local rate = tonumber(out:match("Requests/sec:%s*([%d.]+)"))
+  if not (total and rate) then error("could not read wrk's output: " .. out:sub(1, 200), 0) end
+  return {
+    rate = rate, total = total, workers = #workers, cpu_per = (cpu1 - cpu0) / total,
+    bad = tonumber(out:match("Non%-2xx or 3xx responses:%s*(%d+)")) or 0,
+    errs = out:match("Socket errors:[^\n]*"),
+  }
+end
+
 local function keys(ctx, dir)
   local sb = ctx.sb
   if sb and sb.dws_private_key_pem and sb.dws_public_key and sb.merchant then
@@ -128,38 +153,42 @@ function M.run(ctx)
       error("the notify endpoint did not acknowledge a valid notification (HTTP " .. tostring(code) .. ")", 0)
     end
 
-    local master = nginx.pid_of(s.prefix)
-    local workers = workers_of(master)
-    local cpu0 = 0
-    for _, pid in ipairs(workers) do cpu0 = cpu0 + (proc_cpu(pid) or 0) end
-
-    local cmd = string.format("DWS_BENCH_NOTIFY_FILE=%s wrk -t%d -c%d -d%ds --timeout 2s -s %s %s 2>&1",
-      q(file), WRK_THREADS, WRK_CONNECTIONS, ctx.seconds, q(ctx.root .. "/bench/notify_wrk.lua"), q(s.notify_url))
-    p = io.popen(cmd)
-    local out = p:read("*a")
-    p:close()
-
-    local cpu1 = 0
-    for _, pid in ipairs(workers) do cpu1 = cpu1 + (proc_cpu(pid) or 0) end
-
-    local total = tonumber(out:match("(%d+) requests in"))
-    local rate = tonumber(out:match("Requests/sec:%s*([%d.]+)"))
-    local bad = tonumber(out:match("Non%-2xx or 3xx responses:%s*(%d+)")) or 0
-    local errs = out:match("Socket errors:[^\n]*")
-    if not (total and rate) then error("could not read wrk's output: " .. out:sub(1, 200), 0) end
-
-    local nw = #workers
+    local m = measure(ctx, s.prefix, s.notify_url, file, ctx.seconds)
+    local rate, total, bad, errs, workers, per = m.rate, m.total, m.bad, m.errs, m.workers, m.cpu_per
+    local nw = workers
     local F = ctx.floor  -- final only when the table is printed: ratios are computed then
     local label = string.format("wrk -t%d -c%d -d%ds, %d worker%s", WRK_THREADS, WRK_CONNECTIONS, ctx.seconds,
       nw, nw == 1 and "" or "s")
     row("8", "acknowledged notifications/s, " .. label, string.format("%.0f /s", rate),
       function() return string.format("%.3fx", rate / (nw / F.verify)) end,
       function() return string.format("of the verify floor x workers (%.0f /s)", nw / F.verify) end)
-    local per = (cpu1 - cpu0) / total
     row("8", "  nginx worker CPU per notification", string.format("%.1f us", per * 1e6),
       function() return string.format("%.2fx", per / F.verify) end, "ratio to one verify")
     row("8", string.format("  answers: %d in all, %d not 200", total, bad), bad == 0 and "ok" or "FAILED", "",
       string.format("%d distinct notifications, signed with %s%s", POOL, whose, errs and ("; " .. errs) or ""))
+
+    -- The same load on an endpoint that reads the body and acknowledges without verifying:
+    -- what nginx, the Lua module and HTTP cost before the SDK does anything.
+    local bprefix = dir .. "/baseline"
+    local port = nginx.free_ports(1)[1]
+    local conf = nginx.preamble(bprefix) .. "events { worker_connections 256; }\nhttp {\n" ..
+      "  access_log off;\n  client_body_buffer_size 64k;\n  client_max_body_size 64k;\n" ..
+      "  client_body_temp_path " .. bprefix .. "/tmp;\n" ..
+      "  server {\n    listen 127.0.0.1:" .. port .. ";\n    location = /notify {\n" ..
+      "      content_by_lua_block {\n        ngx.req.read_body()\n" ..
+      "        ngx.header[\"Content-Type\"] = \"application/json\"\n" ..
+      "        ngx.print('" .. ACK .. "')\n      }\n    }\n  }\n}\n"
+    local started, why = nginx.start(bprefix, conf, { port })
+    if not started then error("baseline nginx did not start: " .. tostring(why), 0) end
+    util.record_server(ctx.out, bprefix .. "/logs/nginx.pid")
+    local bm = measure(ctx, bprefix, "http://127.0.0.1:" .. port .. "/notify", file, ctx.seconds)
+    nginx.stop(bprefix)
+    row("8", "  baseline: read body + acknowledge, no verification", string.format("%.0f /s", bm.rate),
+      string.format("%.1f us", bm.cpu_per * 1e6), "worker CPU per request")
+    row("8", "  the SDK's share: endpoint - baseline - one verify",
+      function() return string.format("%.1f us", (per - bm.cpu_per - F.verify) * 1e6) end,
+      function() return string.format("%.2fx", (per - bm.cpu_per - F.verify) / F.verify) end,
+      "header parsing, JSON, checks, de-dup store, logging; ratio to one verify")
   end)
   if server then
     server:stop()
