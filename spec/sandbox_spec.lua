@@ -692,6 +692,15 @@ describe("dws sandbox with a one-second token_ttl", function()
   end)
 end)
 
+describe("dws sandbox config", function()
+  it("refuses to start with a client key it cannot parse, saying which client", function()
+    local sb, err = sandbox.start{ clients = { SANDBOX_BROKEN = { public_key = "not a key" } } }
+    if sb then sb:stop() end
+    assert.is_nil(sb)
+    assert.matches("SANDBOX_BROKEN: public key", err, 1, true)
+  end)
+end)
+
 describe("bin/dws-sandbox", function()
   it("starts with generated keys and a demo client, from anywhere, without DWS_ROOT, and stops", function()
     local dir = nginx.tmpdir("dws-sbcli")
@@ -716,9 +725,11 @@ describe("bin/dws-sandbox", function()
       local dws_pub = nginx.read_file(dir .. "/keys/dws_public.pem")
       assert.are.equal(0, select(2, sh(bin .. " stop --dir " .. nginx.sh_quote(dir))))
       assert.is_false(nginx.port_listening(tonumber(http_port)))
-      -- a second start reuses what the first generated
-      out, code = sh(bin .. " start --dir " .. nginx.sh_quote(dir) .. " 2>&1")
+      -- a second start, on a port given, reuses what the first generated
+      local port = nginx.free_ports(1)[1]
+      out, code = sh(bin .. " start --dir " .. nginx.sh_quote(dir) .. " --http-port " .. port .. " 2>&1")
       assert.are.equal(0, code, out)
+      assert.matches("^http=" .. port .. " ", out)
       assert.are.equal(dws_pub, nginx.read_file(dir .. "/keys/dws_public.pem"))
       local _, bad = sh(bin .. " start --dir " .. nginx.sh_quote(dir) .. " 2>&1")
       assert.are_not.equal(0, bad) -- already running

@@ -85,6 +85,7 @@ deliver = function(premature, job, attempt)
   store.append("delivery", {
     requestId = job.request_id, client_id = job.client_id, url = job.url, attempt = attempt,
     status = status, acknowledged = ack, error = (not status) and answer or nil,
+    answer = status and answer:sub(1, 512) or nil,
     request_time = time, time = core.time_ms(), body = job.body,
   })
   if not ack and attempt < #M.SCHEDULE then
