@@ -185,13 +185,18 @@ describe("client hardening", function()
     end)
 
     it("refuses plain http off loopback, allows it on loopback and by explicit opt-in", function()
-      for _, g in ipairs{ "http://dws.example", "http://10.1.2.3", "http://[2001:db8::1]:80", "http://127.0.0.1.nip.io",
-        "HTTP://open-sea-global.alipay.com" } do
+      for _, g in ipairs{ "http://dws.example", "http://10.1.2.3", "http://[2001:db8::1]:80",
+        "http://127.0.0.1.nip.io", "HTTP://open-sea-global.alipay.com", "http://0127.0.0.1", "http://127.0.0.01",
+        "http://127.1", "http://2130706433", "http://0x7f.0.0.1", "http://127.0.0.256", "http://127.0.0.1.",
+        "http://[::2]" } do
         local ok, err = pcall(client, { gateway = g })
         assert.is_false(ok)
         assert.truthy(tostring(err):find("refusing plain http", 1, true))
       end
       assert.is_table(client{ gateway = "http://dws.example", allow_insecure_http = true })
+      for _, g in ipairs{ "http://127.0.0.1", "http://127.255.0.10:8080", "http://LOCALHOST:1", "http://[::1]" } do
+        assert.is_table(client{ gateway = g })
+      end
       assert.is_table(sandbox_client{ gateway = sb.http_url }:consult_addable_payment_method(CONSULT))
       local by_name = sb.http_url:gsub("127%.0%.0%.1", "localhost")
       assert.is_table(sandbox_client{ gateway = by_name }:consult_addable_payment_method(CONSULT))

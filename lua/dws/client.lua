@@ -66,10 +66,14 @@ end
 local function is_loopback(host)
   host = host:lower()
   if host == "localhost" or host == "[::1]" then return true end
-  local a, b, c, d = host:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-  if not a then return false end
-  a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
-  return a == 127 and b <= 255 and c <= 255 and d <= 255
+  if host:sub(1, 4) ~= "127." then return false end
+  -- Plain dotted decimal only: libcurl reads a leading 0 as octal (0127.0.0.1 is 87.0.0.1).
+  local octets = 0
+  for part in (host .. "."):gmatch("([^.]*)%.") do
+    if not (part == "0" or part:find("^[1-9]%d?%d?$")) or tonumber(part) > 255 then return false end
+    octets = octets + 1
+  end
+  return octets == 4
 end
 
 -- "https://host[:port]" (a trailing slash tolerated) -> scheme, host, base URL without the slash.
