@@ -4,6 +4,7 @@
  *   local h = curl.new{ ca_file=, proxy=, user_agent=, verify=true, max_response_bytes=1048576 }
  *   h:request(url, headers, body, timeout_s, connect_timeout_s [, method])
  *       -> status, headers, body  |  nil, kind, message
+ *       GET without a body, POST with one; method (optional) names another (HEAD: no body read).
  *   h:stats() -> { connects =, requests = }
  *   h:close()
  *

@@ -54,6 +54,18 @@ function cases.get(p)
   out("method", res.headers["x-echo-method"])
 end
 
+function cases.methods(p)
+  local t = transport.new()
+  local res = result(t:request{ method = "PUT", url = p.http .. "/echo", body = "put" })
+  out("put_method", res.headers["x-echo-method"])
+  out("put_body", res.body)
+  res = t:request{ method = "HEAD", url = p.http .. "/echo" }
+  out("head_status", res.status)
+  out("head_body_len", #res.body)
+  res = t:request{ method = "POST", url = p.http .. "/echo" }
+  out("empty_post_length", res.headers["x-echo-length"])
+end
+
 function cases.status(p)
   local t = transport.new()
   local res = result(t:request{ method = "GET", url = p.http .. "/status/503" })
@@ -270,6 +282,15 @@ describe("dws.transport.ngx inside nginx", function()
     local r = case("https")
     assert.equal("200", r.status)
     assert.equal("true", r.body_match)
+  end)
+
+  it("sends other methods when asked", function()
+    local r = case("methods")
+    assert.equal("PUT", r.put_method)
+    assert.equal("put", r.put_body)
+    assert.equal("200", r.head_status)
+    assert.equal("0", r.head_body_len)
+    assert.equal("0", r.empty_post_length)
   end)
 
   it("returns non-200 statuses as responses", function()
