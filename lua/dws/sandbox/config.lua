@@ -69,7 +69,10 @@ M.serialize = serialize
 
 function M.write(path, conf)
   local f = assert(io.open(path, "wb"))
-  f:write("-- DWS sandbox config (see lua/dws/sandbox/config.lua)\nreturn ", serialize(conf), "\n")
+  f:write("-- DWS sandbox config, read when the sandbox starts (see lua/dws/sandbox/config.lua).\n",
+    "-- clients[id].notify_url = \"http://127.0.0.1:PORT/notify\" turns binding notifications on;\n",
+    "-- notify_scale multiplies the re-delivery schedule (0 s, 2 min, 10 min, 10 min, 1 h, 2 h, 6 h, 15 h).\n",
+    "return ", serialize(conf), "\n")
   f:close()
 end
 
