@@ -13,7 +13,7 @@
 
 FUZZ_CC       ?= clang-14
 FUZZ_SECONDS  ?= 30
-FUZZ_TARGETS   = json_decode sigheader codec key_load
+FUZZ_TARGETS   = json_decode json_encode sigheader codec key_load
 FUZZ_BINS      = $(addprefix fuzz/out/,$(FUZZ_TARGETS))
 FUZZ_CFLAGS    = -std=c99 -D_POSIX_C_SOURCE=200809L -g -O1 -fno-omit-frame-pointer \
                  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
