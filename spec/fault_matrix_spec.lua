@@ -5,6 +5,7 @@
 -- The same matrix is docs/fault-matrix.md.
 local dws = require "dws"
 local core = require "dws.core"
+local curl = require "dws.curl"
 local nginx = require "dws.sandbox.nginx"
 local sandbox = require "helpers.sandbox"
 
@@ -465,4 +466,151 @@ describe("fault matrix, addPaymentMethod over HTTPS", function()
       end)
     end
   end
+end)
+
+-- The same matrix with the client inside OpenResty (cosocket transport, chosen automatically in the
+-- content phase): a merchant nginx whose /call location makes one client call against the sandbox
+-- and answers with what the call returned.
+describe("fault matrix, addPaymentMethod inside OpenResty (cosocket transport)", function()
+  local CALL_MODULE = [[
+local dws = require "dws"
+local core = require "dws.core"
+local M = {}
+local conf
+function M.handle()
+  if not conf then conf = dofile(%q) end
+  ngx.req.read_body()
+  local p = core.json_decode(ngx.req.get_body_data() or "")
+  local client = dws.client{ client_id = conf.client_id, private_key = conf.private_key,
+    dws_public_key = conf.dws_public_key, gateway = p.gateway, timeout = %s, connect_timeout = %s,
+    max_retries = p.max_retries or %s, retry_base_delay = %s }
+  local t0 = ngx.now()
+  local ok, res, err = pcall(client[p.method], client, p.request)
+  ngx.update_time()
+  local out = { elapsed = ngx.now() - t0,
+                cosockets = getmetatable(client.transport) == require("dws.transport.ngx").Transport }
+  if not ok then
+    out.raised = tostring(res)
+  elseif res then
+    out.res = res
+  else
+    out.err = { code = err.code, status = err.status, retryable = err.retryable, attempts = err.attempts,
+                http_status = err.http_status, request_id = err.request_id, api = err.api,
+                has_response = err.response ~= nil,
+                response_code = err.response and err.response.result and err.response.result.resultCode,
+                text = tostring(err) }
+  end
+  ngx.header["Content-Type"] = "application/json"
+  ngx.print(assert(core.json_encode(out)))
+end
+return M
+]]
+
+  local prefix, port, http
+
+  setup(function()
+    prefix = nginx.tmpdir("dws-faults-ngx")
+    nginx.mkdir(prefix .. "/lua")
+    local conf_path = prefix .. "/client_conf.lua"
+    nginx.write_file(conf_path, string.format("return { client_id = %q, private_key = %q, dws_public_key = %q }\n",
+      CLIENT_ID, merchant_key, sb.dws_public_key), "600")
+    nginx.write_file(prefix .. "/lua/fm_call.lua", string.format(CALL_MODULE, conf_path, TIMEOUT, CONNECT_TIMEOUT,
+      MAX_RETRIES, BASE_DELAY))
+    local paths = nginx.lua_paths():gsub('lua_package_path "', 'lua_package_path "' .. prefix .. '/lua/?.lua;', 1)
+    local tmp = prefix .. "/tmp"
+    local ok, err
+    for _ = 1, 3 do -- free_ports is a snapshot: retry when another process took the port first
+      port = nginx.free_ports(1)[1]
+      ok, err = nginx.start(prefix, nginx.preamble(prefix) .. table.concat({
+        "events { worker_connections 256; }",
+        "http {",
+        paths,
+        "    access_log off;",
+        "    lua_socket_log_errors off;",
+        "    client_body_temp_path " .. tmp .. "/body;",
+        "    proxy_temp_path " .. tmp .. "/proxy;",
+        "    fastcgi_temp_path " .. tmp .. "/fastcgi;",
+        "    uwsgi_temp_path " .. tmp .. "/uwsgi;",
+        "    scgi_temp_path " .. tmp .. "/scgi;",
+        "    client_body_buffer_size 1m;",
+        "    server {",
+        "        listen 127.0.0.1:" .. port .. ";",
+        "        location = /call { content_by_lua_block { require(\"fm_call\").handle() } }",
+        "    }",
+        "}",
+      }, "\n") .. "\n", { port })
+      if ok then break end
+    end
+    assert(ok, err)
+    http = curl.new{}
+  end)
+
+  teardown(function()
+    if http then http:close() end
+    if prefix then
+      nginx.stop(prefix)
+      nginx.rmdir(prefix)
+    end
+  end)
+
+  local function call(method, request, over)
+    local p = { method = method, request = request, gateway = sb.http_url }
+    for k, v in pairs(over or {}) do p[k] = v end
+    local status, _, body = http:request("http://127.0.0.1:" .. port .. "/call",
+      { "Content-Type: application/json" }, assert(core.json_encode(p)), 60, 5)
+    assert.are.equal(200, status, "merchant nginx /call: " .. tostring(body))
+    local out = assert(core.json_decode(body))
+    assert.is_nil(out.raised, "the call raised inside nginx: " .. tostring(out.raised))
+    assert.is_true(out.cosockets, "the client inside nginx did not pick the cosocket transport")
+    return out
+  end
+
+  local function cache_ngx()
+    local out = call("cache_card", { paymentMethodDetail = { paymentMethodDetailType = "card",
+                                                             card = card("4111111111111111") } })
+    assert.is_nil(out.err, out.err and out.err.text)
+    return out.res.paymentMethodDetail.card.cardToken
+  end
+
+  for _, row in ipairs(MATRIX) do
+    local attempts = row.retried and (MAX_RETRIES + 1) or 1
+    it(string.format("%s: %s (%s), %s", row.fault, row.code, row.status,
+                     row.retried and "retried to " .. attempts .. " attempts" or "not retried"), function()
+      local token = cache_ngx()
+      local request_id = "fm-ngx-" .. row.fault .. "-" .. core.uuid4()
+      local m = mark()
+      sb:fault(row.fault, attempts, row.opts)
+      local out = call("add_payment_method", add_request(token, request_id))
+      assert.is_nil(out.res, string.format("no result from a faulted call (got one after %.2f s, %d request(s) " ..
+        "at the sandbox, configured timeout %s s)", out.elapsed, #requests_since(m), TIMEOUT))
+      local err = assert(out.err, "no error from a faulted call")
+      assert.are.equal(row.code, err.code, err.text)
+      assert.are.equal(row.status, err.status)
+      assert.are.equal(row.retried, err.retryable)
+      assert.are.equal(attempts, err.attempts, err.text)
+      assert.are.equal(request_id, err.request_id)
+      if row.http then assert.are.equal(row.http, err.http_status) end
+      if row.response then
+        assert.is_true(err.has_response)
+        assert.are.equal(row.code, err.response_code)
+      else
+        assert.is_false(err.has_response, "no data from an unverified or failed answer")
+      end
+      assert.is_true(out.elapsed < time_bound(), string.format("took %.2f s", out.elapsed))
+      assert_attempts_at_sandbox(requests_since(m), attempts, "addPaymentMethod", request_id)
+      -- the worker's connection pool is not poisoned: the next call works
+      local after = call("consult_addable_payment_method", { customerId = CUSTOMER, env = ENV })
+      assert.is_nil(after.err, after.err and after.err.text)
+      assert.are.equal("S", after.res.result.resultStatus)
+    end)
+  end
+
+  it("connection refused: CONNECTION_FAILED (U), retried", function()
+    local out = call("add_payment_method", add_request("PYMT-not-a-real-token"),
+                     { gateway = "http://127.0.0.1:" .. nginx.free_ports(1)[1] })
+    assert.are.equal("CONNECTION_FAILED", out.err.code, out.err.text)
+    assert.are.equal(MAX_RETRIES + 1, out.err.attempts)
+    assert.is_false(out.err.has_response)
+    assert.is_true(out.elapsed < time_bound(), string.format("took %.2f s", out.elapsed))
+  end)
 end)
