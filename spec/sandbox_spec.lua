@@ -187,7 +187,7 @@ describe("dws sandbox", function()
   setup(function()
     tmp = nginx.tmpdir("dws-sbspec")
     receiver_dir = tmp .. "/receiver"
-    receiver_port = nginx.free_ports(1)[1]
+    receiver_port = control.free_ports(1)[1]
     assert(start_receiver(receiver_dir, receiver_port))
     -- 0.00002: Antom's 24-hour schedule in about 1.7 s.
     sb = assert(sandbox.start{ notify_scale = 0.00002, notify_delay = 0.3,
@@ -726,7 +726,7 @@ describe("bin/dws-sandbox", function()
       assert.are.equal(0, select(2, sh(bin .. " stop --dir " .. nginx.sh_quote(dir))))
       assert.is_false(nginx.port_listening(tonumber(http_port)))
       -- a second start, on a port given, reuses what the first generated
-      local port = nginx.free_ports(1)[1]
+      local port = control.free_ports(1)[1]
       out, code = sh(bin .. " start --dir " .. nginx.sh_quote(dir) .. " --http-port " .. port .. " 2>&1")
       assert.are.equal(0, code, out)
       assert.matches("^http=" .. port .. " ", out)

@@ -71,6 +71,24 @@ function M.prepare(dir, opts)
   }
 end
 
+-- Free ports below the kernel's ephemeral range, where no outgoing connection (ours, the specs',
+-- a teammate's curl) can be holding them between the check and nginx's bind.
+function M.free_ports(n)
+  local range = nginx.read_file("/proc/sys/net/ipv4/ip_local_port_range") or ""
+  local low = tonumber(range:match("^%s*(%d+)")) or 32768
+  local out, seen = {}, {}
+  for _ = 1, 10 do
+    for _, p in ipairs(nginx.free_ports(4 * n)) do
+      if p < low and #out < n and not seen[p] then
+        seen[p] = true
+        out[#out + 1] = p
+      end
+    end
+    if #out == n then return out end
+  end
+  return nginx.free_ports(n)
+end
+
 local function running(dir)
   local pid = nginx.pid_of(dir)
   return pid and nginx.run("kill -0 " .. pid .. " 2>/dev/null")
@@ -91,7 +109,7 @@ function M.start(dir, opts)
 
   local fixed = opts.http_port or opts.https_port
   for _ = 1, fixed and 1 or 5 do
-    local free = nginx.free_ports(2)
+    local free = M.free_ports(2)
     local http, https = tonumber(opts.http_port) or free[1], tonumber(opts.https_port) or free[2]
     local conf = config.nginx_conf{
       preamble = nginx.preamble(dir), lua_paths = nginx.lua_paths(root), prefix = dir,
