@@ -429,6 +429,9 @@ describe("dws.client", function()
       assert.are.equal("UNKNOWN_EXCEPTION", events[3].fields.result_code)
       assert.are.equal("warn", events[4].level)
       assert.are.equal(2, events[5].fields.attempt)
+      -- the shielded logger, for the notification and bind-card modules
+      assert.has_no.errors(function() c:log("info", "x", {}) end)
+      assert.are.equal("x", events[#events].message)
     end)
   end)
 

@@ -451,6 +451,12 @@ function Client:bind_card(params)
   return require("dws.bind_card").bind(self, params)
 end
 
+--- Send an event to the configured logger, if any, shielded from its failures (for the
+-- notification and bind-card modules too: a failing logger must never break a payment flow).
+function Client:log(level, message, fields)
+  log(self, level, message, fields)
+end
+
 --- Release the transport's connection (also done by the garbage collector).
 function Client:close()
   local transport = self.transport
