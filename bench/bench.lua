@@ -21,6 +21,7 @@ local util = require "bench.util"
 local cpu, median = util.cpu, util.median
 
 local started = util.wall()
+local load_start = util.loadavg()
 local rows = {}
 
 -- value, ratio and goal may be functions: ratios to the floor are computed when the table is
@@ -409,6 +410,9 @@ if sb then
     row("7", "VmRSS growth", string.format("%+d KiB", rss2 - rss1), "",
       goal_at_most(rss2 - rss1, GOAL_RSS_KIB, " KiB"))
     local span = util.thousands(first + 1) .. ".." .. util.thousands(RSS_CALLS)
+    local nc = connects(client)
+    row("5", "connections for " .. util.thousands(RSS_CALLS + calls.PREPARE_CALLS) .. " calls, HTTPS keep-alive",
+      tostring(nc), "", nc == 1 and "met (one)" or ("missed by " .. tostring(nc and nc - 1) .. " connections"))
     row("7", "  CPU per call over calls " .. span, us(per), to_floor(per),
       cpu_goal(per, string.format("; user %.0f + sys %.0f us; wall %.0f us; connections %s",
         (u1 - u0) / m * 1e6, (s1 - s0) / m * 1e6, wper * 1e6, tostring(connects(client)))))
@@ -452,4 +456,5 @@ util.print_table(rows, {
   title = "lua-dws bench",
   info = util.describe(have_core and core or nil, have_cjson and cjson or nil),
   seconds = util.wall() - started,
+  load_start = load_start,
 })

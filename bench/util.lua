@@ -142,6 +142,12 @@ function M.forget_servers(out)
   os.remove(out .. "/servers")
 end
 
+-- The 1-minute load average: above ~0.5 on this 2-core machine, other processes share the cores
+-- and every CPU figure of the run is inflated (the floor least, being the fastest of 5 rounds).
+function M.loadavg()
+  return ((read_file("/proc/loadavg") or "?"):match("^(%S+)"))
+end
+
 function M.describe(c, cjson)
   local parts = { _VERSION }
   if c and c.versions then
@@ -187,7 +193,8 @@ function M.print_table(rows, opts)
     last = r.sec
     io.write((string.format(fmt, r.sec, r.label, r.value, r.ratio, r.goal):gsub("%s+\n$", "\n")))
   end
-  io.write(string.format("(measured in %.0f s)\n", opts.seconds))
+  io.write(string.format("(measured in %.0f s; load average %s at the start, %s at the end)\n", opts.seconds,
+    opts.load_start or "?", M.loadavg()))
 end
 
 return M
