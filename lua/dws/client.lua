@@ -59,8 +59,10 @@ local NO_COSOCKET_PHASES = {
   init = true, init_worker = true, set = true, header_filter = true, body_filter = true, log = true,
 }
 
-local function fail_option(name, why)
-  error("dws.client: option " .. name .. " " .. why, 3)
+-- Raised at the level of the code that called dws.client (level 3 from client.new itself;
+-- helpers one call deeper pass 4).
+local function fail_option(name, why, level)
+  error("dws.client: option " .. name .. " " .. why, level or 3)
 end
 
 local function is_loopback(host)
@@ -80,14 +82,14 @@ end
 local function parse_gateway(gateway)
   local scheme, authority = gateway:match("^(%a[%w+.-]*)://([^/?#]+)/?$")
   if not scheme then
-    fail_option("gateway", "must be scheme://host[:port] with no path (e.g. https://open-sea-global.alipay.com)")
+    fail_option("gateway", "must be scheme://host[:port] with no path (e.g. https://open-sea-global.alipay.com)", 4)
   end
   scheme = scheme:lower()
-  if scheme ~= "https" and scheme ~= "http" then fail_option("gateway", "must use https (or http on loopback)") end
+  if scheme ~= "https" and scheme ~= "http" then fail_option("gateway", "must use https (or http on loopback)", 4) end
   local host = authority:match("^(%[[%x:.]+%])") or authority:match("^([^:]+)")
-  if not host or host == "" then fail_option("gateway", "has no host") end
+  if not host or host == "" then fail_option("gateway", "has no host", 4) end
   local port = authority:sub(#host + 1)
-  if port ~= "" and not port:find("^:%d+$") then fail_option("gateway", "has a malformed port") end
+  if port ~= "" and not port:find("^:%d+$") then fail_option("gateway", "has a malformed port", 4) end
   return scheme, host, scheme .. "://" .. authority
 end
 
@@ -128,7 +130,7 @@ local function time_source(option)
       return t
     end
   end
-  fail_option("request_time", 'must be "millis", "iso8601" or a function')
+  fail_option("request_time", 'must be "millis", "iso8601" or a function', 4)
 end
 
 local function inside_nginx()

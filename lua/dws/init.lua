@@ -11,10 +11,9 @@ local dws = {
   null = core.null,
 }
 
---- Make a client; see client.lua for the options. Raises on programming errors.
-function dws.client(opts)
-  return client.new(opts)
-end
+--- dws.client(opts): make a client; see client.lua for the options. Raises on programming
+-- errors (an alias, so error positions point at the caller).
+dws.client = client.new
 
 --- Mark a table as a JSON array (so an empty one is sent as [] rather than {}).
 function dws.array(t)
