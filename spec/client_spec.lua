@@ -277,6 +277,21 @@ describe("dws.client", function()
       assert.is_true(fake.sleeps[2] >= 0 and fake.sleeps[2] <= 0.02)
     end)
 
+    it("backs off exponentially with full jitter, capped at 5 s", function()
+      local c, fake = make({ U }, { max_retries = 30, retry_base_delay = 0.5 })
+      local _, err = c:consult_addable_payment_method(CONSULT)
+      assert.are.equal(31, err.attempts)
+      assert.are.equal(30, #fake.sleeps)
+      local distinct, over_first = {}, 0
+      for i, d in ipairs(fake.sleeps) do
+        assert.is_true(d >= 0 and d <= math.min(5, 0.5 * 2 ^ (i - 1)), "delay " .. i)
+        distinct[d] = true
+        if d > 0.5 then over_first = over_first + 1 end
+      end
+      assert.is_true(next(distinct, next(distinct)) ~= nil) -- jittered, not one fixed value
+      assert.is_true(over_first > 0) -- and it does grow past the base
+    end)
+
     it("gives up after max_retries with the last error and the attempt count", function()
       local c, fake = make({ U }, { max_retries = 1 })
       local _, err = c:consult_addable_payment_method(CONSULT)
