@@ -4,6 +4,23 @@
 -- Everything that can be done once is done in client.new: keys parsed, the transport made,
 -- per-API paths, URLs and static headers computed. A call then costs one validation walk, one
 -- JSON encode, one RSA signature and one verification per attempt.
+--
+-- Options (dws.client{...}): client_id, private_key, dws_public_key, gateway (required);
+-- key_version ("1"), request_time ("millis" | "iso8601" | function), timeout (15 s),
+-- connect_timeout (5 s), max_retries (2), retry_base_delay (0.5 s), max_response_bytes (1 MiB),
+-- ca_file, proxy, user_agent, transport, logger, allow_insecure_http (false),
+-- notification_tolerance (300 s), notification_store. Unknown options and wrong types raise.
+--
+-- Fields other modules (notification, bind_card) rely on: client.client_id, client.private_key
+-- and client.dws_key (parsed dws.core keys), client.logger, client.transport, client.options
+-- (the options with defaults applied, key text removed), client:call(api_name, request) and
+-- client:log(level, message, fields) (the logger behind pcall).
+--
+-- Logger events (logger(level, message, fields), fields.event): "request" (debug; api,
+-- request_id, attempt, body), "response" (debug; + http_status, elapsed, body), "result" (info;
+-- result_code, result_status), "retry" (warn; code, http_status, delay), "error" (error; code,
+-- status, attempts, field, message). Bodies are always redacted (dws.redact) before they are
+-- handed over.
 local core = require "dws.core"
 local api = require "dws.api"
 local validate = require "dws.validate"
