@@ -558,7 +558,10 @@ return M
     for k, v in pairs(over or {}) do p[k] = v end
     local status, _, body = http:request("http://127.0.0.1:" .. port .. "/call",
       { "Content-Type: application/json" }, assert(core.json_encode(p)), 60, 5)
-    assert.are.equal(200, status, "merchant nginx /call: " .. tostring(body))
+    if status ~= 200 then
+      local log = nginx.read_file(prefix .. "/logs/error.log") or ""
+      error("merchant nginx /call: HTTP " .. tostring(status) .. "; error.log ends: " .. log:sub(-1500), 2)
+    end
     local out = assert(core.json_decode(body))
     assert.is_nil(out.raised, "the call raised inside nginx: " .. tostring(out.raised))
     assert.is_true(out.cosockets, "the client inside nginx did not pick the cosocket transport")
