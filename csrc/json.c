@@ -180,6 +180,21 @@ static const unsigned char plain_byte[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
 };
 
+/*
+ * True when none of the eight bytes needs attention (control, '"', '\\', non-ASCII). The
+ * classic "has a byte less than n" / "has a zero byte" word tricks: exact for "any".
+ */
+static inline int word_is_plain(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    uint64_t ctl = (w - ones * 0x20) & ~w;
+    uint64_t q = w ^ (ones * (uint64_t)'"');
+    uint64_t b = w ^ (ones * (uint64_t)'\\');
+    q = (q - ones) & ~q;
+    b = (b - ones) & ~b;
+    return ((ctl | q | b | w) & high) == 0;
+}
+
 static int put_string(encoder *e, const char *str, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -197,45 +212,54 @@ static int put_string(encoder *e, const char *str, size_t n)
     out = e->st->buf + e->st->len;
     *out++ = '"';
     while (i < n) {
-        size_t run = i;
-        unsigned char c;
-        while (run < n && plain_byte[s[run]])
-            run++;
-        if (run > i) {
-            memcpy(out, s + i, run - i);
-            out += run - i;
-            i = run;
-            if (i == n)
-                break;
-        }
-        c = s[i];
-        if (c < 0x20 || c == '"' || c == '\\') {
-            e->st->len = (size_t)(out - e->st->buf);
-            if (!reserve(e, 6 + (n - i) + 1))
-                return 0;
-            out = e->st->buf + e->st->len;
-        }
-        if (c == '"' || c == '\\') {
-            *out++ = '\\';
-            *out++ = (char)c;
-            i++;
-        } else if (c < 0x20) {
-            *out++ = '\\';
-            *out++ = 'u';
-            *out++ = '0';
-            *out++ = '0';
-            *out++ = hex[c >> 4];
-            *out++ = hex[c & 15];
-            i++;
-        } else {
-            size_t k = utf8_seq(s + i, n - i);
-            if (k == 0) {
-                e->reason = "invalid UTF-8 in string";
-                return 0;
+        size_t end;
+        if (n - i >= 8) {   /* eight plain bytes at a time: the common case */
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (word_is_plain(w)) {
+                memcpy(out, &w, 8);
+                out += 8;
+                i += 8;
+                continue;
             }
-            memcpy(out, s + i, k);
-            out += k;
-            i += k;
+        }
+        /* a byte at a time to the end of this word, then words again */
+        end = n - i > 8 ? i + 8 : n;
+        while (i < end) {
+            unsigned char c = s[i];
+            if (plain_byte[c]) {
+                *out++ = (char)c;
+                i++;
+                continue;
+            }
+            if (c < 0x20 || c == '"' || c == '\\') {
+                e->st->len = (size_t)(out - e->st->buf);
+                if (!reserve(e, 6 + (n - i) + 1))
+                    return 0;
+                out = e->st->buf + e->st->len;
+            }
+            if (c == '"' || c == '\\') {
+                *out++ = '\\';
+                *out++ = (char)c;
+                i++;
+            } else if (c < 0x20) {
+                *out++ = '\\';
+                *out++ = 'u';
+                *out++ = '0';
+                *out++ = '0';
+                *out++ = hex[c >> 4];
+                *out++ = hex[c & 15];
+                i++;
+            } else {
+                size_t k = utf8_seq(s + i, n - i);
+                if (k == 0) {
+                    e->reason = "invalid UTF-8 in string";
+                    return 0;
+                }
+                memcpy(out, s + i, k);
+                out += k;
+                i += k;
+            }
         }
     }
     *out++ = '"';
@@ -301,7 +325,11 @@ static int key_cmp(const void *a, const void *b)
 {
     const key_ent *x = a, *y = b;
     size_t n = x->len < y->len ? x->len : y->len;
-    int c = memcmp(x->s, y->s, n);
+    int c;
+    /* most keys differ in their first byte: decide those without calling memcmp */
+    if (n > 0 && x->s[0] != y->s[0])
+        return (unsigned char)x->s[0] < (unsigned char)y->s[0] ? -1 : 1;
+    c = memcmp(x->s, y->s, n);
     if (c != 0)
         return c;
     return x->len < y->len ? -1 : x->len > y->len;
@@ -387,12 +415,13 @@ static int enc_object(encoder *e, int idx, int depth, size_t base)
         }
         if (!put_char(e, ':'))
             return 0;
-        if (vidx != 0) {
-            lua_pushvalue(L, vidx);
-        } else {
-            lua_pushlstring(L, k, klen);
-            lua_rawget(L, idx);
+        if (vidx != 0) {   /* the value is already on the stack */
+            if (!enc_value(e, vidx, depth + 1))
+                return 0;
+            continue;
         }
+        lua_pushlstring(L, k, klen);
+        lua_rawget(L, idx);
         if (!enc_value(e, lua_gettop(L), depth + 1))
             return 0;
         lua_pop(L, 1);
