@@ -637,9 +637,22 @@ static int l_json_encode(lua_State *L)
  */
 static const char *precheck(const unsigned char *s, size_t n)
 {
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
     size_t i = 0;
     while (i < n) {
-        unsigned char c = s[i];
+        unsigned char c;
+        if (n - i >= 8) {   /* skip eight bytes at once when none is a control, '\\' or non-ASCII */
+            uint64_t w, ctl, b;
+            memcpy(&w, s + i, 8);
+            ctl = (w - ones * 0x20) & ~w;
+            b = w ^ (ones * (uint64_t)'\\');
+            b = (b - ones) & ~b;
+            if (((ctl | b | w) & high) == 0) {
+                i += 8;
+                continue;
+            }
+        }
+        c = s[i];
         if (plain_byte[c] || c == '"') {
             i++;
         } else if (c >= 0x20 && c < 0x80) {
@@ -652,7 +665,7 @@ static const char *precheck(const unsigned char *s, size_t n)
             }
             i++;
         } else if (c < 0x20) {
-            if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+            if (c != '\t' && c != '\n' && c != '\r')
                 return "control character in JSON text";
             i++;
         } else {
