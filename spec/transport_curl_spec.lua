@@ -173,6 +173,14 @@ describe("transports over a live nginx", function()
       assert.equal("timeout", kind)
     end)
 
+    it("answers 'timeout' when a dripping answer outlasts the timeout", function()
+      for _, path in ipairs{ "/drip", "/drip?from=head" } do
+        local res, kind = t:request{ method = "GET", url = srv:url(path), timeout = 0.5 }
+        assert.is_nil(res, path)
+        assert.equal("timeout", kind, path)
+      end
+    end)
+
     it("answers 'too_large' over max_response_bytes, announced or not", function()
       local small = transport.new{ max_response_bytes = 1000 }
       local res, kind = small:request{ method = "GET", url = srv:url("/huge?n=5000") }

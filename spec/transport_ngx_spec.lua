@@ -123,6 +123,15 @@ function cases.timeout(p)
   result(t:request{ method = "GET", url = p.http .. "/slow?s=3", timeout = 0.3 })
 end
 
+-- Every byte arrives well within the read timeout; only a deadline for the whole call stops it.
+function cases.drip(p)
+  local t = transport.new()
+  local _, kind = t:request{ method = "GET", url = p.http .. "/drip", timeout = 0.5 }
+  out("body_kind", kind)
+  _, kind = t:request{ method = "GET", url = p.http .. "/drip?from=head", timeout = 0.5 }
+  out("head_kind", kind)
+end
+
 function cases.too_large(p)
   local t = transport.new{ max_response_bytes = 1000 }
   result(t:request{ method = "GET", url = p.http .. "/huge?n=5000" })
@@ -328,6 +337,12 @@ describe("dws.transport.ngx inside nginx", function()
 
   it("answers 'timeout' when the server is slower than the timeout", function()
     assert.equal("timeout", case("timeout").kind)
+  end)
+
+  it("answers 'timeout' when a dripping answer outlasts the timeout", function()
+    local r = case("drip")
+    assert.equal("timeout", r.body_kind)
+    assert.equal("timeout", r.head_kind)
   end)
 
   it("answers 'too_large' over max_response_bytes, by Content-Length or chunked", function()

@@ -17,6 +17,8 @@
 --   /garbage         answers a line that is not HTTP, closes
 --   /nothing         closes without answering
 --   /eof             a body delimited by closing the connection (no length, not chunked)
+--   /drip            the head at once, then a 40-byte body one byte every 0.1 s (from=head:
+--                    the head dripped as well)
 --   /bigheaders?n=<k> k headers x-big-1..k of 1000 bytes each
 --   /brief           "brief"; the server closes the kept-alive connection after 300 ms idle
 local nginx = require "dws.sandbox.nginx"
@@ -96,6 +98,20 @@ local LOCATIONS = [[
         content_by_lua_block {
             local sock = ngx.req.socket(true)
             sock:send("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nbody until close")
+            ngx.exit(444)
+        }
+    }
+    location = /drip {
+        content_by_lua_block {
+            local body = string.rep("d", 40)
+            local r = "HTTP/1.1 200 OK\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body
+            local at_once = ngx.var.arg_from == "head" and 0 or #r - #body
+            local sock = ngx.req.socket(true)
+            if at_once > 0 and not sock:send(r:sub(1, at_once)) then return ngx.exit(444) end
+            for i = at_once + 1, #r do
+                ngx.sleep(0.1)
+                if not sock:send(r:sub(i, i)) then break end
+            end
             ngx.exit(444)
         }
     }

@@ -12,7 +12,7 @@
 -- needs server_name to pass verification.
 local type, tostring, tonumber, pairs, setmetatable, error = type, tostring, tonumber, pairs, setmetatable, error
 local concat = table.concat
-local lower, byte = string.lower, string.byte
+local lower, byte, find, sub = string.lower, string.byte, string.find, string.sub
 
 local M = {}
 
@@ -21,7 +21,7 @@ Transport.__index = Transport
 
 local DEFAULT_MAX_RESPONSE = 1048576
 local MAX_HEADER_BYTES = 65536
-local READ_PIECE = 8192
+local READ_MAX = 65536
 local MAX_CACHED_URLS = 64
 
 -- Headers the transport writes itself; a caller's copy would contradict them.
@@ -153,52 +153,118 @@ local function request_parts(self, method, u, headers, body)
   return parts
 end
 
-local function set_remaining(sock, deadline)
-  local left = deadline - ngx.now()
-  if left <= 0 then return false end
+-- The response is read with receiveany, never receive(n) or a receiveuntil iterator: those wait
+-- for all their bytes and nginx re-arms the read timer on every arrival, so a server dripping
+-- one byte at a time could hold a call far past its timeout. Each receiveany call gets what is
+-- left until the deadline. Unconsumed bytes are st.buf from st.pos on.
+local function fill(st)
+  local left = st.deadline - ngx.now()
+  if left <= 0 then return nil, "timeout" end
+  local sock = st.sock
   sock:settimeout(ms(left))
-  return true
+  local data, err = sock:receiveany(READ_MAX)
+  if not data then return nil, err end
+  st.got = st.got + #data
+  return data
 end
 
-local function io_failure(sock, what, err)
-  sock:close()
-  if err == "timeout" then return nil, "timeout", what .. ": timeout" end
-  return nil, "protocol", what .. ": " .. tostring(err)
-end
-
-local function timed_out(sock, what)
-  sock:close()
-  return nil, "timeout", what .. ": timeout"
-end
-
--- Read one header block; returns status, headers, http_minor | nil, kind, message, stale.
-local function read_head(sock, deadline, reused)
-  local reader = sock:receiveuntil("\r\n\r\n")
-  local chunks, n, size = {}, 0, 0
+-- Bytes up to delim (delim consumed, not returned) | nil, err ("too_large" past max bytes).
+local function read_until(st, delim, max)
+  local from = st.pos
   while true do
-    if not set_remaining(sock, deadline) then return timed_out(sock, "reading response headers") end
-    local data, err, partial = reader(READ_PIECE)
-    if not data then
-      if not err then break end
-      -- A pooled connection the server closed meanwhile: nothing at all came back.
-      local stale = reused and size == 0 and (partial == nil or partial == "") and err ~= "timeout"
-      local r1, r2, r3 = io_failure(sock, "reading response headers", err)
-      return r1, r2, r3, stale
+    local i = find(st.buf, delim, from, true)
+    if i then
+      local s = sub(st.buf, st.pos, i - 1)
+      st.pos = i + #delim
+      return s
     end
-    size = size + #data
-    if size > MAX_HEADER_BYTES then
-      sock:close()
-      return nil, "too_large", "response headers over " .. MAX_HEADER_BYTES .. " bytes"
+    if #st.buf - st.pos + 1 > max then return nil, "too_large" end
+    local data, err = fill(st)
+    if not data then return nil, err end
+    local rest = sub(st.buf, st.pos)
+    st.buf, st.pos = rest .. data, 1
+    -- Search again from just before the old end, in case delim straddles the two pieces.
+    from = #rest - #delim + 2
+    if from < 1 then from = 1 end
+  end
+end
+
+-- Exactly n bytes | nil, err.
+local function read_exact(st, n)
+  local pos, buf = st.pos, st.buf
+  local avail = #buf - pos + 1
+  if avail >= n then
+    st.pos = pos + n
+    return sub(buf, pos, pos + n - 1)
+  end
+  local parts, k, have = { sub(buf, pos) }, 1, avail
+  st.buf, st.pos = "", 1
+  while have < n do
+    local data, err = fill(st)
+    if not data then return nil, err end
+    local need = n - have
+    k = k + 1
+    if #data > need then
+      parts[k] = sub(data, 1, need)
+      st.buf = sub(data, need + 1)
+      have = n
+    else
+      parts[k] = data
+      have = have + #data
+    end
+  end
+  return concat(parts)
+end
+
+local function read_chunked(st, max)
+  local parts, n, total = {}, 0, 0
+  while true do
+    local line, err = read_until(st, "\r\n", 4096)
+    if not line then return nil, err end
+    local size = tonumber(line:match("^%s*(%x+)"), 16)
+    if not size then return nil, "bad chunk size line" end
+    if size == 0 then
+      -- Trailers, up to the empty line that ends the message.
+      repeat
+        line, err = read_until(st, "\r\n", MAX_HEADER_BYTES)
+        if not line then return nil, err end
+      until line == ""
+      return concat(parts)
+    end
+    total = total + size
+    if total > max then return nil, "too_large" end
+    local data
+    data, err = read_exact(st, size)
+    if not data then return nil, err end
+    n = n + 1
+    parts[n] = data
+    data, err = read_exact(st, 2)
+    if not data then return nil, err end
+    if data ~= "\r\n" then return nil, "chunk not followed by CRLF" end
+  end
+end
+
+local function read_to_close(st, max)
+  local parts, n = { sub(st.buf, st.pos) }, 1
+  local total = #parts[1]
+  st.buf, st.pos = "", 1
+  while true do
+    if total > max then return nil, "too_large" end
+    local data, err = fill(st)
+    if not data then
+      if err == "closed" then return concat(parts) end
+      return nil, err
     end
     n = n + 1
-    chunks[n] = data
+    parts[n] = data
+    total = total + #data
   end
-  local head = n == 1 and chunks[1] or concat(chunks)
+end
+
+-- Parses a header block: status, headers, http minor version | nil.
+local function parse_head(head)
   local minor, status = head:match("^HTTP/1%.([01]) (%d%d%d)")
-  if not status then
-    sock:close()
-    return nil, "protocol", "malformed status line"
-  end
+  if not status then return nil end
   local headers = {}
   for name, value in head:gmatch("\n([^:\r\n]+):[ \t]*([^\r\n]*)") do
     name = lower(name)
@@ -216,76 +282,39 @@ local function read_head(sock, deadline, reused)
   return tonumber(status), headers, minor
 end
 
-local function read_chunked(sock, deadline, max)
-  local parts, n, total = {}, 0, 0
-  while true do
-    if not set_remaining(sock, deadline) then return timed_out(sock, "reading chunked body") end
-    local line, err = sock:receive("*l")
-    if not line then return io_failure(sock, "reading chunked body", err) end
-    local size = tonumber(line:match("^%s*(%x+)"), 16)
-    if not size then
-      sock:close()
-      return nil, "protocol", "bad chunk size line"
-    end
-    if size == 0 then
-      -- Trailers, up to the empty line that ends the message.
-      repeat
-        line, err = sock:receive("*l")
-        if not line then return io_failure(sock, "reading chunked trailers", err) end
-      until line == ""
-      break
-    end
-    total = total + size
-    if total > max then
-      sock:close()
-      return nil, "too_large", "response body over " .. max .. " bytes"
-    end
-    local data
-    data, err = sock:receive(size)
-    if not data then return io_failure(sock, "reading chunked body", err) end
-    n = n + 1
-    parts[n] = data
-    data, err = sock:receive(2)
-    if data ~= "\r\n" then
-      if not data then return io_failure(sock, "reading chunked body", err) end
-      sock:close()
-      return nil, "protocol", "chunk not followed by CRLF"
-    end
-  end
-  return concat(parts)
-end
-
-local function read_to_close(sock, deadline, max)
-  local parts, n, total = {}, 0, 0
-  while true do
-    if not set_remaining(sock, deadline) then return timed_out(sock, "reading response body") end
-    local data, err, partial = sock:receive(READ_PIECE)
-    data = data or partial
-    if data and data ~= "" then
-      total = total + #data
-      if total > max then
-        sock:close()
-        return nil, "too_large", "response body over " .. max .. " bytes"
-      end
-      n = n + 1
-      parts[n] = data
-    end
-    if err == "closed" then break end
-    if err then return io_failure(sock, "reading response body", err) end
-  end
-  sock:close()
-  return concat(parts)
-end
-
 local function header_has(value, token)
   if type(value) == "table" then value = concat(value, ",") end
   return value ~= nil and lower(value):find(token, 1, true) ~= nil
 end
 
+-- A failed read as nil, kind, message; the socket is closed.
+local function read_failure(sock, what, err)
+  sock:close()
+  if err == "timeout" then return nil, "timeout", what .. ": timeout" end
+  if err == "too_large" then return nil, "too_large", what .. ": over the size limit" end
+  return nil, "protocol", what .. ": " .. tostring(err)
+end
+
+-- The body as framed by the headers | nil, err. Sets st.close when the connection cannot be reused.
+local function read_body(st, method, status, headers, max)
+  if method == "HEAD" or status == 204 or status == 304 or status < 200 then return "" end
+  local te, cl = headers["transfer-encoding"], headers["content-length"]
+  if te ~= nil and header_has(te, "chunked") then
+    return read_chunked(st, max)
+  elseif cl ~= nil then
+    local len = type(cl) == "string" and cl:match("^%d+$") and tonumber(cl)
+    if not len then return nil, "bad Content-Length" end
+    if len > max then return nil, "too_large" end
+    return read_exact(st, len)
+  end
+  st.close = true
+  return read_to_close(st, max)
+end
+
 -- One attempt on one connection. The 4th result is true when a pooled connection turned out to
 -- be closed by the server before anything was read, so the request is safe to send again.
 local function attempt(self, u, method, parts, timeout, connect_timeout)
-  -- timeout bounds the whole exchange, as libcurl's does; reads get what is left of it.
+  -- timeout bounds the whole exchange, as libcurl's does.
   local deadline = ngx.now() + timeout
   local sock = ngx.socket.tcp()
   sock:settimeouts(ms(connect_timeout), ms(timeout), ms(timeout))
@@ -312,56 +341,40 @@ local function attempt(self, u, method, parts, timeout, connect_timeout)
       end
     end
   end
+
   local sent
   sent, err = sock:send(parts)
   if not sent then
-    local r1, r2, r3 = io_failure(sock, "sending request", err)
+    local r1, r2, r3 = read_failure(sock, "sending request", err)
     return r1, r2, r3, reused and err ~= "timeout"
   end
 
-  local status, headers, minor, stale
+  local st = { sock = sock, deadline = deadline, buf = "", pos = 1, got = 0 }
+  local status, headers, minor
   repeat
-    status, headers, minor, stale = read_head(sock, deadline, reused)
-    if not status then return nil, headers, minor, stale end
-    reused = false
+    local head
+    head, err = read_until(st, "\r\n\r\n", MAX_HEADER_BYTES)
+    if not head then
+      -- A pooled connection the server closed meanwhile: nothing at all came back.
+      local stale = reused and st.got == 0 and err ~= "timeout" and err ~= "too_large"
+      local r1, r2, r3 = read_failure(sock, "reading response headers", err)
+      return r1, r2, r3, stale
+    end
+    status, headers, minor = parse_head(head)
+    if not status then
+      sock:close()
+      return nil, "protocol", "malformed status line"
+    end
   -- 1xx interim answers precede the real one (101 would be a protocol switch: not ours).
   until status >= 200 or status == 101
 
   local body
-  local max = self.max_response_bytes
-  local keepalive = minor == "1" and not header_has(headers.connection, "close")
-    or minor == "0" and header_has(headers.connection, "keep-alive")
-  local te, cl = headers["transfer-encoding"], headers["content-length"]
-  if method == "HEAD" or status == 204 or status == 304 or status < 200 then
-    body = ""
-  elseif te ~= nil and header_has(te, "chunked") then
-    local kind, msg
-    body, kind, msg = read_chunked(sock, deadline, max)
-    if not body then return nil, kind, msg end
-  elseif cl ~= nil then
-    local len = type(cl) == "string" and cl:match("^%d+$") and tonumber(cl)
-    if not len then
-      sock:close()
-      return nil, "protocol", "bad Content-Length"
-    end
-    if len > max then
-      sock:close()
-      return nil, "too_large", "response body over " .. max .. " bytes"
-    end
-    if len == 0 then
-      body = ""
-    else
-      if not set_remaining(sock, deadline) then return timed_out(sock, "reading response body") end
-      body, err = sock:receive(len)
-      if not body then return io_failure(sock, "reading response body", err) end
-    end
-  else
-    local kind, msg
-    body, kind, msg = read_to_close(sock, deadline, max)
-    if not body then return nil, kind, msg end
-    keepalive = false
-  end
+  body, err = read_body(st, method, status, headers, self.max_response_bytes)
+  if not body then return read_failure(sock, "reading response body", err) end
 
+  local keepalive = not st.close and st.pos > #st.buf and
+    (minor == "1" and not header_has(headers.connection, "close")
+      or minor == "0" and header_has(headers.connection, "keep-alive"))
   if keepalive then
     sock:setkeepalive(self.idle_timeout_ms, self.pool_size)
   else
