@@ -396,7 +396,8 @@ static int enc_object(encoder *e, int idx, int depth, size_t base)
 {
     lua_State *L = e->L;
     size_t i, n = e->st->nkeys - base;
-    sort_keys(e->st->keys + base, n);
+    if (n > 1)   /* with no key yet, keys is NULL: even NULL + 0 is undefined */
+        sort_keys(e->st->keys + base, n);
     if (!put_char(e, '{'))
         return 0;
     for (i = 0; i < n; i++) {

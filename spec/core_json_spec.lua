@@ -194,6 +194,16 @@ describe("core.json_encode", function()
     assert.equal(#ctl + 5 * 30000 + 8, #s)
   end)
 
+  it("encodes an empty object from a fresh module state (fuzz: NULL + 0 in the key sort)", function()
+    local saved = package.loaded["dws.core"]
+    package.loaded["dws.core"] = nil
+    local fresh = require "dws.core"
+    package.loaded["dws.core"] = saved
+    assert.not_equal(core.array_mt, fresh.array_mt)
+    assert.equal("{}", fresh.json_encode(assert(fresh.json_decode("{\n}\r\r\r\r\r\r\r\r\r"))))
+    assert.equal('{"a":{}}', fresh.json_encode({ a = {} }))
+  end)
+
   it("does not look at metamethods", function()
     local t = setmetatable({}, { __index = function() return "boo" end, __pairs = error })
     t.a = 1
