@@ -481,9 +481,15 @@ function M.handle()
   if not conf then conf = dofile(%q) end
   ngx.req.read_body()
   local p = core.json_decode(ngx.req.get_body_data() or "")
+  local events = {}
   local client = dws.client{ client_id = conf.client_id, private_key = conf.private_key,
     dws_public_key = conf.dws_public_key, gateway = p.gateway, timeout = %s, connect_timeout = %s,
-    max_retries = p.max_retries or %s, retry_base_delay = %s }
+    max_retries = p.max_retries or %s, retry_base_delay = %s,
+    logger = function(_, _, f)
+      if f and (f.event == "retry" or f.event == "error") then
+        events[#events + 1] = f.event .. " " .. tostring(f.code) .. " attempt " .. tostring(f.attempt or f.attempts)
+      end
+    end }
   local t0 = ngx.now()
   local ok, res, err = pcall(client[p.method], client, p.request)
   ngx.update_time()
@@ -498,7 +504,7 @@ function M.handle()
                 http_status = err.http_status, request_id = err.request_id, api = err.api,
                 has_response = err.response ~= nil,
                 response_code = err.response and err.response.result and err.response.result.resultCode,
-                text = tostring(err) }
+                text = tostring(err), events = table.concat(events, "; ") }
   end
   ngx.header["Content-Type"] = "application/json"
   ngx.print(assert(core.json_encode(out)))
@@ -607,6 +613,18 @@ return M
       assert.are.equal("S", after.res.result.resultStatus)
     end)
   end
+
+  it("an unverifiable certificate (no trusted CA configured in nginx): TLS_ERROR, not retried", function()
+    local m = mark()
+    local out = call("consult_addable_payment_method", { customerId = CUSTOMER, env = ENV },
+                     { gateway = sb.https_url })
+    assert.is_nil(out.res)
+    assert.are.equal("TLS_ERROR", out.err.code, out.err.text)
+    assert.are.equal(1, out.err.attempts, out.err.text .. "; log: " .. out.err.events)
+    assert.is_false(out.err.retryable)
+    assert.is_false(out.err.has_response)
+    assert.are.equal(0, #requests_since(m), "nothing reached the gateway")
+  end)
 
   it("connection refused: CONNECTION_FAILED (U), retried", function()
     local out = call("add_payment_method", add_request("PYMT-not-a-real-token"),
