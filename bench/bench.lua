@@ -20,6 +20,9 @@ local GOAL_RSS_KIB = 1024      -- RSS(20k) - RSS(1k)
 local util = require "bench.util"
 local cpu, median = util.cpu, util.median
 
+-- Per goal, the measured values, for the closing summary.
+local goals = { cpu = {}, connections = {}, json = {}, rss = {} }
+
 local started = util.wall()
 local load_start = util.loadavg()
 local rows = {}
@@ -161,12 +164,14 @@ if sb then
       for _, api in ipairs(calls.APIS) do
         local b = best[api]
         steady[scheme][api] = b.c
+        goals.cpu[#goals.cpu + 1] = { what = api .. " " .. scheme, v = b.c }
         if scheme == "http" and api == "consult" then steady.http_wall = b.w end
         row("2", string.format("%s, %s, N=%d", api, label, per_round * ROUNDS), us(b.c), to_floor(b.c),
           cpu_goal(b.c, string.format("; user %.0f + sys %.0f us; wall %.0f us", b.u * 1e6, b.sy * 1e6, b.w * 1e6)))
       end
       local total = 3 * per_round * ROUNDS + calls.PREPARE_CALLS
       local n = connects(client)
+      goals.connections[#goals.connections + 1] = n or -1
       if n then
         row("5", string.format("connections for %d calls, %s", total, label), tostring(n), "",
           n == 1 and "met (one)" or "missed by " .. (n - 1) .. " connections")
@@ -359,17 +364,19 @@ end
 if have_core and have_cjson then
   local ok, err = pcall(function()
     local samples, source = calls.json_samples(core, sb, sb and new_client)
-    row("6", "bodies: " .. source, "", "", "time per operation, best of 3 interleaved rounds")
+    row("6", "bodies: " .. source, "", "", "time per operation, best of 5 interleaved rounds")
     for _, s in ipairs(samples) do
       local t = assert(core.json_decode(s.body))
       local ce, je = util.compare(function() return core.json_encode(t, true) end,
         function() return cjson.encode(t) end)
       row("6", string.format("encode %s (%d B): dws.core vs cjson", s.name, #s.body),
         string.format("%.2f / %.2f us", ce * 1e6, je * 1e6), x(ce / je), goal_at_most(ce / je, 1.0))
+      goals.json[#goals.json + 1] = { what = "encode " .. s.name, v = ce / je }
       local cd, jd = util.compare(function() return core.json_decode(s.body) end,
         function() return cjson.decode(s.body) end)
       row("6", string.format("decode %s (%d B): dws.core vs cjson", s.name, #s.body),
         string.format("%.2f / %.2f us", cd * 1e6, jd * 1e6), x(cd / jd), goal_at_most(cd / jd, 1.0))
+      goals.json[#goals.json + 1] = { what = "decode " .. s.name, v = cd / jd }
     end
   end)
   if not ok then skipped("6", "JSON", err) end
@@ -409,8 +416,10 @@ if sb then
       string.format("Lua heap %.0f KiB", heap2))
     row("7", "VmRSS growth", string.format("%+d KiB", rss2 - rss1), "",
       goal_at_most(rss2 - rss1, GOAL_RSS_KIB, " KiB"))
+    goals.rss[#goals.rss + 1] = rss2 - rss1
     local span = util.thousands(first + 1) .. ".." .. util.thousands(RSS_CALLS)
     local nc = connects(client)
+    goals.connections[#goals.connections + 1] = nc or -1
     row("5", "connections for " .. util.thousands(RSS_CALLS + calls.PREPARE_CALLS) .. " calls, HTTPS keep-alive",
       tostring(nc), "", nc == 1 and "met (one)" or ("missed by " .. tostring(nc and nc - 1) .. " connections"))
     row("7", "  CPU per call over calls " .. span, us(per), to_floor(per),
@@ -447,6 +456,39 @@ end
 floor_b = util.run_floor(FLOOR_BIN)
 if floor_b.sign + floor_b.verify < F.call then
   F.sign, F.verify, F.call = floor_b.sign, floor_b.verify, floor_b.sign + floor_b.verify
+end
+
+------------------------------------------------------------------------------------------------
+-- The goals, summed up (section G, printed last)
+------------------------------------------------------------------------------------------------
+local function worst(list)
+  local w
+  for _, e in ipairs(list) do
+    if not w or e.v > w.v then w = e end
+  end
+  return w
+end
+
+do
+  local w = worst(goals.cpu)
+  if w then
+    row("G", string.format("client CPU per steady call <= %.2fx floor (worst of %d)", GOAL_CPU, #goals.cpu),
+      us(w.v), to_floor(w.v), function() return goal_at_most(w.v / F.call, GOAL_CPU) .. " [" .. w.what .. "]" end)
+  else
+    row("G", "client CPU per steady call", "n/a", "", "not measured")
+  end
+  local maxc, n = 0, #goals.connections
+  for _, c in ipairs(goals.connections) do maxc = math.max(maxc, c) end
+  row("G", "one connection for sequential calls (" .. n .. " clients)", n > 0 and tostring(maxc) or "n/a", "",
+    n == 0 and "not measured" or maxc == 1 and "met" or ("missed by " .. (maxc - 1) .. " connections"))
+  local j = worst(goals.json)
+  local met = 0
+  for _, e in ipairs(goals.json) do if e.v <= 1.0 then met = met + 1 end end
+  row("G", string.format("JSON no slower than lua-cjson (%d of %d met)", met, #goals.json),
+    j and x(j.v) or "n/a", "", j and (goal_at_most(j.v, 1.0) .. " [worst: " .. j.what .. "]") or "not measured")
+  local r = goals.rss[1]
+  row("G", "VmRSS(" .. util.thousands(RSS_CALLS) .. " calls) - VmRSS(1,000) <= 1 MiB", r and string.format("%+d KiB", r) or "n/a", "",
+    r and goal_at_most(r, GOAL_RSS_KIB, " KiB") or "not measured")
 end
 
 ------------------------------------------------------------------------------------------------

@@ -75,14 +75,14 @@ local function per_call(f, budget)
   return spent / n
 end
 
--- Two implementations of the same operation, interleaved and best of three rounds each, so a
+-- Two implementations of the same operation, interleaved and best of five rounds each, so a
 -- burst of noise on the machine does not land on one side only.
 function M.compare(a, b, budget)
-  budget = budget or 0.06
+  budget = budget or 0.04
   per_call(a, budget / 4)
   per_call(b, budget / 4)
   local ba, bb = math.huge, math.huge
-  for _ = 1, 3 do
+  for _ = 1, 5 do
     ba = math.min(ba, per_call(a, budget))
     bb = math.min(bb, per_call(b, budget))
   end
