@@ -110,6 +110,16 @@ local function scalar(v, max)
   return nil, "must be a string, not a " .. (tv == "userdata" and "userdata" or tv)
 end
 
+-- Keys of fields the definition does not know: names, so short, and encodable like values.
+local MAX_KEY_LENGTH = 256
+
+local function bad_key(k)
+  if type(k) ~= "string" then return "must have string keys only" end
+  local _, why = scalar(k, MAX_KEY_LENGTH)
+  if why then return "has a key that " .. why end
+  return nil
+end
+
 local check_generic
 
 local function is_sequence(t)
@@ -176,9 +186,10 @@ check_generic = function(_, v, parent, key, depth, seen)
     if why then return nil, path, why end
     local out = {}
     for k, item in pairs(v) do
-      if type(k) ~= "string" then
+      local kwhy = bad_key(k)
+      if kwhy then
         seen[v] = nil
-        return nil, path, "must have string keys only"
+        return nil, path, kwhy
       end
       local value, f, m = check_generic(nil, item, path, k, depth + 1, seen)
       if value == nil then
@@ -207,15 +218,16 @@ local function check_object(spec, v, path, depth, seen)
   local fields = spec.fields
   local out = {}
   for k, item in pairs(v) do
-    if type(k) ~= "string" then
-      seen[v] = nil
-      return nil, path, "must have string keys only"
-    end
     local field_spec = fields[k]
     local value, f, m
     if field_spec then
       value, f, m = check_field(field_spec, item, path, k, depth + 1, seen)
     else
+      local kwhy = bad_key(k)
+      if kwhy then
+        seen[v] = nil
+        return nil, path, kwhy
+      end
       value, f, m = check_generic(nil, item, path, k, depth + 1, seen)
     end
     if value == nil then
