@@ -60,6 +60,24 @@ describe("core.json_encode", function()
     for i = 2, #keys do assert.is_true(keys[i - 1] < keys[i]) end
   end)
 
+  it("sorts objects too big to keep on the Lua stack (LuaJIT allows some 8000 slots)", function()
+    local t, keys = {}, {}
+    for i = 1, 6000 do
+      local k = string.format("key%05d", (i * 7919) % 6000)
+      t[k] = i
+      keys[#keys + 1] = k
+    end
+    table.sort(keys)
+    local s = assert(encode(t))
+    local i = 0
+    for k in s:gmatch('"(key%d+)"') do
+      i = i + 1
+      assert.equal(keys[i], k)
+    end
+    assert.equal(6000, i)
+    assert.same(t, decode(s))
+  end)
+
   it("stringify: numbers and booleans become JSON strings, nested too", function()
     assert.equal('{"amount":"20","card":{"expiryYear":"2030","ok":"true"},"list":["1.5","false"]}',
                  encode({ amount = 20, card = { expiryYear = 2030, ok = true }, list = { 1.5, false } }, true))
