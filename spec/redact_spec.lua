@@ -56,6 +56,17 @@ describe("dws.redact", function()
     assert.are.equal("short 12345", redact.text("short 12345"))
   end)
 
+  it("masks card numbers typed with spaces or dashes, keeping the separators", function()
+    assert.are.equal("card 4111 11** **** 1111 exp 2030", redact.text("card 4111 1111 1111 1111 exp 2030"))
+    assert.are.equal("3782-82****-*0005", redact.text("3782-822463-10005"))
+    assert.are.equal("5555 55** **** 4444 4111 11** **** 1111",
+      redact.text("5555 5555 5555 4444 4111 1111 1111 1111"))
+    -- dates, times and non-card numbers stay as they are
+    for _, keep in ipairs{ "2026-11-22 06:00:01", "call 555 1234 5678", "4111 1111 1111 1112" } do
+      assert.are.equal(keep, redact.text(keep))
+    end
+  end)
+
   it("redacts strings inside tables as text", function()
     local out = redact.table{ paymentMethodDetailMetadata = '{"cardNo":"' .. CARD .. '"}', note = "x" .. CARD }
     assert.is_nil(out.paymentMethodDetailMetadata:find(CARD, 1, true))

@@ -71,6 +71,43 @@ local function mask_digit_run(run)
   return run
 end
 
+-- A card number as people type it: groups of 3+ digits split by single spaces or dashes
+-- ("4111 1111 1111 1111", "3782-822463-10005"). Any run of consecutive groups holding 13 to 19
+-- Luhn-valid digits is masked, separators kept; dates and times (2-digit groups) are left alone.
+local function mask_grouped(run)
+  local groups = {}
+  for digits, sep in run:gmatch("(%d+)([ %-]?)") do groups[#groups + 1] = { digits, sep } end
+  local i = 1
+  while i <= #groups do
+    local digits, j = "", i
+    while j <= #groups and #groups[j][1] >= 3 and #digits < 13 do
+      digits = digits .. groups[j][1]
+      j = j + 1
+    end
+    -- extend up to 19 digits while the number is not (yet) Luhn-valid
+    while #digits < 13 or not luhn_valid(digits) do
+      if j > #groups or #groups[j][1] < 3 or #digits + #groups[j][1] > 19 then break end
+      digits = digits .. groups[j][1]
+      j = j + 1
+    end
+    if #digits >= 13 and #digits <= 19 and luhn_valid(digits) then
+      local masked = redact.card_number(digits)
+      local pos = 1
+      for g = i, j - 1 do
+        local n = #groups[g][1]
+        groups[g][1] = masked:sub(pos, pos + n - 1)
+        pos = pos + n
+      end
+      i = j
+    else
+      i = i + 1
+    end
+  end
+  local out = {}
+  for g = 1, #groups do out[g] = groups[g][1] .. groups[g][2] end
+  return table.concat(out)
+end
+
 --- Redact JSON or free text: secret fields by name (quoted, escaped-quoted or bare values), then
 -- any card-number-like digit run left over.
 function redact.text(s)
@@ -90,6 +127,9 @@ function redact.text(s)
   end
   if s:find("%d%d%d%d%d%d%d%d%d%d%d%d") then
     s = s:gsub("%d+", mask_digit_run)
+  end
+  if s:find("%d%d%d[ %-]%d%d%d") then
+    s = s:gsub("%d+[ %-][%d %-]*%d", mask_grouped)
   end
   return s
 end
