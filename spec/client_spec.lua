@@ -716,6 +716,71 @@ describe("dws.client against the sandbox", function()
     assert.truthy(log[1].request_time:find("^%d%d%d%d%-%d%d%-%d%dT"))
   end)
 
+  it("picks cosockets by itself inside nginx: made in init_by_lua, called from content, refused in log", function()
+    local httpd = require "helpers.httpd"
+    local conf = string.format("return { client_id = %q, private_key = %q, dws_public_key = %q, gateway = %q }",
+      sb.merchant.client_id, sb.merchant.private_key, sb.dws_public_key, sb.http_url)
+    local probe = [==[
+      local dws = require "dws"
+      local core = require "dws.core"
+      local M = {}
+      local client
+      function M.init()
+        local opts = require "probe_conf"
+        opts.retry_base_delay = 0.01
+        client = dws.client(opts)
+      end
+      local CONSULT = { customerId = "2162878776333", env = { terminalType = "WEB" } }
+      function M.call()
+        local res, err = client:consult_addable_payment_method(CONSULT)
+        ngx.say(core.json_encode{
+          cosocket = getmetatable(client.transport) == require("dws.transport.ngx").Transport,
+          curl_loaded = package.loaded["dws.curl"] ~= nil,
+          status = res and res.result.resultStatus or tostring(err),
+          ua = client.options.user_agent,
+        })
+      end
+      function M.in_log()
+        local ok, err = pcall(client.consult_addable_payment_method, client, CONSULT)
+        ngx.shared.probe:set("log", ok and "no error" or tostring(err))
+      end
+      return M
+    ]==]
+    local srv = assert(httpd.start{
+      lua_files = { probe = probe, probe_conf = conf },
+      http = "    lua_shared_dict probe 64k;\n    init_by_lua_block { require('probe').init() }",
+      locations = [[
+    location = /probe { content_by_lua_block { require('probe').call() } }
+    location = /log { content_by_lua_block { ngx.say('ok') } log_by_lua_block { require('probe').in_log() } }
+    location = /log_result { content_by_lua_block { ngx.say(ngx.shared.probe:get('log') or '') } }
+]],
+    })
+    local ok, err = pcall(function()
+      local http = require("dws.transport.curl").new{}
+      local function get(path)
+        local res = assert(http:request{ method = "GET", url = srv:url(path), headers = {}, timeout = 10,
+          connect_timeout = 2 })
+        assert.are.equal(200, res.status)
+        return res.body
+      end
+      local out = assert(dws.decode_json(get("/probe")))
+      assert.are.equal("S", out.status)
+      assert.is_true(out.cosocket)
+      assert.is_false(out.curl_loaded) -- nginx never needs libcurl
+      assert.truthy(out.ua:find("ngx_lua", 1, true))
+      get("/log")
+      local log_error = sb:wait(function()
+        local s = get("/log_result"):gsub("%s+$", "")
+        return s ~= "" and s
+      end, 5)
+      assert.truthy(log_error:find("log phase", 1, true))
+      assert.are.equal(1, #sb:requests()) -- the log-phase call never went out
+      http:close()
+    end)
+    srv:stop()
+    assert(ok, err)
+  end)
+
   it("is refused by the gateway with a key it does not know", function()
     local c = client{ private_key = sb.dws_private_key_pem }
     local _, err = c:consult_addable_payment_method(CONSULT)
