@@ -107,7 +107,7 @@ local function scalar(v, max)
   elseif tv == "boolean" then
     return v and "true" or "false"
   end
-  return nil, "must be a string, not a " .. (tv == "userdata" and "userdata" or tv)
+  return nil, "must be a string, not a " .. tv
 end
 
 -- Keys of fields the definition does not know: names, so short, and encodable like values.
