@@ -614,15 +614,21 @@ return M
     end)
   end
 
-  it("an unverifiable certificate (no trusted CA configured in nginx): TLS_ERROR, not retried", function()
+  it("an unverifiable certificate (no trusted CA configured in nginx): TLS_ERROR, not retried, every time", function()
+    -- Repeated: on loopback the handshake often completes at once, the case in which lua-nginx-module
+    -- 0.10.23 loses the verify error (openresty/lua-nginx-module#2506: sslhandshake() -> true, then
+    -- send() -> "closed"); the transport must still report TLS_ERROR, not a retryable connection failure.
     local m = mark()
-    local out = call("consult_addable_payment_method", { customerId = CUSTOMER, env = ENV },
-                     { gateway = sb.https_url })
-    assert.is_nil(out.res)
-    assert.are.equal("TLS_ERROR", out.err.code, out.err.text)
-    assert.are.equal(1, out.err.attempts, out.err.text .. "; log: " .. out.err.events)
-    assert.is_false(out.err.retryable)
-    assert.is_false(out.err.has_response)
+    for i = 1, 8 do
+      local out = call("consult_addable_payment_method", { customerId = CUSTOMER, env = ENV },
+                       { gateway = sb.https_url })
+      assert.is_nil(out.res)
+      local where = "call " .. i .. ": " .. out.err.text .. "; log: " .. out.err.events
+      assert.are.equal("TLS_ERROR", out.err.code, where)
+      assert.are.equal(1, out.err.attempts, where)
+      assert.is_false(out.err.retryable, where)
+      assert.is_false(out.err.has_response)
+    end
     assert.are.equal(0, #requests_since(m), "nothing reached the gateway")
   end)
 
