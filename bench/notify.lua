@@ -107,7 +107,7 @@ function M.run(ctx)
   if not have_server then error("examples/merchant_server.lua: " .. tostring(server_mod), 0) end
 
   local dir = nginx.tmpdir("dws-bench-notify")
-  local server
+  local server, baseline
   local ok, err = pcall(function()
     local dws_priv_pem, dws_pub_file, merchant_priv_file, client_id, whose = keys(ctx, dir)
     local s, e
@@ -186,6 +186,7 @@ function M.run(ctx)
       "        ngx.print('" .. ACK .. "')\n      }\n    }\n  }\n}\n"
     local started, why = nginx.start(bprefix, conf, { port })
     if not started then error("baseline nginx did not start: " .. tostring(why), 0) end
+    baseline = bprefix
     util.record_server(ctx.out, bprefix .. "/logs/nginx.pid")
     local short = math.max(2, math.floor(ctx.seconds / 2))
     local bm = measure(ctx, bprefix, "http://127.0.0.1:" .. port .. "/notify", file, short)
@@ -201,9 +202,11 @@ function M.run(ctx)
       function() return string.format("%.2fx", (per - bm.cpu_per - F.verify) / F.verify) end,
       "header parsing, JSON, checks, de-dup store, logging; ratio to one verify")
   end)
+  -- Stop whatever started, even after an error, before the prefix (and its pid file) goes.
   if server then
     server:stop()
   end
+  if baseline then nginx.stop(baseline) end
   nginx.rmdir(dir)
   if not ok then error(err, 0) end
 end
