@@ -87,6 +87,7 @@ function M.json_samples(core, sb, make_client)
     assert(M.consult(client, state))
     assert(M.cache_card(client, state))
     assert(M.add_payment_method(client, state))
+    client:close()
     for _, s in ipairs(seen) do
       out[#out + 1] = { name = s.api .. " request", body = s.request }
     end
