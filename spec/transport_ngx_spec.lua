@@ -178,6 +178,18 @@ function cases.wrong_host(p)
   result(t:request{ method = "GET", url = p.wrong .. "/" })
 end
 
+-- Run in an nginx that trusts no CA, against the server of another nginx.
+function cases.untrusted(p)
+  local kinds = {}
+  for i = 1, 3 do
+    local t = transport.new{ server_name = "localhost" }
+    local _, kind, msg = t:request{ method = "POST", url = p.https .. "/echo", body = "x" }
+    kinds[i] = kind
+    if i == 1 then out("message", msg) end
+  end
+  out("kinds", table.concat(kinds, ","))
+end
+
 function cases.ip_literal(p)
   local t = transport.new()
   result(t:request{ method = "GET", url = p.https .. "/echo" })
@@ -384,6 +396,28 @@ describe("dws.transport.ngx inside nginx", function()
 
   it("fails TLS for a certificate issued to another host", function()
     assert.equal("tls", case("wrong_host").kind)
+  end)
+
+  it("fails TLS, every time, in an nginx that trusts no CA", function()
+    -- A client nginx of its own: ngx_lua can report a failed verification as a successful
+    -- handshake when the handshake completes at once, which needs a server in another process.
+    local client = assert(httpd.start{
+      trust = false,
+      lua_files = { ngxcases = CASES },
+      locations = "location = /t { content_by_lua_block { require('ngxcases').run() } }",
+    })
+    local ok, r = pcall(function()
+      local status, _, body = h:request(client:url(string.format(
+        "/t?case=untrusted&http=%d&https=%d&wrong=%d&fresh=0&fresh2=0&fresh_tls=0&closed=0",
+        srv.http_port, srv.https_port, srv.wrong_port)), {}, nil, 30, 5)
+      assert(status == 200, tostring(body))
+      local t = {}
+      for k, v in body:gmatch("([%w_]+)=([^\n]*)") do t[k] = v end
+      return t
+    end)
+    client:stop()
+    assert(ok, r)
+    assert.equal("tls,tls,tls", r.kinds, r.message)
   end)
 
   it("fails TLS for an IP-literal host without server_name (nginx matches DNS names only)", function()

@@ -329,6 +329,11 @@ local function attempt(self, u, method, parts, timeout, connect_timeout)
     if u.https then
       -- false: no session object to keep; the pooled connection is what we reuse.
       ok, err = sock:sslhandshake(false, u.server_name, self.verify)
+      -- ngx_lua (0.10.23 here) reports a handshake that completed at once but then failed
+      -- verification as a success, having closed the socket: make sure it is still open.
+      if ok and not sock:getreusedtimes() then
+        ok, err = nil, "certificate verification failed"
+      end
       if not ok then
         sock:close()
         if err == "timeout" then return nil, "timeout", "TLS handshake: timeout" end
