@@ -314,6 +314,36 @@ describe("fault matrix, addPaymentMethod", function()
     assert_attempts_at_sandbox(requests_since(m), 1, "consultAddablePaymentMethod")
   end)
 
+  -- The signature faults on an F answer (card 4000000000000101: RISK_REJECT). Unsigned F is
+  -- accepted (its code and message, not its body); a signature that does not verify is never believed,
+  -- F or not.
+  for _, case in ipairs{
+    { fault = "unsigned_s", code = "RISK_REJECT", status = "F" },
+    { fault = "no_response_time", code = "RISK_REJECT", status = "F" },
+    { fault = "tamper", code = "SIGNATURE_INVALID", status = "U" },
+    { fault = "foreign_key", code = "SIGNATURE_INVALID", status = "U" },
+    { fault = "dup_headers", code = "SIGNATURE_INVALID", status = "U" },
+  } do
+    it(case.fault .. " on an F answer (RISK_REJECT): " .. case.code .. " (" .. case.status .. "), not retried",
+       function()
+      local client = make_client()
+      local token = cache(client, "4000000000000101")
+      local request_id = "fm-f-" .. case.fault .. "-" .. core.uuid4()
+      local m = mark()
+      sb:fault(case.fault, 1)
+      local res, err = client:add_payment_method(add_request(token, request_id))
+      assert.is_nil(res)
+      assert.are.equal(case.code, err.code)
+      assert.are.equal(case.status, err.status)
+      assert.are.equal(1, err.attempts)
+      assert.is_false(err.retryable)
+      assert.is_nil(err.response, "an answer that did not verify hands out no body")
+      local records = requests_since(m)
+      assert_attempts_at_sandbox(records, 1, "addPaymentMethod", request_id)
+      assert.are.equal("RISK_REJECT", records[1].resultCode) -- what the sandbox really answered
+    end)
+  end
+
   it("max_retries = 0: a retryable fault is tried once", function()
     local client = make_client{ max_retries = 0 }
     local token = cache(client, "4111111111111111")
