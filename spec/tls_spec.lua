@@ -65,7 +65,7 @@ local function start_front()
   local wrong = nginx.make_certs(certs, "DNS:wrong.example", "wrong")
   local upstream = assert(sb.http_url:match("^http://([^/]+)"), "sandbox http_url")
   local tmp = front_prefix .. "/tmp"
-  local function server(port, cert, extra)
+  local function server(port, cert, extra, location_extra)
     return table.concat({
       "    server {",
       "        listen 127.0.0.1:" .. port .. " ssl;",
@@ -73,6 +73,7 @@ local function start_front()
       "        ssl_certificate_key " .. cert.key .. ";",
       extra or "        ssl_protocols TLSv1.2 TLSv1.3;",
       "        location / {",
+      location_extra or "",
       "            proxy_http_version 1.1;",
       "            proxy_set_header Connection \"\";",
       "            proxy_pass http://" .. upstream .. ";",
@@ -96,18 +97,22 @@ local function start_front()
       server(ports[2], wrong),
       -- TLS 1.1 only, with the legacy ciphers it needs: a server the client must refuse.
       server(ports[3], right, "        ssl_protocols TLSv1.1;\n        ssl_ciphers DEFAULT:@SECLEVEL=0;"),
+      -- a proxy that adds a second response-time, or a second client-id, to the signed answer
+      server(ports[4], right, nil, '            add_header Response-Time "2001-01-01T00:00:00+00:00" always;'),
+      server(ports[5], right, nil, '            add_header Client-Id "SANDBOX_SOMEONE_ELSE" always;'),
       "}",
     }, "\n") .. "\n"
   end
   -- free_ports is a snapshot: another process may take a port before nginx binds it; try again.
   local ok, err
   for _ = 1, 3 do
-    ports = nginx.free_ports(3)
+    ports = nginx.free_ports(5)
     ok, err = nginx.start(front_prefix, conf_for(), ports)
     if ok then break end
   end
   assert(ok, err)
-  return { ca = right.ca, right_port = ports[1], wrong_port = ports[2], tls11_port = ports[3] }
+  return { ca = right.ca, right_port = ports[1], wrong_port = ports[2], tls11_port = ports[3],
+           dup_time_port = ports[4], dup_client_port = ports[5] }
 end
 
 setup(function()
@@ -198,6 +203,24 @@ describe("TLS", function()
                                                    ca_file = front.ca })
     assert_tls_failure(res, err, elapsed, before)
   end)
+end)
+
+describe("headers added by a proxy in front of the gateway", function()
+  -- The answer's own headers verify; a second copy of response-time or client-id makes it unknowable
+  -- which one was signed over: SIGNATURE_INVALID, no data, not retried.
+  for _, case in ipairs{ { "a second response-time", "dup_time_port" }, { "a second client-id", "dup_client_port" } } do
+    it(case[1] .. ": SIGNATURE_INVALID, no data, not retried", function()
+      local before = count_requests()
+      local res, err = consult(make_client{ gateway = "https://127.0.0.1:" .. front[case[2]], ca_file = front.ca })
+      assert.is_nil(res)
+      assert.are.equal("SIGNATURE_INVALID", err.code, tostring(err))
+      assert.matches("more than once", err.message, 1, true) -- refused for the duplicate, not by chance
+      assert.are.equal("U", err.status)
+      assert.are.equal(1, err.attempts)
+      assert.is_nil(err.response)
+      assert.are.equal(before + 1, count_requests(), "the request did reach the gateway, once")
+    end)
+  end
 end)
 
 describe("plain http", function()
