@@ -435,6 +435,7 @@ static int enc_object(encoder *e, int idx, int depth, size_t base)
 static int collect_on_stack(encoder *e, int idx)
 {
     lua_State *L = e->L;
+    int vidx = lua_gettop(L) + 2;   /* pair i sits at top + 2i + 1 (key), top + 2i + 2 (value) */
     unsigned count = 0;
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
@@ -442,12 +443,14 @@ static int collect_on_stack(encoder *e, int idx)
         const char *k;
         if (lua_type(L, -2) != LUA_TSTRING)
             return -1;
-        /* each pair keeps two slots; ask for room in batches, not per pair */
-        if ((count++ & 15) == 0 && !lua_checkstack(L, 2 * 16 + 2))
+        /* each pair keeps two slots; ask for room in batches, not per pair (the caller made
+         * room for the first batch) */
+        if ((++count & 15) == 0 && !lua_checkstack(L, 2 * 16 + 2))
             return -1;
         k = lua_tolstring(L, -2, &klen);
-        if (!push_key(e, k, klen, lua_gettop(L)))
+        if (!push_key(e, k, klen, vidx))
             return 0;
+        vidx += 2;
         lua_pushvalue(L, -2);   /* the key again, for lua_next; the original stays as anchor */
     }
     return 1;
@@ -471,7 +474,7 @@ static int enc_table(encoder *e, int idx, int depth)
         }
     }
     e->seen[depth] = p;
-    if (!lua_checkstack(L, 4)) {
+    if (!lua_checkstack(L, 2 * 16 + 4)) {
         e->reason = "out of stack space";
         return 0;
     }
@@ -479,9 +482,10 @@ static int enc_table(encoder *e, int idx, int depth)
         is_array = lua_rawequal(L, -1, UV_ARRAY_MT);
         lua_pop(L, 1);
     }
-    if (!is_array && lua_rawlen(L, idx) == 0) {
-        /* Likely an object: leave keys and values on the stack so that encoding needs no
-         * second lookup per key. Anything unusual falls back to the general pass below. */
+    if (!is_array) {
+        /* Try it as an object: leave keys and values on the stack so that encoding needs no
+         * second lookup per key. A non-string key (a sequence, say) or a huge object falls
+         * back to the general pass below. */
         int top = lua_gettop(L), r = collect_on_stack(e, idx);
         if (r == 1) {
             r = enc_object(e, idx, depth, base);
