@@ -26,15 +26,19 @@ typedef struct dws_key {
     int bits;
 } dws_key;
 
-static int contains(const char *s, size_t n, const char *lit)
+/* Offset of lit in s[from..n), or n when absent. */
+static size_t find(const char *s, size_t n, size_t from, const char *lit)
 {
     size_t m = strlen(lit), i;
-    if (m > n)
-        return 0;
-    for (i = 0; i + m <= n; i++)
+    for (i = from; m <= n && i + m <= n; i++)
         if (memcmp(s + i, lit, m) == 0)
-            return 1;
-    return 0;
+            return i;
+    return n;
+}
+
+static int contains(const char *s, size_t n, const char *lit)
+{
+    return find(s, n, 0, lit) < n;
 }
 
 static EVP_PKEY *decode(const unsigned char *data, size_t n, const char *input_type, int selection)
@@ -61,6 +65,61 @@ static int has_private_part(const EVP_PKEY *pkey)
     return 1;
 }
 
+/* Base64 text to DER, skipping whitespace; 0 and *derlen = 0 when it is not base64. */
+static EVP_PKEY *decode_base64(const char *text, size_t n, int selection, size_t *derlen)
+{
+    const char *why = NULL;
+    size_t cap = DWS_B64_DECODED_MAX(n);
+    unsigned char *der = malloc(cap);
+    EVP_PKEY *pkey = NULL;
+    *derlen = 0;
+    if (der == NULL)
+        return NULL;
+    if (dws_b64_decode(text, n, der, derlen, 1, &why) != 0)
+        *derlen = 0;
+    if (*derlen > 0)
+        pkey = decode(der, *derlen, "DER", selection);
+    /* The DER of a private key is secret: wipe it before the allocator reuses it. */
+    OPENSSL_cleanse(der, cap);
+    free(der);
+    return pkey;
+}
+
+/*
+ * PEM that OpenSSL's reader refuses because its line breaks were lost on the way (the whole key
+ * on one line, or literal "\n" from a JSON or environment value): decode the body between the
+ * BEGIN and END lines ourselves.
+ */
+static EVP_PKEY *decode_pem_body(const char *text, size_t n, int selection)
+{
+    size_t begin = find(text, n, 0, "-----BEGIN "), start, end, i, m = 0, derlen;
+    char *body;
+    EVP_PKEY *pkey;
+    if (begin == n)
+        return NULL;
+    start = find(text, n, begin + 11, "-----");
+    if (start == n)
+        return NULL;
+    start += 5;
+    end = find(text, n, start, "-----END ");
+    if (end == n)
+        return NULL;
+    body = malloc(end - start + 1);
+    if (body == NULL)
+        return NULL;
+    for (i = start; i < end; i++) {
+        if (text[i] == '\\' && i + 1 < end && (text[i + 1] == 'n' || text[i + 1] == 'r')) {
+            i++;
+            continue;
+        }
+        body[m++] = text[i];
+    }
+    pkey = decode_base64(body, m, selection, &derlen);
+    OPENSSL_cleanse(body, end - start + 1);
+    free(body);
+    return pkey;
+}
+
 EVP_PKEY *dws_key_parse(const char *text, size_t n, int want_private, char *err, size_t errlen)
 {
     const char *kind = want_private ? "private key" : "public key";
@@ -82,20 +141,12 @@ EVP_PKEY *dws_key_parse(const char *text, size_t n, int want_private, char *err,
             return NULL;
         }
         pkey = decode((const unsigned char *)text, n, "PEM", selection);
+        if (pkey == NULL)
+            pkey = decode_pem_body(text, n, selection);
     } else {
-        const char *why = NULL;
-        size_t derlen = 0, cap = DWS_B64_DECODED_MAX(n);
-        unsigned char *der = malloc(cap);
-        if (der == NULL) {
-            snprintf(err, errlen, "%s: out of memory", kind);
-            return NULL;
-        }
-        if (dws_b64_decode(text, n, der, &derlen, 1, &why) == 0 && derlen > 0)
-            pkey = decode(der, derlen, "DER", selection);
-        /* The DER of a private key is secret: wipe it before the allocator reuses it. */
-        OPENSSL_cleanse(der, cap);
-        free(der);
-        if (why != NULL || derlen == 0) {
+        size_t derlen;
+        pkey = decode_base64(text, n, selection, &derlen);
+        if (derlen == 0) {
             ERR_clear_error();
             snprintf(err, errlen, "%s: neither PEM nor base64 DER", kind);
             return NULL;

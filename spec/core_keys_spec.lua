@@ -118,6 +118,23 @@ describe("dws.core keys", function()
     assert.truthy(core.public_key("\n\n" .. forms["spki.pem"] .. "\n\n"))
   end)
 
+  it("takes PEM whose line breaks were lost (one line, or literal \\n from JSON or env)", function()
+    for _, name in ipairs{ "pkcs8.pem", "pkcs1.pem", "spki.pem", "rsapub.pem" } do
+      local load = (name == "spki.pem" or name == "rsapub.pem") and core.public_key or core.private_key
+      local one_line = forms[name]:gsub("\n", "")
+      local escaped = forms[name]:gsub("\n", "\\n")
+      assert.is_nil(one_line:find("\n"))
+      assert.truthy(escaped:find("\\n"))
+      for _, text in ipairs{ one_line, escaped, (forms[name]:gsub("\n", " ")) } do
+        local key, err = load(text)
+        assert.is_nil(err)
+        assert.equal(2048, key:bits())
+      end
+    end
+    local sig = assert(core.private_key((forms["pkcs8.pem"]:gsub("\n", "")))):sign(content)
+    assert.is_true(assert(core.public_key((forms["spki.pem"]:gsub("\n", "\\n")))):verify(content, sig))
+  end)
+
   local function refused(fn, text, pattern)
     local key, err = fn(text)
     assert.is_nil(key)
