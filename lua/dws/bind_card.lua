@@ -10,9 +10,10 @@ local M = {}
 -- paymentMethodType values that mean "a card may be added here".
 M.CARD_OPTION_TYPES = { MIXEDCARD = true, CARD = true, DEBITCARD = true, CREDITCARD = true }
 
+-- Through the client, which shields the flow from a logger that raises: a card already bound
+-- at DWS must come back as an outcome, not as an exception from logging.
 local function log(client, level, message, fields)
-  local logger = client.logger
-  if type(logger) == "function" then logger(level, message, fields or {}) end
+  client:log(level, message, fields or {})
 end
 
 local function card_invalid(message, field)

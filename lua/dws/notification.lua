@@ -28,9 +28,9 @@ local function fail(code, message, http_status, field)
                           http_status = http_status, field = field }
 end
 
+-- Through the client, which pcalls the logger: a failing logger must not cost an acknowledgement.
 local function log(client, level, message, fields)
-  local logger = client and client.logger
-  if type(logger) == "function" then logger(level, message, fields or {}) end
+  if client and client.log then client:log(level, message, fields or {}) end
 end
 
 -- One value per header name, whatever letter case the caller's table uses. A name given twice
