@@ -69,6 +69,7 @@ local OPTION_TYPES = {
   retry_base_delay = { number = true },
   notification_tolerance = { number = true },
   notification_store = { table = true },
+  server_name = { string = true },
 }
 
 -- nginx phases in which cosockets cannot be used.
@@ -178,6 +179,8 @@ local function choose_transport(opts, ua)
     proxy = opts.proxy,
     user_agent = ua,
     max_response_bytes = opts.max_response_bytes,
+    -- nginx checks certificates against DNS names only: an IP gateway needs the name to expect.
+    server_name = opts.server_name,
   }
   if inside_nginx() then
     if type(ngx.socket) ~= "table" or type(ngx.socket.tcp) ~= "function" then
@@ -458,12 +461,12 @@ for i = 1, #api.ALL do
 end
 
 -- Notifications and the bind-card workflow live in their own modules, loaded on first use.
-function Client:verify_notification(request)
-  return require("dws.notification").verify(self, request)
+function Client:verify_notification(request, opts)
+  return require("dws.notification").verify(self, request, opts)
 end
 
-function Client:handle_notification(request, handler)
-  return require("dws.notification").handle(self, request, handler)
+function Client:handle_notification(request, handler, opts)
+  return require("dws.notification").handle(self, request, handler, opts)
 end
 
 function Client:bind_card(params)
