@@ -81,9 +81,13 @@ function M.free_ports(n)
     math.randomseed(seed)
     seeded = true
   end
+  -- Stay below the ephemeral range, so an outgoing connection cannot take the port before nginx binds it.
+  local range = read_file("/proc/sys/net/ipv4/ip_local_port_range")
+  local low = range and tonumber(range:match("%d+")) or 32768
+  local top = math.max(low - 1, 20100)
   local used, out = listening_ports(), {}
   while #out < n do
-    local p = math.random(20000, 45000)
+    local p = math.random(20000, top)
     if not used[p] then
       used[p] = true
       out[#out + 1] = p
@@ -134,8 +138,12 @@ local function pid_of(prefix)
 end
 M.pid_of = pid_of
 
+-- A zombie has exited: where PID 1 reaps slowly, kill -0 would keep answering for it.
 local function alive(pid)
-  return pid and run("kill -0 " .. pid .. " 2>/dev/null")
+  if not pid then return false end
+  local stat = read_file("/proc/" .. pid .. "/stat")
+  if stat then return stat:match("^%d+ %b() (%a)") ~= "Z" end
+  return run("kill -0 " .. pid .. " 2>/dev/null")
 end
 
 -- Start nginx on conf text (a complete nginx.conf) in prefix; wait until every port listens.
