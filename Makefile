@@ -84,7 +84,7 @@ lint: all
 	    --suppress=missingIncludeSystem --inline-suppr $(CJSON_CFLAGS) csrc
 
 clean:
-	rm -rf $(BUILD) fuzz/out
+	rm -rf $(BUILD) build-asan fuzz/out
 
 # Topic makefiles (checks, fuzzing, sanitizers, benchmarks) live beside this one.
 -include mk/*.mk
