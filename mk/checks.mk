@@ -9,7 +9,11 @@
 # Fuzz binaries, the corpus they grow and any crash artifacts go to fuzz/out/ (not committed).
 # A crash reproduces with: fuzz/out/<target> fuzz/out/<target>-crash-<sha1>
 
-.PHONY: fuzz fuzz-smoke fuzz-build test-asan test-valgrind
+.PHONY: fuzz fuzz-smoke fuzz-build test-asan test-valgrind deps-checks
+
+# clang's libFuzzer and sanitizer runtimes, and valgrind, from Debian, when missing.
+deps-checks:
+	@DWS_EXTRA_PKGS="clang-14 libclang-rt-14-dev valgrind" sh scripts/deps.sh
 
 FUZZ_CC       ?= clang-14
 FUZZ_SECONDS  ?= 30
@@ -24,7 +28,7 @@ FUZZ_LIBS      = -llua5.4 $(CORE_LIBS)
 fuzz/out:
 	mkdir -p $@
 
-fuzz/out/%: fuzz/%.c $(CORE_SRC) $(CORE_HDR) | fuzz/out
+fuzz/out/%: fuzz/%.c $(CORE_SRC) $(CORE_HDR) | fuzz/out deps-checks
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(CORE_SRC) $(FUZZ_LIBS)
 
 fuzz-build: $(FUZZ_BINS)
@@ -63,7 +67,7 @@ ASAN_CC      ?= clang-14
 ASAN_BUILD   = build-asan
 ASAN_CFLAGS  = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
-$(ASAN_BUILD)/bin/lua5.4: fuzz/asan_lua.c
+$(ASAN_BUILD)/bin/lua5.4: fuzz/asan_lua.c | deps-checks
 	mkdir -p $(ASAN_BUILD)/bin
 	$(ASAN_CC) -std=c99 $(ASAN_CFLAGS) $(WARN) $(LUA54_CFLAGS) -o $@ $< -llua5.4
 
@@ -84,7 +88,7 @@ VALGRIND = valgrind --quiet --error-exitcode=99 --leak-check=full \
            --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
            --suppressions=mk/valgrind.supp --num-callers=30
 
-test-valgrind: $(BUILD)/5.4/dws/core.so
+test-valgrind: $(BUILD)/5.4/dws/core.so | deps-checks
 	@LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
 	    LUA_CPATH="$(CURDIR)/$(BUILD)/5.4/?.so;;" DWS_ROOT="$(CURDIR)" DWS_FLAVOUR=5.4 \
 	    $(VALGRIND) lua5.4 /usr/bin/busted -o plainTerminal $(wildcard spec/core_*_spec.lua)
