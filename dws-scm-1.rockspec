@@ -18,7 +18,8 @@ dependencies = {
 }
 external_dependencies = {
    OPENSSL = { header = "openssl/evp.h", library = "crypto" },
-   CURL = { header = "curl/curl.h", library = "curl" },
+   -- Debian keeps curl.h under the multiarch include dir, which the compiler finds by itself.
+   CURL = { library = "curl" },
    CJSON = { header = "cjson/cJSON.h", library = "cjson" },
 }
 build = {
@@ -34,7 +35,6 @@ build = {
       ["dws.curl"] = {
          sources = { "csrc/curl.c" },
          libraries = { "curl" },
-         incdirs = { "$(CURL_INCDIR)" },
          libdirs = { "$(CURL_LIBDIR)" },
          defines = { "_POSIX_C_SOURCE=200809L" },
       },
