@@ -51,19 +51,8 @@ local JSON_KEYS = {
   { "cvc", redact.security_code },
 }
 
-local function luhn_valid(digits)
-  local sum, double = 0, false
-  for i = #digits, 1, -1 do
-    local d = digits:byte(i) - 48
-    if double then
-      d = d * 2
-      if d > 9 then d = d - 9 end
-    end
-    sum = sum + d
-    double = not double
-  end
-  return sum % 10 == 0
-end
+-- One Luhn check for the whole SDK (card.lua): a digit run is masked only when it could be a card.
+local luhn_valid = require("dws.card").luhn
 
 local function mask_digit_run(run)
   local n = #run
