@@ -4,15 +4,11 @@ local core = require "dws.core"
 local dws = require "dws"
 local httpd = require "helpers.httpd"
 local sandbox = require "helpers.sandbox"
+local files = require "helpers.files"
 
-local EXAMPLE = os.getenv("DWS_ROOT") .. "/../shared/dws-api/example"
+local EXAMPLE = files.EXAMPLE
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = files.read
 
 local MERCHANT_PRIVATE = read(EXAMPLE .. "/merchant_private.pem")
 local MERCHANT_PUBLIC = read(EXAMPLE .. "/merchant_public.pem")

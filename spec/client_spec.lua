@@ -2,15 +2,11 @@
 -- the request signature and signs its answers with a DWS key), then against the real sandbox.
 local core = require "dws.core"
 local dws = require "dws"
+local files = require "helpers.files"
 
-local EXAMPLE = os.getenv("DWS_ROOT") .. "/../shared/dws-api/example"
+local EXAMPLE = files.EXAMPLE
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = files.read
 
 local function sh(cmd)
   local a, _, c = os.execute(cmd)

@@ -1,5 +1,6 @@
 -- dws.core JSON: the encoder writes the exact bytes we sign; the decoder sits on libcjson.
 local core = require "dws.core"
+local files = require "helpers.files"
 
 local encode, decode = core.json_encode, core.json_decode
 local is54 = _VERSION == "Lua 5.4"
@@ -12,12 +13,7 @@ local function nested(depth, leaf)
   return t
 end
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = files.read
 
 -- The JSON object that starts at the first "{" after `from` in s (strings respected).
 local function object_after(s, from)

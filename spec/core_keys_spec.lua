@@ -1,18 +1,14 @@
 -- dws.core keys: every accepted private and public form, and what is refused.
 -- Keys are generated with the openssl command line in a temporary directory.
 local core = require "dws.core"
+local files = require "helpers.files"
 
 local function sh(cmd)
   local ok = os.execute(cmd .. " >/dev/null 2>&1")
   assert(ok == true or ok == 0, "command failed: " .. cmd)
 end
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = files.read
 
 local function tempdir()
   local p = assert(io.popen("mktemp -d"))

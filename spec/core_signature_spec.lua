@@ -1,21 +1,13 @@
 -- dws.core signing: the worked example byte for byte, cross-checks with the openssl command line
 -- as an independent implementation, and the Signature header both ways.
 local core = require "dws.core"
+local files = require "helpers.files"
 
-local example = os.getenv("DWS_ROOT") .. "/../shared/dws-api/example/"
+local example = files.EXAMPLE .. "/"
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = files.read
 
-local function write(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local write = files.write
 
 local function run(cmd)
   local ok = os.execute(cmd .. " >/dev/null 2>&1")

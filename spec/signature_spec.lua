@@ -1,21 +1,13 @@
 local core = require "dws.core"
 local dws = require "dws"
 local signature = require "dws.signature"
+local files = require "helpers.files"
 
-local EXAMPLE = os.getenv("DWS_ROOT") .. "/../shared/dws-api/example"
+local EXAMPLE = files.EXAMPLE
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = files.read
 
-local function write(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local write = files.write
 
 local function sh(cmd)
   local a, _, c = os.execute(cmd)
