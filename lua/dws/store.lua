@@ -1,0 +1,205 @@
+--- The one store interface behind the binding journal and notification de-duplication.
+--
+-- A store keeps string values under string keys, each with an optional expiry. Every store
+-- (memory here; SQLite, `ngx.shared` and Redis in `dws.store.*`) answers the same seven calls and
+-- passes the same contract (`spec/helpers/store_contract.lua`):
+--
+--     store:get(key)                 -> value | nil (absent or expired) | nil, err
+--     store:add(key, value, ttl)     -> true | false (a live value is there) | nil, err
+--     store:set(key, value, ttl)     -> true | nil, err
+--     store:cas(key, old, new, ttl)  -> true | false (absent, or the value is not `old`) | nil, err
+--     store:delete(key)              -> true (also when absent) | nil, err
+--     store:scan(prefix)             -> { { key, value }, ... } live entries, any order | nil, err
+--     store:close()                  releases connections; idempotent
+--
+-- `ttl` is in seconds (fractions allowed) or nil for "never expires". `cas` and `set` give the
+-- new value the new ttl. `nil, err` means the store could not answer (down, timed out, full):
+-- callers fail closed on it. A store never evicts a live entry to make room: when full, it
+-- refuses with `nil, err` (a forgotten notification would run its handler twice; a forgotten
+-- binding would lose a customer's card).
+--
+-- Values are text (the journal writes JSON); keys are chosen by the callers ("dws:binding:<id>",
+-- "dws:notify:<id>"), and a store may add its own prefix in front.
+-- @module dws.store
+local core = require "dws.core"
+
+local type, pairs, error, tostring, setmetatable = type, pairs, error, tostring, setmetatable
+
+local M = {}
+
+--- The calls every store has (checked by `dws.store.open` on a store object).
+M.METHODS = { "get", "add", "set", "cas", "delete", "scan", "close" }
+
+--- Default capacity of the memory store, in entries.
+M.DEFAULT_MAX_ENTRIES = 100000
+
+local Memory = {}
+Memory.__index = Memory
+
+--- A bounded per-process store: the default for scripts and tests. Not shared between processes
+-- or nginx workers.
+-- @tparam[opt] table opts `max_entries` (default `DEFAULT_MAX_ENTRIES`), `clock` (seconds,
+-- monotonic; for tests)
+-- @treturn table the store
+function M.memory(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("dws.store.memory: opts must be a table", 2) end
+  local max = opts.max_entries or M.DEFAULT_MAX_ENTRIES
+  if type(max) ~= "number" or max < 1 or max ~= max or max == math.huge then
+    error("dws.store.memory: max_entries must be a positive number", 2)
+  end
+  return setmetatable({
+    entries = {},       -- key -> { value =, expires = monotonic seconds | false }
+    count = 0,
+    max = max,
+    clock = opts.clock or core.monotonic,
+    swept_at = -math.huge,
+  }, Memory)
+end
+
+local function check_key(key, who)
+  if type(key) ~= "string" or key == "" then error("dws.store: " .. who .. ": key must be a non-empty string", 3) end
+end
+
+local function check_value(value, who)
+  if type(value) ~= "string" then error("dws.store: " .. who .. ": value must be a string", 3) end
+end
+
+local function check_ttl(ttl, who)
+  if ttl ~= nil and (type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0 or ttl == math.huge) then
+    error("dws.store: " .. who .. ": ttl must be a positive number of seconds, or nil", 3)
+  end
+end
+
+-- The live entry for key, dropping it when it has expired.
+local function live(self, key)
+  local e = self.entries[key]
+  if not e then return nil end
+  if e.expires and e.expires <= self.clock() then
+    self.entries[key] = nil
+    self.count = self.count - 1
+    return nil
+  end
+  return e
+end
+
+-- Room for one more key: expired entries are swept (a full walk, so at most once a second);
+-- live ones are never evicted.
+local function room(self)
+  if self.count < self.max then return true end
+  local now = self.clock()
+  if now - self.swept_at >= 1 then
+    self.swept_at = now
+    for k, e in pairs(self.entries) do
+      if e.expires and e.expires <= now then
+        self.entries[k] = nil
+        self.count = self.count - 1
+      end
+    end
+  end
+  return self.count < self.max
+end
+
+local function put(self, key, value, ttl, existing)
+  if not existing then
+    if not room(self) then return nil, "memory store full (" .. tostring(self.max) .. " live entries)" end
+    self.count = self.count + 1
+  end
+  self.entries[key] = { value = value, expires = ttl and self.clock() + ttl or false }
+  return true
+end
+
+function Memory:get(key)
+  check_key(key, "get")
+  local e = live(self, key)
+  return e and e.value or nil
+end
+
+function Memory:add(key, value, ttl)
+  check_key(key, "add"); check_value(value, "add"); check_ttl(ttl, "add")
+  if live(self, key) then return false end
+  return put(self, key, value, ttl, false)
+end
+
+function Memory:set(key, value, ttl)
+  check_key(key, "set"); check_value(value, "set"); check_ttl(ttl, "set")
+  return put(self, key, value, ttl, live(self, key) ~= nil)
+end
+
+function Memory:cas(key, old, new, ttl)
+  check_key(key, "cas"); check_value(old, "cas"); check_value(new, "cas"); check_ttl(ttl, "cas")
+  local e = live(self, key)
+  if not e or e.value ~= old then return false end
+  return put(self, key, new, ttl, true)
+end
+
+function Memory:delete(key)
+  check_key(key, "delete")
+  if live(self, key) then
+    self.entries[key] = nil
+    self.count = self.count - 1
+  end
+  return true
+end
+
+function Memory:scan(prefix)
+  if type(prefix) ~= "string" then error("dws.store: scan: prefix must be a string", 2) end
+  local out, n = {}, #prefix
+  for k in pairs(self.entries) do
+    if k:sub(1, n) == prefix then
+      local e = live(self, k)
+      if e then out[#out + 1] = { k, e.value } end
+    end
+  end
+  return out
+end
+
+function Memory.close() end
+
+function Memory.__tostring(self)
+  return "dws.store.memory(" .. self.count .. "/" .. self.max .. ")"
+end
+
+--- Check that `store` has every call of the interface; raises (a programming error) if not.
+-- @treturn table the store
+function M.check(store, who)
+  who = who or "dws.store"
+  if type(store) ~= "table" and type(store) ~= "userdata" then error(who .. ": a store must be a table", 3) end
+  for _, name in pairs(M.METHODS) do
+    if type(store[name]) ~= "function" then
+      error(who .. ": the store has no " .. name .. " method (see dws.store)", 3)
+    end
+  end
+  return store
+end
+
+-- Store kinds that `open` knows by URL scheme, loaded on first use.
+local SCHEMES = {
+  memory = function() return M.memory() end,
+}
+
+--- Register a store kind for `open` ("sqlite", "redis"): `opener(rest_of_spec)` returns a store or
+-- nil, err.
+function M.register(scheme, opener)
+  SCHEMES[scheme] = opener
+end
+
+--- A store from a spec: nil or "memory" (a new memory store), "<scheme>:<rest>" for a registered
+-- kind (`sqlite:/var/lib/shop/dws.db`, `redis://127.0.0.1:6379/0`), or a store object (checked).
+-- Returns the store, or nil, err when it cannot be opened; raises on a malformed spec.
+function M.open(spec, who)
+  who = who or "dws.store.open"
+  if spec == nil then return M.memory() end
+  if type(spec) ~= "string" then return M.check(spec, who) end
+  local scheme, rest = spec:match("^(%a[%w+.-]*):?(.*)$")
+  local opener = scheme and SCHEMES[scheme]
+  if not opener and scheme and package.searchpath("dws.store." .. scheme, package.path) then
+    -- dws.store.<scheme> registers itself when loaded.
+    require("dws.store." .. scheme)
+    opener = SCHEMES[scheme]
+  end
+  if not opener then error(who .. ": unknown store " .. string.format("%q", spec), 3) end
+  return opener(rest)
+end
+
+return M
