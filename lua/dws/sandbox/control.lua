@@ -49,7 +49,7 @@ function M.prepare(dir, opts)
   if file_exists(certs_dir .. "/server.pem") and file_exists(certs_dir .. "/server.key") then
     certs = { ca = certs_dir .. "/ca.pem", cert = certs_dir .. "/server.pem", key = certs_dir .. "/server.key" }
   else
-    certs = nginx.make_certs(certs_dir, "DNS:localhost,IP:127.0.0.1", "server")
+    certs = nginx.make_certs(certs_dir, "DNS:localhost,IP:127.0.0.1", "server", "sandbox")
   end
   nginx.run("chmod 600 " .. nginx.sh_quote(certs_dir) .. "/*.key 2>/dev/null")
   local dws_priv, dws_pub = nginx.make_keypair(keys_dir, "dws")

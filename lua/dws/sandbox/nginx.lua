@@ -183,22 +183,56 @@ function M.stop(prefix, timeout)
   return true
 end
 
+-- Key material is the slow part of starting a sandbox or a test server (an RSA-2048 key takes the
+-- openssl command line about a quarter of a second). When DWS_KEY_CACHE names a directory (spec/run
+-- makes one per run), each piece is generated once per run under its name there and copied where
+-- it is wanted: the same name gives the same material within a run, different names different keys.
+-- `paths` are the files one generation writes (a CA's key and certificate go together).
+local function cached(paths, cache_name, generate)
+  local cache = os.getenv("DWS_KEY_CACHE")
+  if not cache or cache == "" then return generate(paths) end
+  local srcs, tmps = {}, {}
+  for i = 1, #paths do
+    srcs[i] = cache .. "/" .. cache_name .. "." .. i
+    -- unique per process and call (two runs may race to generate the same piece)
+    tmps[i] = srcs[i] .. ".tmp" .. tostring({}):match("%x+$") .. os.time()
+  end
+  if not read_file(srcs[#srcs]) then
+    -- Generated beside the final names and renamed, the last one last, so that a reader that
+    -- finds the last one finds them all whole.
+    generate(tmps)
+    for i = 1, #tmps do assert(os.rename(tmps[i], srcs[i]), "key cache: rename") end
+  end
+  for i = 1, #paths do
+    write_file(paths[i], assert(read_file(srcs[i])))
+    run("chmod 600 " .. sh_quote(paths[i]))
+  end
+end
+
 -- Self-signed CA and a server certificate for the given SANs, with the openssl command line.
--- Returns { ca = path, cert = path, key = path }.
-function M.make_certs(dir, sans, name)
+-- Returns { ca = path, cert = path, key = path }. Every directory gets a CA of its own (a spec may
+-- need a CA that did not issue another server's certificate), except that the CAs made under one
+-- `ca_name` are the same within a run with DWS_KEY_CACHE (the sandbox's, made at every start).
+function M.make_certs(dir, sans, name, ca_name)
   name = name or "server"
   M.mkdir(dir)
   local ca, cakey = dir .. "/ca.pem", dir .. "/ca.key"
   local q = sh_quote
   if not read_file(ca) then
-    assert(run("openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj '/CN=lua-dws test CA'" ..
-      " -keyout " .. q(cakey) .. " -out " .. q(ca) .. " >/dev/null 2>&1"), "openssl: CA")
+    cached({ cakey, ca }, "ca-" .. (ca_name or dir:gsub("[^%w]", "_")), function(p)
+      assert(run("openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj '/CN=lua-dws test CA'" ..
+        " -keyout " .. q(p[1]) .. " -out " .. q(p[2]) .. " >/dev/null 2>&1"), "openssl: CA")
+    end)
   end
   local cert, key, csr = dir .. "/" .. name .. ".pem", dir .. "/" .. name .. ".key", dir .. "/" .. name .. ".csr"
   local ext = dir .. "/" .. name .. ".ext"
   write_file(ext, "subjectAltName=" .. (sans or "DNS:localhost,IP:127.0.0.1") .. "\n")
-  assert(run("openssl req -newkey rsa:2048 -nodes -subj '/CN=" .. name .. "' -keyout " .. q(key) ..
-    " -out " .. q(csr) .. " >/dev/null 2>&1"), "openssl: csr")
+  cached({ key }, "server-" .. name, function(p)
+    assert(run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " .. q(p[1]) ..
+      " >/dev/null 2>&1"), "openssl: server key")
+  end)
+  assert(run("openssl req -new -key " .. q(key) .. " -subj '/CN=" .. name .. "' -out " .. q(csr) ..
+    " >/dev/null 2>&1"), "openssl: csr")
   assert(run("openssl x509 -req -in " .. q(csr) .. " -CA " .. q(ca) .. " -CAkey " .. q(cakey) ..
     " -CAcreateserial -days 3650 -extfile " .. q(ext) .. " -out " .. q(cert) .. " >/dev/null 2>&1"),
     "openssl: sign")
@@ -210,8 +244,10 @@ function M.make_keypair(dir, name)
   M.mkdir(dir)
   local priv, pub = dir .. "/" .. name .. "_private.pem", dir .. "/" .. name .. "_public.pem"
   if not read_file(priv) then
-    assert(run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " .. sh_quote(priv) ..
-      " >/dev/null 2>&1"), "openssl: genpkey")
+    cached({ priv }, "keypair-" .. name, function(p)
+      assert(run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " .. sh_quote(p[1]) ..
+        " >/dev/null 2>&1"), "openssl: genpkey")
+    end)
     run("chmod 600 " .. sh_quote(priv))
     assert(run("openssl pkey -in " .. sh_quote(priv) .. " -pubout -out " .. sh_quote(pub) .. " >/dev/null 2>&1"),
       "openssl: pubout")
