@@ -501,7 +501,7 @@ end)
 -- The same matrix with the client inside OpenResty (cosocket transport, chosen automatically in the
 -- content phase): a merchant nginx whose /call location makes one client call against the sandbox
 -- and answers with what the call returned.
-describe("fault matrix, addPaymentMethod inside OpenResty (cosocket transport)", function()
+describe("fault matrix, addPaymentMethod inside OpenResty (cosocket transport) #nginx", function()
   local CALL_MODULE = [[
 local dws = require "dws"
 local core = require "dws.core"

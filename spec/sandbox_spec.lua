@@ -168,7 +168,7 @@ http {
   return nginx.start(dir, conf, { port }, 10)
 end
 
-describe("dws sandbox", function()
+describe("dws sandbox #nginx", function()
   local sb, receiver_dir, receiver_port
 
   local function received()
@@ -670,7 +670,7 @@ describe("dws sandbox", function()
   end)
 end)
 
-describe("dws sandbox with a one-second token_ttl", function()
+describe("dws sandbox with a one-second token_ttl #nginx", function()
   local sb
 
   setup(function()
@@ -692,7 +692,7 @@ describe("dws sandbox with a one-second token_ttl", function()
   end)
 end)
 
-describe("dws sandbox config", function()
+describe("dws sandbox config #nginx", function()
   it("refuses to start with a client key it cannot parse, saying which client", function()
     local sb, err = sandbox.start{ clients = { SANDBOX_BROKEN = { public_key = "not a key" } } }
     if sb then sb:stop() end
@@ -701,7 +701,7 @@ describe("dws sandbox config", function()
   end)
 end)
 
-describe("bin/dws-sandbox", function()
+describe("bin/dws-sandbox #nginx", function()
   it("starts with generated keys and a demo client, from anywhere, without DWS_ROOT, and stops", function()
     local dir = nginx.tmpdir("dws-sbcli")
     tmp = nginx.tmpdir("dws-sbspec")

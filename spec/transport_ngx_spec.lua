@@ -252,7 +252,7 @@ describe("dws.transport.ngx outside nginx", function()
   end)
 end)
 
-describe("dws.transport.ngx inside nginx", function()
+describe("dws.transport.ngx inside nginx #nginx", function()
   local srv, h, closed
 
   setup(function()
