@@ -317,7 +317,7 @@ describe("core.json_decode", function()
   end)
 
   describe("the consult page's sample response", function()
-    local page = os.getenv("DWS_ROOT") .. "/../shared/dws-api/consultAddablePaymentMethod.txt"
+    local page = require("helpers.files").PAGES .. "/consultAddablePaymentMethod.txt"
     local body
 
     setup(function()

@@ -1,8 +1,10 @@
--- File helpers the specs share, and where the shared API folder sits (CI clones the repository
--- with shared/ beside it, so the worked example is found relative to DWS_ROOT).
+-- File helpers the specs share, and the fixtures: copies of the API pages' worked example and
+-- samples, kept in the repository (spec/fixtures) so that the suite reads nothing outside it.
 local M = {}
 
-M.EXAMPLE = os.getenv("DWS_ROOT") .. "/../shared/dws-api/example"
+M.FIXTURES = os.getenv("DWS_ROOT") .. "/spec/fixtures"
+M.EXAMPLE = M.FIXTURES .. "/example"
+M.PAGES = M.FIXTURES .. "/pages"
 
 function M.read(path)
   local f = assert(io.open(path, "rb"))
