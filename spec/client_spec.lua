@@ -104,7 +104,7 @@ describe("dws.client", function()
       ok, err = pcall(with{ private_key = core.public_key(dws_public) })
       assert.is_false(ok)
       assert.truthy(tostring(err):find("private_key must be a private key", 1, true))
-      ok, err = pcall(with{ dws_public_key = MERCHANT_PUBLIC })
+      ok, err = pcall(with{ dws_public_key = core.public_key(dws_public) })
       assert.is_true(ok, err) -- a parsed public key is fine
       ok, err = pcall(with{ client_id = "" })
       assert.is_false(ok)
