@@ -52,6 +52,7 @@ build = {
       ["dws.errors"] = "lua/dws/errors.lua",
       ["dws"] = "lua/dws/init.lua",
       ["dws.notification"] = "lua/dws/notification.lua",
+      ["dws.store"] = "lua/dws/store.lua",
       ["dws.redact"] = "lua/dws/redact.lua",
       ["dws.sandbox.admin"] = "lua/dws/sandbox/admin.lua",
       ["dws.sandbox.apis"] = "lua/dws/sandbox/apis.lua",
