@@ -21,7 +21,9 @@ local function dws_cmd(args, stdin, env)
   else
     cmd = cmd .. " </dev/null"
   end
-  local _, _, status = os.execute(cmd)
+  -- The status through a file: os.execute's results differ between Lua 5.4 and LuaJIT.
+  os.execute("(" .. cmd .. "); echo $? >" .. dir .. "/rc")
+  local status = tonumber(files.read(dir .. "/rc"))
   local out, err = files.read(dir .. "/out"), files.read(dir .. "/err")
   nginx.rmdir(dir)
   return status, out, err

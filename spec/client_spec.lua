@@ -778,7 +778,7 @@ describe("dws.client against the sandbox", function()
   end)
 
   it("is refused by the gateway with a key it does not know", function()
-    local c = client{ private_key = sb.dws_private_key_pem }
+    local c = client{ private_key = (core.generate_key()) } -- a key the sandbox has no client for
     local _, err = c:consult_addable_payment_method(CONSULT)
     assert.are.equal("INVALID_SIGNATURE", err.code)
     assert.are.equal("F", err.status)
