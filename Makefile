@@ -32,7 +32,11 @@ MODULES  = $(foreach f,$(FLAVOURS),$(BUILD)/$(f)/dws/core.so $(BUILD)/$(f)/dws/c
 LUA_PATH_DEV  = $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 export DWS_ROOT = $(CURDIR)
 
-.PHONY: all deps test test-5.4 test-jit demo bench lint clean env fuzz test-asan test-valgrind
+# One version: dws.VERSION (lua/dws/client.lua); `make rockspec` writes the release rockspec from
+# dws-scm-1.rockspec (which `luarocks make` keeps using from git); spec/version_spec.lua checks they agree.
+DWS_VERSION = $(shell sed -n 's/^M.VERSION = "\(.*\)"$$/\1/p' lua/dws/client.lua)
+
+.PHONY: all deps test test-5.4 test-jit demo bench lint clean env fuzz test-asan test-valgrind rockspec
 
 all: $(MODULES)
 
@@ -82,6 +86,12 @@ lint: all
 	luacheck lua spec examples bench bin
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	    --suppress=missingIncludeSystem --inline-suppr $(CJSON_CFLAGS) csrc
+
+rockspec:
+	@mkdir -p rockspecs
+	sed -e 's/^version = "scm-1"/version = "$(DWS_VERSION)-1"/' \
+	    -e 's|^\(   url = "git+https://example.invalid/lua-dws.git",\)|\1\n   tag = "v$(DWS_VERSION)",|' \
+	    dws-scm-1.rockspec > rockspecs/dws-$(DWS_VERSION)-1.rockspec
 
 clean:
 	rm -rf $(BUILD) build-asan fuzz/out

@@ -15,6 +15,8 @@ cosocket transport and a local DWS sandbox that runs in nginx.
 }
 dependencies = {
    "lua >= 5.1",
+   -- bin/dws also needs argparse: Debian's lua-argparse (scripts/deps.sh). Not listed here, where
+   -- luarocks, which does not see Debian's Lua packages, would fetch it from the network.
 }
 external_dependencies = {
    OPENSSL = { header = "openssl/evp.h", library = "crypto" },
@@ -41,6 +43,10 @@ build = {
       ["dws.api"] = "lua/dws/api.lua",
       ["dws.bind_card"] = "lua/dws/bind_card.lua",
       ["dws.card"] = "lua/dws/card.lua",
+      ["dws.cli"] = "lua/dws/cli.lua",
+      ["dws.cli.notify"] = "lua/dws/cli/notify.lua",
+      ["dws.cli.util"] = "lua/dws/cli/util.lua",
+      ["dws.cli.verify"] = "lua/dws/cli/verify.lua",
       ["dws.client"] = "lua/dws/client.lua",
       ["dws.errors"] = "lua/dws/errors.lua",
       ["dws"] = "lua/dws/init.lua",
@@ -63,6 +69,6 @@ build = {
       ["dws.validate"] = "lua/dws/validate.lua",
    },
    install = {
-      bin = { ["dws-sandbox"] = "bin/dws-sandbox" },
+      bin = { ["dws"] = "bin/dws", ["dws-sandbox"] = "bin/dws-sandbox" },
    },
 }

@@ -11,7 +11,9 @@
 #include <openssl/crypto.h>
 #include <openssl/decoder.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/rsa.h>
+#include <openssl/x509.h>
 
 #include "dws.h"
 
@@ -353,6 +355,26 @@ static int m_kind(lua_State *L)
     return 1;
 }
 
+/*
+ * DER SubjectPublicKeyInfo of the key's public half, for a private key too: lets callers compare
+ * two keys (the merchant's own public key configured as the DWS key) without private material.
+ */
+static int m_public_der(lua_State *L)
+{
+    dws_key *k = check_key(L, 1, -1);
+    unsigned char *der = NULL;
+    int n = i2d_PUBKEY(k->pkey, &der);
+    if (n <= 0) {
+        ERR_clear_error();
+        lua_pushnil(L);
+        lua_pushliteral(L, "cannot encode the public key");
+        return 2;
+    }
+    lua_pushlstring(L, (const char *)der, (size_t)n);
+    OPENSSL_free(der);
+    return 1;
+}
+
 static int m_close(lua_State *L)
 {
     key_release(luaL_checkudata(L, 1, KEY_MT));
@@ -427,6 +449,7 @@ static const luaL_Reg key_methods[] = {
     {"verify", m_verify},
     {"bits", m_bits},
     {"kind", m_kind},
+    {"public_der", m_public_der},
     {"close", m_close},
     {NULL, NULL}
 };
@@ -438,7 +461,64 @@ static const luaL_Reg key_meta[] = {
     {NULL, NULL}
 };
 
+/*
+ * core.generate_key([bits]) -> PKCS#8 PEM private key, bare base64 SPKI public key | nil, err.
+ * For `dws keygen`: the pair in the forms DWS's portal and our own parser take.
+ */
+static int l_generate_key(lua_State *L)
+{
+    lua_Integer bits = luaL_optinteger(L, 1, DWS_KEY_MIN_BITS);
+    EVP_PKEY *pkey = NULL;
+    EVP_PKEY_CTX *ctx;
+    BIO *bio = NULL;
+    unsigned char *der = NULL;
+    char *pem;
+    long pemlen;
+    int derlen;
+    luaL_argcheck(L, bits >= DWS_KEY_MIN_BITS && bits <= DWS_KEY_MAX_BITS && bits % 8 == 0, 1,
+                  "RSA key size out of range");
+    ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+    if (ctx == NULL || EVP_PKEY_keygen_init(ctx) != 1 ||
+        EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, (int)bits) != 1 || EVP_PKEY_keygen(ctx, &pkey) != 1)
+        goto fail;
+    bio = BIO_new(BIO_s_mem());
+    /* PEM_write_bio_PrivateKey writes PKCS#8 ("BEGIN PRIVATE KEY"), unencrypted. */
+    if (bio == NULL || PEM_write_bio_PrivateKey(bio, pkey, NULL, NULL, 0, NULL, NULL) != 1)
+        goto fail;
+    derlen = i2d_PUBKEY(pkey, &der);
+    if (derlen <= 0)
+        goto fail;
+    pemlen = BIO_get_mem_data(bio, &pem);
+    lua_pushlstring(L, pem, (size_t)pemlen);
+    /* The memory BIO held the private key: wipe it before the allocator reuses it. */
+    OPENSSL_cleanse(pem, (size_t)pemlen);
+    {
+        char *b64 = malloc(DWS_B64_ENCODED_LEN((size_t)derlen));
+        if (b64 == NULL) {
+            lua_pop(L, 1);
+            goto fail;
+        }
+        lua_pushlstring(L, b64, dws_b64_encode(der, (size_t)derlen, b64));
+        free(b64);
+    }
+    OPENSSL_free(der);
+    BIO_free(bio);
+    EVP_PKEY_free(pkey);
+    EVP_PKEY_CTX_free(ctx);
+    return 2;
+fail:
+    OPENSSL_free(der);
+    BIO_free(bio);
+    EVP_PKEY_free(pkey);
+    EVP_PKEY_CTX_free(ctx);
+    ERR_clear_error();
+    lua_pushnil(L);
+    lua_pushliteral(L, "RSA key generation failed");
+    return 2;
+}
+
 static const luaL_Reg key_funcs[] = {
+    {"generate_key", l_generate_key},
     {"private_key", l_private_key},
     {"public_key", l_public_key},
     {"sign", l_sign},

@@ -11,7 +11,8 @@ local EXAMPLE = files.EXAMPLE
 local read = files.read
 
 local MERCHANT_PRIVATE = read(EXAMPLE .. "/merchant_private.pem")
-local MERCHANT_PUBLIC = read(EXAMPLE .. "/merchant_public.pem")
+-- The echo gateway's own key pair: dws.client refuses the merchant's public key as the DWS key.
+local GATEWAY_PRIVATE, GATEWAY_PUBLIC = core.generate_key()
 
 local CARDS = { "4111111111111111", "5555555555554444", "378282246310005" }
 local CVC = "7373"
@@ -36,7 +37,7 @@ local function assert_clean(text)
 end
 
 -- A transport that answers like DWS would, echoing the card data back in the response body
--- (the worst case for a logger), signed with the merchant key standing in for the DWS key.
+-- (the worst case for a logger), signed with a key of its own standing in for the DWS key.
 local function echo_gateway(status)
   return {
     request = function(_, req)
@@ -49,7 +50,7 @@ local function echo_gateway(status)
       }
       local path = req.url:match("^https?://[^/]+(/.*)$")
       return { status = 200, body = body, headers = { ["response-time"] = "1",
-        signature = dws.signature.sign{ private_key = MERCHANT_PRIVATE, method = "POST", path = path,
+        signature = dws.signature.sign{ private_key = GATEWAY_PRIVATE, method = "POST", path = path,
           client_id = req.headers["Client-Id"], time = "1", body = body } } }
     end,
     sleep = function() end,
@@ -57,7 +58,7 @@ local function echo_gateway(status)
 end
 
 local function client(over)
-  local opts = { client_id = "HARDEN", private_key = MERCHANT_PRIVATE, dws_public_key = MERCHANT_PUBLIC,
+  local opts = { client_id = "HARDEN", private_key = MERCHANT_PRIVATE, dws_public_key = GATEWAY_PUBLIC,
     gateway = "https://dws.example", retry_base_delay = 0.001 }
   for k, v in pairs(over or {}) do opts[k] = v end
   return dws.client(opts)

@@ -104,7 +104,7 @@ describe("dws.client", function()
       ok, err = pcall(with{ private_key = core.public_key(dws_public) })
       assert.is_false(ok)
       assert.truthy(tostring(err):find("private_key must be a private key", 1, true))
-      ok, err = pcall(with{ dws_public_key = MERCHANT_PUBLIC })
+      ok, err = pcall(with{ dws_public_key = core.public_key(dws_public) })
       assert.is_true(ok, err) -- a parsed public key is fine
       ok, err = pcall(with{ client_id = "" })
       assert.is_false(ok)
@@ -778,7 +778,7 @@ describe("dws.client against the sandbox", function()
   end)
 
   it("is refused by the gateway with a key it does not know", function()
-    local c = client{ private_key = sb.dws_private_key_pem }
+    local c = client{ private_key = (core.generate_key()) } -- a key the sandbox has no client for
     local _, err = c:consult_addable_payment_method(CONSULT)
     assert.are.equal("INVALID_SIGNATURE", err.code)
     assert.are.equal("F", err.status)

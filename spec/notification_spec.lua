@@ -136,7 +136,7 @@ describe("verify_notification", function()
     local n = notification.verify(client, signed(body_of(), { time = tostring(now - 200 * 1000) }),
       { tolerance = 60 })
     assert.is_nil(n)
-    local strict = dws.client{ client_id = CLIENT_ID, private_key = dws_private,
+    local strict = dws.client{ client_id = CLIENT_ID, private_key = (core.generate_key()),
       dws_public_key = nginx.read_file(dir .. "/dws_public.pem"), gateway = "http://127.0.0.1:9",
       notification_tolerance = 60 }
     local req = signed(body_of(), { time = tostring(now - 90 * 1000) })

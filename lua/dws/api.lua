@@ -4,7 +4,8 @@
 --
 -- Field types: string (numbers and booleans accepted and sent as strings, as the pages ask),
 -- boolean (sent as "true"/"false"), object (known fields plus any extra ones), array (of items).
--- Fields not listed here pass through, checked only for type, size and encoding.
+-- Fields not listed here pass through, checked only for type, size and encoding; the client logs
+-- a warning naming them (event "unknown_fields").
 local api = {}
 
 -- A cap for strings whose page gives no maximum: keeps huge inputs from being signed and sent.

@@ -239,6 +239,12 @@ function M.new(opts)
   self.client_id = o.client_id
   self.private_key = load_key("private_key", o.private_key, core.private_key, "private")
   self.dws_key = load_key("dws_public_key", o.dws_public_key, core.public_key, "public")
+  -- The most common integration failure: the merchant's own public key configured as the DWS
+  -- key. Every answer would then fail verification; say so now, and which key goes where.
+  if self.private_key:public_der() == self.dws_key:public_der() then
+    error("dws.client: option dws_public_key is the public half of your own private_key; dws_public_key "
+      .. "takes the DWS public key (from the DWS portal), while your public key is the one you upload to DWS", 2)
+  end
   o.private_key, o.dws_public_key = nil, nil -- keep key text out of the options table
   self.logger = o.logger
   self.options = o
@@ -288,6 +294,22 @@ local TRANSPORT_ERRORS = {
   too_large = { code = errors.RESPONSE_TOO_LARGE, retryable = false },
 }
 
+-- OpenSSL's words (through libcurl or nginx) for a chain that ends at a CA we do not trust.
+local MISSING_CA_WORDS = { "unable to get local issuer certificate", "unable to get issuer certificate",
+  "self-signed certificate", "self signed certificate" }
+local CA_HINT = " (the gateway's certificate chain does not end at a CA in the system store: "
+  .. "pass its CA bundle as the ca_file option)"
+local CA_HINT_NGX = " (the gateway's certificate chain does not end at a CA nginx trusts: "
+  .. "add its CA bundle to lua_ssl_trusted_certificate; the ca_file option does not apply to cosockets)"
+
+local function missing_ca(message)
+  local lower = message:lower()
+  for i = 1, #MISSING_CA_WORDS do
+    if lower:find(MISSING_CA_WORDS[i], 1, true) then return true end
+  end
+  return false
+end
+
 -- One signed request and its classification. Returns the decoded S response, or nil, err.
 local function attempt(self, entry, body, request_id, n)
   local o = self.options
@@ -319,8 +341,9 @@ local function attempt(self, entry, body, request_id, n)
   end
   if not res then
     local mapped = TRANSPORT_ERRORS[kind] or TRANSPORT_ERRORS.error
-    return nil, errors.new{ code = mapped.code, retryable = mapped.retryable,
-      message = tostring(kind) .. ": " .. tostring(message) }
+    message = tostring(kind) .. ": " .. tostring(message)
+    if kind == "tls" and missing_ca(message) then message = message .. (self._in_nginx and CA_HINT_NGX or CA_HINT) end
+    return nil, errors.new{ code = mapped.code, retryable = mapped.retryable, message = message }
   end
 
   local status = res.status
@@ -395,7 +418,13 @@ function Client:call(api_name, request)
     defaults = { [id_field] = core.uuid4() }
   end
 
-  local req, err = validate.request(def, request, defaults)
+  local req, err, unknown = validate.request(def, request, defaults)
+  if unknown then
+    -- Policy: fields the API pages do not define are sent (DWS adds fields before we know them),
+    -- but never silently: a misspelt field would otherwise just go missing.
+    log(self, "warn", "dws unknown request fields", { event = "unknown_fields", api = def.name,
+      fields = unknown })
+  end
   local request_id
   if id_field then
     if req then

@@ -209,6 +209,10 @@ end
 
 local check_field
 
+-- Key in the `seen` table under which check_object lists the paths of fields the definition does
+-- not know (a private table, so it can never be one of the caller's tables).
+local UNKNOWN = {}
+
 local function check_object(spec, v, path, depth, seen)
   if type(v) ~= "table" or getmetatable(v) == ARRAY_MT then
     return nil, path, "must be an object (a table with string keys)"
@@ -229,6 +233,8 @@ local function check_object(spec, v, path, depth, seen)
         return nil, path, kwhy
       end
       value, f, m = check_generic(nil, item, path, k, depth + 1, seen)
+      local unknown = seen[UNKNOWN]
+      unknown[#unknown + 1] = child_path(path, k)
     end
     if value == nil then
       seen[v] = nil
@@ -273,7 +279,8 @@ end
 
 --- Validate and normalise `request` for the API `def` (an api.lua entry). `defaults` (optional)
 -- supplies values for fields the caller left out (the generated requestId).
--- Returns the normalised request, or nil, err (PARAM_ILLEGAL naming the field).
+-- Returns the normalised request, or nil, err (PARAM_ILLEGAL naming the field). Fields the
+-- definition does not know pass; their paths come third (sorted), for the caller to warn about.
 function validate.request(def, request, defaults)
   if type(request) ~= "table" then
     return nil, errors.param("request", "request must be a table", def.name)
@@ -291,7 +298,8 @@ function validate.request(def, request, defaults)
     end
     request = merged or request
   end
-  local out, field, message = check_object(def.request, request, "", 1, {})
+  local seen = { [UNKNOWN] = {} }
+  local out, field, message = check_object(def.request, request, "", 1, seen)
   if out == nil then
     if field == "" then field = "request" end
     return nil, errors.param(field, field .. " " .. message, def.name)
@@ -302,6 +310,11 @@ function validate.request(def, request, defaults)
       local f, m = rules[i](out)
       if f then return nil, errors.param(f, f .. " " .. m, def.name) end
     end
+  end
+  local unknown = seen[UNKNOWN]
+  if #unknown > 0 then
+    table.sort(unknown)
+    return out, nil, unknown
   end
   return out
 end

@@ -154,9 +154,27 @@ function M.stop(dir)
   return nginx.stop(dir) -- still there after 5 s: nginx.stop ends it with SIGKILL
 end
 
+-- A running sandbox in dir: { pid, http_port, https_port, dir, ca, dws_public_key, dws_private_key,
+-- merchant_private_key, merchant_public_key, client_id (the demo client) } | nil, "not running".
+function M.status(dir)
+  dir = absolute(dir)
+  local pid = nginx.pid_of(dir)
+  if not pid or exited(pid) then return nil, "not running" end
+  local ports = nginx.read_file(dir .. "/ports") or ""
+  return {
+    pid = pid, dir = dir,
+    http_port = tonumber(ports:match("http=(%d+)")), https_port = tonumber(ports:match("https=(%d+)")),
+    ca = dir .. "/certs/ca.pem", client_id = M.DEMO_CLIENT_ID,
+    dws_public_key = dir .. "/keys/dws_public.pem", dws_private_key = dir .. "/keys/dws_private.pem",
+    merchant_private_key = dir .. "/keys/merchant_private.pem",
+    merchant_public_key = dir .. "/keys/merchant_public.pem",
+  }
+end
+
 local USAGE = [[
 usage: dws-sandbox start --dir DIR [--http-port N] [--https-port N] [--config FILE]
-       dws-sandbox stop --dir DIR]]
+       dws-sandbox stop --dir DIR
+       dws-sandbox status --dir DIR   (exit status 0 running, 3 not running)]]
 
 -- bin/dws-sandbox: returns the exit status.
 function M.main(args, root)
@@ -174,7 +192,7 @@ function M.main(args, root)
     opts[key] = v
     i = i + 2
   end
-  if (cmd ~= "start" and cmd ~= "stop") or not opts.dir then
+  if (cmd ~= "start" and cmd ~= "stop" and cmd ~= "status") or not opts.dir then
     io.stderr:write(USAGE, "\n")
     return 2
   end
@@ -186,6 +204,16 @@ function M.main(args, root)
   end
   if cmd == "stop" then
     M.stop(opts.dir)
+    return 0
+  end
+  if cmd == "status" then
+    local st = M.status(opts.dir)
+    if not st then
+      io.stdout:write("stopped dir=", absolute(opts.dir), "\n")
+      return 3 -- as LSB init scripts: "program is not running"
+    end
+    io.stdout:write(string.format("running pid=%d http=%s https=%s dir=%s ca_file=%s\n", st.pid,
+      tostring(st.http_port), tostring(st.https_port), st.dir, st.ca))
     return 0
   end
   local info, err = M.start(opts.dir, opts)

@@ -1,0 +1,75 @@
+rockspec_format = "3.0"
+package = "dws"
+version = "0.1.0-1"
+source = {
+   url = "git+https://example.invalid/lua-dws.git",
+   tag = "v0.1.0",
+}
+description = {
+   summary = "Alipay+ DWS payment-method binding for Lua 5.4 and OpenResty",
+   detailed = [[
+Signed, verified consultAddablePaymentMethod / cacheCard / addPaymentMethod calls and binding
+notifications, with a C core (OpenSSL, libcurl, cJSON), a bind-card workflow, an OpenResty
+cosocket transport and a local DWS sandbox that runs in nginx.
+]],
+   license = "MIT",
+}
+dependencies = {
+   "lua >= 5.1",
+   -- bin/dws also needs argparse: Debian's lua-argparse (scripts/deps.sh). Not listed here, where
+   -- luarocks, which does not see Debian's Lua packages, would fetch it from the network.
+}
+external_dependencies = {
+   OPENSSL = { header = "openssl/evp.h", library = "crypto" },
+   -- Debian keeps curl.h under the multiarch include dir, which the compiler finds by itself.
+   CURL = { library = "curl" },
+   CJSON = { header = "cjson/cJSON.h", library = "cjson" },
+}
+build = {
+   type = "builtin",
+   modules = {
+      ["dws.core"] = {
+         sources = { "csrc/core.c", "csrc/key.c", "csrc/codec.c", "csrc/json.c" },
+         libraries = { "crypto", "cjson" },
+         incdirs = { "$(OPENSSL_INCDIR)", "$(CJSON_INCDIR)", "$(CJSON_INCDIR)/cjson" },
+         libdirs = { "$(OPENSSL_LIBDIR)", "$(CJSON_LIBDIR)" },
+         defines = { "_POSIX_C_SOURCE=200809L" },
+      },
+      ["dws.curl"] = {
+         sources = { "csrc/curl.c" },
+         libraries = { "curl" },
+         libdirs = { "$(CURL_LIBDIR)" },
+         defines = { "_POSIX_C_SOURCE=200809L" },
+      },
+      ["dws.api"] = "lua/dws/api.lua",
+      ["dws.bind_card"] = "lua/dws/bind_card.lua",
+      ["dws.card"] = "lua/dws/card.lua",
+      ["dws.cli"] = "lua/dws/cli.lua",
+      ["dws.cli.notify"] = "lua/dws/cli/notify.lua",
+      ["dws.cli.util"] = "lua/dws/cli/util.lua",
+      ["dws.cli.verify"] = "lua/dws/cli/verify.lua",
+      ["dws.client"] = "lua/dws/client.lua",
+      ["dws.errors"] = "lua/dws/errors.lua",
+      ["dws"] = "lua/dws/init.lua",
+      ["dws.notification"] = "lua/dws/notification.lua",
+      ["dws.store"] = "lua/dws/store.lua",
+      ["dws.redact"] = "lua/dws/redact.lua",
+      ["dws.sandbox.admin"] = "lua/dws/sandbox/admin.lua",
+      ["dws.sandbox.apis"] = "lua/dws/sandbox/apis.lua",
+      ["dws.sandbox.config"] = "lua/dws/sandbox/config.lua",
+      ["dws.sandbox.control"] = "lua/dws/sandbox/control.lua",
+      ["dws.sandbox.faults"] = "lua/dws/sandbox/faults.lua",
+      ["dws.sandbox.nginx"] = "lua/dws/sandbox/nginx.lua",
+      ["dws.sandbox.notify"] = "lua/dws/sandbox/notify.lua",
+      ["dws.sandbox.server"] = "lua/dws/sandbox/server.lua",
+      ["dws.sandbox.store"] = "lua/dws/sandbox/store.lua",
+      ["dws.sandbox.testdata"] = "lua/dws/sandbox/testdata.lua",
+      ["dws.signature"] = "lua/dws/signature.lua",
+      ["dws.transport.curl"] = "lua/dws/transport/curl.lua",
+      ["dws.transport.ngx"] = "lua/dws/transport/ngx.lua",
+      ["dws.validate"] = "lua/dws/validate.lua",
+   },
+   install = {
+      bin = { ["dws"] = "bin/dws", ["dws-sandbox"] = "bin/dws-sandbox" },
+   },
+}
