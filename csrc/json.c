@@ -7,8 +7,11 @@
  * after each, so a Lua error mid-way cannot leak it and card data never lingers in freed memory.
  * Errors name the path of the offending field, never its value.
  *
- * Decode: Debian's libcjson parses; we walk the tree into Lua tables. The tree is parked in the
- * same per-module state so that a Lua error during the walk cannot leak it either.
+ * Decode: Debian's libcjson parses; we walk the tree into Lua tables. Each call's tree is owned
+ * by a small userdata of its own on the Lua stack (freed at once when the walk ends, or by the
+ * collector when a Lua error interrupts it), never by module state: the walk allocates Lua
+ * objects, so the collector may run a finalizer that decodes JSON in the middle of it, and a
+ * shared tree would then be freed under the outer walk's feet.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -22,6 +25,7 @@
 
 #define JSON_MAX_DEPTH 64
 #define STATE_MT "dws.json.state"
+#define TREE_MT "dws.json.tree"
 /* Keep a grown buffer between calls only up to this size. */
 #define KEEP_BUFFER 65536
 
@@ -40,8 +44,12 @@ typedef struct json_state {
     size_t len, cap;
     key_ent *keys;      /* a stack of key lists, one slice per object being encoded */
     size_t nkeys, keycap;
-    cJSON *tree;        /* a decode in progress (or one a Lua error interrupted) */
+    int busy;           /* an encode is using this state (see state_for_call) */
 } json_state;
+
+typedef struct json_tree {
+    cJSON *root;        /* one decode's parse tree, NULL once freed */
+} json_tree;
 
 typedef struct path_seg {
     const char *key;    /* NULL for an array index */
@@ -72,10 +80,20 @@ static void state_wipe(json_state *st)
     }
     st->len = 0;
     st->nkeys = 0;
-    if (st->tree != NULL) {
-        cJSON_Delete(st->tree);
-        st->tree = NULL;
+}
+
+static void tree_free(json_tree *t)
+{
+    if (t->root != NULL) {
+        cJSON_Delete(t->root);
+        t->root = NULL;
     }
+}
+
+static int tree_gc(lua_State *L)
+{
+    tree_free(luaL_checkudata(L, 1, TREE_MT));
+    return 0;
 }
 
 static int state_gc(lua_State *L)
@@ -608,13 +626,33 @@ static void push_encode_error(lua_State *L, encoder *e)
     luaL_pushresult(&b);
 }
 
+/*
+ * The module's state, or, when an encode is already using it, a fresh one on the stack: the walk
+ * allocates Lua strings, so the collector may run a finalizer that encodes JSON in the middle of
+ * it, and that inner call must not wipe the outer one's buffer. (A Lua error that interrupts an
+ * encode, such as out of memory, leaves the module state marked busy; later calls then take this
+ * slower path, correctly, until the state is collected.)
+ */
+static json_state *state_for_call(lua_State *L)
+{
+    json_state *st = lua_touserdata(L, UV_STATE);
+    if (!st->busy)
+        return st;
+    st = lua_newuserdata(L, sizeof *st);
+    memset(st, 0, sizeof *st);
+    luaL_setmetatable(L, STATE_MT);
+    return st;
+}
+
 /* core.json_encode(value [, stringify]) -> string | nil, err */
 static int l_json_encode(lua_State *L)
 {
-    json_state *st = lua_touserdata(L, UV_STATE);
+    json_state *st;
     encoder e;
     luaL_checkany(L, 1);
     lua_settop(L, 2);
+    st = state_for_call(L);
+    st->busy = 1;
     e.L = L;
     e.st = st;
     e.stringify = lua_toboolean(L, 2);
@@ -624,6 +662,7 @@ static int l_json_encode(lua_State *L)
     state_wipe(st);   /* an earlier call interrupted by a Lua error may have left data */
     if (!enc_value(&e, 1, 0)) {
         state_wipe(st);
+        st->busy = 0;
         push_encode_error(L, &e);
         lua_pushnil(L);
         lua_insert(L, -2);
@@ -631,6 +670,7 @@ static int l_json_encode(lua_State *L)
     }
     lua_pushlstring(L, st->buf, st->len);
     state_wipe(st);
+    st->busy = 0;
     return 1;
 }
 
@@ -750,22 +790,24 @@ static int dec_value(decoder *d, const cJSON *item, int depth)
 /* core.json_decode(s) -> value | nil, err */
 static int l_json_decode(lua_State *L)
 {
-    json_state *st = lua_touserdata(L, UV_STATE);
     size_t n, i;
     const char *s = luaL_checklstring(L, 1, &n);
     const char *end = NULL, *why;
+    json_tree *t;
     decoder d;
-    int top;
 
-    state_wipe(st);
     why = precheck((const unsigned char *)s, n);
     if (why != NULL) {
         lua_pushnil(L);
         lua_pushstring(L, why);
         return 2;
     }
-    st->tree = cJSON_ParseWithLengthOpts(s, n, &end, 0);
-    if (st->tree == NULL) {
+    lua_settop(L, 1);
+    t = lua_newuserdata(L, sizeof *t);     /* stack: s, tree (before the tree exists) */
+    t->root = NULL;
+    luaL_setmetatable(L, TREE_MT);
+    t->root = cJSON_ParseWithLengthOpts(s, n, &end, 0);
+    if (t->root == NULL) {
         lua_pushnil(L);
         if (end != NULL && end >= s && end <= s + n)
             lua_pushfstring(L, "invalid JSON near byte %d", (int)(end - s) + 1);
@@ -775,7 +817,7 @@ static int l_json_decode(lua_State *L)
     }
     for (i = (size_t)(end - s); i < n; i++) {
         if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r') {
-            state_wipe(st);
+            tree_free(t);
             lua_pushnil(L);
             lua_pushfstring(L, "invalid JSON: trailing data at byte %d", (int)i + 1);
             return 2;
@@ -783,15 +825,14 @@ static int l_json_decode(lua_State *L)
     }
     d.L = L;
     d.reason = NULL;
-    top = lua_gettop(L);
-    if (!dec_value(&d, st->tree, 0)) {
-        state_wipe(st);
-        lua_settop(L, top);
+    if (!dec_value(&d, t->root, 0)) {
+        tree_free(t);
+        lua_settop(L, 2);
         lua_pushnil(L);
         lua_pushstring(L, d.reason);
         return 2;
     }
-    state_wipe(st);
+    tree_free(t);
     return 1;
 }
 
@@ -810,6 +851,11 @@ void dws_open_json(lua_State *L)
         lua_setfield(L, -2, "__gc");
     }
     lua_setmetatable(L, -2);
+    if (luaL_newmetatable(L, TREE_MT)) {
+        lua_pushcfunction(L, tree_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
     /* stack: module, array_mt, null, state: all three become upvalues of each function */
     luaL_setfuncs(L, json_funcs, 3);
 }

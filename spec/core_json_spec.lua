@@ -342,3 +342,71 @@ describe("core.json_decode", function()
     end)
   end)
 end)
+
+-- A finalizer may run in the middle of a decode or encode (the walk allocates, the collector steps)
+-- and may itself use JSON; the outer call must not notice. Lua 5.4 runs __gc on tables; LuaJIT
+-- on userdata from newproxy, so both flavours can stage it.
+describe("json re-entrancy from finalizers", function()
+  local big_doc, big_value
+
+  setup(function()
+    local items = {}
+    for i = 1, 3000 do items[i] = string.format('{"k%d":"value number %d","n":%d}', i, i, i) end
+    big_doc = "[" .. table.concat(items, ",") .. "]"
+    big_value = {}
+    for i = 1, 3000 do big_value["key" .. i] = "value " .. i end
+  end)
+
+  -- Garbage whose finalizers decode and encode, and a collector that steps all the time.
+  local function finalizers_that_use_json(n)
+    local mt = { __gc = function()
+      core.json_decode('{"inner":["finalizer",1,2,3],"x":{"y":"z"}}')
+      core.json_encode({ inner = "finalizer", list = { 1, 2, 3 } })
+    end }
+    for _ = 1, n do
+      if newproxy then -- luacheck: ignore 113 (LuaJIT's)
+        local p = newproxy(true) -- luacheck: ignore 113
+        getmetatable(p).__gc = mt.__gc
+      else
+        setmetatable({}, mt)
+      end
+    end
+  end
+
+  -- The garbage is made while the collector is stopped, so that its finalizers are still pending
+  -- when the call starts; then the collector steps at (nearly) every allocation of the walk.
+  local function with_busy_collector(n, fn)
+    collectgarbage(); collectgarbage()
+    collectgarbage("stop")
+    finalizers_that_use_json(n)
+    if _VERSION == "Lua 5.4" then
+      collectgarbage("incremental", 0, 1000, 0)
+    else
+      collectgarbage("setpause", 0); collectgarbage("setstepmul", 1000)
+    end
+    collectgarbage("restart")
+    local ok, res = pcall(fn)
+    if _VERSION == "Lua 5.4" then
+      collectgarbage("incremental", 200, 100, 13)
+    else
+      collectgarbage("setpause", 200); collectgarbage("setstepmul", 200)
+    end
+    -- Every finalizer runs now, not at lua_close: LuaJIT may unload dws.core before it runs the
+    -- remaining finalizers there, and a finalizer that calls into it would then crash.
+    collectgarbage(); collectgarbage()
+    assert(ok, res)
+    return res
+  end
+
+  it("a decode finishes with the right value while finalizers decode", function()
+    local expected = assert(core.json_decode(big_doc))
+    local got = with_busy_collector(2000, function() return core.json_decode(big_doc) end)
+    assert.same(expected, got)
+  end)
+
+  it("an encode finishes with the right bytes while finalizers encode", function()
+    local expected = assert(core.json_encode(big_value))
+    local got = with_busy_collector(2000, function() return core.json_encode(big_value) end)
+    assert.equal(expected, got)
+  end)
+end)
