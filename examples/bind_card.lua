@@ -5,6 +5,7 @@
 --   DWS_GATEWAY, DWS_CLIENT_ID, DWS_PRIVATE_KEY_FILE, DWS_PUBLIC_KEY_FILE (the DWS key),
 --   DWS_CA_FILE (optional), MERCHANT_URL (the example merchant server),
 --   DWS_SANDBOX_ADMIN (optional: the sandbox's http URL, to show how the delivery was answered)
+--   and DWS_SANDBOX_ADMIN_TOKEN (this client's admin token in the sandbox's config)
 local dws = require "dws"
 local core = require "dws.core"
 
@@ -48,9 +49,11 @@ local client = dws.client{
 }
 local merchant_url = env("MERCHANT_URL")
 local sandbox_admin = env("DWS_SANDBOX_ADMIN", true)
+local sandbox_admin_token = env("DWS_SANDBOX_ADMIN_TOKEN", true)
 
-local function get_json(url)
-  local res = client.transport:request{ method = "GET", url = url, headers = {}, timeout = 5, connect_timeout = 2 }
+local function get_json(url, headers)
+  local res = client.transport:request{ method = "GET", url = url, headers = headers or {}, timeout = 5,
+    connect_timeout = 2 }
   return res and res.status == 200 and dws.decode_json(res.body) or nil
 end
 
@@ -114,7 +117,8 @@ say("   verified:    DWS signature over the raw body, request time within tolera
 if sandbox_admin then
   -- The sandbox's own record of the delivery: how the merchant server answered it.
   local delivery = wait_for(function()
-    local list = get_json(sandbox_admin .. "/__sandbox/deliveries")
+    local list = get_json(sandbox_admin .. "/__sandbox/deliveries?client_id=" .. env("DWS_CLIENT_ID"),
+      { ["X-Sandbox-Admin-Token"] = sandbox_admin_token })
     for _, d in ipairs(type(list) == "table" and list or {}) do
       if d.requestId == outcome.requestId and d.acknowledged == true then return d end
     end

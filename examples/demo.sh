@@ -33,6 +33,8 @@ fi
 # must know the merchant's notify URL before either starts).
 # shellcheck disable=SC2046
 set -- $(lua5.4 -e 'local p = require("dws.sandbox.nginx").free_ports(3) print(p[1], p[2], p[3])')
+# The token bind_card.lua shows the sandbox's record of the delivery with (deliveries are per client).
+admin_token=$(lua5.4 -e 'print(require("dws.sandbox.control").random_token())')
 http_port=$1
 https_port=$2
 merchant_port=$3
@@ -48,6 +50,7 @@ merchant_port=$3
     cat "$demo/keys/merchant_public.pem"
     echo "]],"
     echo "      notify_url = \"http://127.0.0.1:$merchant_port/notify\","
+    echo "      admin_token = \"$admin_token\","
     echo "    },"
     echo "  },"
     echo "  notify_scale = 0.01,"
@@ -79,6 +82,7 @@ DWS_PUBLIC_KEY_FILE="$demo/sandbox/keys/dws_public.pem" \
 DWS_CA_FILE="$demo/sandbox/certs/ca.pem" \
 MERCHANT_URL="http://127.0.0.1:$merchant_port" \
 DWS_SANDBOX_ADMIN="http://127.0.0.1:$http_port" \
+DWS_SANDBOX_ADMIN_TOKEN="$admin_token" \
     lua5.4 examples/bind_card.lua
 
 echo "demo: stopping both servers"

@@ -49,9 +49,10 @@ local function echo_gateway(status)
         meta = core.json_encode(sent),
       }
       local path = req.url:match("^https?://[^/]+(/.*)$")
-      return { status = 200, body = body, headers = { ["response-time"] = "1",
+      local now = string.format("%d", core.time_ms())
+      return { status = 200, body = body, headers = { ["response-time"] = now,
         signature = dws.signature.sign{ private_key = GATEWAY_PRIVATE, method = "POST", path = path,
-          client_id = req.headers["Client-Id"], time = "1", body = body } } }
+          client_id = req.headers["Client-Id"], time = now, body = body } } }
     end,
     sleep = function() end,
   }

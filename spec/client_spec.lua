@@ -20,6 +20,15 @@ local MERCHANT_PUBLIC = core.public_key(read(EXAMPLE .. "/merchant_public.pem"))
 local CONSULT = { customerId = "2162878776333", env = { terminalType = "WEB" }, scenes = { "TOPUP" } }
 local CARD = "4111111111111111"
 
+-- A response-time the client accepts (the fake answers now, in ISO 8601 as the sandbox does).
+local function iso_now()
+  return os.date("!%Y-%m-%dT%H:%M:%SZ")
+end
+
+local function millis_now()
+  return string.format("%d", core.time_ms())
+end
+
 -- A fake DWS: `script` is a list of answers, one per request (the last one repeats). An answer
 -- is a table { result = {...}, ... } to sign and send, or a function(req, fake) returning a raw
 -- transport answer (or nil, kind, message).
@@ -43,10 +52,18 @@ local function fake_gateway(dws_private, script)
     if not verified then
       answer = { result = { resultStatus = "F", resultCode = "INVALID_SIGNATURE", resultMessage = "bad" } }
     end
+    -- As DWS does, an answer to addPaymentMethod names the request it answers.
+    local sent = core.json_decode(req.body)
+    if type(sent) == "table" and sent.requestId and answer.requestId == nil then
+      local copy = {}
+      for k, v in pairs(answer) do copy[k] = v end
+      copy.requestId = sent.requestId
+      answer = copy
+    end
     local body = core.json_encode(answer)
+    local now = iso_now()
     return { status = 200, body = body, headers = { ["content-type"] = "application/json",
-      ["client-id"] = fake.client_id, ["response-time"] = "2026-01-01T00:00:00Z",
-      signature = sign_response(path, body, "2026-01-01T00:00:00Z") } }
+      ["client-id"] = fake.client_id, ["response-time"] = now, signature = sign_response(path, body, now) } }
   end
   function fake.sleep(_, s) fake.sleeps[#fake.sleeps + 1] = s end
   return fake
@@ -274,10 +291,10 @@ describe("dws.client", function()
     end)
 
     it("backs off exponentially with full jitter, capped at 5 s", function()
-      local c, fake = make({ U }, { max_retries = 30, retry_base_delay = 0.5 })
+      local c, fake = make({ U }, { max_retries = 10, retry_base_delay = 0.5 })
       local _, err = c:consult_addable_payment_method(CONSULT)
-      assert.are.equal(31, err.attempts)
-      assert.are.equal(30, #fake.sleeps)
+      assert.are.equal(11, err.attempts)
+      assert.are.equal(10, #fake.sleeps)
       local distinct, over_first = {}, 0
       for i, d in ipairs(fake.sleeps) do
         assert.is_true(d >= 0 and d <= math.min(5, 0.5 * 2 ^ (i - 1)), "delay " .. i)
@@ -342,9 +359,10 @@ describe("dws.client", function()
         assert.are.equal(expect[2], #fake.requests)
         assert.are.equal(expect[2], err.attempts)
       end
-      local c, fake = make{ function() error("boom") end, S }
-      assert.is_table(c:consult_addable_payment_method(CONSULT))
-      assert.are.equal(2, #fake.requests)
+      -- a transport that raises has a bug: that surfaces as itself, once, never as a retried failure
+      local c, fake = make{ function() error("transport bug", 0) end, S }
+      assert.has_error(function() c:consult_addable_payment_method(CONSULT) end, "transport bug")
+      assert.are.equal(1, #fake.requests)
     end)
 
     it("refuses a body over max_response_bytes from any transport", function()
@@ -359,8 +377,8 @@ describe("dws.client", function()
         return function(entry, fake)
           local body = core.json_encode{ result = S.result, secret = "data" }
           local sig = dws.signature.sign{ private_key = key, method = "POST", path = entry.path,
-            client_id = fake.client_id, time = "1", body = body }
-          local h = { ["response-time"] = "1", signature = sig, ["client-id"] = fake.client_id }
+            client_id = fake.client_id, time = millis_now(), body = body }
+          local h = { ["response-time"] = millis_now(), signature = sig, ["client-id"] = fake.client_id }
           for k, v in pairs(extra or {}) do
             if v == false then h[k] = nil else h[k] = v end -- false drops a header
           end
@@ -388,8 +406,9 @@ describe("dws.client", function()
     it("treats a header given twice as invalid", function()
       local c = make{ function(entry, fake)
         local body = core.json_encode(S)
-        local sig = fake.sign_response(entry.path, body, "1")
-        return { status = 200, body = body, headers = { ["response-time"] = "1", signature = { sig, sig } } }
+        local now = millis_now()
+        local sig = fake.sign_response(entry.path, body, now)
+        return { status = 200, body = body, headers = { ["response-time"] = now, signature = { sig, sig } } }
       end }
       local res, err = c:consult_addable_payment_method(CONSULT)
       assert.is_nil(res)
@@ -412,8 +431,9 @@ describe("dws.client", function()
     it("calls non-JSON bodies and bodies without result malformed", function()
       for _, body in ipairs{ "<html>", "[]", '{"result":"S"}', '{"x":1}', "" } do
         local c = make{ function(entry, fake)
-          return { status = 200, body = body, headers = { ["response-time"] = "1",
-            signature = fake.sign_response(entry.path, body, "1") } }
+          local now = millis_now()
+          return { status = 200, body = body, headers = { ["response-time"] = now,
+            signature = fake.sign_response(entry.path, body, now) } }
         end }
         local _, err = c:consult_addable_payment_method(CONSULT)
         assert.are.equal("RESPONSE_MALFORMED", err.code)

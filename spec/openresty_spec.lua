@@ -228,8 +228,30 @@ describe("the example merchant server in nginx #nginx", function()
     headers["signature"] = headers["Signature"]
     res = request("POST", "/notify", body, headers)
     assert.are.equal(401, res.status)
-    assert.matches("more than once", dws.decode_json(res.body).result.resultMessage)
+    assert.are.equal("INVALID_SIGNATURE", dws.decode_json(res.body).result.resultCode)
     assert.are.equal(0, #notifications_for(id))
+  end)
+
+  it("answers a client-id of invalid UTF-8 with the fixed refusal, echoing nothing", function()
+    local body = notification_body(core.uuid4())
+    local headers = signed_notification(body)
+    headers["Client-Id"] = "\255\254<b>"
+    local res = request("POST", "/notify", body, headers)
+    assert.are.same({ 401, require("dws.notification").REFUSAL_BODIES.INVALID_SIGNATURE },
+      { res.status, res.body })
+  end)
+
+  it("accepts a real delivery with more than 100 headers before the signature headers", function()
+    local id = core.uuid4()
+    local body = notification_body(id)
+    local lines = {}
+    for i = 1, 150 do lines[#lines + 1] = "X-Proxy-Hop-" .. i .. ": " .. i end
+    for name, value in pairs(signed_notification(body)) do lines[#lines + 1] = name .. ": " .. value end
+    local h = require("dws.curl").new{}
+    local status, _, answer = h:request(server.url .. "/notify", lines, body, 20, 5, "POST")
+    h:close()
+    assert.are.same({ 200, ACK }, { status, answer })
+    assert.are.equal("recorded", recorded(id).outcome)
   end)
 
   it("keeps card numbers out of the merchant server's logs", function()

@@ -128,10 +128,14 @@ function M.notify()
     ngx.log(ngx.ERR, why)
     return reply(500, { result = { resultStatus = "U", resultCode = "UNKNOWN_EXCEPTION", resultMessage = why } })
   end
+  -- Every header, not ngx_lua's default first 100: a delivery (or a proxy in front of us) may put
+  -- any number before the signature headers. nginx's own header buffers bound the count.
+  -- Raw names: the SDK matches them case-insensitively.
+  local request_headers = ngx.req.get_headers(0, true)
   local status, headers, answer = client:handle_notification({
     method = ngx.req.get_method(),
     path = ngx.var.request_uri, -- as sent (not normalised); the SDK drops the query
-    headers = ngx.req.get_headers(100, true), -- raw names: the SDK matches case-insensitively
+    headers = request_headers,
     body = body,
   }, on_notification)
   ngx.status = status

@@ -9,7 +9,9 @@
 -- key_version ("1"), request_time ("millis" | "iso8601" | function), timeout (15 s),
 -- connect_timeout (5 s), max_retries (2), retry_base_delay (0.5 s), max_response_bytes (1 MiB),
 -- ca_file, proxy, user_agent, transport, logger, allow_insecure_http (false),
--- notification_tolerance (300 s), notification_store. Unknown options and wrong types raise.
+-- notification_tolerance (300 s), notification_store, response_time_tolerance (300 s), server_name.
+-- Unknown options, wrong types and values out of range (NaN, infinities, ports, control
+-- characters in anything that reaches a header or URL) raise.
 --
 -- Fields other modules (notification, bind_card) rely on: client.client_id, client.private_key
 -- and client.dws_key (parsed dws.core keys), client.logger, client.transport, client.options
@@ -19,14 +21,16 @@
 -- Logger events (logger(level, message, fields), fields.event): "request" (debug; api,
 -- request_id, attempt, body), "response" (debug; + http_status, elapsed, body), "result" (info;
 -- result_code, result_status), "retry" (warn; code, http_status, delay), "error" (error; code,
--- status, attempts, field, message). Bodies are always redacted (dws.redact) before they are
--- handed over.
+-- status, attempts, field, message). Every string handed over (message and fields, bodies
+-- included) is redacted and has its control characters escaped (dws.redact.printable).
 local core = require "dws.core"
 local api = require "dws.api"
 local validate = require "dws.validate"
 local errors = require "dws.errors"
 local signature = require "dws.signature"
 local redact = require "dws.redact"
+-- Request-Time and response-time are read by one parser (milliseconds or ISO 8601).
+local parse_time = require("dws.notification").parse_time
 
 local type, pairs, pcall, tostring, setmetatable, error = type, pairs, pcall, tostring, setmetatable, error
 local format, min, random = string.format, math.min, math.random
@@ -45,8 +49,24 @@ local DEFAULTS = {
   allow_insecure_http = false,
   retry_base_delay = 0.5,
   notification_tolerance = 300,
+  response_time_tolerance = 300,
 }
 local MAX_RETRY_DELAY = 5
+
+-- Numeric options: { low, high, whole number?, low excluded? }. Every one must be a finite number in
+-- its range: NaN compares false with everything and would switch a check off (a NaN tolerance
+-- accepts a year-old notification), and an infinite retry count or timeout never returns.
+-- The upper bounds keep values meaningful once converted for libcurl and nginx (milliseconds in a
+-- C long) and keep replay windows shorter than the notification de-dup memory (2 days).
+local NUMERIC_OPTIONS = {
+  timeout = { 0, 3600, false, true },
+  connect_timeout = { 0, 3600, false, true },
+  max_retries = { 0, 10, true },
+  max_response_bytes = { 1, 1024 * 1024 * 1024, true },
+  retry_base_delay = { 0, 60, false },
+  notification_tolerance = { 0, 86400, false },
+  response_time_tolerance = { 1, 86400, false },
+}
 
 -- Option name -> accepted Lua types (checked in client.new; a wrong type is a programming error).
 local OPTION_TYPES = {
@@ -70,7 +90,12 @@ local OPTION_TYPES = {
   notification_tolerance = { number = true },
   notification_store = { table = true },
   server_name = { string = true },
+  response_time_tolerance = { number = true },
 }
+
+-- String options that reach a header, a URL, a TLS name or a C string: a control character there
+-- (CR/LF) could forge a header line, a NUL would cut the value short in C.
+local NO_CONTROL_OPTIONS = { "client_id", "gateway", "ca_file", "proxy", "user_agent", "server_name" }
 
 -- nginx phases in which cosockets cannot be used.
 local NO_COSOCKET_PHASES = {
@@ -97,6 +122,8 @@ local function is_loopback(host)
 end
 
 -- "https://host[:port]" (a trailing slash tolerated) -> scheme, host, base URL without the slash.
+-- The host is a DNS name or IPv4 address (letters, digits, dots, dashes, underscores) or a bracketed
+-- IPv6 address; the port 1 to 65535. Nothing else (no user info, spaces or control characters).
 local function parse_gateway(gateway)
   local scheme, authority = gateway:match("^(%a[%w+.-]*)://([^/?#]+)/?$")
   if not scheme then
@@ -104,11 +131,27 @@ local function parse_gateway(gateway)
   end
   scheme = scheme:lower()
   if scheme ~= "https" and scheme ~= "http" then fail_option("gateway", "must use https (or http on loopback)", 4) end
-  local host = authority:match("^(%[[%x:.]+%])") or authority:match("^([^:]+)")
-  if not host or host == "" then fail_option("gateway", "has no host", 4) end
+  local host = authority:match("^(%[[%x:.]+%])") or authority:match("^([%w._%-]+)")
+  if not host then fail_option("gateway", "has no host, or a host with characters a host name cannot have", 4) end
   local port = authority:sub(#host + 1)
-  if port ~= "" and not port:find("^:%d+$") then fail_option("gateway", "has a malformed port", 4) end
+  if port ~= "" then
+    local digits = port:match("^:(%d%d?%d?%d?%d?)$")
+    local n = tonumber(digits)
+    if not n or n < 1 or n > 65535 then fail_option("gateway", "has a port that is not 1 to 65535", 4) end
+  end
   return scheme, host, scheme .. "://" .. authority
+end
+
+-- Raises (at the caller of dws.client) unless every numeric option is finite and in range.
+local function check_numbers(o)
+  for name, range in pairs(NUMERIC_OPTIONS) do
+    local v, low, high, whole, open = o[name], range[1], range[2], range[3], range[4]
+    -- written so that NaN fails: every comparison with NaN is false
+    if not (v >= low and v <= high) or (open and v == low) then
+      fail_option(name, string.format("must be a number %s %s and <= %s", open and ">" or ">=", low, high), 4)
+    end
+    if whole and v ~= math.floor(v) then fail_option(name, "must be a whole number", 4) end
+  end
 end
 
 local function load_key(name, value, parse, kind)
@@ -209,21 +252,26 @@ function M.new(opts)
   for _, name in ipairs{ "client_id", "private_key", "dws_public_key", "gateway" } do
     if opts[name] == nil or opts[name] == "" then error("dws.client: option " .. name .. " is required", 2) end
   end
-  if opts.client_id:find("[%c]") then fail_option("client_id", "must not contain control characters") end
+  for _, name in ipairs(NO_CONTROL_OPTIONS) do
+    if type(opts[name]) == "string" and opts[name]:find("%c") then
+      fail_option(name, "must not contain control characters")
+    end
+  end
 
   local o = {}
   for name, value in pairs(DEFAULTS) do o[name] = value end
   for name, value in pairs(opts) do o[name] = value end
-  o.key_version = tostring(o.key_version)
-  if o.key_version:find("[^%w%.%-_]") then fail_option("key_version", "must be a plain version string") end
-  if o.timeout <= 0 then fail_option("timeout", "must be positive") end
-  if o.connect_timeout <= 0 then fail_option("connect_timeout", "must be positive") end
-  if o.max_retries < 0 or o.max_retries ~= math.floor(o.max_retries) then
-    fail_option("max_retries", "must be a whole number >= 0")
+  if type(o.key_version) == "number" then
+    local v = o.key_version
+    if not (v >= 0 and v < 2^31) or v ~= math.floor(v) then
+      fail_option("key_version", "must be a whole number >= 0")
+    end
+    o.key_version = string.format("%d", v)
   end
-  if o.max_response_bytes <= 0 then fail_option("max_response_bytes", "must be positive") end
-  if o.retry_base_delay < 0 then fail_option("retry_base_delay", "must be >= 0") end
-  if o.notification_tolerance < 0 then fail_option("notification_tolerance", "must be >= 0") end
+  if o.key_version == "" or o.key_version:find("[^%w%.%-_]") then
+    fail_option("key_version", "must be a plain version string")
+  end
+  check_numbers(o)
   if o.transport ~= nil and type(o.transport.request) ~= "function" then
     fail_option("transport", "must have a request method")
   end
@@ -278,11 +326,28 @@ function M.new(opts)
   return self
 end
 
+-- What the logger gets: the message and every string field redacted and escaped (text from the
+-- gateway or the caller, a body or a requestId, can neither leak card data nor forge a log line).
+local printable = redact.printable
+
 local function log(self, level, message, fields)
   local logger = self.logger
   if not logger then return end
+  local safe = {}
+  if type(fields) == "table" then
+    for k, v in pairs(fields) do
+      local tv = type(v)
+      if tv == "string" then
+        safe[k] = printable(v)
+      elseif tv == "table" then
+        safe[k] = redact.table(v)
+      else
+        safe[k] = v
+      end
+    end
+  end
   -- A failing logger must never break a payment call.
-  pcall(logger, level, message, fields)
+  pcall(logger, level, printable(message), safe)
 end
 
 local TRANSPORT_ERRORS = {
@@ -328,17 +393,16 @@ local function attempt(self, entry, body, request_id, n)
   if logger then
     started = core.monotonic()
     log(self, "debug", "dws request", { event = "request", api = entry.def.name, request_id = request_id,
-      attempt = n, body = redact.text(body) })
+      attempt = n, body = body })
   end
 
+  -- Not pcalled: a transport that raises has a bug (or was handed one), and that is a programming
+  -- error to surface as it is, not a connection failure to retry.
   local transport = self.transport
-  local ok, res, kind, message = pcall(transport.request, transport, {
+  local res, kind, message = transport:request{
     method = "POST", url = entry.url, headers = headers, body = body,
     timeout = o.timeout, connect_timeout = o.connect_timeout,
-  })
-  if not ok then
-    return nil, errors.new{ code = errors.CONNECTION_FAILED, retryable = true, message = "transport raised an error" }
-  end
+  }
   if not res then
     local mapped = TRANSPORT_ERRORS[kind] or TRANSPORT_ERRORS.error
     message = tostring(kind) .. ": " .. tostring(message)
@@ -351,7 +415,7 @@ local function attempt(self, entry, body, request_id, n)
   if type(rbody) ~= "string" then rbody = "" end
   if logger then
     log(self, "debug", "dws response", { event = "response", api = entry.def.name, request_id = request_id,
-      attempt = n, http_status = status, elapsed = core.monotonic() - started, body = redact.text(rbody) })
+      attempt = n, http_status = status, elapsed = core.monotonic() - started, body = rbody })
   end
   if #rbody > o.max_response_bytes then
     return nil, errors.new{ code = errors.RESPONSE_TOO_LARGE, http_status = status,
@@ -368,6 +432,22 @@ local function attempt(self, entry, body, request_id, n)
     return nil, errors.new{ code = errors.SIGNATURE_INVALID, http_status = status,
       message = "response rejected: " .. tostring(why) }
   end
+  if verdict == "verified" then
+    -- A genuine answer replayed from another time (or a gateway clock far off) is refused: the
+    -- signed response-time must be within response_time_tolerance of the local clock.
+    local sent = parse_time(why)
+    if not sent then
+      return nil, errors.new{ code = errors.RESPONSE_TIME_INVALID, http_status = status,
+        message = "response-time is neither milliseconds nor ISO 8601" }
+    end
+    local skew = (core.time_ms() - sent) / 1000
+    local tolerance = o.response_time_tolerance
+    if not (skew <= tolerance and -skew <= tolerance) then
+      return nil, errors.new{ code = errors.RESPONSE_TIME_INVALID, http_status = status,
+        message = string.format("response-time is %.0f s from the local clock, outside the %g s tolerance",
+          skew, tolerance) }
+    end
+  end
 
   local decoded = core.json_decode(rbody)
   local result = type(decoded) == "table" and decoded.result
@@ -382,12 +462,21 @@ local function attempt(self, entry, body, request_id, n)
       message = "response with result status " .. (result_status == "S" and "S" or "other than F or U")
         .. " arrived without signature or response-time" }
   end
+  if request_id then
+    -- An answer to an idempotent call must name the request it answers: a verified answer carrying
+    -- another requestId (or, for S, none: the page makes it a required field) could be another
+    -- customer's result. Unsigned F and U answers may lack it (gateway errors).
+    local rid = decoded.requestId
+    if rid ~= request_id and (rid ~= nil or result_status == "S") then
+      return nil, errors.new{ code = errors.RESPONSE_MISMATCH, http_status = status,
+        message = rid == nil and "answer carries no requestId" or "answer carries another requestId" }
+    end
+  end
   if logger then
     log(self, "info", "dws result", { event = "result", api = entry.def.name, request_id = request_id, attempt = n,
       http_status = status, result_code = result.resultCode, result_status = result_status })
   end
   if result_status == "S" then
-    if request_id and decoded.requestId == nil then decoded.requestId = request_id end
     return decoded
   end
   if result_status == "F" or result_status == "U" then

@@ -2,7 +2,8 @@
 --
 -- An error is a plain table with a metatable, so callers can read err.code, err.status, ... and
 -- print it. Messages never carry request values: they come from this SDK (field names only) or
--- from the gateway's resultMessage, which is passed through the card-number redactor.
+-- from the gateway's resultMessage and resultCode, which are passed through the redactor.
+-- tostring(err) prints every part redacted and with control characters escaped (one line, always).
 local redact = require "dws.redact"
 
 local errors = {}
@@ -20,6 +21,8 @@ errors.HTTP_ERROR = "HTTP_ERROR"
 errors.CARD_INVALID = "CARD_INVALID"
 errors.PAYMENT_METHOD_NOT_ADDABLE = "PAYMENT_METHOD_NOT_ADDABLE"
 errors.NOTIFICATION_EXPIRED = "NOTIFICATION_EXPIRED"
+errors.RESPONSE_TIME_INVALID = "RESPONSE_TIME_INVALID"
+errors.RESPONSE_MISMATCH = "RESPONSE_MISMATCH"
 
 -- Result codes from the API pages that the SDK acts on.
 errors.UNKNOWN_EXCEPTION = "UNKNOWN_EXCEPTION"
@@ -34,13 +37,17 @@ local RETRYABLE_RESULT = {
 local Error = {}
 Error.__index = Error
 
+-- Every part may hold caller or gateway text (a requestId, a resultCode): each is printed redacted
+-- and escaped, so no part can carry card data or start a forged log line.
+local printable = redact.printable
+
 function Error.__tostring(e)
   local parts = { "dws: " }
-  if e.api then parts[#parts + 1] = e.api .. " " end
-  parts[#parts + 1] = tostring(e.code) .. " (" .. tostring(e.status) .. "): " .. tostring(e.message)
-  if e.field then parts[#parts + 1] = " field=" .. e.field end
-  if e.http_status then parts[#parts + 1] = " http=" .. tostring(e.http_status) end
-  if e.request_id then parts[#parts + 1] = " requestId=" .. tostring(e.request_id) end
+  if e.api then parts[#parts + 1] = printable(e.api) .. " " end
+  parts[#parts + 1] = printable(e.code) .. " (" .. printable(e.status) .. "): " .. printable(e.message)
+  if e.field then parts[#parts + 1] = " field=" .. printable(e.field) end
+  if e.http_status then parts[#parts + 1] = " http=" .. printable(e.http_status) end
+  if e.request_id then parts[#parts + 1] = " requestId=" .. printable(e.request_id) end
   return table.concat(parts)
 end
 
@@ -77,7 +84,8 @@ end
 --- The error for a gateway answer with result status F or U. `response` only when verified.
 function errors.from_result(result, api, response, http_status)
   local status = result.resultStatus
-  local code = type(result.resultCode) == "string" and result.resultCode or "UNKNOWN"
+  -- The gateway's code is text like its message: a card number echoed into it is masked too.
+  local code = type(result.resultCode) == "string" and redact.text(result.resultCode) or "UNKNOWN"
   local message = result.resultMessage
   if type(message) ~= "string" then message = code end
   return errors.new{

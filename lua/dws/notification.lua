@@ -12,6 +12,16 @@ local M = {}
 M.ACK_BODY = '{"result":{"resultCode":"SUCCESS","resultStatus":"S","resultMessage":"success"}}'
 M.UNKNOWN_BODY = '{"result":{"resultCode":"UNKNOWN_EXCEPTION","resultStatus":"U",' ..
   '"resultMessage":"notification not processed, please re-send"}}'
+-- Refusals: fixed bodies, one per result code. Nothing from the request (a header value, a body
+-- field) is ever reflected into an answer, and a constant is valid JSON whatever the input was.
+M.REFUSAL_BODIES = {
+  INVALID_SIGNATURE = '{"result":{"resultCode":"INVALID_SIGNATURE","resultStatus":"F",' ..
+    '"resultMessage":"notification refused: signature, client-id or request-time not accepted"}}',
+  PARAM_ILLEGAL = '{"result":{"resultCode":"PARAM_ILLEGAL","resultStatus":"F",' ..
+    '"resultMessage":"notification refused: body is not a valid notification"}}',
+  METHOD_NOT_SUPPORTED = '{"result":{"resultCode":"METHOD_NOT_SUPPORTED","resultStatus":"F",' ..
+    '"resultMessage":"notification refused: notifications are POSTed"}}',
+}
 
 local DEFAULT_TOLERANCE = 300
 -- DWS re-sends for about 24 hours; remember a notification a while longer than that.
@@ -124,7 +134,7 @@ function M.verify(client, request, opts)
   opts = opts or {}
   if type(request) ~= "table" then error("dws.notification.verify: request must be a table", 2) end
   local method = request.method or "POST"
-  if method ~= "POST" then return fail("METHOD_NOT_SUPPORTED", "notifications are POSTed, got " .. method, 405) end
+  if method ~= "POST" then return fail("METHOD_NOT_SUPPORTED", "notifications are POSTed", 405) end
   local body, path = request.body, request.path
   if type(body) ~= "string" then return fail("PARAM_ILLEGAL", "notification body is missing", 400) end
   if type(path) ~= "string" or path:sub(1, 1) ~= "/" then
@@ -138,7 +148,8 @@ function M.verify(client, request, opts)
     if not h[name] or h[name] == "" then return fail("SIGNATURE_MISSING", "header " .. name .. " is missing", 401) end
   end
   if client.client_id and h["client-id"] ~= client.client_id then
-    return fail("SIGNATURE_INVALID", "client-id " .. h["client-id"] .. " is not this merchant's", 401)
+    -- not echoed: header bytes are the sender's, possibly not even UTF-8
+    return fail("SIGNATURE_INVALID", "client-id is not this merchant's", 401)
   end
 
   local ok, why = signature.verify_message{ key = client.dws_key, method = "POST", path = path,
@@ -283,14 +294,8 @@ local function store_for(client, opts)
   return s
 end
 
-local RESULT_CODE = {
-  METHOD_NOT_SUPPORTED = "METHOD_NOT_SUPPORTED",
-  PARAM_ILLEGAL = "PARAM_ILLEGAL",
-}
-
 local function refusal(err)
-  local code = RESULT_CODE[err.code] or "INVALID_SIGNATURE"
-  local body = core.json_encode{ result = { resultCode = code, resultStatus = "F", resultMessage = err.message } }
+  local body = M.REFUSAL_BODIES[err.code] or M.REFUSAL_BODIES.INVALID_SIGNATURE
   return err.http_status or 400, { ["Content-Type"] = "application/json" }, body
 end
 

@@ -3,8 +3,11 @@
 -- cardNo keeps its first six and last four characters (what PCI DSS allows to be shown);
 -- securityCode is replaced entirely. Works on Lua tables (a redacted copy; the original is left
 -- alone), on JSON text (also JSON carried inside JSON strings, where quotes are escaped), and on
--- free text (any Luhn-valid run of 12 to 19 digits is masked as a card number).
+-- free text (any Luhn-valid run of 12 to 19 digits, also grouped with separators, is masked as a
+-- card number; a 3-4 digit value after cvv, cvc or security code is masked as a security code).
 local redact = {}
+
+local byte, find, format = string.byte, string.find, string.format
 
 local MAX_DEPTH = 64
 
@@ -54,51 +57,90 @@ local JSON_KEYS = {
 -- One Luhn check for the whole SDK (card.lua): a digit run is masked only when it could be a card.
 local luhn_valid = require("dws.card").luhn
 
+-- Whether a run of digits (separators removed) could be a card number: 12 to 19 digits, Luhn-valid.
+-- Millisecond timestamps from 2001 to 2286 are 13 digits starting with 1, and no card number is
+-- (13-digit cards are Visa's, starting with 4; issuer 1 numbers are 15 digits), so they stay readable.
+local function could_be_card(d)
+  local n = #d
+  if n < 12 or n > 19 then return false end
+  if n == 13 and byte(d) == 49 then return false end
+  return luhn_valid(d)
+end
+
 local function mask_digit_run(run)
-  local n = #run
-  if n >= 12 and n <= 19 and luhn_valid(run) then return redact.card_number(run) end
+  if could_be_card(run) then return redact.card_number(run) end
   return run
 end
 
--- A card number as people type it: groups of 3+ digits split by single spaces or dashes
--- ("4111 1111 1111 1111", "3782-822463-10005"). Any run of consecutive groups holding 13 to 19
--- Luhn-valid digits is masked, separators kept; dates and times (2-digit groups) are left alone.
+-- A card number as people type or print it: groups of 3 or more digits split by up to three
+-- separator characters (space, tab, newline, dash, dot, slash, underscore, comma):
+-- "4111 1111 1111 1111", "4242.4242.4242.4242", "3782 - 822463 - 10005". Any run of consecutive
+-- groups holding 13 to 19 digits that could be a card is masked, separators kept; dates and times
+-- (2-digit groups) are left alone.
+local SEP = "[%s%-%./_,]"
+local MAX_SEP = 3
+local GROUPED_HINT = "%d%d%d" .. SEP .. "+%d%d%d"
+local GROUPED_RUN = "%d[%d%s%-%./_,]*%d"
+
 local function mask_grouped(run)
   local groups = {}
-  for digits, sep in run:gmatch("(%d+)([ %-]?)") do groups[#groups + 1] = { digits, sep } end
+  for digits, sep in run:gmatch("(%d+)(%D*)") do groups[#groups + 1] = { digits, sep } end
+  local count = #groups
+  -- group g can be followed by group g + 1 in one number
+  local function continues(g)
+    local sep = groups[g][2]
+    return g < count and #sep >= 1 and #sep <= MAX_SEP and #groups[g + 1][1] >= 3
+  end
   local i = 1
-  while i <= #groups do
-    local digits, j = "", i
-    while j <= #groups and #groups[j][1] >= 3 and #digits < 13 do
-      digits = digits .. groups[j][1]
-      j = j + 1
+  while i <= count do
+    local digits, j = groups[i][1], i
+    if #digits >= 3 then
+      while #digits < 13 and continues(j) do
+        j = j + 1
+        digits = digits .. groups[j][1]
+      end
+      -- extend up to 19 digits while the number is not (yet) a possible card
+      while not could_be_card(digits) and continues(j) and #digits + #groups[j + 1][1] <= 19 do
+        j = j + 1
+        digits = digits .. groups[j][1]
+      end
     end
-    -- extend up to 19 digits while the number is not (yet) Luhn-valid
-    while #digits < 13 or not luhn_valid(digits) do
-      if j > #groups or #groups[j][1] < 3 or #digits + #groups[j][1] > 19 then break end
-      digits = digits .. groups[j][1]
-      j = j + 1
-    end
-    if #digits >= 13 and #digits <= 19 and luhn_valid(digits) then
+    if #digits >= 13 and could_be_card(digits) then
       local masked = redact.card_number(digits)
       local pos = 1
-      for g = i, j - 1 do
+      for g = i, j do
         local n = #groups[g][1]
         groups[g][1] = masked:sub(pos, pos + n - 1)
         pos = pos + n
       end
-      i = j
+      i = j + 1
     else
       i = i + 1
     end
   end
   local out = {}
-  for g = 1, #groups do out[g] = groups[g][1] .. groups[g][2] end
+  for g = 1, count do out[g] = groups[g][1] .. groups[g][2] end
   return table.concat(out)
 end
 
---- Redact JSON or free text: secret fields by name (quoted, escaped-quoted or bare values), then
--- any card-number-like digit run left over.
+-- Security codes in free text: cvv, cvv2, cvc, cvc2, securityCode, security_code, "security code"
+-- (any letter case), then =, : or spaces (quotes and JSON escapes allowed around them), then 3 or 4
+-- digits: "cvv=739", "CVC2: 1234", "security code 739", "securityCode\":\"739".
+local function any_case(word)
+  return (word:gsub("%a", function(c) return "[" .. c:lower() .. c:upper() .. "]" end))
+end
+local CODE_PATTERNS = {}
+for _, name in ipairs{ any_case("security") .. "[%s_%-]?" .. any_case("code"), any_case("cvv") .. "2?",
+                       any_case("cvc") .. "2?" } do
+  CODE_PATTERNS[#CODE_PATTERNS + 1] = "(" .. name .. "[\\\"'%s]*[=:]?[\\\"'%s]*)(%d%d%d%d?)%f[%D]"
+end
+
+local function mask_codes(prefix, code)
+  return prefix .. stars(#code)
+end
+
+--- Redact JSON or free text: secret fields by name (quoted, escaped-quoted or bare values),
+-- security codes named in free text, then any card-number-like digit run left over.
 function redact.text(s)
   if type(s) ~= "string" then return s end
   for i = 1, #JSON_KEYS do
@@ -114,13 +156,42 @@ function redact.text(s)
       end)
     end
   end
+  if s:find("%d%d%d") then
+    for i = 1, #CODE_PATTERNS do s = s:gsub(CODE_PATTERNS[i], mask_codes) end
+  end
   if s:find("%d%d%d%d%d%d%d%d%d%d%d%d") then
     s = s:gsub("%d+", mask_digit_run)
   end
-  if s:find("%d%d%d[ %-]%d%d%d") then
-    s = s:gsub("%d+[ %-][%d %-]*%d", mask_grouped)
+  if s:find(GROUPED_HINT) then
+    s = s:gsub(GROUPED_RUN, mask_grouped)
   end
   return s
+end
+
+-- Control characters as escapes, so that text from a gateway or a caller cannot start a new log
+-- line or rewrite one: \n, \r, \t, other C0 bytes and DEL as \xHH, and the Unicode line breaks
+-- NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR as \u0085, \u2028, \u2029.
+local ESCAPES = { ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+local UNICODE_BREAKS = { ["\194\133"] = "\\u0085", ["\226\128\168"] = "\\u2028", ["\226\128\169"] = "\\u2029" }
+
+local function escape_control(c)
+  return ESCAPES[c] or format("\\x%02X", byte(c))
+end
+
+function redact.escape(s)
+  if type(s) ~= "string" then return s end
+  if find(s, "%c") then s = s:gsub("%c", escape_control) end
+  if find(s, "[\194\226]") then
+    s = s:gsub("\194\133", UNICODE_BREAKS):gsub("\226\128[\168\169]", UNICODE_BREAKS)
+  end
+  return s
+end
+
+--- What may be printed on a log line or in tostring(err): card data redacted, control characters
+-- escaped. Non-strings go through tostring first.
+function redact.printable(v)
+  if type(v) ~= "string" then v = tostring(v) end
+  return redact.escape(redact.text(v))
 end
 
 redact.json = redact.text

@@ -102,7 +102,8 @@ function signature.response_headers(headers)
 end
 
 --- The response policy of SIGNING.md, signature part. Returns
---   "verified"                both headers present and the signature verifies;
+--   "verified", response-time both headers present and the signature verifies (the caller
+--                             checks the signed time against its clock);
 --   "unsigned"                signature or response-time missing (the caller accepts only F or U);
 --   nil, reason               a signature present that does not verify, or malformed headers.
 function signature.check_response(key, method, path, client_id, headers, body)
@@ -115,7 +116,7 @@ function signature.check_response(key, method, path, client_id, headers, body)
   local ok, reason = signature.verify_message{ key = key, method = method, path = path, client_id = client_id,
     time = time, body = body, signature = sig }
   if not ok then return nil, reason end
-  return "verified"
+  return "verified", time
 end
 
 return signature

@@ -72,11 +72,21 @@ local function number_string(v)
   return format("%.17g", v)
 end
 
--- Path of a child field, for err.field. Keys that are not plain names are not echoed (a key is
--- caller data too).
+-- A key is caller data too: only a plain name is echoed in err.field, never anything that could
+-- be (part of) a card number or security code. Field names on the API pages have no more than
+-- MAX_KEY_DIGITS digits; a key with more (a card number used as a key, "4242.4242...") shows as "?".
+local MAX_KEY_DIGITS = 2
+
+local function plain_name(key)
+  if #key > 64 or not find(key, "^[%a_][%w_%-]*$") then return false end
+  local _, digits = key:gsub("%d", "")
+  return digits <= MAX_KEY_DIGITS
+end
+
+-- Path of a child field, for err.field.
 local function child_path(path, key)
   if type(key) == "number" then return path .. "[" .. format("%d", key) .. "]" end
-  if #key > 64 or not find(key, "^[%w_%-]+$") then key = "?" end
+  if not plain_name(key) then key = "?" end
   if path == "" then return key end
   return path .. "." .. key
 end

@@ -8,7 +8,9 @@
 --   sb.http_url, sb.https_url, sb.ca_file, sb.dir, sb.pid_file
 --   sb.dws_public_key (bare base64 SPKI), sb.dws_public_key_pem, sb.dws_private_key_pem
 --   sb.merchant = { client_id, private_key (PEM), public_key (PEM) }   (default merchant only)
---   sb:requests(), sb:deliveries(), sb:fault(name, count, opts), sb:reset(), sb:health()
+--   sb:requests(), sb:deliveries([client_id]), sb:fault(name, count, opts), sb:reset(), sb:health()
+--   sb.admin_tokens[client_id]: each client's admin token (made here unless the client has one);
+--   sb:deliveries() reads the only client's deliveries with it (name the client when there are several)
 --   sb:wait(fn, timeout) polls fn until it returns a truthy value; sb:error_log(); sb:stop()
 --
 -- start returns nil, err when nginx does not come up; stop is safe to call twice.
@@ -24,6 +26,7 @@ M.TEST_CLIENT_ID = "SANDBOX_TEST_MERCHANT"
 local Sandbox = {}
 Sandbox.__index = Sandbox
 
+-- Shell-quoted by the callers; status and body of the answer.
 local function curl(args)
   local p = assert(io.popen("curl -s -S --max-time 10 -w '\\n%{http_code}' " .. args .. " 2>&1"))
   local out = p:read("*a")
@@ -32,8 +35,9 @@ local function curl(args)
   return tonumber(status), body or out
 end
 
-function Sandbox:admin(method, name, value)
+function Sandbox:admin(method, name, value, headers)
   local args = "-X " .. method .. " "
+  for _, h in ipairs(headers or {}) do args = args .. "-H " .. nginx.sh_quote(h) .. " " end
   if value ~= nil then
     args = args .. "-H 'Content-Type: application/json' --data-binary " ..
       nginx.sh_quote(assert(core.json_encode(value, false))) .. " "
@@ -48,7 +52,16 @@ end
 
 function Sandbox:health() return self:admin("GET", "health") end
 function Sandbox:requests() return self:admin("GET", "requests") end
-function Sandbox:deliveries() return self:admin("GET", "deliveries") end
+function Sandbox:deliveries(client_id)
+  if not client_id then
+    for id in pairs(self.admin_tokens) do
+      if client_id then error("sandbox:deliveries: several clients, name one", 2) end
+      client_id = id
+    end
+  end
+  return self:admin("GET", "deliveries?client_id=" .. client_id, nil,
+    { "X-Sandbox-Admin-Token: " .. assert(self.admin_tokens[client_id], "no admin token for " .. client_id) })
+end
 function Sandbox:reset() return self:admin("POST", "reset") end
 
 -- Arms `name` for the next `count` API requests; opts go along (e.g. { delay = 3 }).
@@ -90,6 +103,17 @@ function M.start(opts)
                     public_key = nginx.read_file(pub) }
     clients = { [M.TEST_CLIENT_ID] = { public_key = sb.merchant.public_key, notify_url = opts.notify_url } }
   end
+  -- Every client gets an admin token (deliveries are listed per client, with its token).
+  sb.admin_tokens = {}
+  local with_tokens = {}
+  for id, c in pairs(clients) do
+    local copy = {}
+    for k, v in pairs(c) do copy[k] = v end
+    copy.admin_token = copy.admin_token or control.random_token()
+    sb.admin_tokens[id] = copy.admin_token
+    with_tokens[id] = copy
+  end
+  clients = with_tokens
   local conf_path = dir .. "/spec_config.lua"
   config.write(conf_path, {
     clients = clients,

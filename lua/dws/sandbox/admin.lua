@@ -2,7 +2,9 @@
 --   GET  /__sandbox/health       {"status":"ok"}
 --   GET  /__sandbox/requests     every API request: api, path, client id, request-time, requestId,
 --                                sha256 of the body, signature header, verified, fault, result (no bodies)
---   GET  /__sandbox/deliveries   every notification attempt: requestId, attempt, status, acknowledged, ...
+--   GET  /__sandbox/deliveries?client_id=ID   with header X-Sandbox-Admin-Token: <that client's
+--                                admin_token from the config>: that client's notification attempts
+--                                (requestId, attempt, status, acknowledged, body with its card token)
 --   POST /__sandbox/faults       {"fault":NAME,"count":N,"delay":S} arms a fault for the next N requests
 --   POST /__sandbox/reset        clears faults, logs, idempotency records, tokens, pending re-deliveries
 -- luacheck: globals ngx (ngx.status and ngx.header are assigned)
@@ -32,8 +34,30 @@ routes["GET /__sandbox/requests"] = function()
   return reply(200, store.list("request"))
 end
 
+-- Equal strings, compared in time that does not depend on where they differ.
+local function same_secret(a, b)
+  if type(a) ~= "string" or type(b) ~= "string" or #a ~= #b then return false end
+  local diff = 0
+  for i = 1, #a do
+    if a:byte(i) ~= b:byte(i) then diff = diff + 1 end
+  end
+  return diff == 0
+end
+
+-- Deliveries carry card tokens: each client sees its own, and only with its admin token (a client
+-- without one in the config cannot list any).
 routes["GET /__sandbox/deliveries"] = function()
-  return reply(200, store.list("delivery"))
+  local client_id = ngx.unescape_uri(ngx.var.arg_client_id or "")
+  if client_id == "" then return reply(400, { error = "client_id query parameter required" }) end
+  local c = require("dws.sandbox.server").state.conf.clients[client_id]
+  if not c or not c.admin_token or not same_secret(ngx.var.http_x_sandbox_admin_token, c.admin_token) then
+    return reply(403, { error = "this client's admin token is required (X-Sandbox-Admin-Token)" })
+  end
+  local out = setmetatable({}, core.array_mt)
+  for _, d in ipairs(store.list("delivery")) do
+    if d.client_id == client_id then out[#out + 1] = d end
+  end
+  return reply(200, out)
 end
 
 routes["POST /__sandbox/faults"] = function()

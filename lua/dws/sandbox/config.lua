@@ -2,7 +2,8 @@
 -- Used both by the launcher (plain Lua) and inside nginx (init_by_lua), so no ngx here.
 --
 --   return {
---     clients = { [client_id] = { public_key = "<PEM or bare base64>", notify_url = "http://..." } },
+--     clients = { [client_id] = { public_key = "<PEM or bare base64>", notify_url = "http://...",
+--                                 admin_token = "<16+ characters: reads this client's deliveries>" } },
 --     notify_scale = 1.0,   -- multiplies Antom's re-delivery schedule
 --     token_ttl = 1800,     -- cardToken lifetime, seconds
 --     notify_delay = 0,     -- seconds before the pending card's notification
@@ -21,6 +22,9 @@ local function check(conf, where)
     end
     if c.notify_url ~= nil and (type(c.notify_url) ~= "string" or not c.notify_url:match("^https?://")) then
       return nil, where .. ": clients." .. id .. ".notify_url must be an http(s) URL"
+    end
+    if c.admin_token ~= nil and (type(c.admin_token) ~= "string" or #c.admin_token < 16) then
+      return nil, where .. ": clients." .. id .. ".admin_token must be a string of 16 characters or more"
     end
   end
   for k, default in pairs(M.DEFAULTS) do

@@ -40,6 +40,14 @@ function M.pem_body(pem)
   return (pem:gsub("%-%-%-%-%-[^\n]*%-%-%-%-%-", ""):gsub("%s", ""))
 end
 
+-- 32 hex digits from the kernel's random source: a client's admin token for /__sandbox/deliveries.
+function M.random_token()
+  local f = assert(io.open("/dev/urandom", "rb"))
+  local bytes = f:read(16)
+  f:close()
+  return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+
 -- Creates whatever is missing under dir. Returns paths.
 function M.prepare(dir, opts)
   opts = opts or {}
@@ -59,7 +67,7 @@ function M.prepare(dir, opts)
   if not opts.config and not file_exists(conf_path) then
     local _, merchant_pub = nginx.make_keypair(keys_dir, "merchant")
     config.write(conf_path, {
-      clients = { [M.DEMO_CLIENT_ID] = { public_key = nginx.read_file(merchant_pub) } },
+      clients = { [M.DEMO_CLIENT_ID] = { public_key = nginx.read_file(merchant_pub), admin_token = M.random_token() } },
       notify_scale = 1.0, token_ttl = 1800, notify_delay = 0,
     })
   end
