@@ -9,6 +9,7 @@ local ROOT = os.getenv("DWS_ROOT") or "."
 local CARDS = { "4111111111111111", "5555555555554444", "4000056655665556", "4000000000000077",
                 "4000000000000101", "4000000000000119", "378282246310005", "4242424242424242" }
 
+local dws_null = core.null
 local tmp -- scratch directory for curl's header and body files
 
 -- -> output, exit status (from the shell itself: LuaJIT's popen close does not report it)
@@ -113,8 +114,8 @@ local function add_body(request_id, token, extra)
   return json(t)
 end
 
-local function cache(sb, no)
-  local r = call(sb, "cacheCard", card_body(no))
+local function cache(sb, no, extra)
+  local r = call(sb, "cacheCard", card_body(no, extra))
   assert.are.equal("S", (result_of(r)))
   return r.json.paymentMethodDetail.card.cardToken, r
 end
@@ -397,7 +398,8 @@ describe("dws sandbox", function()
       local r1 = call(sb, "addPaymentMethod", body)
       assert.are.equal("S", (result_of(r1)))
       assert.are.equal("bind-1", r1.json.requestId)
-      assert.are.equal(token, r1.json.paymentMethodDetail.card.cardToken)
+      -- as the page's own sample answer: no token, the final one comes by notification
+      assert.are.same({}, r1.json.paymentMethodDetail.card)
       local r2 = call(sb, "addPaymentMethod", body)
       assert.are.equal(r1.body, r2.body)
       assert.is_true(verify_response(sb, r2))
@@ -417,7 +419,8 @@ describe("dws sandbox", function()
         return r
       end
       local r = add("4000056655665556", "c-1")
-      assert.are.same({ challengeType = "sms", challengeRenderValue = "+6222***508" }, r.json.actionForm)
+      assert.are.same({ "sms", "+6222***508" }, { r.json.actionForm.challengeType, r.json.actionForm.challengeRenderValue })
+      assert.matches("^" .. sb.http_url:gsub("%p", "%%%0") .. "/challenge/[%w_%-]+$", r.json.actionForm.redirectUrl)
       assert.is_nil(r.json.paymentMethodDetail.card.cardToken)
       r = add("4000000000000077", "p-1")
       assert.are.equal("S", (result_of(r)))
@@ -431,7 +434,6 @@ describe("dws sandbox", function()
       assert.are.same({ "U", "UNKNOWN_EXCEPTION" }, { sc(r) })
       r = call(sb, "addPaymentMethod", body)
       assert.are.equal("S", (result_of(r)))
-      assert.are.equal(token, r.json.paymentMethodDetail.card.cardToken)
       assert.are.same({ "F", "USER_STATUS_ABNORMAL" }, { sc(call(sb, "addPaymentMethod",
         add_body("a-1", (cache(sb, "4111111111111111")), { customerId = "2188000000000001" }))) })
     end)
@@ -451,8 +453,13 @@ describe("dws sandbox", function()
         { add_body("v-1", token, { referenceCustomerId = "a", referenceUserId = "b" }), "referenceUserId" },
         { add_body(("x"):rep(65), token), "requestId" },
         { add_body("v-3", token, { env = { terminalType = "WAP" } }), "env.osType" },
-        { json{ requestId = "v-4", paymentMethodDetail = { paymentMethodDetailType = "CARD", card = {} } },
+        { json{ requestId = "v-4", customerId = "2162878776333",
+                paymentMethodDetail = { paymentMethodDetailType = "CARD", card = {} } },
           "paymentMethodDetail.card.cardToken" },
+        { json{ requestId = "v-6", customerId = "2162878776333",
+                paymentMethodDetail = { paymentMethodDetailType = "CARD" } }, "paymentMethodDetail.card" },
+        { add_body("v-7", token, { customerId = dws_null }), "customerId" },
+        { add_body("v-8", token, { referenceUserId = "u", isTemporary = "true" }), "isTemporary" },
         { add_body("v-5", token, { isTemporary = "maybe" }), "isTemporary" },
       }
       for i, c in ipairs(cases) do
@@ -465,9 +472,10 @@ describe("dws sandbox", function()
 
   describe("notifications", function()
     local function bind(no, request_id, reference)
-      local r = call(sb, "addPaymentMethod", add_body(request_id, (cache(sb, no)),
-        { referenceCustomerId = reference }))
+      local token = cache(sb, no, { instUserName = { firstName = "Ada", lastName = "Lovelace" } })
+      local r = call(sb, "addPaymentMethod", add_body(request_id, token, { referenceCustomerId = reference }))
       assert.are.equal("S", (result_of(r)))
+      r.token = token
       return r
     end
 
@@ -495,13 +503,21 @@ describe("dws sandbox", function()
       local n = core.json_decode(got.body)
       assert.are.equal("ack", n.referenceCustomerId)
       assert.are.equal("n-ack", n.requestId)
-      assert.are.equal("MERCHANT", n.operateSource)
-      assert.are.same({ brand = "VISA", cardToken = r.json.paymentMethodDetail.card.cardToken,
-                        mask = "411111******1111", expiryMonth = "**", expiryYear = "**" },
-                      n.paymentMethodDetail.card)
+      assert.is_nil(n.operateSource) -- as the page's sample
+      assert.is_nil(n.result)
+      local c = n.paymentMethodDetail.card
+      assert.are.equal("CARD", n.paymentMethodDetail.paymentMethodDetailType)
+      assert.are.same({ "VISA", "411111******1111", "**", "**" }, { c.brand, c.mask, c.expiryMonth, c.expiryYear })
+      assert.are.same({ firstName = "****", lastName = "Lovelace" }, c.instUserName)
+      assert.matches("^%x+$", c.hashCode)
+      assert.are.equal(64, #c.hashCode)
+      assert.are.same({ isFirstBoundAssetForPayOrTopUp = "true", isBoundByOthers = "false" },
+        core.json_decode(c.paymentMethodDetailMetadata))
+      -- the final token, never the temporary one
+      assert.matches("^ALIPAY[%w+/]+=*$", c.cardToken)
+      assert.are_not.equal(r.token, c.cardToken)
       -- a repeated addPaymentMethod does not notify again
-      call(sb, "addPaymentMethod", add_body("n-ack", r.json.paymentMethodDetail.card.cardToken,
-        { referenceCustomerId = "ack" }))
+      call(sb, "addPaymentMethod", add_body("n-ack", r.token, { referenceCustomerId = "ack" }))
       nginx.sleep(0.3)
       assert.are.equal(1, #deliveries_for("n-ack"))
     end)
@@ -535,7 +551,7 @@ describe("dws sandbox", function()
       assert.are.equal(8, #deliveries_for("n-never"))
       local p = deliveries_for("n-pending")
       assert.are.equal(1, #p)
-      assert.matches("^PYMT", core.json_decode(p[1].body).paymentMethodDetail.card.cardToken)
+      assert.matches("^ALIPAY", core.json_decode(p[1].body).paymentMethodDetail.card.cardToken)
       assert.are.equal(0, #deliveries_for("n-challenge"))
     end)
 
