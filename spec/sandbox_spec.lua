@@ -67,7 +67,7 @@ local function call(sb, api, body, opts)
                                     "Request-Time: " .. time, "Signature: " .. sig }
   local sent = opts.tamper and opts.tamper(body) or body
   local r = http(opts.method or "POST", (opts.base or sb.http_url) .. path, headers, sent, opts.curl)
-  r.path, r.client_id = path, client_id
+  r.path, r.client_id, r.method = path, client_id, opts.method or "POST"
   r.json = core.json_decode(r.body)
   return r
 end
@@ -80,7 +80,7 @@ local function verify_response(sb, r, key)
   local sig = r.headers["signature"]
   if type(sig) ~= "string" or not r.headers["response-time"] then return false, "no signature" end
   local parsed = assert(core.parse_signature_header(sig))
-  return core.verify(key or sb.dws_key, "POST", r.path, r.headers["client-id"], r.headers["response-time"],
+  return core.verify(key or sb.dws_key, r.method or "POST", r.path, r.headers["client-id"], r.headers["response-time"],
     r.body, parsed.signature)
 end
 
@@ -569,6 +569,248 @@ describe("dws sandbox", function()
       end
       -- A lower bound only (never an upper one): the pending card waited at least notify_delay.
       assert.is_true(sent["d-pending"] - asked["d-pending"] >= 300)
+    end)
+  end)
+
+  describe("result codes: every code each page lists, reached through documented test data", function()
+    local V2 = "/ams/sandbox/api/v2/paymentMethods/"
+    local function cust(id) return consult_body(id) end
+    local function addc(customer)
+      return function()
+        return call(sb, "addPaymentMethod", add_body("rc-" .. customer, (cache(sb, "4111111111111111")),
+          { customerId = customer }))
+      end
+    end
+    local function addcard(no)
+      return function() return call(sb, "addPaymentMethod", add_body("rc-" .. no, (cache(sb, no)))) end
+    end
+    local function as(client_id) return { client_id = client_id } end
+    local TABLE = {
+      consultAddablePaymentMethod = {
+        { "S", "SUCCESS", CONSULT },
+        { "F", "PROCESS_FAIL", cust("2188000000000005") },
+        { "F", "PARAM_ILLEGAL", json{ customerId = "2162878776333" } },
+        { "U", "UNKNOWN_EXCEPTION", cust("2188000000000003") },
+        { "F", "NO_PAY_OPTIONS", cust("2188000000000004") },
+        { "F", "USER_STATUS_ABNORMAL", cust("2188000000000001") },
+        { "F", "USER_NOT_EXIST", cust("2100000000000999") },
+        { "F", "KEY_NOT_FOUND", CONSULT, as("SANDBOX_KEY_NOT_FOUND") },
+        { "F", "INVALID_API", CONSULT, { path = V2 .. "consultAddablePaymentMethod" } },
+        { "F", "INVALID_CLIENT", CONSULT, as("SANDBOX_NOBODY") },
+        { "F", "INVALID_SIGNATURE", CONSULT, { tamper = function(b) return b .. " " end } },
+        { "U", "REQUEST_TRAFFIC_EXCEED_LIMIT", cust("2188000000000007") },
+        { "F", "ACCESS_DENIED", CONSULT, as("SANDBOX_ACCESS_DENIED") },
+        { "F", "SEND_TIMES_EXCEED_LIMIT", cust("2188000000000006") },
+        { "F", "METHOD_NOT_SUPPORTED", CONSULT, { method = "PUT" } },
+      },
+      cacheCard = {
+        { "S", "SUCCESS", card_body("4111111111111111") },
+        { "F", "PROCESS_FAIL", card_body("4000000000000226") },
+        { "F", "PARAM_ILLEGAL", card_body("4111111111111112") },
+        { "U", "UNKNOWN_EXCEPTION", card_body("4000000000000259") },
+        { "F", "REPEAT_REQ_INCONSISTENT", card_body("4000000000000242") },
+        { "F", "USER_NOT_EXIST", card_body("4000000000000200") },
+        { "F", "USER_STATUS_ABNORMAL", card_body("4000000000000218") },
+        { "F", "INVALID_API", card_body("4111111111111111"), { path = V2 .. "cacheCard" } },
+        { "F", "INVALID_CLIENT", card_body("4111111111111111"), as("SANDBOX_NOBODY") },
+        { "F", "INVALID_SIGNATURE", card_body("4111111111111111"), { tamper = function(b) return b .. " " end } },
+        { "F", "INVALID_PAYMENTMETHOD_TOKEN", card_body("4000000000000234") },
+        { "F", "METHOD_NOT_SUPPORTED", card_body("4111111111111111"), { method = "GET" } },
+        { "F", "KEY_NOT_FOUND", card_body("4111111111111111"), as("SANDBOX_KEY_NOT_FOUND") },
+        { "F", "ACCESS_DENIED", card_body("4111111111111111"), as("SANDBOX_ACCESS_DENIED") },
+        { "U", "REQUEST_TRAFFIC_EXCEED_LIMIT", card_body("4000000000000267") },
+      },
+      addPaymentMethod = {
+        { "S", "SUCCESS", addcard("4111111111111111") },
+        { "F", "PROCESS_FAIL", addc("2188000000000005") },
+        { "F", "PARAM_ILLEGAL", add_body(("x"):rep(65), "PYMTx") },
+        { "U", "UNKNOWN_EXCEPTION", addcard("4000000000000119") },
+        { "F", "REPEAT_REQ_INCONSISTENT", function()
+          call(sb, "addPaymentMethod", add_body("rc-repeat", (cache(sb, "4111111111111111"))))
+          return call(sb, "addPaymentMethod", add_body("rc-repeat", (cache(sb, "4111111111111111"))))
+        end },
+        { "F", "USER_NOT_EXIST", addc("2100000000000999") },
+        { "F", "USER_STATUS_ABNORMAL", addc("2188000000000001") },
+        { "F", "RISK_REJECT", addcard("4000000000000101") },
+        { "F", "KEY_NOT_FOUND", add_body("rc-k", "PYMTx"), as("SANDBOX_KEY_NOT_FOUND") },
+        { "F", "INVALID_API", add_body("rc-a", "PYMTx"), { path = V2 .. "addPaymentMethod" } },
+        { "F", "INVALID_CLIENT", add_body("rc-c", "PYMTx"), as("SANDBOX_NOBODY") },
+        { "F", "INVALID_SIGNATURE", add_body("rc-s", "PYMTx"), { tamper = function(b) return b .. " " end } },
+        { "U", "REQUEST_TRAFFIC_EXCEED_LIMIT", addc("2188000000000007") },
+        { "F", "ACCESS_DENIED", add_body("rc-d", "PYMTx"), as("SANDBOX_ACCESS_DENIED") },
+        { "F", "SEND_TIMES_EXCEED_LIMIT", addc("2188000000000006") },
+        { "F", "METHOD_NOT_SUPPORTED", add_body("rc-m", "PYMTx"), { method = "GET" } },
+        -- not on this page's list: the sandbox's choice for an unknown or expired temporary token
+        { "F", "INVALID_PAYMENTMETHOD_TOKEN", add_body("rc-t", "PYMT00000000000000000000000000000000") },
+      },
+    }
+    for _, api in ipairs{ "consultAddablePaymentMethod", "cacheCard", "addPaymentMethod" } do
+      for _, row in ipairs(TABLE[api]) do
+        it(api .. " " .. row[2] .. " (" .. row[1] .. "), signed", function()
+          local r
+          if type(row[3]) == "function" then
+            r = row[3]()
+          else
+            r = call(sb, api, row[3], row[4])
+          end
+          assert.are.same({ row[1], row[2] }, { sc(r) })
+          assert.is_true(verify_response(sb, r))
+        end)
+      end
+    end
+  end)
+
+  describe("U answers are recorded", function()
+    it("a re-send with other bytes after a U is REPEAT_REQ_INCONSISTENT", function()
+      local r = call(sb, "addPaymentMethod", add_body("u-rec", (cache(sb, "4000000000000119"))))
+      assert.are.same({ "U", "UNKNOWN_EXCEPTION" }, { sc(r) })
+      -- what a rerun of the whole binding sends: a new temporary token under the same requestId
+      r = call(sb, "addPaymentMethod", add_body("u-rec", (cache(sb, "4000000000000119"))))
+      assert.are.same({ "F", "REPEAT_REQ_INCONSISTENT" }, { sc(r) })
+    end)
+
+    it("an identical re-send after a U gets the final answer, and later ones the same bytes", function()
+      local body = add_body("u-same", (cache(sb, "4000000000000119")))
+      call(sb, "addPaymentMethod", body)
+      local r2 = call(sb, "addPaymentMethod", body)
+      local r3 = call(sb, "addPaymentMethod", body)
+      assert.are.same({ "S", r2.body }, { (sc(r2)), r3.body })
+    end)
+  end)
+
+  describe("consult brandName", function()
+    it("names each payment option's brand", function()
+      local r = call(sb, "consultAddablePaymentMethod", CONSULT)
+      assert.are.same({ "Credit/Debit Card", "GCash" },
+        { r.json.paymentOptions[1].brandName, r.json.paymentOptions[2].brandName })
+    end)
+  end)
+
+  describe("challenge page", function()
+    local RETURN = "http://merchant.example/return?order=1"
+
+    local function challenge(request_id, reference)
+      local token = cache(sb, "4000056655665556", { instUserName = { firstName = "Ada", lastName = "Lovelace" } })
+      local r = call(sb, "addPaymentMethod", add_body(request_id, token,
+        { referenceCustomerId = reference, redirectUrl = RETURN }))
+      assert.are.equal("S", (result_of(r)))
+      return r.json.actionForm.redirectUrl, token
+    end
+
+    local function notified(request_id)
+      local d = sb:wait(function()
+        local list = deliveries_for(request_id)
+        return #list > 0 and list
+      end)
+      return core.json_decode(d[1].body), d
+    end
+
+    it("serves an OTP form", function()
+      local url = challenge("ch-form", "ack")
+      local r = http("GET", url)
+      assert.are.equal(200, r.status)
+      assert.matches('<input id="otp" name="otp"', r.body, 1, true)
+    end)
+
+    it("the right OTP sends a BOUND notification with a final token and returns to redirectUrl", function()
+      local url, token = challenge("ch-ok", "ack")
+      assert.are.equal(0, #deliveries_for("ch-ok"))
+      local r = http("POST", url, nil, "otp=123456")
+      assert.are.same({ 303, RETURN }, { r.status, r.headers["location"] })
+      local n = notified("ch-ok")
+      assert.is_nil(n.result)
+      assert.matches("^ALIPAY", n.paymentMethodDetail.card.cardToken)
+      assert.are_not.equal(token, n.paymentMethodDetail.card.cardToken)
+      assert.are.equal("ack", n.referenceCustomerId)
+    end)
+
+    it("a wrong OTP sends a FAILED notification without a token and returns to redirectUrl", function()
+      local url = challenge("ch-bad", "ack")
+      local r = http("POST", url, nil, "otp=000000")
+      assert.are.same({ 303, RETURN }, { r.status, r.headers["location"] })
+      local n = notified("ch-bad")
+      assert.are.same({ "F", "PROCESS_FAIL" }, { n.result.resultStatus, n.result.resultCode })
+      assert.is_nil(n.paymentMethodDetail.card.cardToken)
+      assert.are.equal("400005******5556", n.paymentMethodDetail.card.mask)
+    end)
+
+    it("is used once", function()
+      local url = challenge("ch-once", "ack")
+      http("POST", url, nil, "otp=123456")
+      assert.are.equal(410, http("POST", url, nil, "otp=123456").status)
+    end)
+
+    it("is forgotten by reset", function()
+      local url = challenge("ch-reset", "ack")
+      sb:reset()
+      assert.are.equal(404, http("GET", url).status)
+    end)
+  end)
+
+  describe("GCASH_EBANK by redirect", function()
+    local function add(request_id)
+      local r = call(sb, "addPaymentMethod", json{ requestId = request_id, customerId = "2162878776333",
+        referenceCustomerId = "ack", paymentMethodDetail = { paymentMethodDetailType = "GCASH_EBANK" },
+        redirectUrl = "http://merchant.example/back" })
+      return r
+    end
+
+    it("answers S with a redirect and no card", function()
+      local r = add("g-1")
+      assert.are.same({ "S", "SUCCESS" }, { sc(r) })
+      assert.matches("/challenge/", r.json.actionForm.redirectUrl, 1, true)
+    end)
+
+    it("notifies BOUND with a final token once the user confirms", function()
+      local r = add("g-2")
+      local page = http("POST", r.json.actionForm.redirectUrl, nil, "decision=confirm")
+      assert.are.equal("http://merchant.example/back", page.headers["location"])
+      local d = sb:wait(function() return deliveries_for("g-2")[1] end)
+      local n = core.json_decode(d.body)
+      assert.are.same({ "GCASH_EBANK", true },
+        { n.paymentMethodDetail.paymentMethodDetailType, n.paymentMethodDetail.card.cardToken:find("^ALIPAY") == 1 })
+    end)
+  end)
+
+  describe("reference ids in notifications", function()
+    local function notification(extra)
+      local token = cache(sb, "4111111111111111")
+      local id = "ref-" .. core.uuid4()
+      local t = { requestId = id, paymentMethodDetail = { paymentMethodDetailType = "CARD",
+                  card = { cardToken = token } } }
+      for k, v in pairs(extra) do t[k] = v end
+      assert.are.equal("S", (result_of(call(sb, "addPaymentMethod", json(t)))))
+      local d = sb:wait(function() return deliveries_for(id)[1] end)
+      return core.json_decode(d.body)
+    end
+
+    it("carries referenceUserId when the request used it", function()
+      local n = notification{ referenceUserId = "user-7", customerId = "2162878776333" }
+      assert.are.same({ "user-7", nil }, { n.referenceUserId, n.referenceCustomerId })
+    end)
+
+    it("carries the customerId as referenceCustomerId when the request had neither", function()
+      local n = notification{ customerId = "2162878776333" }
+      assert.are.equal("2162878776333", n.referenceCustomerId)
+    end)
+  end)
+
+  describe("admin notification re-send", function()
+    it("sends the last notification of a requestId again, signed afresh", function()
+      local token = cache(sb, "4111111111111111")
+      call(sb, "addPaymentMethod", add_body("rs-1", token, { referenceCustomerId = "ack" }))
+      sb:wait(function() return deliveries_for("rs-1")[1] end)
+      assert.are.same({ requestId = "rs-1", queued = true },
+        sb:admin("POST", "notifications/resend", { requestId = "rs-1" }))
+      local d = sb:wait(function()
+        local list = deliveries_for("rs-1")
+        return #list >= 2 and list
+      end)
+      assert.are.same({ d[1].body, true }, { d[2].body, d[2].acknowledged })
+    end)
+
+    it("answers 404 for a requestId that was never notified", function()
+      assert.has_error(function() sb:admin("POST", "notifications/resend", { requestId = "nobody" }) end)
     end)
   end)
 
