@@ -814,6 +814,139 @@ describe("dws sandbox", function()
     end)
   end)
 
+  describe("field limits: the SDK's validation and the sandbox agree at max and max + 1", function()
+    local api = require "dws.api"
+    local validate = require "dws.validate"
+    local testdata = require "dws.sandbox.testdata"
+    local seq = 0
+
+    local function luhn_number(n)
+      local head = ("4"):rep(n - 1)
+      for d = 0, 9 do
+        if testdata.luhn(head .. d) then return head .. d end
+      end
+    end
+    -- A value of n characters the field's own format allows, so only the length is judged.
+    local VALUES = {
+      customerId = function(n) return ("2"):rep(n) end,
+      cardNo = luhn_number,
+      securityCode = function(n) return ("1"):rep(n) end,
+      expiryYear = function(n) return "2099" .. ("9"):rep(n - 4) end,
+      expiryMonth = function(n) return ("0"):rep(n - 1) .. "7" end,
+      requestId = function(n)
+        seq = seq + 1
+        local id = "lim" .. seq
+        return id .. ("x"):rep(n - #id)
+      end,
+    }
+    local function value(name, n) return (VALUES[name] or function(k) return ("a"):rep(k) end)(n) end
+
+    local BASE = {
+      consultAddablePaymentMethod = function()
+        return { customerId = "2162878776333", env = { terminalType = "APP", osType = "Android" },
+                 scenes = { "TOPUP" } }
+      end,
+      cacheCard = function()
+        return { paymentMethodDetail = { paymentMethodDetailType = "card",
+          card = { cardNo = "4111111111111111", expiryYear = "2099", expiryMonth = "07", securityCode = "123",
+                   instUserName = {}, billingAddress = {} } } }
+      end,
+      addPaymentMethod = function()
+        return { requestId = value("requestId", 20), customerId = "2162878776333",
+                 env = { terminalType = "APP", osType = "Android" },
+                 paymentMethodDetail = { paymentMethodDetailType = "CARD", card = { cardToken = "PYMTx" } } }
+      end,
+    }
+    -- Value rules rather than lengths: cacheCard takes only the type "card"; terminalType is an enum.
+    local SKIP = { ["cacheCard paymentMethodDetail.paymentMethodDetailType"] = true }
+
+    -- Every string field with a maximum in the SDK's definitions.
+    local function walk(spec, path, out)
+      for name, field in pairs(spec.fields) do
+        local p = path == "" and name or path .. "." .. name
+        if field.kind == "object" then
+          walk(field, p, out)
+        elseif field.kind == "array" and field.items.kind == "string" then
+          out[#out + 1] = { path = p, array = true, name = name, max = field.items.max }
+        elseif field.kind == "string" and field.max and not field.enum then
+          out[#out + 1] = { path = p, name = name, max = field.max }
+        end
+      end
+      return out
+    end
+
+    local function set(req, f, v)
+      local t = req
+      local keys = {}
+      for k in f.path:gmatch("[^.]+") do keys[#keys + 1] = k end
+      for i = 1, #keys - 1 do
+        t[keys[i]] = t[keys[i]] or {}
+        t = t[keys[i]]
+      end
+      t[keys[#keys]] = f.array and { v } or v
+    end
+
+    for _, def in ipairs(api.ALL) do
+      local fields = walk(def.request, "", {})
+      table.sort(fields, function(a, b) return a.path < b.path end)
+      for _, f in ipairs(fields) do
+        if not SKIP[def.name .. " " .. f.path] then
+          it(def.name .. " " .. f.path .. " (" .. f.max .. ")", function()
+            local got = {}
+            for _, n in ipairs{ f.max, f.max + 1 } do
+              local req = BASE[def.name]()
+              set(req, f, value(f.name, n))
+              local sdk_ok = validate.request(def, req) ~= nil
+              local _, code = result_of(call(sb, def.name, json(req)))
+              got[#got + 1] = { n = n, sdk = sdk_ok, sandbox = code ~= "PARAM_ILLEGAL" }
+            end
+            assert.are.same({ { n = f.max, sdk = true, sandbox = true }, { n = f.max + 1, sdk = false, sandbox = false } },
+              got)
+          end)
+        end
+      end
+    end
+
+    it("both count characters, not bytes", function()
+      local req = BASE.cacheCard()
+      req.paymentMethodDetail.card.instUserName.lastName = ("é"):rep(64)
+      local _, code = result_of(call(sb, "cacheCard", json(req)))
+      assert.are.same({ true, "SUCCESS" }, { validate.request(api.cacheCard, req) ~= nil, code })
+    end)
+
+    it("both require expiryYear and expiryMonth in cacheCard", function()
+      local req = BASE.cacheCard()
+      req.paymentMethodDetail.card.expiryMonth = nil
+      local _, code = result_of(call(sb, "cacheCard", json(req)))
+      assert.are.same({ false, "PARAM_ILLEGAL" }, { validate.request(api.cacheCard, req) ~= nil, code })
+    end)
+
+    it("both take a non-card method without a card, and refuse CARD without one", function()
+      local gcash = BASE.addPaymentMethod()
+      gcash.paymentMethodDetail = { paymentMethodDetailType = "GCASH_EBANK" }
+      local card = BASE.addPaymentMethod()
+      card.paymentMethodDetail.card = nil
+      local _, c1 = result_of(call(sb, "addPaymentMethod", json(gcash)))
+      local _, c2 = result_of(call(sb, "addPaymentMethod", json(card)))
+      assert.are.same({ true, "SUCCESS", false, "PARAM_ILLEGAL" },
+        { validate.request(api.addPaymentMethod, gcash) ~= nil, c1, validate.request(api.addPaymentMethod, card) ~= nil, c2 })
+    end)
+
+    it("both refuse card data in addPaymentMethod", function()
+      local req = BASE.addPaymentMethod()
+      req.paymentMethodDetail.card.cardNo = "4111111111111111"
+      local _, code = result_of(call(sb, "addPaymentMethod", json(req)))
+      assert.are.same({ false, "PARAM_ILLEGAL" }, { validate.request(api.addPaymentMethod, req) ~= nil, code })
+    end)
+
+    it("both require a customerId when neither reference id is given", function()
+      local req = BASE.addPaymentMethod()
+      req.customerId = nil
+      local _, code = result_of(call(sb, "addPaymentMethod", json(req)))
+      assert.are.same({ false, "PARAM_ILLEGAL" }, { validate.request(api.addPaymentMethod, req) ~= nil, code })
+    end)
+  end)
+
   describe("faults", function()
     it("spoils the next N answers, logs each request with its fault, then answers normally", function()
       sb:fault("tamper", 2)

@@ -301,6 +301,10 @@ local function check_add(r)
     local p = "paymentMethodDetail.card."
     str(card, "cardToken", p, { required = is_card, max = LIMITS.card.cardToken })
     str(card, "paymentMethodDetailMetadata", p, { max = LIMITS.card.paymentMethodDetailMetadata })
+    -- Card data goes to cacheCard only; here it would be a leak, not a request.
+    for _, k in ipairs{ "cardNo", "securityCode" } do
+      if card[k] ~= nil and is_card then invalid(p .. k, "must not be sent to addPaymentMethod") end
+    end
   end
   check_env(r, false)
 end
