@@ -419,7 +419,8 @@ describe("dws sandbox", function()
         return r
       end
       local r = add("4000056655665556", "c-1")
-      assert.are.same({ "sms", "+6222***508" }, { r.json.actionForm.challengeType, r.json.actionForm.challengeRenderValue })
+      local form = r.json.actionForm
+      assert.are.same({ "sms", "+6222***508" }, { form.challengeType, form.challengeRenderValue })
       assert.matches("^" .. sb.http_url:gsub("%p", "%%%0") .. "/challenge/[%w_%-]+$", r.json.actionForm.redirectUrl)
       assert.is_nil(r.json.paymentMethodDetail.card.cardToken)
       r = add("4000000000000077", "p-1")
@@ -900,8 +901,8 @@ describe("dws sandbox", function()
               local _, code = result_of(call(sb, def.name, json(req)))
               got[#got + 1] = { n = n, sdk = sdk_ok, sandbox = code ~= "PARAM_ILLEGAL" }
             end
-            assert.are.same({ { n = f.max, sdk = true, sandbox = true }, { n = f.max + 1, sdk = false, sandbox = false } },
-              got)
+            assert.are.same({ { n = f.max, sdk = true, sandbox = true },
+                              { n = f.max + 1, sdk = false, sandbox = false } }, got)
           end)
         end
       end
@@ -929,7 +930,8 @@ describe("dws sandbox", function()
       local _, c1 = result_of(call(sb, "addPaymentMethod", json(gcash)))
       local _, c2 = result_of(call(sb, "addPaymentMethod", json(card)))
       assert.are.same({ true, "SUCCESS", false, "PARAM_ILLEGAL" },
-        { validate.request(api.addPaymentMethod, gcash) ~= nil, c1, validate.request(api.addPaymentMethod, card) ~= nil, c2 })
+        { validate.request(api.addPaymentMethod, gcash) ~= nil, c1,
+          validate.request(api.addPaymentMethod, card) ~= nil, c2 })
     end)
 
     it("both refuse card data in addPaymentMethod", function()
