@@ -9,6 +9,7 @@ local ROOT = os.getenv("DWS_ROOT") or "."
 local CARDS = { "4111111111111111", "5555555555554444", "4000056655665556", "4000000000000077",
                 "4000000000000101", "4000000000000119", "378282246310005", "4242424242424242" }
 
+local dws_null = core.null
 local tmp -- scratch directory for curl's header and body files
 
 -- -> output, exit status (from the shell itself: LuaJIT's popen close does not report it)
@@ -66,7 +67,7 @@ local function call(sb, api, body, opts)
                                     "Request-Time: " .. time, "Signature: " .. sig }
   local sent = opts.tamper and opts.tamper(body) or body
   local r = http(opts.method or "POST", (opts.base or sb.http_url) .. path, headers, sent, opts.curl)
-  r.path, r.client_id = path, client_id
+  r.path, r.client_id, r.method = path, client_id, opts.method or "POST"
   r.json = core.json_decode(r.body)
   return r
 end
@@ -79,7 +80,7 @@ local function verify_response(sb, r, key)
   local sig = r.headers["signature"]
   if type(sig) ~= "string" or not r.headers["response-time"] then return false, "no signature" end
   local parsed = assert(core.parse_signature_header(sig))
-  return core.verify(key or sb.dws_key, "POST", r.path, r.headers["client-id"], r.headers["response-time"],
+  return core.verify(key or sb.dws_key, r.method or "POST", r.path, r.headers["client-id"], r.headers["response-time"],
     r.body, parsed.signature)
 end
 
@@ -113,8 +114,8 @@ local function add_body(request_id, token, extra)
   return json(t)
 end
 
-local function cache(sb, no)
-  local r = call(sb, "cacheCard", card_body(no))
+local function cache(sb, no, extra)
+  local r = call(sb, "cacheCard", card_body(no, extra))
   assert.are.equal("S", (result_of(r)))
   return r.json.paymentMethodDetail.card.cardToken, r
 end
@@ -397,7 +398,8 @@ describe("dws sandbox #nginx", function()
       local r1 = call(sb, "addPaymentMethod", body)
       assert.are.equal("S", (result_of(r1)))
       assert.are.equal("bind-1", r1.json.requestId)
-      assert.are.equal(token, r1.json.paymentMethodDetail.card.cardToken)
+      -- as the page's own sample answer: no token, the final one comes by notification
+      assert.are.same({}, r1.json.paymentMethodDetail.card)
       local r2 = call(sb, "addPaymentMethod", body)
       assert.are.equal(r1.body, r2.body)
       assert.is_true(verify_response(sb, r2))
@@ -417,7 +419,9 @@ describe("dws sandbox #nginx", function()
         return r
       end
       local r = add("4000056655665556", "c-1")
-      assert.are.same({ challengeType = "sms", challengeRenderValue = "+6222***508" }, r.json.actionForm)
+      local form = r.json.actionForm
+      assert.are.same({ "sms", "+6222***508" }, { form.challengeType, form.challengeRenderValue })
+      assert.matches("^" .. sb.http_url:gsub("%p", "%%%0") .. "/challenge/[%w_%-]+$", r.json.actionForm.redirectUrl)
       assert.is_nil(r.json.paymentMethodDetail.card.cardToken)
       r = add("4000000000000077", "p-1")
       assert.are.equal("S", (result_of(r)))
@@ -431,7 +435,6 @@ describe("dws sandbox #nginx", function()
       assert.are.same({ "U", "UNKNOWN_EXCEPTION" }, { sc(r) })
       r = call(sb, "addPaymentMethod", body)
       assert.are.equal("S", (result_of(r)))
-      assert.are.equal(token, r.json.paymentMethodDetail.card.cardToken)
       assert.are.same({ "F", "USER_STATUS_ABNORMAL" }, { sc(call(sb, "addPaymentMethod",
         add_body("a-1", (cache(sb, "4111111111111111")), { customerId = "2188000000000001" }))) })
     end)
@@ -451,8 +454,13 @@ describe("dws sandbox #nginx", function()
         { add_body("v-1", token, { referenceCustomerId = "a", referenceUserId = "b" }), "referenceUserId" },
         { add_body(("x"):rep(65), token), "requestId" },
         { add_body("v-3", token, { env = { terminalType = "WAP" } }), "env.osType" },
-        { json{ requestId = "v-4", paymentMethodDetail = { paymentMethodDetailType = "CARD", card = {} } },
+        { json{ requestId = "v-4", customerId = "2162878776333",
+                paymentMethodDetail = { paymentMethodDetailType = "CARD", card = {} } },
           "paymentMethodDetail.card.cardToken" },
+        { json{ requestId = "v-6", customerId = "2162878776333",
+                paymentMethodDetail = { paymentMethodDetailType = "CARD" } }, "paymentMethodDetail.card" },
+        { add_body("v-7", token, { customerId = dws_null }), "customerId" },
+        { add_body("v-8", token, { referenceUserId = "u", isTemporary = "true" }), "isTemporary" },
         { add_body("v-5", token, { isTemporary = "maybe" }), "isTemporary" },
       }
       for i, c in ipairs(cases) do
@@ -465,9 +473,10 @@ describe("dws sandbox #nginx", function()
 
   describe("notifications", function()
     local function bind(no, request_id, reference)
-      local r = call(sb, "addPaymentMethod", add_body(request_id, (cache(sb, no)),
-        { referenceCustomerId = reference }))
+      local token = cache(sb, no, { instUserName = { firstName = "Ada", lastName = "Lovelace" } })
+      local r = call(sb, "addPaymentMethod", add_body(request_id, token, { referenceCustomerId = reference }))
       assert.are.equal("S", (result_of(r)))
+      r.token = token
       return r
     end
 
@@ -495,13 +504,21 @@ describe("dws sandbox #nginx", function()
       local n = core.json_decode(got.body)
       assert.are.equal("ack", n.referenceCustomerId)
       assert.are.equal("n-ack", n.requestId)
-      assert.are.equal("MERCHANT", n.operateSource)
-      assert.are.same({ brand = "VISA", cardToken = r.json.paymentMethodDetail.card.cardToken,
-                        mask = "411111******1111", expiryMonth = "**", expiryYear = "**" },
-                      n.paymentMethodDetail.card)
+      assert.is_nil(n.operateSource) -- as the page's sample
+      assert.is_nil(n.result)
+      local c = n.paymentMethodDetail.card
+      assert.are.equal("CARD", n.paymentMethodDetail.paymentMethodDetailType)
+      assert.are.same({ "VISA", "411111******1111", "**", "**" }, { c.brand, c.mask, c.expiryMonth, c.expiryYear })
+      assert.are.same({ firstName = "****", lastName = "Lovelace" }, c.instUserName)
+      assert.matches("^%x+$", c.hashCode)
+      assert.are.equal(64, #c.hashCode)
+      assert.are.same({ isFirstBoundAssetForPayOrTopUp = "true", isBoundByOthers = "false" },
+        core.json_decode(c.paymentMethodDetailMetadata))
+      -- the final token, never the temporary one
+      assert.matches("^ALIPAY[%w+/]+=*$", c.cardToken)
+      assert.are_not.equal(r.token, c.cardToken)
       -- a repeated addPaymentMethod does not notify again
-      call(sb, "addPaymentMethod", add_body("n-ack", r.json.paymentMethodDetail.card.cardToken,
-        { referenceCustomerId = "ack" }))
+      call(sb, "addPaymentMethod", add_body("n-ack", r.token, { referenceCustomerId = "ack" }))
       nginx.sleep(0.3)
       assert.are.equal(1, #deliveries_for("n-ack"))
     end)
@@ -535,7 +552,7 @@ describe("dws sandbox #nginx", function()
       assert.are.equal(8, #deliveries_for("n-never"))
       local p = deliveries_for("n-pending")
       assert.are.equal(1, #p)
-      assert.matches("^PYMT", core.json_decode(p[1].body).paymentMethodDetail.card.cardToken)
+      assert.matches("^ALIPAY", core.json_decode(p[1].body).paymentMethodDetail.card.cardToken)
       assert.are.equal(0, #deliveries_for("n-challenge"))
     end)
 
@@ -553,6 +570,382 @@ describe("dws sandbox #nginx", function()
       end
       -- A lower bound only (never an upper one): the pending card waited at least notify_delay.
       assert.is_true(sent["d-pending"] - asked["d-pending"] >= 300)
+    end)
+  end)
+
+  describe("result codes: every code each page lists, reached through documented test data", function()
+    local V2 = "/ams/sandbox/api/v2/paymentMethods/"
+    local function cust(id) return consult_body(id) end
+    local function addc(customer)
+      return function()
+        return call(sb, "addPaymentMethod", add_body("rc-" .. customer, (cache(sb, "4111111111111111")),
+          { customerId = customer }))
+      end
+    end
+    local function addcard(no)
+      return function() return call(sb, "addPaymentMethod", add_body("rc-" .. no, (cache(sb, no)))) end
+    end
+    local function as(client_id) return { client_id = client_id } end
+    local TABLE = {
+      consultAddablePaymentMethod = {
+        { "S", "SUCCESS", CONSULT },
+        { "F", "PROCESS_FAIL", cust("2188000000000005") },
+        { "F", "PARAM_ILLEGAL", json{ customerId = "2162878776333" } },
+        { "U", "UNKNOWN_EXCEPTION", cust("2188000000000003") },
+        { "F", "NO_PAY_OPTIONS", cust("2188000000000004") },
+        { "F", "USER_STATUS_ABNORMAL", cust("2188000000000001") },
+        { "F", "USER_NOT_EXIST", cust("2100000000000999") },
+        { "F", "KEY_NOT_FOUND", CONSULT, as("SANDBOX_KEY_NOT_FOUND") },
+        { "F", "INVALID_API", CONSULT, { path = V2 .. "consultAddablePaymentMethod" } },
+        { "F", "INVALID_CLIENT", CONSULT, as("SANDBOX_NOBODY") },
+        { "F", "INVALID_SIGNATURE", CONSULT, { tamper = function(b) return b .. " " end } },
+        { "U", "REQUEST_TRAFFIC_EXCEED_LIMIT", cust("2188000000000007") },
+        { "F", "ACCESS_DENIED", CONSULT, as("SANDBOX_ACCESS_DENIED") },
+        { "F", "SEND_TIMES_EXCEED_LIMIT", cust("2188000000000006") },
+        { "F", "METHOD_NOT_SUPPORTED", CONSULT, { method = "PUT" } },
+      },
+      cacheCard = {
+        { "S", "SUCCESS", card_body("4111111111111111") },
+        { "F", "PROCESS_FAIL", card_body("4000000000000226") },
+        { "F", "PARAM_ILLEGAL", card_body("4111111111111112") },
+        { "U", "UNKNOWN_EXCEPTION", card_body("4000000000000259") },
+        { "F", "REPEAT_REQ_INCONSISTENT", card_body("4000000000000242") },
+        { "F", "USER_NOT_EXIST", card_body("4000000000000200") },
+        { "F", "USER_STATUS_ABNORMAL", card_body("4000000000000218") },
+        { "F", "INVALID_API", card_body("4111111111111111"), { path = V2 .. "cacheCard" } },
+        { "F", "INVALID_CLIENT", card_body("4111111111111111"), as("SANDBOX_NOBODY") },
+        { "F", "INVALID_SIGNATURE", card_body("4111111111111111"), { tamper = function(b) return b .. " " end } },
+        { "F", "INVALID_PAYMENTMETHOD_TOKEN", card_body("4000000000000234") },
+        { "F", "METHOD_NOT_SUPPORTED", card_body("4111111111111111"), { method = "GET" } },
+        { "F", "KEY_NOT_FOUND", card_body("4111111111111111"), as("SANDBOX_KEY_NOT_FOUND") },
+        { "F", "ACCESS_DENIED", card_body("4111111111111111"), as("SANDBOX_ACCESS_DENIED") },
+        { "U", "REQUEST_TRAFFIC_EXCEED_LIMIT", card_body("4000000000000267") },
+      },
+      addPaymentMethod = {
+        { "S", "SUCCESS", addcard("4111111111111111") },
+        { "F", "PROCESS_FAIL", addc("2188000000000005") },
+        { "F", "PARAM_ILLEGAL", add_body(("x"):rep(65), "PYMTx") },
+        { "U", "UNKNOWN_EXCEPTION", addcard("4000000000000119") },
+        { "F", "REPEAT_REQ_INCONSISTENT", function()
+          call(sb, "addPaymentMethod", add_body("rc-repeat", (cache(sb, "4111111111111111"))))
+          return call(sb, "addPaymentMethod", add_body("rc-repeat", (cache(sb, "4111111111111111"))))
+        end },
+        { "F", "USER_NOT_EXIST", addc("2100000000000999") },
+        { "F", "USER_STATUS_ABNORMAL", addc("2188000000000001") },
+        { "F", "RISK_REJECT", addcard("4000000000000101") },
+        { "F", "KEY_NOT_FOUND", add_body("rc-k", "PYMTx"), as("SANDBOX_KEY_NOT_FOUND") },
+        { "F", "INVALID_API", add_body("rc-a", "PYMTx"), { path = V2 .. "addPaymentMethod" } },
+        { "F", "INVALID_CLIENT", add_body("rc-c", "PYMTx"), as("SANDBOX_NOBODY") },
+        { "F", "INVALID_SIGNATURE", add_body("rc-s", "PYMTx"), { tamper = function(b) return b .. " " end } },
+        { "U", "REQUEST_TRAFFIC_EXCEED_LIMIT", addc("2188000000000007") },
+        { "F", "ACCESS_DENIED", add_body("rc-d", "PYMTx"), as("SANDBOX_ACCESS_DENIED") },
+        { "F", "SEND_TIMES_EXCEED_LIMIT", addc("2188000000000006") },
+        { "F", "METHOD_NOT_SUPPORTED", add_body("rc-m", "PYMTx"), { method = "GET" } },
+        -- not on this page's list: the sandbox's choice for an unknown or expired temporary token
+        { "F", "INVALID_PAYMENTMETHOD_TOKEN", add_body("rc-t", "PYMT00000000000000000000000000000000") },
+      },
+    }
+    for _, api in ipairs{ "consultAddablePaymentMethod", "cacheCard", "addPaymentMethod" } do
+      for _, row in ipairs(TABLE[api]) do
+        it(api .. " " .. row[2] .. " (" .. row[1] .. "), signed", function()
+          local r
+          if type(row[3]) == "function" then
+            r = row[3]()
+          else
+            r = call(sb, api, row[3], row[4])
+          end
+          assert.are.same({ row[1], row[2] }, { sc(r) })
+          assert.is_true(verify_response(sb, r))
+        end)
+      end
+    end
+  end)
+
+  describe("U answers are recorded", function()
+    it("a re-send with other bytes after a U is REPEAT_REQ_INCONSISTENT", function()
+      local r = call(sb, "addPaymentMethod", add_body("u-rec", (cache(sb, "4000000000000119"))))
+      assert.are.same({ "U", "UNKNOWN_EXCEPTION" }, { sc(r) })
+      -- what a rerun of the whole binding sends: a new temporary token under the same requestId
+      r = call(sb, "addPaymentMethod", add_body("u-rec", (cache(sb, "4000000000000119"))))
+      assert.are.same({ "F", "REPEAT_REQ_INCONSISTENT" }, { sc(r) })
+    end)
+
+    it("an identical re-send after a U gets the final answer, and later ones the same bytes", function()
+      local body = add_body("u-same", (cache(sb, "4000000000000119")))
+      call(sb, "addPaymentMethod", body)
+      local r2 = call(sb, "addPaymentMethod", body)
+      local r3 = call(sb, "addPaymentMethod", body)
+      assert.are.same({ "S", r2.body }, { (sc(r2)), r3.body })
+    end)
+  end)
+
+  describe("consult brandName", function()
+    it("names each payment option's brand", function()
+      local r = call(sb, "consultAddablePaymentMethod", CONSULT)
+      assert.are.same({ "Credit/Debit Card", "GCash" },
+        { r.json.paymentOptions[1].brandName, r.json.paymentOptions[2].brandName })
+    end)
+  end)
+
+  describe("challenge page", function()
+    local RETURN = "http://merchant.example/return?order=1"
+
+    local function challenge(request_id, reference)
+      local token = cache(sb, "4000056655665556", { instUserName = { firstName = "Ada", lastName = "Lovelace" } })
+      local r = call(sb, "addPaymentMethod", add_body(request_id, token,
+        { referenceCustomerId = reference, redirectUrl = RETURN }))
+      assert.are.equal("S", (result_of(r)))
+      return r.json.actionForm.redirectUrl, token
+    end
+
+    local function notified(request_id)
+      local d = sb:wait(function()
+        local list = deliveries_for(request_id)
+        return #list > 0 and list
+      end)
+      return core.json_decode(d[1].body), d
+    end
+
+    it("serves an OTP form", function()
+      local url = challenge("ch-form", "ack")
+      local r = http("GET", url)
+      assert.are.equal(200, r.status)
+      assert.matches('<input id="otp" name="otp"', r.body, 1, true)
+    end)
+
+    it("the right OTP sends a BOUND notification with a final token and returns to redirectUrl", function()
+      local url, token = challenge("ch-ok", "ack")
+      assert.are.equal(0, #deliveries_for("ch-ok"))
+      local r = http("POST", url, nil, "otp=123456")
+      assert.are.same({ 303, RETURN }, { r.status, r.headers["location"] })
+      local n = notified("ch-ok")
+      assert.is_nil(n.result)
+      assert.matches("^ALIPAY", n.paymentMethodDetail.card.cardToken)
+      assert.are_not.equal(token, n.paymentMethodDetail.card.cardToken)
+      assert.are.equal("ack", n.referenceCustomerId)
+    end)
+
+    it("a wrong OTP sends a FAILED notification without a token and returns to redirectUrl", function()
+      local url = challenge("ch-bad", "ack")
+      local r = http("POST", url, nil, "otp=000000")
+      assert.are.same({ 303, RETURN }, { r.status, r.headers["location"] })
+      local n = notified("ch-bad")
+      assert.are.same({ "F", "PROCESS_FAIL" }, { n.result.resultStatus, n.result.resultCode })
+      assert.is_nil(n.paymentMethodDetail.card.cardToken)
+      assert.are.equal("400005******5556", n.paymentMethodDetail.card.mask)
+    end)
+
+    it("is used once", function()
+      local url = challenge("ch-once", "ack")
+      http("POST", url, nil, "otp=123456")
+      assert.are.equal(410, http("POST", url, nil, "otp=123456").status)
+    end)
+
+    it("is forgotten by reset", function()
+      local url = challenge("ch-reset", "ack")
+      sb:reset()
+      assert.are.equal(404, http("GET", url).status)
+    end)
+  end)
+
+  describe("GCASH_EBANK by redirect", function()
+    local function add(request_id)
+      local r = call(sb, "addPaymentMethod", json{ requestId = request_id, customerId = "2162878776333",
+        referenceCustomerId = "ack", paymentMethodDetail = { paymentMethodDetailType = "GCASH_EBANK" },
+        redirectUrl = "http://merchant.example/back" })
+      return r
+    end
+
+    it("answers S with a redirect and no card", function()
+      local r = add("g-1")
+      assert.are.same({ "S", "SUCCESS" }, { sc(r) })
+      assert.matches("/challenge/", r.json.actionForm.redirectUrl, 1, true)
+    end)
+
+    it("notifies BOUND with a final token once the user confirms", function()
+      local r = add("g-2")
+      local page = http("POST", r.json.actionForm.redirectUrl, nil, "decision=confirm")
+      assert.are.equal("http://merchant.example/back", page.headers["location"])
+      local d = sb:wait(function() return deliveries_for("g-2")[1] end)
+      local n = core.json_decode(d.body)
+      assert.are.same({ "GCASH_EBANK", true },
+        { n.paymentMethodDetail.paymentMethodDetailType, n.paymentMethodDetail.card.cardToken:find("^ALIPAY") == 1 })
+    end)
+  end)
+
+  describe("reference ids in notifications", function()
+    local function notification(extra)
+      local token = cache(sb, "4111111111111111")
+      local id = "ref-" .. core.uuid4()
+      local t = { requestId = id, paymentMethodDetail = { paymentMethodDetailType = "CARD",
+                  card = { cardToken = token } } }
+      for k, v in pairs(extra) do t[k] = v end
+      assert.are.equal("S", (result_of(call(sb, "addPaymentMethod", json(t)))))
+      local d = sb:wait(function() return deliveries_for(id)[1] end)
+      return core.json_decode(d.body)
+    end
+
+    it("carries referenceUserId when the request used it", function()
+      local n = notification{ referenceUserId = "user-7", customerId = "2162878776333" }
+      assert.are.same({ "user-7", nil }, { n.referenceUserId, n.referenceCustomerId })
+    end)
+
+    it("carries the customerId as referenceCustomerId when the request had neither", function()
+      local n = notification{ customerId = "2162878776333" }
+      assert.are.equal("2162878776333", n.referenceCustomerId)
+    end)
+  end)
+
+  describe("admin notification re-send", function()
+    it("sends the last notification of a requestId again, signed afresh", function()
+      local token = cache(sb, "4111111111111111")
+      call(sb, "addPaymentMethod", add_body("rs-1", token, { referenceCustomerId = "ack" }))
+      sb:wait(function() return deliveries_for("rs-1")[1] end)
+      assert.are.same({ requestId = "rs-1", queued = true },
+        sb:admin("POST", "notifications/resend", { requestId = "rs-1" }))
+      local d = sb:wait(function()
+        local list = deliveries_for("rs-1")
+        return #list >= 2 and list
+      end)
+      assert.are.same({ d[1].body, true }, { d[2].body, d[2].acknowledged })
+    end)
+
+    it("answers 404 for a requestId that was never notified", function()
+      assert.has_error(function() sb:admin("POST", "notifications/resend", { requestId = "nobody" }) end)
+    end)
+  end)
+
+  describe("field limits: the SDK's validation and the sandbox agree at max and max + 1", function()
+    local api = require "dws.api"
+    local validate = require "dws.validate"
+    local testdata = require "dws.sandbox.testdata"
+    local seq = 0
+
+    local function luhn_number(n)
+      local head = ("4"):rep(n - 1)
+      for d = 0, 9 do
+        if testdata.luhn(head .. d) then return head .. d end
+      end
+    end
+    -- A value of n characters the field's own format allows, so only the length is judged.
+    local VALUES = {
+      customerId = function(n) return ("2"):rep(n) end,
+      cardNo = luhn_number,
+      securityCode = function(n) return ("1"):rep(n) end,
+      expiryYear = function(n) return "2099" .. ("9"):rep(n - 4) end,
+      expiryMonth = function(n) return ("0"):rep(n - 1) .. "7" end,
+      requestId = function(n)
+        seq = seq + 1
+        local id = "lim" .. seq
+        return id .. ("x"):rep(n - #id)
+      end,
+    }
+    local function value(name, n) return (VALUES[name] or function(k) return ("a"):rep(k) end)(n) end
+
+    local BASE = {
+      consultAddablePaymentMethod = function()
+        return { customerId = "2162878776333", env = { terminalType = "APP", osType = "Android" },
+                 scenes = { "TOPUP" } }
+      end,
+      cacheCard = function()
+        return { paymentMethodDetail = { paymentMethodDetailType = "card",
+          card = { cardNo = "4111111111111111", expiryYear = "2099", expiryMonth = "07", securityCode = "123",
+                   instUserName = {}, billingAddress = {} } } }
+      end,
+      addPaymentMethod = function()
+        return { requestId = value("requestId", 20), customerId = "2162878776333",
+                 env = { terminalType = "APP", osType = "Android" },
+                 paymentMethodDetail = { paymentMethodDetailType = "CARD", card = { cardToken = "PYMTx" } } }
+      end,
+    }
+    -- Value rules rather than lengths: cacheCard takes only the type "card"; terminalType is an enum.
+    local SKIP = { ["cacheCard paymentMethodDetail.paymentMethodDetailType"] = true }
+
+    -- Every string field with a maximum in the SDK's definitions.
+    local function walk(spec, path, out)
+      for name, field in pairs(spec.fields) do
+        local p = path == "" and name or path .. "." .. name
+        if field.kind == "object" then
+          walk(field, p, out)
+        elseif field.kind == "array" and field.items.kind == "string" then
+          out[#out + 1] = { path = p, array = true, name = name, max = field.items.max }
+        elseif field.kind == "string" and field.max and not field.enum then
+          out[#out + 1] = { path = p, name = name, max = field.max }
+        end
+      end
+      return out
+    end
+
+    local function set(req, f, v)
+      local t = req
+      local keys = {}
+      for k in f.path:gmatch("[^.]+") do keys[#keys + 1] = k end
+      for i = 1, #keys - 1 do
+        t[keys[i]] = t[keys[i]] or {}
+        t = t[keys[i]]
+      end
+      t[keys[#keys]] = f.array and { v } or v
+    end
+
+    for _, def in ipairs(api.ALL) do
+      local fields = walk(def.request, "", {})
+      table.sort(fields, function(a, b) return a.path < b.path end)
+      for _, f in ipairs(fields) do
+        if not SKIP[def.name .. " " .. f.path] then
+          it(def.name .. " " .. f.path .. " (" .. f.max .. ")", function()
+            local got = {}
+            for _, n in ipairs{ f.max, f.max + 1 } do
+              local req = BASE[def.name]()
+              set(req, f, value(f.name, n))
+              local sdk_ok = validate.request(def, req) ~= nil
+              local _, code = result_of(call(sb, def.name, json(req)))
+              got[#got + 1] = { n = n, sdk = sdk_ok, sandbox = code ~= "PARAM_ILLEGAL" }
+            end
+            assert.are.same({ { n = f.max, sdk = true, sandbox = true },
+                              { n = f.max + 1, sdk = false, sandbox = false } }, got)
+          end)
+        end
+      end
+    end
+
+    it("both count characters, not bytes", function()
+      local req = BASE.cacheCard()
+      req.paymentMethodDetail.card.instUserName.lastName = ("é"):rep(64)
+      local _, code = result_of(call(sb, "cacheCard", json(req)))
+      assert.are.same({ true, "SUCCESS" }, { validate.request(api.cacheCard, req) ~= nil, code })
+    end)
+
+    it("both require expiryYear and expiryMonth in cacheCard", function()
+      local req = BASE.cacheCard()
+      req.paymentMethodDetail.card.expiryMonth = nil
+      local _, code = result_of(call(sb, "cacheCard", json(req)))
+      assert.are.same({ false, "PARAM_ILLEGAL" }, { validate.request(api.cacheCard, req) ~= nil, code })
+    end)
+
+    it("both take a non-card method without a card, and refuse CARD without one", function()
+      local gcash = BASE.addPaymentMethod()
+      gcash.paymentMethodDetail = { paymentMethodDetailType = "GCASH_EBANK" }
+      local card = BASE.addPaymentMethod()
+      card.paymentMethodDetail.card = nil
+      local _, c1 = result_of(call(sb, "addPaymentMethod", json(gcash)))
+      local _, c2 = result_of(call(sb, "addPaymentMethod", json(card)))
+      assert.are.same({ true, "SUCCESS", false, "PARAM_ILLEGAL" },
+        { validate.request(api.addPaymentMethod, gcash) ~= nil, c1,
+          validate.request(api.addPaymentMethod, card) ~= nil, c2 })
+    end)
+
+    it("both refuse card data in addPaymentMethod", function()
+      local req = BASE.addPaymentMethod()
+      req.paymentMethodDetail.card.cardNo = "4111111111111111"
+      local _, code = result_of(call(sb, "addPaymentMethod", json(req)))
+      assert.are.same({ false, "PARAM_ILLEGAL" }, { validate.request(api.addPaymentMethod, req) ~= nil, code })
+    end)
+
+    it("both require a customerId when neither reference id is given", function()
+      local req = BASE.addPaymentMethod()
+      req.customerId = nil
+      local _, code = result_of(call(sb, "addPaymentMethod", json(req)))
+      assert.are.same({ false, "PARAM_ILLEGAL" }, { validate.request(api.addPaymentMethod, req) ~= nil, code })
     end)
   end)
 

@@ -146,7 +146,8 @@ describe("validate: cacheCard", function()
   end)
   it("requires paymentMethodDetail, its type, its card and the card number", function()
     rejects(CACHE, {}, "paymentMethodDetail")
-    rejects(CACHE, { paymentMethodDetail = { card = { cardNo = "4111111111111111" } } },
+    rejects(CACHE, { paymentMethodDetail = { card = { cardNo = "4111111111111111", expiryYear = "2030",
+      expiryMonth = "12" } } },
       "paymentMethodDetail.paymentMethodDetailType")
     rejects(CACHE, { paymentMethodDetail = { paymentMethodDetailType = "card" } }, "paymentMethodDetail.card")
     local r = cache(); r.paymentMethodDetail.card.cardNo = nil

@@ -92,18 +92,30 @@ local function address_t()
   }
 end
 
-local function card_t(spec, card_no_required)
+-- Maximum lengths where the pages give none are one decision shared with the sandbox (README
+-- "Field limits"); the sandbox keeps its own copy and spec/sandbox_spec.lua checks both agree.
+local METADATA_MAX = 2048
+
+-- cacheCard's card: the number, 12 to 19 digits, and an expiry a card cannot be cached without.
+local function card_t(spec)
   return object_t({
-    cardNo = string_t{ max = 32, required = card_no_required },
+    cardNo = string_t{ max = 19, required = true },
     brand = string_t{ max = 32 },
-    securityCode = string_t{ max = 8 },
-    expiryYear = string_t{ max = 4 },
-    expiryMonth = string_t{ max = 2 },
+    securityCode = string_t{ max = 4 },
+    expiryYear = string_t{ max = 4, required = true },
+    expiryMonth = string_t{ max = 2, required = true },
     instUserName = user_name_t(),
     billingAddress = address_t(),
-    cardToken = string_t{ max = 128 },
-    paymentMethodDetailMetadata = string_t{ max = api.DEFAULT_MAX_LENGTH },
+    paymentMethodDetailMetadata = string_t{ max = METADATA_MAX },
   }, spec)
+end
+
+-- addPaymentMethod's card: the temporary token instead of the card data.
+local function token_card_t()
+  return object_t{
+    cardToken = string_t{ max = 128 },
+    paymentMethodDetailMetadata = string_t{ max = METADATA_MAX },
+  }
 end
 
 -- Cross-field rules from the pages' notes, run on the normalised request (where every given
@@ -155,7 +167,7 @@ api.cacheCard = {
   request = object_t{
     paymentMethodDetail = object_t({
       paymentMethodDetailType = string_t{ required = true, max = 32 },
-      card = card_t({ required = true }, true),
+      card = card_t{ required = true },
     }, { required = true }),
   },
 }
@@ -174,7 +186,7 @@ api.addPaymentMethod = {
     isTemporary = boolean_t(),
     paymentMethodDetail = object_t({
       paymentMethodDetailType = string_t{ required = true, max = 32 },
-      card = card_t(),
+      card = token_card_t(),
     }, { required = true }),
     env = env_t(),
     redirectUrl = string_t{ max = 2048 },
@@ -191,6 +203,29 @@ api.addPaymentMethod = {
       return nil
     end,
     function(req) return env_rules(req.env, false) end,
+    function(req)
+      -- DWS must know whose wallet: the notification always carries a reference id.
+      if not (given(req.customerId) or given(req.referenceCustomerId) or given(req.referenceUserId)) then
+        return "customerId", "is required when neither referenceCustomerId nor referenceUserId is given"
+      end
+      return nil
+    end,
+    function(req)
+      -- A card is added by its temporary token; other methods (GCASH_EBANK) by redirect, without one.
+      local pmd = req.paymentMethodDetail
+      if type(pmd.paymentMethodDetailType) ~= "string" or pmd.paymentMethodDetailType:upper() ~= "CARD" then
+        return nil
+      end
+      if type(pmd.card) ~= "table" then return "paymentMethodDetail.card", "is required for CARD" end
+      if not given(pmd.card.cardToken) then return "paymentMethodDetail.card.cardToken", "is required for CARD" end
+      if given(pmd.card.cardNo) then
+        return "paymentMethodDetail.card.cardNo", "must not be sent to addPaymentMethod (cache the card first)"
+      end
+      if given(pmd.card.securityCode) then
+        return "paymentMethodDetail.card.securityCode", "must not be sent to addPaymentMethod (cache the card first)"
+      end
+      return nil
+    end,
   },
 }
 

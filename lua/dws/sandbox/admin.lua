@@ -6,12 +6,15 @@
 --                                admin_token from the config>: that client's notification attempts
 --                                (requestId, attempt, status, acknowledged, body with its card token)
 --   POST /__sandbox/faults       {"fault":NAME,"count":N,"delay":S} arms a fault for the next N requests
---   POST /__sandbox/reset        clears faults, logs, idempotency records, tokens, pending re-deliveries
+--   POST /__sandbox/reset        clears faults, logs, idempotency records, tokens, pending re-deliveries,
+--                                challenges and the notifications kept for re-sending
+--   POST /__sandbox/notifications/resend  {"requestId":ID} sends that binding's last notification again
 -- luacheck: globals ngx (ngx.status and ngx.header are assigned)
 local core = require "dws.core"
 local store = require "dws.sandbox.store"
 local faults = require "dws.sandbox.faults"
 local notify = require "dws.sandbox.notify"
+local server = require "dws.sandbox.server"
 
 local M = {}
 
@@ -73,6 +76,18 @@ routes["POST /__sandbox/faults"] = function()
   local ok, err = faults.arm(t.fault, t.count or 1, opts)
   if not ok then return reply(400, { error = err, fault = t.fault }) end
   return reply(200, { fault = t.fault, count = tonumber(t.count) or 1 })
+end
+
+routes["POST /__sandbox/notifications/resend"] = function()
+  ngx.req.read_body()
+  local t = core.json_decode(ngx.req.get_body_data() or "")
+  if type(t) ~= "table" or type(t.requestId) ~= "string" then
+    return reply(400, { error = "expected {\"requestId\":ID}" })
+  end
+  if not notify.resend(t.requestId, server.state.dws_key) then
+    return reply(404, { error = "no notification was sent for this requestId", requestId = t.requestId })
+  end
+  return reply(200, { requestId = t.requestId, queued = true })
 end
 
 routes["POST /__sandbox/reset"] = function()

@@ -93,14 +93,32 @@ deliver = function(premature, job, attempt)
   end
 end
 
+local function queue(job, delay)
+  job.gen = generation
+  schedule(job, 1, (delay or 0) + M.SCHEDULE[1] * job.scale)
+end
+
 -- Queue a notification; the first attempt runs after `delay` seconds (0: as soon as the request ends).
+-- The last one per requestId is kept (without the key) for M.resend.
 function M.send(opts)
   if not opts.url or not parse_url(opts.url) then return false end
   local job = {
-    client_id = opts.client_id, url = opts.url, request_id = opts.request_id, key = opts.key,
-    body = assert(core.json_encode(opts.notification, false)), scale = opts.scale, gen = generation,
+    client_id = opts.client_id, url = opts.url, request_id = opts.request_id,
+    body = assert(core.json_encode(opts.notification, false)), scale = opts.scale,
   }
-  schedule(job, 1, (opts.delay or 0) + M.SCHEDULE[1] * opts.scale)
+  store.set_json("notification:" .. opts.request_id, job)
+  job.key = opts.key
+  queue(job, opts.delay)
+  return true
+end
+
+-- The admin re-send: the same body, signed afresh, on a new schedule of 8 attempts.
+-- -> true | nil when no notification was sent for that requestId.
+function M.resend(request_id, key)
+  local job = store.get_json("notification:" .. request_id)
+  if not job then return nil end
+  job.key = key
+  queue(job, 0)
   return true
 end
 

@@ -9,6 +9,8 @@ local store = require "dws.sandbox.store"
 local apis = require "dws.sandbox.apis"
 local faults = require "dws.sandbox.faults"
 local notify = require "dws.sandbox.notify"
+local testdata = require "dws.sandbox.testdata"
+local challenge = require "dws.sandbox.challenge"
 
 local M = {}
 
@@ -41,6 +43,9 @@ function M.init(opts)
   end
   S.dws_key = assert(core.private_key(read_file(opts.dws_private_key)))
   S.foreign_key = assert(core.private_key(read_file(opts.foreign_private_key)))
+  -- hashCode salt: a card's hashCode is stable while the sandbox runs and says nothing about the
+  -- number to anyone without this process's memory.
+  S.salt = core.random_bytes(32)
 end
 
 -- SHA-256 through the libcrypto nginx is linked with (no resty.string on this system).
@@ -57,6 +62,17 @@ local function sha256_hex(s)
   return apis.hex(ffi.string(md_buf, 32))
 end
 M.sha256_hex = sha256_hex
+
+local function hash_code(s)
+  return sha256_hex(S.salt .. s)
+end
+
+-- The scheme and host the merchant reached us at, for the URLs we hand out (challenge pages).
+local function base_url()
+  local host = ngx.var.http_host
+  if not host or not host:match("^[%w%.%-%[%]:]+$") then host = ngx.var.server_addr .. ":" .. ngx.var.server_port end
+  return ngx.var.scheme .. "://" .. host
+end
 
 local function now_iso()
   return apis.iso8601(ngx.time())
@@ -231,8 +247,9 @@ local function handle_api()
   local client_id, cdup = one(headers["client-id"])
   local ctx = {
     method = method, path = path, api = api, client_id = (not cdup and client_id) or "", body = body,
-    body_hash = sha256_hex(body), conf = S.conf,
+    body_hash = sha256_hex(body), conf = S.conf, hash_code = hash_code, base_url = base_url(),
   }
+  ctx.challenge = function(opts) return challenge.create(ctx, opts) end
   ctx.client = S.clients[ctx.client_id]
 
   local function joined(v)
@@ -247,7 +264,10 @@ local function handle_api()
   }
 
   local req
-  if api and method == "POST" and not spooled then
+  local reserved = testdata.CLIENTS[ctx.client_id]
+  if api and method == "POST" and reserved then
+    ctx.failure = reserved
+  elseif api and method == "POST" and not spooled then
     local code, message = authenticate(ctx, headers)
     record.verified = code == nil
     if code then
@@ -286,7 +306,12 @@ local function handle_api()
   elseif method ~= "POST" then
     out = result_body("F", "METHOD_NOT_SUPPORTED", "The server does not implement the requested HTTP method.")
   elseif ctx.failure then
-    out = result_body("F", ctx.failure[1], ctx.failure[2], echo)
+    local f = ctx.failure
+    if #f == 3 then
+      out = result_body(f[1], f[2], f[3], echo)
+    else
+      out = result_body("F", f[1], f[2], echo)
+    end
   else
     local res
     res, effects = apis[api](ctx, req)
@@ -315,6 +340,7 @@ function M.handle(admin_port)
   if admin_port and ngx.var.uri:sub(1, 11) == "/__sandbox/" then
     return require("dws.sandbox.admin").handle()
   end
+  if ngx.var.uri:sub(1, 11) == "/challenge/" then return challenge.handle(S) end
   return handle_api()
 end
 

@@ -10,6 +10,37 @@ M.CUSTOMERS = {
   ["2188000000000002"] = "card_disabled",   -- MIXEDCARD listed with enabled = false
   ["2188000000000003"] = "unknown_once",    -- consult: U UNKNOWN_EXCEPTION on the first call
   ["2188000000000004"] = "no_options",      -- consult: F NO_PAY_OPTIONS
+  ["2188000000000005"] = "process_fail",    -- PROCESS_FAIL on consult and addPaymentMethod
+  ["2188000000000006"] = "send_times",      -- SEND_TIMES_EXCEED_LIMIT on consult and addPaymentMethod
+  ["2188000000000007"] = "traffic",         -- U REQUEST_TRAFFIC_EXCEED_LIMIT on consult and addPaymentMethod
+}
+
+-- Customer behaviours that are a plain answer on consult and addPaymentMethod alike.
+M.CUSTOMER_ANSWERS = {
+  abnormal = { "F", "USER_STATUS_ABNORMAL", "The user status is abnormal." },
+  process_fail = { "F", "PROCESS_FAIL", "A general business failure occurred. Don't retry." },
+  send_times = { "F", "SEND_TIMES_EXCEED_LIMIT", "The send times exceeds the limit" },
+  traffic = { "U", "REQUEST_TRAFFIC_EXCEED_LIMIT", "Request traffic exceeds the limit." },
+}
+
+-- Client-Ids that need no configuration and answer every API at once, before the signature is
+-- checked (DWS cannot check a signature without a key, nor serve a client it refuses).
+M.CLIENTS = {
+  SANDBOX_KEY_NOT_FOUND = { "F", "KEY_NOT_FOUND", "Key is not found." },
+  SANDBOX_ACCESS_DENIED = { "F", "ACCESS_DENIED", "Access denied." },
+}
+
+-- cacheCard has no customer: its answers are chosen by card number (all Luhn-valid, so they get
+-- past validation). cacheCard has no requestId either; REPEAT_REQ_INCONSISTENT is there only so
+-- that every code the page lists can be met.
+M.CACHE_CARDS = {
+  ["4000000000000200"] = { "F", "USER_NOT_EXIST", "The user does not exist." },
+  ["4000000000000218"] = { "F", "USER_STATUS_ABNORMAL", "The user status is abnormal." },
+  ["4000000000000226"] = { "F", "PROCESS_FAIL", "A general business failure occurred. Don't retry." },
+  ["4000000000000234"] = { "F", "INVALID_PAYMENTMETHOD_TOKEN", "The payment method token is invalid." },
+  ["4000000000000242"] = { "F", "REPEAT_REQ_INCONSISTENT", "Repeat request inconsistent." },
+  ["4000000000000259"] = { "U", "UNKNOWN_EXCEPTION", "An API call failed, which is caused by unknown reasons." },
+  ["4000000000000267"] = { "U", "REQUEST_TRAFFIC_EXCEED_LIMIT", "Request traffic exceeds the limit." },
 }
 
 -- cardNo -> behaviour class of addPaymentMethod. Any other Luhn-valid card binds.
@@ -24,6 +55,14 @@ M.CARDS = {
 }
 
 M.CHALLENGE = { challengeType = "sms", challengeRenderValue = "+6222***508" }
+-- The one-time code the sandbox's challenge page accepts; any other code fails the binding.
+M.OTP = "123456"
+
+-- Non-card payment methods consult lists and addPaymentMethod adds by redirect (no card).
+M.REDIRECT_METHODS = { GCASH_EBANK = true }
+
+-- paymentOption.brandName, which the consult page says DWS returns on S.
+M.BRAND_NAMES = { MIXEDCARD = "Credit/Debit Card", GCASH_EBANK = "GCash" }
 
 function M.card_class(number)
   return M.CARDS[number] or "bound"
@@ -97,6 +136,7 @@ function M.payment_options(behaviour, json_encode, array_mt)
   }, false)
   return array{
     {
+      brandName = M.BRAND_NAMES.MIXEDCARD,
       enabled = behaviour ~= "card_disabled",
       paymentMethodCategory = "MIXEDCARD",
       paymentMethodType = "MIXEDCARD",
@@ -106,6 +146,7 @@ function M.payment_options(behaviour, json_encode, array_mt)
       supportedCurrencies = array{ "PHP" },
     },
     {
+      brandName = M.BRAND_NAMES.GCASH_EBANK,
       enabled = true,
       paymentMethodCategory = "GCASH_EBANK",
       paymentMethodType = "GCASH_EBANK",
