@@ -9,7 +9,8 @@
 -- key_version ("1"), request_time ("millis" | "iso8601" | function), timeout (15 s),
 -- connect_timeout (5 s), max_retries (2), retry_base_delay (0.5 s), max_response_bytes (1 MiB),
 -- ca_file, proxy, user_agent, transport, logger, allow_insecure_http (false),
--- notification_tolerance (300 s), notification_store, response_time_tolerance (300 s), server_name.
+-- notification_tolerance (300 s), notification_store, response_time_tolerance (300 s), server_name,
+-- journal, journal_retention (dws.store specs or objects; see README "Stores").
 -- Unknown options, wrong types and values out of range (NaN, infinities, ports, control
 -- characters in anything that reaches a header or URL) raise.
 --
