@@ -9,7 +9,7 @@ local files = require "helpers.files"
 
 local CLIENT_ID = "SANDBOX_5Y0000000000001"
 
-local dir, dws_private, client
+local dir, dws_private, merchant_private, client
 
 local function body_of(over)
   local n = {
@@ -54,6 +54,7 @@ setup(function()
   local dws_priv_file = nginx.make_keypair(dir, "dws")
   local merchant_priv_file = nginx.make_keypair(dir, "merchant")
   dws_private = nginx.read_file(dws_priv_file)
+  merchant_private = nginx.read_file(merchant_priv_file)
   client = dws.client{
     client_id = CLIENT_ID,
     private_key = nginx.read_file(merchant_priv_file),
@@ -292,12 +293,12 @@ describe("handle_notification", function()
 
   it("takes a store spec string as notification_store", function()
     local path = os.tmpname()
-    local c = dws.client{ client_id = CLIENT_ID, private_key = dws_private, gateway = "http://127.0.0.1:9",
+    local c = dws.client{ client_id = CLIENT_ID, private_key = merchant_private, gateway = "http://127.0.0.1:9",
       dws_public_key = nginx.read_file(dir .. "/dws_public.pem"), notification_store = "sqlite:" .. path }
     local runs = 0
     local req = signed(body_of{ requestId = fresh_id() })
     c:handle_notification(req, function() runs = runs + 1 end)
-    local again = dws.client{ client_id = CLIENT_ID, private_key = dws_private, gateway = "http://127.0.0.1:9",
+    local again = dws.client{ client_id = CLIENT_ID, private_key = merchant_private, gateway = "http://127.0.0.1:9",
       dws_public_key = nginx.read_file(dir .. "/dws_public.pem"), notification_store = "sqlite:" .. path }
     assert.are.equal(200, (again:handle_notification(req, function() runs = runs + 1 end)))
     assert.are.equal(1, runs)
@@ -340,7 +341,7 @@ describe("the notify page's own sample", function()
         runs = runs + 1
         seen = { n.requestId, n.paymentMethodDetail.card.cardToken:sub(1, 6), binding == nil }
       end
-      local fresh = dws.client{ client_id = CLIENT_ID, private_key = dws_private, gateway = "http://127.0.0.1:9",
+      local fresh = dws.client{ client_id = CLIENT_ID, private_key = merchant_private, gateway = "http://127.0.0.1:9",
         dws_public_key = nginx.read_file(dir .. "/dws_public.pem") }
       for _ = 1, 2 do
         local status, _, answer = fresh:handle_notification(signed(body), handler)
@@ -358,7 +359,7 @@ describe("notifications and the binding journal", function()
   local bind_card = require "dws.bind_card"
 
   local function new_client()
-    return dws.client{ client_id = CLIENT_ID, private_key = dws_private, gateway = "http://127.0.0.1:9",
+    return dws.client{ client_id = CLIENT_ID, private_key = merchant_private, gateway = "http://127.0.0.1:9",
       dws_public_key = nginx.read_file(dir .. "/dws_public.pem") }
   end
 
