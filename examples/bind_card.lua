@@ -4,6 +4,7 @@
 -- Run by examples/demo.sh (`make demo`), which starts both servers and sets:
 --   DWS_GATEWAY, DWS_CLIENT_ID, DWS_PRIVATE_KEY_FILE, DWS_PUBLIC_KEY_FILE (the DWS key),
 --   DWS_CA_FILE (optional), MERCHANT_URL (the example merchant server),
+--   DWS_JOURNAL (the binding journal the merchant server shares, e.g. sqlite:/path/journal.db),
 --   DWS_SANDBOX_ADMIN (optional: the sandbox's http URL, to show how the delivery was answered)
 --   and DWS_SANDBOX_ADMIN_TOKEN (this client's admin token in the sandbox's config)
 local dws = require "dws"
@@ -46,6 +47,7 @@ local client = dws.client{
   gateway = env("DWS_GATEWAY"),
   ca_file = env("DWS_CA_FILE", true),
   max_retries = 2,
+  journal = env("DWS_JOURNAL", true),
 }
 local merchant_url = env("MERCHANT_URL")
 local sandbox_admin = env("DWS_SANDBOX_ADMIN", true)
@@ -89,8 +91,8 @@ outcome, err = client:bind_card{
 }
 if not outcome then fail("bind_card", err) end
 say("   cached card: %s (%s), card token expires %s", outcome.mask, outcome.brand, tostring(outcome.expiryTime))
-say("   binding:     %s, requestId %s", outcome.status, outcome.requestId)
-if outcome.cardToken then say("   card token:  %s", outcome.cardToken) end
+say("   binding:     %s, requestId %s (DWS has the request; the result comes by notification)",
+  outcome.status, outcome.requestId)
 
 step(3, "The binding notification at the merchant server (" .. merchant_url .. "/notify)")
 -- Poll (bounded) until fn returns a value.
@@ -127,4 +129,12 @@ if sandbox_admin then
   say("   answered:    HTTP %s, resultStatus S (delivery attempt %s, as the sandbox recorded it)",
     tostring(delivery.status), tostring(delivery.attempt))
 end
+
+step(4, "The binding, read back from the journal (client:binding)")
+local bound = wait_for(function()
+  local b = client:binding(outcome.requestId)
+  return b and (b.state == "BOUND" or b.state == "FAILED") and b
+end, 20)
+if not bound then fail("journal", "the binding did not become final within 20 s") end
+say("   state:       %s (was %s), final card token %s", bound.state, outcome.status, tostring(bound.cardToken))
 say("\nDone.")

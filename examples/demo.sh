@@ -69,17 +69,20 @@ bin/dws-sandbox start --dir "$demo/sandbox" --http-port "$http_port" --https-por
     --config "$demo/sandbox_config.lua" >/dev/null
 
 echo "demo: starting the example merchant server (nginx) on 127.0.0.1:$merchant_port"
+# The script and the merchant server share one binding journal (SQLite): the notification the
+# server receives moves the script's binding from ACCEPTED to BOUND.
 # The sandbox's certificate names localhost and 127.0.0.1; nginx checks DNS names only.
 lua5.4 examples/merchant_server.lua start --dir "$demo/merchant" --port "$merchant_port" \
     --gateway "https://127.0.0.1:$https_port" --ca-file "$demo/sandbox/certs/ca.pem" --server-name localhost \
     --client-id "$client_id" --private-key "$demo/keys/merchant_private.pem" \
-    --dws-public-key "$demo/sandbox/keys/dws_public.pem" >/dev/null
+    --dws-public-key "$demo/sandbox/keys/dws_public.pem" --journal "sqlite:$demo/journal.db" >/dev/null
 
 DWS_GATEWAY="https://127.0.0.1:$https_port" \
 DWS_CLIENT_ID="$client_id" \
 DWS_PRIVATE_KEY_FILE="$demo/keys/merchant_private.pem" \
 DWS_PUBLIC_KEY_FILE="$demo/sandbox/keys/dws_public.pem" \
 DWS_CA_FILE="$demo/sandbox/certs/ca.pem" \
+DWS_JOURNAL="sqlite:$demo/journal.db" \
 MERCHANT_URL="http://127.0.0.1:$merchant_port" \
 DWS_SANDBOX_ADMIN="http://127.0.0.1:$http_port" \
 DWS_SANDBOX_ADMIN_TOKEN="$admin_token" \

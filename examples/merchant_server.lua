@@ -3,11 +3,12 @@
 -- As a module (package.path must include examples/?.lua):
 --   local server = assert(require("merchant_server").start{
 --     dir = "/tmp/x", gateway = sb.https_url, ca_file = sb.ca_file, client_id = "...",
---     private_key_file = "...", dws_public_key_file = "...", [port = n], [test_hooks = true] })
+--     private_key_file = "...", dws_public_key_file = "...", [port = n], [test_hooks = true],
+--     [journal = "sqlite:/path/file.db"] })
 --   server.url, server.notify_url, server:stop()
 -- From the shell:
 --   lua5.4 examples/merchant_server.lua start --dir D --port N --gateway URL --client-id ID \
---       --private-key FILE --dws-public-key FILE [--ca-file FILE] [--server-name NAME]
+--       --private-key FILE --dws-public-key FILE [--ca-file FILE] [--server-name NAME] [--journal SPEC]
 -- server_name: the name the gateway's certificate carries, when the gateway URL has an IP address
 -- (nginx verifies DNS names only), e.g. "localhost" for the local sandbox.
 --   lua5.4 examples/merchant_server.lua stop --dir D
@@ -55,7 +56,8 @@ function M.start(opts)
 
   local config_file = prefix .. "/conf/merchant.json"
   local fields = {}
-  for _, k in ipairs{ "client_id", "private_key_file", "dws_public_key_file", "gateway", "ca_file", "server_name" } do
+  for _, k in ipairs{ "client_id", "private_key_file", "dws_public_key_file", "gateway", "ca_file", "server_name",
+                       "journal" } do
     if opts[k] then fields[#fields + 1] = json_string(k) .. ":" .. json_string(opts[k]) end
   end
   fields[#fields + 1] = '"test_hooks":' .. (opts.test_hooks and "true" or "false")
@@ -108,7 +110,7 @@ local function main(argv)
     local server, err = M.start{
       dir = opts.dir, port = tonumber(opts.port), gateway = opts.gateway, ca_file = opts.ca_file,
       client_id = opts.client_id, private_key_file = opts.private_key, dws_public_key_file = opts.dws_public_key,
-      server_name = opts.server_name, test_hooks = opts.test_hooks == "true",
+      server_name = opts.server_name, test_hooks = opts.test_hooks == "true", journal = opts.journal,
     }
     if not server then
       io.stderr:write("merchant_server: ", tostring(err), "\n")

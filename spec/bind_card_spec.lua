@@ -14,6 +14,16 @@ local SECRETS = { "4111111111111111", "4000056655665556", "4000000000000077", "4
 local dir, sb, client
 local captured = {}   -- every log line, outcome and error string the suite produced
 
+-- SHA-256 (hex) of a string, by sha256sum (dws.core has no digest call of its own).
+local function sha256_hex(s)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "wb")); f:write(s); f:close()
+  local p = assert(io.popen("sha256sum " .. path))
+  local out = p:read("a"); p:close()
+  os.remove(path)
+  return out:match("^(%x+)")
+end
+
 local function capture(s)
   captured[#captured + 1] = s
 end
@@ -63,11 +73,10 @@ teardown(function()
 end)
 
 describe("bind_card", function()
-  it("binds 4111111111111111: BOUND with the card token and masked details", function()
+  it("binds 4111111111111111: ACCEPTED with masked details and no card token (only a notification has one)", function()
     local outcome = assert(bind("4111111111111111"))
-    assert.are.equal("BOUND", outcome.status)
-    assert.is_string(outcome.cardToken)
-    assert.is_true(#outcome.cardToken > 0)
+    assert.are.equal("ACCEPTED", outcome.status)
+    assert.is_nil(outcome.cardToken)
     assert.are.equal("411111******1111", outcome.mask)
     assert.are.equal("1111", outcome.last4)
     assert.are.equal("VISA", outcome.brand)
@@ -81,7 +90,7 @@ describe("bind_card", function()
                                              requestId = "merchant-bind-0001" })
     assert.are.equal("merchant-bind-0001", outcome.requestId)
     assert.are.equal("MASTERCARD", outcome.brand)
-    assert.are.equal("BOUND", outcome.status)
+    assert.are.equal("ACCEPTED", outcome.status)
   end)
 
   it("reports ACTION_REQUIRED with the sms challenge for 4000056655665556", function()
@@ -93,9 +102,9 @@ describe("bind_card", function()
     assert.are.equal("5556", outcome.last4)
   end)
 
-  it("reports PENDING for 4000000000000077 (no token, no action yet)", function()
+  it("reports ACCEPTED for 4000000000000077 (no token, no action yet)", function()
     local outcome = assert(bind("4000000000000077"))
-    assert.are.equal("PENDING", outcome.status)
+    assert.are.equal("ACCEPTED", outcome.status)
     assert.is_nil(outcome.cardToken)
     assert.is_nil(outcome.actionForm)
     assert.is_string(outcome.requestId)
@@ -163,7 +172,7 @@ describe("bind_card", function()
 
   it("retries DWS's U answers with the same requestId and still binds", function()
     local outcome = assert(bind("4000000000000119", nil, "2188000000000003"))
-    assert.are.equal("BOUND", outcome.status)
+    assert.are.equal("ACCEPTED", outcome.status)
     local adds, consults = {}, 0
     for _, r in ipairs(sb:requests()) do
       if r.api == "addPaymentMethod" and r.requestId == outcome.requestId then adds[#adds + 1] = r end
@@ -175,6 +184,46 @@ describe("bind_card", function()
       if r.api == "consultAddablePaymentMethod" and r.resultStatus == "U" then consults = consults + 1 end
     end
     assert.are.equal(1, consults)
+  end)
+
+  it("journals the binding: client:binding(requestId) reads the record back", function()
+    local outcome = assert(bind("4111111111111111"))
+    local b = assert(client:binding(outcome.requestId))
+    assert.are.same({ "ACCEPTED", "411111******1111", "1111", "VISA", 1, 1, "merchant-customer-7" },
+      { b.state, b.mask, b.last4, b.brand, b.sends, b.attempts, b.referenceCustomerId })
+  end)
+
+  it("journals the exact body bytes the sandbox received (same SHA-256), without the card number", function()
+    local outcome = assert(bind("4111111111111111"))
+    local raw = assert(client.journal.store:get("dws:binding:" .. outcome.requestId))
+    local rec = dws.decode_json(raw)
+    local sha
+    for _, r in ipairs(sb:requests()) do
+      if r.api == "addPaymentMethod" and r.requestId == outcome.requestId then sha = r.body_sha256 end
+    end
+    assert.are.equal(sha, sha256_hex(rec.body))
+    for _, secret in ipairs(SECRETS) do assert.is_nil(raw:find(secret, 1, true)) end
+  end)
+
+  it("journals a FAILED record for an F answer and still returns nil, err", function()
+    local _, err = bind("4000000000000101")
+    assert.are.equal("RISK_REJECT", err.code)
+    assert.are.equal("FAILED", client:binding(err.request_id).state)
+  end)
+
+  it("refuses a requestId that is already journaled (resume_binding is for that)", function()
+    local first = assert(bind("4111111111111111"))
+    local _, err = client:bind_card{ customerId = CUSTOMER, env = ENV, card = card("4111111111111111"),
+                                     requestId = first.requestId }
+    assert.are.equal("REQUEST_ID_REUSED", err.code)
+  end)
+
+  it("passes isTemporary, referenceUserId and paymentMethodDetailMetadata through to addPaymentMethod", function()
+    local outcome = assert(client:bind_card{ customerId = CUSTOMER, env = ENV, card = card("4111111111111111"),
+      referenceUserId = "user-9", isTemporary = false, paymentMethodDetailMetadata = '{"k":"v"}' })
+    local body = dws.decode_json(dws.decode_json(client.journal.store:get("dws:binding:" .. outcome.requestId)).body)
+    assert.are.same({ "user-9", "false", '{"k":"v"}' }, { body.referenceUserId, body.isTemporary,
+      body.paymentMethodDetail.card.paymentMethodDetailMetadata })
   end)
 
   it("never lets a card number or security code into an outcome, error or log line", function()
@@ -221,11 +270,19 @@ describe("bind_card option choice", function()
     assert.matches("no card option", why)
   end)
 
-  it("derives the outcome status from addPaymentMethod's answer", function()
-    assert.are.same({ "BOUND", "T1" }, { bind_card.status_of{ paymentMethodDetail = { card = { cardToken = "T1" } } } })
-    assert.are.equal("ACTION_REQUIRED", (bind_card.status_of{ paymentMethodDetail = { card = {} },
-      actionForm = { challengeType = "sms" } }))
-    assert.are.equal("PENDING", (bind_card.status_of{ paymentMethodDetail = { card = {} }, actionForm = {} }))
-    assert.are.equal("PENDING", (bind_card.status_of{}))
+  it("accepts cacheCard's answer only for the card sent (mask, last4, brand)", function()
+    local n = "5239450000001949"
+    assert.is_true(bind_card.same_card(n, "MASTERCARD",
+      { mask = "523945******1949", last4 = "1949", brand = "MASTERCARD" }))
+    assert.is_nil((bind_card.same_card(n, "MASTERCARD", { mask = "411111******1111" })))
+    assert.is_nil((bind_card.same_card(n, "MASTERCARD", { last4 = "1111" })))
+    assert.is_nil((bind_card.same_card(n, "MASTERCARD", { brand = "VISA" })))
+    assert.is_nil((bind_card.same_card(n, "MASTERCARD", { mask = "5239450000001949" })))
   end)
+
+  it("reports NEW and SENT records as UNKNOWN and never a token unless BOUND", function()
+    assert.are.equal("UNKNOWN", bind_card.outcome_of{ state = "SENT", cardToken = "T" }.status)
+    assert.is_nil(bind_card.outcome_of{ state = "ACCEPTED", cardToken = "T" }.cardToken)
+    assert.are.equal("T", bind_card.outcome_of{ state = "BOUND", cardToken = "T" }.cardToken)
+end)
 end)

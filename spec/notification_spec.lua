@@ -4,10 +4,12 @@ local dws = require "dws"
 local core = require "dws.core"
 local nginx = require "dws.sandbox.nginx"
 local notification = require "dws.notification"
+local dstore = require "dws.store"
+local files = require "helpers.files"
 
 local CLIENT_ID = "SANDBOX_5Y0000000000001"
 
-local dir, dws_private, client
+local dir, dws_private, merchant_private, client
 
 local function body_of(over)
   local n = {
@@ -52,6 +54,7 @@ setup(function()
   local dws_priv_file = nginx.make_keypair(dir, "dws")
   local merchant_priv_file = nginx.make_keypair(dir, "merchant")
   dws_private = nginx.read_file(dws_priv_file)
+  merchant_private = nginx.read_file(merchant_priv_file)
   client = dws.client{
     client_id = CLIENT_ID,
     private_key = nginx.read_file(merchant_priv_file),
@@ -144,17 +147,32 @@ describe("verify_notification", function()
     assert.are.equal("NOTIFICATION_EXPIRED", select(2, strict:verify_notification(req)).code)
   end)
 
-  it("checks the body after the signature: JSON, required fields, lengths, operateSource", function()
+  it("refuses a signed body it cannot act on: not JSON, no requestId, no paymentMethodDetail object", function()
     refused(signed("{not json"), "PARAM_ILLEGAL", "not JSON")
     refused(signed("[1,2]"), "PARAM_ILLEGAL", "object")
     refused(signed(body_of{ requestId = false }), "PARAM_ILLEGAL", "required", "requestId")
-    refused(signed(body_of{ referenceCustomerId = false }), "PARAM_ILLEGAL", nil, "referenceCustomerId")
+    refused(signed(body_of{ requestId = 42 }), "PARAM_ILLEGAL", "string", "requestId")
     refused(signed(body_of{ paymentMethodDetail = false }), "PARAM_ILLEGAL", nil, "paymentMethodDetail")
-    refused(signed(body_of{ operateSource = false }), "PARAM_ILLEGAL", nil, "operateSource")
-    refused(signed(body_of{ operateSource = "USER" }), "PARAM_ILLEGAL", "unknown value", "operateSource")
+    refused(signed(body_of{ paymentMethodDetail = "x" }), "PARAM_ILLEGAL", nil, "paymentMethodDetail")
     refused(signed(body_of{ requestId = ("r"):rep(65) }), "PARAM_ILLEGAL", "64", "requestId")
     assert(client:verify_notification(signed(body_of{ requestId = ("r"):rep(64) })))
-    refused(signed(body_of{ referenceCustomerId = ("c"):rep(65) }), "PARAM_ILLEGAL", "64", "referenceCustomerId")
+  end)
+
+  it("accepts a signed body without operateSource, or with another value (logged, not refused)", function()
+    assert(client:verify_notification(signed(body_of{ operateSource = false })))
+    assert(client:verify_notification(signed(body_of{ operateSource = "USER" })))
+  end)
+
+  it("accepts referenceUserId instead of referenceCustomerId, and neither", function()
+    assert(client:verify_notification(signed(body_of{ referenceCustomerId = false, referenceUserId = "u-1" })))
+    assert(client:verify_notification(signed(body_of{ referenceCustomerId = false })))
+  end)
+
+  it("reads the outcome: BOUND with the card token, FAILED with the code of an F result", function()
+    assert.are.same({ "BOUND", "ALIPAYtoken" }, { notification.outcome(dws.decode_json(body_of())) })
+    assert.are.same({ "FAILED", "RISK_REJECT" }, { notification.outcome(dws.decode_json(body_of{
+      result = { resultStatus = "F", resultCode = "RISK_REJECT" } })) })
+    assert.are.same({ "BOUND" }, { notification.outcome{ paymentMethodDetail = {} } })
   end)
 end)
 
@@ -253,15 +271,38 @@ describe("handle_notification", function()
     assert.are.equal(1, runs)
   end)
 
-  it("works with a store that has only get and set", function()
-    local data, runs = {}, 0
-    local store = { get = function(_, k) return data[k] end, set = function(_, k, v) data[k] = v return true end }
-    local req = signed(body_of{ requestId = fresh_id() })
+  it("answers U (500) without running the handler when the de-dup store cannot answer", function()
+    local broken = dstore.memory()
+    function broken.add() return nil, "store down" end
+    local runs = 0
+    local status, _, body = notification.handle(client, signed(body_of{ requestId = fresh_id() }),
+      function() runs = runs + 1 end, { store = broken })
+    assert.are.same({ 500, "U", 0 }, { status, dws.decode_json(body).result.resultStatus, runs })
+  end)
+
+  it("answers U rather than run the handler again when a full store cannot record the claim", function()
+    local store = dstore.memory{ max_entries = 1 }
+    local runs = 0
     local function handler() runs = runs + 1 end
-    assert.are.equal(200, (notification.handle(client, req, handler, { store = store })))
-    assert.are.equal(200, (notification.handle(client, req, handler, { store = store })))
+    assert.are.equal(200, (notification.handle(client, signed(body_of{ requestId = fresh_id() }), handler,
+      { store = store })))
+    assert.are.equal(500, (notification.handle(client, signed(body_of{ requestId = fresh_id() }), handler,
+      { store = store })))
     assert.are.equal(1, runs)
-    assert.are.equal("processed", data["dws:notify:" .. dws.decode_json(req.body).requestId])
+  end)
+
+  it("takes a store spec string as notification_store", function()
+    local path = os.tmpname()
+    local c = dws.client{ client_id = CLIENT_ID, private_key = merchant_private, gateway = "http://127.0.0.1:9",
+      dws_public_key = nginx.read_file(dir .. "/dws_public.pem"), notification_store = "sqlite:" .. path }
+    local runs = 0
+    local req = signed(body_of{ requestId = fresh_id() })
+    c:handle_notification(req, function() runs = runs + 1 end)
+    local again = dws.client{ client_id = CLIENT_ID, private_key = merchant_private, gateway = "http://127.0.0.1:9",
+      dws_public_key = nginx.read_file(dir .. "/dws_public.pem"), notification_store = "sqlite:" .. path }
+    assert.are.equal(200, (again:handle_notification(req, function() runs = runs + 1 end)))
+    assert.are.equal(1, runs)
+    for _, suffix in ipairs{ "", "-wal", "-shm" } do os.remove(path .. suffix) end
   end)
 
   it("refuses what does not verify with an F answer, without running the handler", function()
@@ -288,48 +329,152 @@ describe("handle_notification", function()
   end)
 end)
 
-describe("memory_store", function()
-  it("adds only what is absent, and deletes", function()
-    local store = notification.memory_store()
-    assert.is_true(store:add("k", "1", 10))
-    local ok, why = store:add("k", "2", 10)
-    assert.is_false(ok)
-    assert.are.equal("exists", why)
-    assert.are.equal("1", store:get("k"))
-    store:delete("k")
-    assert.is_nil(store:get("k"))
-    assert.are.equal(0, store.size())
+describe("the notify page's own sample", function()
+  -- The sample body of notifyAddPaymentMethod, byte for byte (spec/fixtures), signed with a DWS
+  -- key: no operateSource, a final token unlike cacheCard's temporary one.
+  for _, case in ipairs{ { "referenceCustomerId", "notify_sample.json" },
+                         { "referenceUserId", "notify_sample_reference_user_id.json" } } do
+    it("is acknowledged with " .. case[1] .. ", the handler run once", function()
+      local body = files.read(os.getenv("DWS_ROOT") .. "/spec/fixtures/" .. case[2])
+      local runs, seen = 0, nil
+      local function handler(n, binding)
+        runs = runs + 1
+        seen = { n.requestId, n.paymentMethodDetail.card.cardToken:sub(1, 6), binding == nil }
+      end
+      local fresh = dws.client{ client_id = CLIENT_ID, private_key = merchant_private, gateway = "http://127.0.0.1:9",
+        dws_public_key = nginx.read_file(dir .. "/dws_public.pem") }
+      for _ = 1, 2 do
+        local status, _, answer = fresh:handle_notification(signed(body), handler)
+        assert.are.same({ 200, '{"result":{"resultCode":"SUCCESS","resultStatus":"S","resultMessage":"success"}}' },
+          { status, answer })
+      end
+      assert.are.equal(1, runs)
+      assert.are.same({ "20990501203220303032821078591", "ALIPAY", true }, seen)
+    end)
+  end
+end)
+
+describe("notifications and the binding journal", function()
+  local journal = require "dws.journal"
+  local bind_card = require "dws.bind_card"
+
+  local function new_client()
+    return dws.client{ client_id = CLIENT_ID, private_key = merchant_private, gateway = "http://127.0.0.1:9",
+      dws_public_key = nginx.read_file(dir .. "/dws_public.pem") }
+  end
+
+  local function journaled(c, state)
+    local id = core.uuid4()
+    assert(c.journal:create{ requestId = id, body = "{}", mask = "411111******1111" })
+    if state ~= "NEW" then assert(c.journal:transition(id, "send", "SENT")) end
+    if state ~= "NEW" and state ~= "SENT" then assert(c.journal:transition(id, "answer", state)) end
+    return id
+  end
+
+  it("makes an ACCEPTED record BOUND with the notification's token and hands it to the handler", function()
+    local c = new_client()
+    local id = journaled(c, "ACCEPTED")
+    local got
+    c:handle_notification(signed(body_of{ requestId = id }), function(_, binding) got = binding end)
+    assert.are.same({ "BOUND", "ALIPAYtoken" }, { got.status, got.cardToken })
+    assert.are.equal("BOUND", c:binding(id).state)
   end)
 
-  it("forgets entries after their ttl", function()
-    local now = 1000
-    local store = notification.memory_store{ clock = function() return now end }
-    store:set("a", "1", 10)
-    assert.are.equal("1", store:get("a"))
-    now = 1009
-    assert.are.equal("1", store:get("a"))
-    now = 1010
-    assert.is_nil(store:get("a"))
+  it("makes a record FAILED for a notification with an F result", function()
+    local c = new_client()
+    local id = journaled(c, "ACTION_REQUIRED")
+    c:handle_notification(signed(body_of{ requestId = id, result = { resultStatus = "F", resultCode = "OTP_WRONG" } }),
+      function() end)
+    assert.are.same({ "FAILED", "OTP_WRONG" }, { c:binding(id).state, c:binding(id).resultCode })
   end)
 
-  it("stays within max_entries, dropping expired entries first, then the oldest", function()
-    local now = 0
-    local store = notification.memory_store{ max_entries = 3, clock = function() return now end }
-    store:set("old", "1", 100)
-    store:set("short", "1", 5)
-    store:set("b", "1", 100)
-    now = 10
-    store:set("c", "1", 100)            -- "short" has expired: it goes, "old" stays
-    assert.are.equal("1", store:get("old"))
-    assert.are.equal(3, store.size())
-    store:set("d", "1", 100)            -- full of live entries: the oldest goes
-    assert.is_nil(store:get("old"))
-    assert.are.equal("1", store:get("b"))
-    assert.are.equal("1", store:get("d"))
-    assert.are.equal(3, store.size())
-    for i = 1, 500 do store:set("k" .. i, "1", 100) end
-    assert.are.equal(3, store.size())
-    assert.are.equal("1", store:get("k500"))
-    assert.is_nil(store:get("k497"))
+  it("race: a notification before the answer wins, and the answer arriving later changes nothing", function()
+    local c = new_client()
+    local id = journaled(c, "SENT")
+    c:handle_notification(signed(body_of{ requestId = id }), function() end)
+    local rec, changed = c.journal:transition(id, "answer", "ACCEPTED")
+    assert.are.same({ "BOUND", false }, { rec.state, changed })
+    assert.are.equal("BOUND", bind_card.outcome_of(rec).status)
+  end)
+
+  it("race: a late U after BOUND never overwrites it", function()
+    local c = new_client()
+    local id = journaled(c, "ACCEPTED")
+    c:handle_notification(signed(body_of{ requestId = id }), function() end)
+    local _, changed = c.journal:transition(id, "answer", "UNKNOWN")
+    assert.is_false(changed)
+    assert.are.equal("BOUND", c:binding(id).state)
+  end)
+
+  it("race: a FAILED then BOUND notification keeps the first word", function()
+    local c = new_client()
+    local id = journaled(c, "ACCEPTED")
+    c:handle_notification(signed(body_of{ requestId = id, result = { resultStatus = "F", resultCode = "X" } }),
+      function() end)
+    -- the second through another de-dup store (another node's), so it reaches the journal
+    local status = c:handle_notification(signed(body_of{ requestId = id }), function() end,
+      { store = dstore.memory() })
+    assert.are.equal(200, status)
+    assert.are.equal("FAILED", c:binding(id).state)
+  end)
+
+  it("race: two writers on one record, the compare-and-set loser re-reads and keeps the rules", function()
+    local c = new_client()
+    local id = journaled(c, "SENT")
+    local raw = c.journal.store:get(journal.PREFIX .. id)
+    -- The notification lands between this writer's read and its write.
+    local real_get = c.journal.store.get
+    local once = true
+    c.journal.store.get = function(self, k)
+      local v = real_get(self, k)
+      if once and k == journal.PREFIX .. id then
+        once = false
+        assert(c.journal:transition(id, "notification", "BOUND"))
+        return raw
+      end
+      return v
+    end
+    local rec, changed = c.journal:transition(id, "answer", "UNKNOWN")
+    c.journal.store.get = nil
+    assert.are.same({ "BOUND", false }, { rec.state, changed })
+  end)
+
+  it("answers U and runs no handler when the journal cannot record the notification", function()
+    local c = new_client()
+    local id = journaled(c, "ACCEPTED")
+    c.journal.store.cas = function() return nil, "disk full" end
+    local runs = 0
+    local status = c:handle_notification(signed(body_of{ requestId = id }), function() runs = runs + 1 end)
+    assert.are.same({ 500, 0 }, { status, runs })
+  end)
+
+  it("lists records that are not final with pending_bindings", function()
+    local c = new_client()
+    local a = journaled(c, "SENT")
+    local b = journaled(c, "ACCEPTED")
+    local done = journaled(c, "ACCEPTED")
+    c:handle_notification(signed(body_of{ requestId = done }), function() end)
+    local ids = {}
+    for _, p in ipairs(assert(c:pending_bindings{ older_than = 0 })) do ids[p.requestId] = p.status end
+    assert.are.same({ [a] = "UNKNOWN", [b] = "ACCEPTED" }, ids)
+    assert.are.same({}, assert(c:pending_bindings{ older_than = 3600 }))
+  end)
+
+  it("refuses to resume a final record, and an unknown one, with distinct errors", function()
+    local c = new_client()
+    local id = journaled(c, "ACCEPTED")
+    c:handle_notification(signed(body_of{ requestId = id }), function() end)
+    local _, err = c:resume_binding(id)
+    assert.are.equal("BINDING_FINAL", err.code)
+    _, err = c:resume_binding("no-such-request")
+    assert.are.equal("BINDING_NOT_FOUND", err.code)
+  end)
+
+  it("keeps final records for the retention period only; pending ones have no expiry", function()
+    local j = journal.open(nil, { retention = 60 })
+    assert.are.same({ 60, 60 }, { j:ttl("BOUND"), j:ttl("FAILED") })
+    for _, state in ipairs{ "NEW", "SENT", "UNKNOWN", "ACCEPTED", "ACTION_REQUIRED" } do
+      assert.is_nil(j:ttl(state))
+    end
   end)
 end)

@@ -3,7 +3,9 @@
 --
 -- Configuration comes from a JSON file named in nginx.conf (see examples/merchant_server.lua):
 --   { "client_id": ..., "private_key_file": ..., "dws_public_key_file": ..., "gateway": ...,
---     "ca_file": ..., "test_hooks": false }
+--     "ca_file": ..., "journal": "sqlite:/path/file.db", "test_hooks": false }
+-- With a journal file shared with the scripts that call bind_card, a notification received here
+-- moves their binding to BOUND or FAILED, and client:binding(requestId) anywhere reads it.
 -- Keys are read and parsed once, in init_by_lua (the master), and shared by the forked workers.
 -- luacheck: globals ngx (ngx.status and ngx.header are assigned)
 local dws = require "dws"
@@ -50,6 +52,8 @@ function M.init(config_file)
     logger = logger,
     -- One de-dup store for all workers: a notification re-sent to another worker is still a repeat.
     notification_store = notification.shared_dict_store(ngx.shared.dws_notifications_seen),
+    -- The binding journal (memory when not configured). SQLite connects lazily, in each worker.
+    journal = config.journal,
   }
 end
 
@@ -75,14 +79,17 @@ end
 -- GET /notifications can show it. Test hooks (off unless configured) make it fail on purpose.
 local records = function() return ngx.shared.merchant_notifications end
 
-local function record(n, outcome, reason)
+local function record(n, outcome, reason, binding)
   local dict = records()
   local i = assert(dict:incr("count", 1, 0))
   local card = type(n.paymentMethodDetail) == "table" and n.paymentMethodDetail.card or {}
   dict:set("n:" .. i, core.json_encode{
     requestId = n.requestId,
     referenceCustomerId = n.referenceCustomerId,
+    referenceUserId = n.referenceUserId,
     outcome = outcome,
+    -- The journal's state after this notification (nil: a requestId this journal does not know).
+    binding = binding and binding.state or nil,
     reason = reason,
     cardToken = type(card) == "table" and card.cardToken or nil,
     mask = type(card) == "table" and card.mask or nil,
@@ -105,7 +112,7 @@ local function planned_failure()
   return mode
 end
 
-local function on_notification(n)
+local function on_notification(n, binding)
   local mode = planned_failure()
   if mode == "raise" then
     record(n, "system_failure", "handler raised")
@@ -117,7 +124,7 @@ local function on_notification(n)
     record(n, "business_failure", "customer unknown to the merchant")
     return false, "customer unknown to the merchant"
   end
-  record(n, "recorded")
+  record(n, "recorded", nil, binding)
   return true
 end
 

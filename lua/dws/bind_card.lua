@@ -100,13 +100,129 @@ local function string_or_nil(v)
   return nil
 end
 
--- Outcome status from addPaymentMethod's S answer (rules in HACKING.md).
-function M.status_of(res)
-  local detail = is_object(res.paymentMethodDetail) and res.paymentMethodDetail or {}
-  local token = is_object(detail.card) and string_or_nil(detail.card.cardToken)
-  if token then return "BOUND", token end
-  if nonempty(res.actionForm) then return "ACTION_REQUIRED" end
-  return "PENDING"
+-- A card option's answer for "the card we sent": cacheCard's mask must show our first six and
+-- last four, its last4 our last four, its brand ours. A signed answer about another card (a
+-- gateway bug, a mix-up of sessions) must never be bound and reported as this one.
+function M.same_card(card_no, brand, cached_card)
+  local mask = string_or_nil(cached_card.mask)
+  if mask then
+    local head, tail = mask:match("^(%d+)%*+(%d+)$")
+    if not head or card_no:sub(1, #head) ~= head or card_no:sub(-#tail) ~= tail then
+      return nil, "cacheCard answered a mask that is not this card's"
+    end
+  end
+  local last4 = string_or_nil(cached_card.last4)
+  if last4 and last4 ~= card_no:sub(-4) then return nil, "cacheCard answered a last4 that is not this card's" end
+  local their_brand = string_or_nil(cached_card.brand)
+  if their_brand and brand and their_brand:upper() ~= brand:upper() then
+    return nil, "cacheCard answered another brand (" .. their_brand .. ")"
+  end
+  return true
+end
+
+-- The outcome a caller sees for a journal record (bind_card, resume_binding, binding).
+-- NEW and SENT are reported as UNKNOWN: the request may or may not have reached DWS.
+function M.outcome_of(rec)
+  local status = rec.state
+  if status == "NEW" or status == "SENT" then status = "UNKNOWN" end
+  return {
+    status = status,
+    requestId = rec.requestId,
+    mask = rec.mask,
+    last4 = rec.last4,
+    brand = rec.brand,
+    expiryTime = rec.expiryTime,
+    paymentMethodType = rec.paymentMethodType,
+    actionForm = rec.actionForm,
+    redirectUrl = rec.redirectUrl,
+    resultCode = rec.resultCode,
+    -- The final token, only ever from a verified notification.
+    cardToken = rec.state == "BOUND" and rec.cardToken or nil,
+  }
+end
+
+local function journal_error(request_id, err, what)
+  return errors.new{ api = "bindCard", code = errors.JOURNAL_UNAVAILABLE, status = "U", request_id = request_id,
+                     message = what .. ": " .. tostring(err) }
+end
+
+-- Answer codes that mean the temporary token is gone: the card must be entered again.
+M.TOKEN_GONE = { [errors.INVALID_PAYMENTMETHOD_TOKEN] = true }
+
+-- Send the journaled bytes of `rec` and record the answer. -> outcome | nil, err
+local function send_recorded(client, rec, resuming)
+  local journal = client.journal
+  local id = rec.requestId
+  local sent, jerr = journal:transition(id, "send", "SENT", function(r) r.sends = (r.sends or 0) + 1 end)
+  if not sent then
+    -- Not sent: the record stays as it was (NEW or UNKNOWN), so a resume can still finish it.
+    return nil, journal_error(id, jerr or "record vanished", "binding not sent: the journal could not record it")
+  end
+  if sent.state ~= "SENT" then return M.outcome_of(sent) end -- finished meanwhile (notification)
+
+  local res, n_or_err = client:call_raw("addPaymentMethod", sent.body, id)
+  local to, edit, err
+  if res then
+    local action = nonempty(res.actionForm)
+    to = action and "ACTION_REQUIRED" or "ACCEPTED"
+    edit = function(r)
+      r.attempts = (r.attempts or 0) + n_or_err
+      r.resultStatus, r.resultCode, r.resultMessage = "S", res.result.resultCode, res.result.resultMessage
+      r.expiryTime = string_or_nil(res.expiryTime) or r.expiryTime
+      r.actionForm = action and res.actionForm or nil
+      r.redirectUrl = string_or_nil(res.redirectUrl)
+        or (is_object(res.actionForm) and string_or_nil(res.actionForm.redirectUrl)) or nil
+    end
+  else
+    err = n_or_err
+    if err.status == "F" and resuming and err.code == errors.REPEAT_REQ_INCONSISTENT then
+      -- We re-sent the journaled bytes and DWS says they differ: our bug, never the customer's.
+      -- The first request may still have bound the card, so the record stays UNKNOWN.
+      log(client, "error", "resume_binding: DWS answered REPEAT_REQ_INCONSISTENT to the journaled bytes",
+        { requestId = id, sends = sent.sends })
+      local cause = err
+      err = errors.new{ api = "addPaymentMethod", code = errors.RESUME_INCONSISTENT, request_id = id,
+        attempts = cause.attempts, response = cause.response,
+        message = "DWS answered REPEAT_REQ_INCONSISTENT to a resend of the journaled bytes (a bug in the SDK or "
+          .. "the journal's store; the binding's outcome is still unknown)" }
+      err.cause = cause
+      to = "UNKNOWN"
+    elseif err.status == "F" then
+      to = "FAILED"
+      if M.TOKEN_GONE[err.code] then
+        err.reenter_card = true
+        err.message = err.message .. " (the temporary card token has expired: the card must be entered again)"
+      end
+    else
+      to = "UNKNOWN"
+    end
+    edit = function(r)
+      r.attempts = (r.attempts or 0) + (err.attempts or 0)
+      r.resultStatus, r.resultCode, r.resultMessage = err.status, err.code, err.message
+    end
+  end
+
+  local after
+  after, jerr = journal:transition(id, "answer", to, edit)
+  if not after then
+    -- DWS answered but the record could not be updated: it stays SENT and will be found by
+    -- pending_bindings; a resume re-sends the same bytes and gets the same answer.
+    log(client, "error", "bind_card: the journal could not record the answer", { requestId = id,
+      state = to, error = tostring(jerr) })
+    after = sent
+    after.state = to
+  end
+  if to == "FAILED" and after.state == "FAILED" then
+    err.binding = M.outcome_of(after)
+    return nil, err
+  end
+  local outcome = M.outcome_of(after)
+  if to == "UNKNOWN" and after.state == "UNKNOWN" then
+    if err.code == errors.RESUME_INCONSISTENT then return nil, err end
+    outcome.error = err
+  end
+  log(client, "info", "bind_card: " .. outcome.status, { requestId = id, mask = outcome.mask })
+  return outcome
 end
 
 -- bind(client, params) -> outcome | nil, err
@@ -118,6 +234,16 @@ function M.bind(client, params)
   if not c then return card_invalid(why, field) end
   local mask, last4, brand = card.mask(c.cardNo), card.last4(c.cardNo), c.brand
   log(client, "info", "bind_card: card checked locally", { mask = mask, brand = brand })
+
+  local journal = client.journal
+  if params.requestId ~= nil then
+    local known, jerr = journal:get(tostring(params.requestId))
+    if jerr then return nil, journal_error(params.requestId, jerr, "cannot check the requestId") end
+    if known then
+      return nil, errors.new{ api = "bindCard", code = errors.REQUEST_ID_REUSED, request_id = params.requestId,
+        message = "requestId is already in the binding journal (" .. known.state .. "); use resume_binding" }
+    end
+  end
 
   local consult = { customerId = params.customerId, env = params.env, scenes = params.scenes }
   local options, err = client:call("consultAddablePaymentMethod", consult)
@@ -134,55 +260,127 @@ function M.bind(client, params)
       card = c,
     },
   })
+  local card_no = c.cardNo
   -- Our copy of the clear card is done with (the caller's table is theirs to clear).
   c.cardNo, c.securityCode = nil, nil
   if not cached then return nil, err end
   local cached_card = is_object(cached.paymentMethodDetail) and is_object(cached.paymentMethodDetail.card)
     and cached.paymentMethodDetail.card or {}
+  local same, mismatch = M.same_card(card_no, brand, cached_card)
+  if not same then
+    log(client, "error", "bind_card: " .. mismatch, { mask = mask })
+    return nil, errors.new{ api = "cacheCard", code = errors.CARD_MISMATCH,
+                            message = mismatch .. "; nothing was added" }
+  end
   local temp_token = string_or_nil(cached_card.cardToken)
   if not temp_token then
     return nil, errors.new{ api = "cacheCard", code = errors.RESPONSE_MALFORMED, status = "U",
                             message = "cacheCard answered S without a cardToken" }
   end
-  -- DWS's own mask and last4 are preferred, but only in the shape expected: never pass on
-  -- something that could be a full number.
-  local their_mask = string_or_nil(cached_card.mask)
-  if their_mask and their_mask:find("*", 1, true) and not their_mask:find("%d%d%d%d%d%d%d") then
-    mask = their_mask
-  end
-  local their_last4 = string_or_nil(cached_card.last4)
-  if their_last4 and their_last4:find("^%d%d%d%d$") then last4 = their_last4 end
+  -- DWS's own mask (now known to be this card's) is preferred.
+  mask = string_or_nil(cached_card.mask) or mask
   brand = string_or_nil(cached_card.brand) or brand
   log(client, "info", "bind_card: card cached", { mask = mask, expiryTime = cached.expiryTime })
 
-  local add = {
-    requestId = params.requestId or core.uuid4(),
+  local card_detail = { cardToken = temp_token, paymentMethodDetailMetadata = params.paymentMethodDetailMetadata }
+  local body, request_id = client:encode_request("addPaymentMethod", {
+    requestId = params.requestId,
     customerId = params.customerId,
     referenceCustomerId = params.referenceCustomerId,
+    referenceUserId = params.referenceUserId,
+    isTemporary = params.isTemporary,
     env = params.env,
     redirectUrl = params.redirectUrl,
-    paymentMethodDetail = { paymentMethodDetailType = "CARD", card = { cardToken = temp_token } },
-  }
-  local added
-  added, err = client:call("addPaymentMethod", add)
-  if not added then return nil, err end
+    paymentMethodDetail = { paymentMethodDetailType = "CARD", card = card_detail },
+  })
+  if not body then return nil, request_id end
 
-  local status, token = M.status_of(added)
-  local outcome = {
-    status = status,
-    requestId = added.requestId or add.requestId,
-    cardToken = token,
+  -- Journaled before it is sent: whatever happens next, the bytes can be sent again.
+  local rec = {
+    requestId = request_id,
+    customerId = params.customerId,
+    referenceCustomerId = params.referenceCustomerId,
+    referenceUserId = params.referenceUserId,
+    body = body,
     mask = mask,
     last4 = last4,
     brand = brand,
-    expiryTime = string_or_nil(added.expiryTime) or string_or_nil(cached.expiryTime),
-    actionForm = nonempty(added.actionForm) and added.actionForm or nil,
-    redirectUrl = string_or_nil(added.redirectUrl)
-      or (is_object(added.actionForm) and string_or_nil(added.actionForm.redirectUrl)) or nil,
+    expiryTime = string_or_nil(cached.expiryTime),
     paymentMethodType = option.paymentMethodType,
   }
-  log(client, "info", "bind_card: " .. status, { requestId = outcome.requestId, mask = mask })
-  return outcome
+  local created, jerr = journal:create(rec)
+  if created == nil then
+    return nil, journal_error(request_id, jerr, "binding not sent: the journal could not record it")
+  end
+  if created == false then
+    return nil, errors.new{ api = "bindCard", code = errors.REQUEST_ID_REUSED, request_id = request_id,
+      message = "requestId is already in the binding journal; use resume_binding" }
+  end
+  return send_recorded(client, rec, false)
+end
+
+local function check_id(request_id, who)
+  if type(request_id) ~= "string" or request_id == "" then
+    error("dws: " .. who .. ": requestId must be a string", 3)
+  end
+end
+
+-- What client:binding and pending_bindings show of a record: the outcome's fields plus the
+-- journal's own (the body stays inside: it is for resending, not for reading).
+local function view(rec)
+  local b = M.outcome_of(rec)
+  b.state = rec.state -- NEW / SENT as they are, for a sweeper
+  b.customerId, b.referenceCustomerId, b.referenceUserId = rec.customerId, rec.referenceCustomerId, rec.referenceUserId
+  b.sends, b.attempts, b.createdAt, b.updatedAt = rec.sends, rec.attempts, rec.createdAt, rec.updatedAt
+  b.resultStatus, b.resultMessage = rec.resultStatus, rec.resultMessage
+  return b
+end
+
+-- binding(client, requestId) -> view | nil (unknown) | nil, err
+function M.binding(client, request_id)
+  check_id(request_id, "binding")
+  local rec, err = client.journal:get(request_id)
+  if not rec then
+    if err then return nil, journal_error(request_id, err, "cannot read the binding journal") end
+    return nil
+  end
+  return view(rec)
+end
+
+-- resume(client, requestId) -> outcome | nil, err
+function M.resume(client, request_id)
+  check_id(request_id, "resume_binding")
+  local rec, err = client.journal:get(request_id)
+  if not rec then
+    if err then return nil, journal_error(request_id, err, "cannot read the binding journal") end
+    return nil, errors.new{ api = "bindCard", code = errors.BINDING_NOT_FOUND, request_id = request_id,
+      message = "no binding with this requestId in the journal" }
+  end
+  local journal = require "dws.journal"
+  if journal.FINAL[rec.state] then
+    local e = errors.new{ api = "bindCard", code = errors.BINDING_FINAL, request_id = request_id,
+      message = "the binding is already " .. rec.state .. "; nothing to resume" }
+    e.binding = M.outcome_of(rec)
+    return nil, e
+  end
+  -- ACCEPTED / ACTION_REQUIRED: DWS has it; only the notification can tell more.
+  if not journal.RESUMABLE[rec.state] then return M.outcome_of(rec) end
+  log(client, "info", "resume_binding: re-sending the journaled request", { requestId = request_id,
+    state = rec.state, sends = rec.sends })
+  return send_recorded(client, rec, true)
+end
+
+-- pending(client, { older_than = seconds }) -> { binding, ... } | nil, err
+function M.pending(client, opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("dws: pending_bindings: opts must be a table", 2) end
+  local older = opts.older_than or 0
+  if type(older) ~= "number" or older < 0 then error("dws: pending_bindings: older_than must be seconds >= 0", 2) end
+  local recs, err = client.journal:pending(older)
+  if not recs then return nil, journal_error(nil, err, "cannot read the binding journal") end
+  local out = {}
+  for i, rec in ipairs(recs) do out[i] = view(rec) end
+  return out
 end
 
 return M

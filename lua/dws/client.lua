@@ -9,7 +9,8 @@
 -- key_version ("1"), request_time ("millis" | "iso8601" | function), timeout (15 s),
 -- connect_timeout (5 s), max_retries (2), retry_base_delay (0.5 s), max_response_bytes (1 MiB),
 -- ca_file, proxy, user_agent, transport, logger, allow_insecure_http (false),
--- notification_tolerance (300 s), notification_store, response_time_tolerance (300 s), server_name.
+-- notification_tolerance (300 s), notification_store, response_time_tolerance (300 s), server_name,
+-- journal, journal_retention (dws.store specs or objects; see README "Stores").
 -- Unknown options, wrong types and values out of range (NaN, infinities, ports, control
 -- characters in anything that reaches a header or URL) raise.
 --
@@ -88,9 +89,11 @@ local OPTION_TYPES = {
   allow_insecure_http = { boolean = true },
   retry_base_delay = { number = true },
   notification_tolerance = { number = true },
-  notification_store = { table = true },
+  notification_store = { table = true, string = true },
   server_name = { string = true },
   response_time_tolerance = { number = true },
+  journal = { table = true, string = true },
+  journal_retention = { number = true, boolean = true },
 }
 
 -- String options that reach a header, a URL, a TLS name or a C string: a control character there
@@ -282,6 +285,7 @@ function M.new(opts)
       .. "or set allow_insecure_http = true for a test gateway", 2)
   end
   o.gateway = base
+  if o.journal_retention == true then fail_option("journal_retention", "must be seconds or false (kept forever)") end
 
   local self = setmetatable({}, Client)
   self.client_id = o.client_id
@@ -297,6 +301,8 @@ function M.new(opts)
   self.logger = o.logger
   self.options = o
   self._time = time_source(o.request_time)
+  -- On by default (memory): an UNKNOWN outcome is only worth something if it can be resumed.
+  self.journal = require("dws.journal").open(o.journal, { retention = o.journal_retention })
 
   local in_nginx = inside_nginx() ~= nil
   o.user_agent = o.user_agent or user_agent(in_nginx and "ngx" or "curl")
@@ -490,16 +496,17 @@ local function check_phase()
   local ok, phase = pcall(ngx.get_phase)
   if ok and NO_COSOCKET_PHASES[phase] then
     error("dws: API calls need cosockets, which nginx does not offer in the " .. phase .. " phase "
-      .. "(call from a content, access or rewrite handler, or from ngx.timer.at)", 3)
+      .. "(call from a content, access or rewrite handler, or from ngx.timer.at)", 4)
   end
 end
 
---- The generic signed call behind the three API methods. `api_name` as on the API pages
--- ("cacheCard"). Returns the decoded response (result S) or nil, err.
-function Client:call(api_name, request)
-  local entry = self._apis[api_name]
-  if not entry then error("dws: unknown API " .. tostring(api_name), 2) end
-  if self._in_nginx then check_phase() end
+local function log_error(self, def, request_id, n, err)
+  log(self, "error", "dws error", { event = "error", api = def.name, request_id = request_id, attempts = n,
+    code = err.code, status = err.status, field = err.field, http_status = err.http_status, message = err.message })
+end
+
+-- Validate and encode a request once. -> body, request_id | nil, err
+local function prepare(self, entry, request)
   local def = entry.def
   local id_field = def.request_id_field
   local defaults
@@ -528,33 +535,34 @@ function Client:call(api_name, request)
   end
   if not req then
     err.attempts, err.request_id = 0, request_id
-    log(self, "error", "dws error", { event = "error", api = def.name, request_id = request_id, attempts = 0,
-      code = err.code, status = err.status, field = err.field, message = err.message })
+    log_error(self, def, request_id, 0, err)
     return nil, err
   end
 
-  -- Encoded once: the same bytes are signed and sent on every attempt.
   local body, jerr = core.json_encode(req, true)
   if not body then
     err = errors.param("request", "request cannot be encoded as JSON: " .. tostring(jerr), def.name)
     err.attempts, err.request_id = 0, request_id
-    log(self, "error", "dws error", { event = "error", api = def.name, request_id = request_id, attempts = 0,
-      code = err.code, status = err.status, field = err.field, message = err.message })
+    log_error(self, def, request_id, 0, err)
     return nil, err
   end
+  return body, request_id
+end
 
+-- The attempt loop: the same bytes signed afresh and sent on every attempt.
+-- -> decoded S response, attempts | nil, err (err.attempts)
+local function send(self, entry, body, request_id)
+  local def = entry.def
   local o = self.options
   local max_attempts = o.max_retries + 1
   local n = 0
   while true do
     n = n + 1
-    local res
-    res, err = attempt(self, entry, body, request_id, n)
-    if res then return res end
+    local res, err = attempt(self, entry, body, request_id, n)
+    if res then return res, n end
     err.api, err.attempts, err.request_id = def.name, n, request_id
     if not err.retryable or n >= max_attempts then
-      log(self, "error", "dws error", { event = "error", api = def.name, request_id = request_id, attempts = n,
-        code = err.code, status = err.status, http_status = err.http_status, message = err.message })
+      log_error(self, def, request_id, n, err)
       return nil, err
     end
     -- Exponential backoff with full jitter: a random delay up to base * 2^(n-1), capped.
@@ -568,6 +576,38 @@ function Client:call(api_name, request)
       core.sleep(delay)
     end
   end
+end
+
+local function entry_of(self, api_name)
+  local entry = self._apis[api_name]
+  if not entry then error("dws: unknown API " .. tostring(api_name), 3) end
+  if self._in_nginx then check_phase() end
+  return entry
+end
+
+--- The generic signed call behind the three API methods. `api_name` as on the API pages
+-- ("cacheCard"). Returns the decoded response (result S) or nil, err.
+function Client:call(api_name, request)
+  local entry = entry_of(self, api_name)
+  local body, request_id = prepare(self, entry, request)
+  if not body then return nil, request_id end
+  local res, err = send(self, entry, body, request_id)
+  if not res then return nil, err end
+  return res
+end
+
+-- Internal (HACKING.md): the two halves of call, for the binding journal, which must record the
+-- exact bytes before they are sent and re-send them unchanged on resume.
+-- encode_request(api_name, request) -> body, request_id | nil, err
+function Client:encode_request(api_name, request)
+  return prepare(self, entry_of(self, api_name), request)
+end
+
+-- call_raw(api_name, body, request_id) -> decoded S response, attempts | nil, err
+-- `body` is sent as it is (re-signed with a fresh Request-Time per attempt), never re-encoded.
+function Client:call_raw(api_name, body, request_id)
+  if type(body) ~= "string" then error("dws: call_raw: body must be the encoded request", 2) end
+  return send(self, entry_of(self, api_name), body, request_id)
 end
 
 for i = 1, #api.ALL do
@@ -589,6 +629,18 @@ end
 
 function Client:bind_card(params)
   return require("dws.bind_card").bind(self, params)
+end
+
+function Client:binding(request_id)
+  return require("dws.bind_card").binding(self, request_id)
+end
+
+function Client:resume_binding(request_id)
+  return require("dws.bind_card").resume(self, request_id)
+end
+
+function Client:pending_bindings(opts)
+  return require("dws.bind_card").pending(self, opts)
 end
 
 --- Send an event to the configured logger, if any, shielded from its failures (for the

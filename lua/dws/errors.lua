@@ -23,10 +23,19 @@ errors.PAYMENT_METHOD_NOT_ADDABLE = "PAYMENT_METHOD_NOT_ADDABLE"
 errors.NOTIFICATION_EXPIRED = "NOTIFICATION_EXPIRED"
 errors.RESPONSE_TIME_INVALID = "RESPONSE_TIME_INVALID"
 errors.RESPONSE_MISMATCH = "RESPONSE_MISMATCH"
+-- The binding journal (dws.journal) and its calls.
+errors.CARD_MISMATCH = "CARD_MISMATCH"             -- cacheCard answered for another card
+errors.JOURNAL_UNAVAILABLE = "JOURNAL_UNAVAILABLE" -- the journal's store could not answer
+errors.BINDING_NOT_FOUND = "BINDING_NOT_FOUND"     -- resume of a requestId the journal does not know
+errors.BINDING_FINAL = "BINDING_FINAL"             -- resume of a BOUND or FAILED binding
+errors.RESUME_INCONSISTENT = "RESUME_INCONSISTENT" -- DWS says the resumed bytes differ: a bug
+errors.REQUEST_ID_REUSED = "REQUEST_ID_REUSED"     -- bind_card with a requestId already journaled
 
 -- Result codes from the API pages that the SDK acts on.
 errors.UNKNOWN_EXCEPTION = "UNKNOWN_EXCEPTION"
 errors.REQUEST_TRAFFIC_EXCEED_LIMIT = "REQUEST_TRAFFIC_EXCEED_LIMIT"
+errors.REPEAT_REQ_INCONSISTENT = "REPEAT_REQ_INCONSISTENT"
+errors.INVALID_PAYMENTMETHOD_TOKEN = "INVALID_PAYMENTMETHOD_TOKEN"
 
 -- Gateway U codes worth another attempt (the pages say "call the interface again").
 local RETRYABLE_RESULT = {
@@ -55,6 +64,11 @@ local DEFAULT_STATUS = {
   PARAM_ILLEGAL = "F",
   CARD_INVALID = "F",
   PAYMENT_METHOD_NOT_ADDABLE = "F",
+  CARD_MISMATCH = "F",
+  BINDING_NOT_FOUND = "F",
+  BINDING_FINAL = "F",
+  RESUME_INCONSISTENT = "F",
+  REQUEST_ID_REUSED = "F",
 }
 
 --- Make an error object. `fields.code` is required; status defaults by code ("F" for local

@@ -4,6 +4,7 @@
 local core = require "dws.core"
 local errors = require "dws.errors"
 local signature = require "dws.signature"
+local dstore = require "dws.store"
 
 local M = {}
 
@@ -26,12 +27,10 @@ M.REFUSAL_BODIES = {
 local DEFAULT_TOLERANCE = 300
 -- DWS re-sends for about 24 hours; remember a notification a while longer than that.
 local DEFAULT_SEEN_TTL = 2 * 24 * 3600
-
-local FIELDS = {
-  { name = "referenceCustomerId", max = 64 },
-  { name = "requestId", max = 64 },
-  { name = "operateSource", max = 16, values = { MERCHANT = true } },
-}
+-- How long one delivery holds its claim while the handler runs; a crash mid-handler frees the
+-- requestId after this, and DWS's next delivery runs the handler then.
+local DEFAULT_CLAIM_TTL = 60
+local REQUEST_ID_MAX = 64
 
 local function fail(code, message, http_status, field)
   return nil, errors.new{ api = "notifyAddPaymentMethod", status = "F", code = code, message = message,
@@ -101,31 +100,56 @@ function M.parse_time(s)
   return math.floor((seconds + frac) * 1000)
 end
 
-local function check_body(body)
+local function is_object(v)
+  return type(v) == "table" and getmetatable(v) ~= core.array_mt
+end
+
+-- After the signature and the replay window: only what is needed to act is required
+-- (requestId, paymentMethodDetail). Everything else DWS may or may not send (the page's own
+-- sample has no operateSource; the table allows referenceUserId instead of
+-- referenceCustomerId) is looked at, logged when odd, never a reason to refuse a signed body.
+local function check_body(client, body)
   local n, why = core.json_decode(body)
   if n == nil then return fail("PARAM_ILLEGAL", "notification body is not JSON: " .. tostring(why), 400) end
-  if type(n) ~= "table" or getmetatable(n) == core.array_mt then
-    return fail("PARAM_ILLEGAL", "notification body is not a JSON object", 400)
+  if not is_object(n) then return fail("PARAM_ILLEGAL", "notification body is not a JSON object", 400) end
+  local id = n.requestId
+  if type(id) ~= "string" or id == "" then
+    return fail("PARAM_ILLEGAL", "requestId is required (a string)", 400, "requestId")
   end
-  for _, f in ipairs(FIELDS) do
-    local v = n[f.name]
-    if v == nil or v == core.null or v == "" then
-      return fail("PARAM_ILLEGAL", f.name .. " is required", 400, f.name)
-    end
-    if type(v) ~= "string" then
-      return fail("PARAM_ILLEGAL", f.name .. " must be a string", 400, f.name)
-    end
-    if #v > f.max then
-      return fail("PARAM_ILLEGAL", string.format("%s is longer than %d characters", f.name, f.max), 400, f.name)
-    end
-    if f.values and not f.values[v] then
-      return fail("PARAM_ILLEGAL", f.name .. " has an unknown value: " .. v, 400, f.name)
-    end
+  if #id > REQUEST_ID_MAX then
+    return fail("PARAM_ILLEGAL", string.format("requestId is longer than %d characters", REQUEST_ID_MAX), 400,
+      "requestId")
   end
-  if type(n.paymentMethodDetail) ~= "table" or getmetatable(n.paymentMethodDetail) == core.array_mt then
+  if not is_object(n.paymentMethodDetail) then
     return fail("PARAM_ILLEGAL", "paymentMethodDetail is required (an object)", 400, "paymentMethodDetail")
   end
+  local notes = {}
+  if n.operateSource == nil then
+    notes[#notes + 1] = "no operateSource"
+  elseif n.operateSource ~= "MERCHANT" then
+    notes[#notes + 1] = "operateSource " .. tostring(n.operateSource)
+  end
+  local refs = (n.referenceCustomerId ~= nil and 1 or 0) + (n.referenceUserId ~= nil and 1 or 0)
+  if refs == 0 then notes[#notes + 1] = "neither referenceCustomerId nor referenceUserId" end
+  if refs == 2 then notes[#notes + 1] = "both referenceCustomerId and referenceUserId" end
+  if #notes > 0 then
+    log(client, "info", "notification accepted with " .. table.concat(notes, ", "), { requestId = id })
+  end
   return n
+end
+
+--- What a notification says about its binding: "BOUND", card token (or nil) | "FAILED",
+-- resultCode. A `result` with resultStatus F means FAILED; anything else is BOUND (the page's
+-- sample carries no result at all).
+function M.outcome(n)
+  local result = is_object(n.result) and n.result or nil
+  if result and result.resultStatus == "F" then
+    return "FAILED", type(result.resultCode) == "string" and result.resultCode or "UNKNOWN"
+  end
+  local detail = is_object(n.paymentMethodDetail) and n.paymentMethodDetail or {}
+  local card = is_object(detail.card) and detail.card or {}
+  local token = card.cardToken
+  return "BOUND", type(token) == "string" and token ~= "" and token or nil
 end
 
 -- verify(client, { method =, path =, headers =, body = }) -> notification | nil, err
@@ -169,126 +193,55 @@ function M.verify(client, request, opts)
       " (replayed or clock skew)", math.floor(skew), tolerance), 401)
   end
 
-  return check_body(body)
+  return check_body(client, body)
 end
 
--- De-duplication stores: anything with get(self, key) -> value|nil and
--- set(self, key, value, ttl). A store that also has add(self, key, value, ttl) -> true | false
--- (false when the key exists) and delete(self, key) lets two deliveries of one notification
--- that arrive at the same time run the handler once, not twice.
-
--- Per-process memory, bounded: at max_entries the expired entries go first, then the oldest.
+-- The de-dup stores of earlier versions, kept as thin aliases of dws.store.
+--- Deprecated: use `dws.store.memory(opts)` (or leave notification_store unset).
 function M.memory_store(opts)
-  opts = opts or {}
-  local max = opts.max_entries or 10000
-  local clock = opts.clock or core.monotonic
-  local entries, queue, head, count = {}, {}, 1, 0
-  local last_sweep = -math.huge
-  local store = {}
-
-  local function remove(key)
-    if entries[key] then
-      entries[key] = nil
-      count = count - 1
-    end
-  end
-
-  local function drop_oldest()
-    while head <= #queue do
-      local item = queue[head]
-      queue[head] = false
-      head = head + 1
-      if entries[item.key] == item then
-        remove(item.key)
-        return
-      end
-    end
-  end
-
-  local function compact()
-    local live = {}
-    for i = head, #queue do
-      local item = queue[i]
-      if item and entries[item.key] == item then live[#live + 1] = item end
-    end
-    queue, head = live, 1
-  end
-
-  -- A full sweep for expired entries costs O(n): at most once a second, when over the bound.
-  local function make_room()
-    local now = clock()
-    if now - last_sweep >= 1 then
-      last_sweep = now
-      for k, it in pairs(entries) do
-        if it.expires <= now then remove(k) end
-      end
-    end
-    while count > max do drop_oldest() end
-  end
-
-  function store.get(_, key)
-    local item = entries[key]
-    if not item then return nil end
-    if item.expires <= clock() then
-      remove(key)
-      return nil
-    end
-    return item.value
-  end
-
-  function store.set(_, key, value, ttl)
-    local item = { key = key, value = value, expires = clock() + (ttl or DEFAULT_SEEN_TTL) }
-    remove(key)
-    entries[key] = item
-    count = count + 1
-    queue[#queue + 1] = item
-    if count > max then make_room() end
-    if head > 64 and head > #queue / 2 then compact() end
-    return true
-  end
-
-  function store.add(self, key, value, ttl)
-    if self:get(key) ~= nil then return false, "exists" end
-    return self:set(key, value, ttl)
-  end
-
-  function store.delete(_, key)
-    remove(key)
-    return true
-  end
-
-  function store.size() return count end
-  return store
+  return dstore.memory(opts)
 end
 
--- An ngx.shared dict (lua_shared_dict), shared by all workers of one nginx.
+--- Deprecated: use `dws.store.shared_dict` (lua_shared_dict), which this hands over to when it
+-- is installed. The fallback adapter has no atomic cas (ngx.shared has none), which
+-- de-duplication does not need; do not use it as a journal.
 function M.shared_dict_store(dict)
   assert(dict and dict.get and dict.set, "dws.notification.shared_dict_store: need an ngx.shared dict")
+  if package.searchpath("dws.store.shared_dict", package.path) then
+    local sd = require "dws.store.shared_dict"
+    return (sd.new or sd.open)(dict)
+  end
+  local function ok_or_err(ok, err)
+    if ok then return true end
+    return nil, err
+  end
   return {
     get = function(_, key) return (dict:get(key)) end,
-    set = function(_, key, value, ttl)
-      local ok, err = dict:set(key, value, ttl or DEFAULT_SEEN_TTL)
-      return ok, err
-    end,
     add = function(_, key, value, ttl)
-      local ok, err = dict:add(key, value, ttl or DEFAULT_SEEN_TTL)
-      return ok, err
+      local ok, err = dict:safe_add(key, value, ttl or 0)
+      if not ok and err == "exists" then return false end
+      return ok_or_err(ok, err)
     end,
+    set = function(_, key, value, ttl) return ok_or_err(dict:safe_set(key, value, ttl or 0)) end,
+    cas = function() error("dws.notification.shared_dict_store: no cas; use dws.store.shared_dict", 2) end,
     delete = function(_, key)
       dict:delete(key)
       return true
     end,
+    scan = function() error("dws.notification.shared_dict_store: no scan; use dws.store.shared_dict", 2) end,
+    close = function() end,
   }
 end
 
 local default_stores = setmetatable({}, { __mode = "k" })
 
+-- The client's de-dup store: opts.store, else the notification_store option (a dws.store spec
+-- or object), else a per-client memory store; opened once per client.
 local function store_for(client, opts)
-  if opts.store then return opts.store end
-  if client.options and client.options.notification_store then return client.options.notification_store end
+  if opts.store then return dstore.check(opts.store, "dws.notification: opts.store") end
   local s = default_stores[client]
   if not s then
-    s = M.memory_store()
+    s = dstore.open(client.options and client.options.notification_store, "dws.client: option notification_store")
     default_stores[client] = s
   end
   return s
@@ -304,17 +257,50 @@ local function answer(status, body)
 end
 
 local PROCESSING = "processing"
+local DONE = "done"
 
-local function busy(client, n)
-  log(client, "info", "notification is being processed by another delivery; asked to re-send",
-    { requestId = n.requestId })
+-- Not acknowledged: DWS re-sends later.
+local function unknown(client, n, level, message)
+  log(client, level, message, { requestId = n.requestId })
   return answer(500, M.UNKNOWN_BODY)
 end
 
+-- The notification's effect on the binding journal. -> binding view | nil (unknown to the
+-- journal) | nil, err (the journal could not answer)
+local function record(client, n)
+  local journal = client.journal
+  if not journal then return nil end
+  local state, detail = M.outcome(n)
+  local rec, err = journal:transition(n.requestId, "notification", state, function(r)
+    if state == "BOUND" then
+      r.cardToken = detail
+      r.resultStatus, r.resultCode = "S", "SUCCESS"
+    else
+      r.resultStatus, r.resultCode = "F", detail
+      r.resultMessage = is_object(n.result) and type(n.result.resultMessage) == "string" and n.result.resultMessage
+        or nil
+    end
+  end)
+  if not rec then
+    if err then return nil, err end
+    log(client, "info", "notification for a requestId the binding journal does not know; handed to the handler",
+      { requestId = n.requestId })
+    return nil
+  end
+  if rec.state ~= state then
+    -- Final already (a repeat from another node's memory, or FAILED then BOUND): the first word stays.
+    log(client, "warn", "notification says " .. state .. " for a binding already " .. rec.state .. "; kept "
+      .. rec.state, { requestId = n.requestId })
+  end
+  return require("dws.bind_card").binding(client, n.requestId)
+end
+
 -- handle(client, request, handler[, opts]) -> http status, headers, body
--- handler(notification) returns true (or nothing) when recorded, false, reason for a business
--- failure (acknowledged all the same, as the API page asks), nil, err when it could not record
--- it (not acknowledged, so DWS re-sends). opts: store, ttl, tolerance, now.
+-- handler(notification, binding) returns true (or nothing) when recorded, false, reason for a
+-- business failure (acknowledged all the same, as the API page asks), nil, err when it could
+-- not record it (not acknowledged, so DWS re-sends). `binding` is the journal's record after
+-- the notification (client:binding's shape), or nil when the journal does not know the
+-- requestId. opts: store, seen_ttl (ttl is the old name), claim_ttl, tolerance, now.
 function M.handle(client, request, handler, opts)
   opts = opts or {}
   if type(handler) ~= "function" then error("dws.notification.handle: handler must be a function", 2) end
@@ -324,48 +310,56 @@ function M.handle(client, request, handler, opts)
     return refusal(err)
   end
 
+  -- Claim the requestId first: a second delivery arriving meanwhile (another worker or node, or
+  -- this one while the handler yields) is asked to come again rather than run the handler twice.
+  -- A store that cannot answer means we cannot know: not acknowledged, never run unclaimed.
   local store = store_for(client, opts)
   local key = "dws:notify:" .. n.requestId
-  local seen = store:get(key)
-  if seen == PROCESSING then return busy(client, n) end
-  if seen then
+  local claimed, why = store:add(key, PROCESSING, opts.claim_ttl or opts.processing_ttl or DEFAULT_CLAIM_TTL)
+  if claimed == nil then
+    return unknown(client, n, "error", "notification not processed: de-dup store error: " .. tostring(why))
+  end
+  if claimed == false then
+    local seen, gerr = store:get(key)
+    if seen == nil and gerr ~= nil then
+      return unknown(client, n, "error", "notification not processed: de-dup store error: " .. tostring(gerr))
+    end
+    if seen == nil or seen == PROCESSING then
+      return unknown(client, n, "info", "notification is being processed by another delivery; asked to re-send")
+    end
     log(client, "info", "notification already processed, acknowledged again", { requestId = n.requestId })
     return answer(200, M.ACK_BODY)
   end
-  -- Claim it, where the store can: a second delivery arriving meanwhile (another worker, or this
-  -- one while the handler yields) is asked to come again rather than run the handler twice.
-  -- A claim refused for another reason (a full shared dict) runs the handler unclaimed.
-  if type(store.add) == "function" then
-    local claimed, why = store:add(key, PROCESSING, opts.processing_ttl or 60)
-    if not claimed and why == "exists" then
-      local now_seen = store:get(key)
-      if now_seen == nil or now_seen == PROCESSING then return busy(client, n) end
-      return answer(200, M.ACK_BODY)
-    end
-  end
   local function release()
-    if type(store.delete) == "function" then store:delete(key) end
+    store:delete(key)
   end
 
-  local ran, result, reason = pcall(handler, n)
+  local binding, jerr = record(client, n)
+  if binding == nil and jerr ~= nil then
+    release()
+    return unknown(client, n, "error", "notification not processed: binding journal error: " .. tostring(jerr))
+  end
+
+  local ran, result, reason = pcall(handler, n, binding)
   if not ran then
     release()
-    log(client, "error", "notification handler raised: " .. tostring(result), { requestId = n.requestId })
-    return answer(500, M.UNKNOWN_BODY)
+    return unknown(client, n, "error", "notification handler raised: " .. tostring(result))
   end
   if result == nil and reason ~= nil then
     release()
-    log(client, "error", "notification handler failed: " .. tostring(reason), { requestId = n.requestId })
-    return answer(500, M.UNKNOWN_BODY)
+    return unknown(client, n, "error", "notification handler failed: " .. tostring(reason))
   end
   if result == false then
     log(client, "warn", "notification handler reported a business failure (acknowledged): " .. tostring(reason),
       { requestId = n.requestId })
   end
 
-  local stored, why = store:set(key, result == false and "business_failure" or "processed", opts.ttl)
+  local stored, serr = store:set(key, result == false and "business_failure" or DONE,
+    opts.seen_ttl or opts.ttl or DEFAULT_SEEN_TTL)
   if not stored then
-    log(client, "warn", "could not remember notification: " .. tostring(why), { requestId = n.requestId })
+    -- The handler has run: acknowledging is right; a re-delivery after the claim expires
+    -- would run it again, so say so loudly.
+    log(client, "error", "could not remember notification: " .. tostring(serr), { requestId = n.requestId })
   end
   return answer(200, M.ACK_BODY)
 end

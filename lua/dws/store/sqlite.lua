@@ -1,0 +1,230 @@
+--- A dws.store in an SQLite file (Debian's lua-sql-sqlite3): durable, embedded, shared by the
+-- processes of one machine (a merchant script and nginx's workers alike).
+--
+--     local s = require("dws.store.sqlite").open("/var/lib/shop/dws.db")
+--     dws.client{ ..., journal = "sqlite:/var/lib/shop/dws.db" }   -- the same, by spec
+--
+-- Why these settings: WAL lets readers and one writer work at once across processes;
+-- `synchronous = FULL` makes a write durable when the call returns (the binding journal is
+-- written before addPaymentMethod is sent and must survive a SIGKILL or a power cut);
+-- `busy_timeout` makes a second process wait for the lock rather than fail at once. Expiry is a
+-- column (wall-clock seconds, so every process agrees) checked on read; expired rows are
+-- removed when their key is written again and by an occasional sweep.
+--
+-- The connection is opened on first use, not by `open`: a client built in nginx's
+-- init_by_lua (the master) must not share one SQLite connection across forked workers.
+-- Every value reaches SQL through the driver's escape (luasql has no bound parameters).
+-- Calls block for the duration of one small SQLite statement (also inside nginx).
+-- @module dws.store.sqlite
+local core = require "dws.core"
+local store = require "dws.store"
+
+local type, error, tostring, tonumber, setmetatable, pcall = type, error, tostring, tonumber, setmetatable, pcall
+local format = string.format
+
+local M = {}
+
+--- How long a call waits for another process's lock before answering nil, err (milliseconds).
+M.BUSY_TIMEOUT_MS = 5000
+-- Expired rows are deleted at most this often (seconds) by a writer.
+local SWEEP_EVERY = 60
+
+local Sqlite = {}
+Sqlite.__index = Sqlite
+
+local function now()
+  return core.time_ms() / 1000
+end
+
+local function check_key(key, who)
+  if type(key) ~= "string" or key == "" then
+    error("dws.store.sqlite: " .. who .. ": key must be a non-empty string", 3)
+  end
+end
+
+local function check_value(value, who)
+  if type(value) ~= "string" then error("dws.store.sqlite: " .. who .. ": value must be a string", 3) end
+end
+
+local function check_ttl(ttl, who)
+  if ttl ~= nil and (type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0 or ttl == math.huge) then
+    error("dws.store.sqlite: " .. who .. ": ttl must be a positive number of seconds, or nil", 3)
+  end
+end
+
+--- A store on the file at `path` (created when absent). Raises on a malformed path (a
+-- programming error); a file that cannot be opened shows as nil, err on the first call.
+-- @tparam string path
+-- @tparam[opt] table opts `busy_timeout` (ms, default `BUSY_TIMEOUT_MS`)
+function M.open(path, opts)
+  if type(path) ~= "string" or path == "" then error("dws.store.sqlite: a file path is required", 2) end
+  opts = opts or {}
+  local busy = opts.busy_timeout or M.BUSY_TIMEOUT_MS
+  if type(busy) ~= "number" or busy < 0 then error("dws.store.sqlite: busy_timeout must be >= 0 ms", 2) end
+  return setmetatable({ path = path, busy_timeout = math.floor(busy), swept_at = -math.huge }, Sqlite)
+end
+
+local function exec(conn, sql)
+  local ok, res, err = pcall(conn.execute, conn, sql)
+  if not ok then return nil, tostring(res) end
+  if res == nil then return nil, tostring(err) end
+  if type(res) ~= "number" and res.close then res:close() end
+  return res
+end
+
+-- The connection, made (and the schema ensured) on first use.
+local function conn_of(self)
+  if self.conn then return self.conn end
+  if self.closed then return nil, "store closed" end
+  local ok, luasql = pcall(require, "luasql.sqlite3")
+  if not ok then return nil, "lua-sql-sqlite3 is not installed: " .. tostring(luasql) end
+  local env = self.env or luasql.sqlite3()
+  self.env = env
+  local conn, err = env:connect(self.path)
+  if not conn then return nil, "cannot open " .. self.path .. ": " .. tostring(err) end
+  -- busy_timeout first: the other pragmas may already need the lock.
+  for _, sql in ipairs{
+    "PRAGMA busy_timeout = " .. self.busy_timeout,
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = FULL",
+    "CREATE TABLE IF NOT EXISTS dws_store (k TEXT PRIMARY KEY, v TEXT NOT NULL, expires REAL)",
+  } do
+    local r, e = exec(conn, sql)
+    if not r then
+      conn:close()
+      return nil, self.path .. ": " .. tostring(e)
+    end
+  end
+  self.conn = conn
+  return conn
+end
+
+local function q(conn, s)
+  return "'" .. conn:escape(s) .. "'"
+end
+
+local function expiry(ttl)
+  if ttl == nil then return "NULL" end
+  return format("%.3f", now() + ttl)
+end
+
+-- Statement -> rows affected | nil, err.
+local function run(self, sql)
+  local conn, err = conn_of(self)
+  if not conn then return nil, err end
+  local n
+  n, err = exec(conn, sql)
+  if not n then return nil, "sqlite: " .. tostring(err) end
+  return tonumber(n) or 0
+end
+
+-- Query -> { row, ... } (rows as arrays) | nil, err.
+local function query(self, sql)
+  local conn, err = conn_of(self)
+  if not conn then return nil, err end
+  local ok, cur, qerr = pcall(conn.execute, conn, sql)
+  if not ok or not cur then return nil, "sqlite: " .. tostring(ok and qerr or cur) end
+  local rows = {}
+  while true do
+    local row = cur:fetch({}, "n")
+    if not row then break end
+    rows[#rows + 1] = row
+  end
+  cur:close()
+  return rows
+end
+
+local function live_clause()
+  return format("(expires IS NULL OR expires > %.3f)", now())
+end
+
+local function sweep(self)
+  local t = now()
+  if t - self.swept_at < SWEEP_EVERY then return end
+  self.swept_at = t
+  run(self, format("DELETE FROM dws_store WHERE expires IS NOT NULL AND expires <= %.3f", t))
+end
+
+function Sqlite:get(key)
+  check_key(key, "get")
+  local conn, err = conn_of(self)
+  if not conn then return nil, err end
+  local rows
+  rows, err = query(self, "SELECT v FROM dws_store WHERE k = " .. q(conn, key) .. " AND " .. live_clause())
+  if not rows then return nil, err end
+  return rows[1] and rows[1][1] or nil
+end
+
+function Sqlite:add(key, value, ttl)
+  check_key(key, "add"); check_value(value, "add"); check_ttl(ttl, "add")
+  local conn, err = conn_of(self)
+  if not conn then return nil, err end
+  sweep(self)
+  -- One statement: insert, or take over an expired row; a live row stays (0 rows changed).
+  local n
+  n, err = run(self, "INSERT INTO dws_store (k, v, expires) VALUES (" .. q(conn, key) .. ", " .. q(conn, value)
+    .. ", " .. expiry(ttl) .. ") ON CONFLICT(k) DO UPDATE SET v = excluded.v, expires = excluded.expires"
+    .. format(" WHERE dws_store.expires IS NOT NULL AND dws_store.expires <= %.3f", now()))
+  if not n then return nil, err end
+  return n > 0
+end
+
+function Sqlite:set(key, value, ttl)
+  check_key(key, "set"); check_value(value, "set"); check_ttl(ttl, "set")
+  local conn, err = conn_of(self)
+  if not conn then return nil, err end
+  local n
+  n, err = run(self, "INSERT OR REPLACE INTO dws_store (k, v, expires) VALUES (" .. q(conn, key) .. ", "
+    .. q(conn, value) .. ", " .. expiry(ttl) .. ")")
+  if not n then return nil, err end
+  return true
+end
+
+function Sqlite:cas(key, old, new, ttl)
+  check_key(key, "cas"); check_value(old, "cas"); check_value(new, "cas"); check_ttl(ttl, "cas")
+  local conn, err = conn_of(self)
+  if not conn then return nil, err end
+  local n
+  n, err = run(self, "UPDATE dws_store SET v = " .. q(conn, new) .. ", expires = " .. expiry(ttl)
+    .. " WHERE k = " .. q(conn, key) .. " AND v = " .. q(conn, old) .. " AND " .. live_clause())
+  if not n then return nil, err end
+  return n > 0
+end
+
+function Sqlite:delete(key)
+  check_key(key, "delete")
+  local conn, err = conn_of(self)
+  if not conn then return nil, err end
+  local n
+  n, err = run(self, "DELETE FROM dws_store WHERE k = " .. q(conn, key))
+  if not n then return nil, err end
+  return true
+end
+
+function Sqlite:scan(prefix)
+  if type(prefix) ~= "string" then error("dws.store.sqlite: scan: prefix must be a string", 2) end
+  local conn, err = conn_of(self)
+  if not conn then return nil, err end
+  -- substr over bytes rather than LIKE: a prefix holding % or _ must match itself only.
+  return query(self, "SELECT k, v FROM dws_store WHERE substr(CAST(k AS BLOB), 1, " .. #prefix .. ") = CAST("
+    .. q(conn, prefix) .. " AS BLOB)"
+    .. " AND " .. live_clause())
+end
+
+function Sqlite:close()
+  if self.conn then self.conn:close() end
+  if self.env then self.env:close() end
+  self.conn, self.env, self.closed = nil, nil, true
+end
+
+function Sqlite.__tostring(self)
+  return "dws.store.sqlite(" .. self.path .. ")"
+end
+
+store.register("sqlite", function(rest)
+  -- "sqlite:/path/file.db" and "sqlite:///path/file.db" alike.
+  local path = rest:gsub("^//", "")
+  return M.open(path)
+end)
+
+return M
