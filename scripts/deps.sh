@@ -5,7 +5,7 @@ set -eu
 
 PKGS="build-essential pkg-config openssl lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev
 libcurl4-openssl-dev libssl-dev libcjson-dev lua-busted lua-cjson nginx-light
-libnginx-mod-http-lua luarocks lua-check cppcheck curl
+libnginx-mod-http-lua luarocks lua-check cppcheck curl libhiredis-dev redis-server lua-nginx-redis
 lua-argparse
 ${DWS_EXTRA_PKGS:-}"
 
