@@ -8,9 +8,9 @@
 -- notification runs its handler twice). A full dict answers nil, err, so the notification gets a
 -- U answer and is re-sent later, when expired entries have made room.
 --
--- ngx.shared has no compare-and-set. cas takes a short per-key lock: a lock key added with
--- safe_add (atomic across workers: the dict has one mutex) and an expiry, so a worker killed
--- while holding it blocks that one key for LOCK_TTL seconds at most. The other writers (add, set,
+-- ngx.shared has no compare-and-set. cas takes a short lock: one of SLOTS counters picked by the
+-- key's hash, taken with incr (atomic across workers: the dict has one mutex), so a worker killed
+-- while holding it blocks those keys for LOCK_TTL seconds at most. The other writers (add, set,
 -- delete) take the same lock, so a cas can never overwrite a value written between its read and
 -- its write. A lock is held across two dict calls that never yield, i.e. microseconds; a version
 -- number beside each value would need the same lock to update both, so the lock alone is simpler.
@@ -20,8 +20,9 @@ local type, error, setmetatable, tostring, pcall = type, error, setmetatable, to
 
 local M = {}
 
--- A lock's expiry: long enough that no live holder (two dict calls) can outlast it, even
--- descheduled by the OS; short enough that a worker killed mid-write blocks a key only briefly.
+-- How long a lock slot may stay taken before a waiting worker frees it: long enough that no live
+-- holder (two dict calls) can outlast it, even descheduled by the OS; short enough that a worker
+-- killed mid-write blocks its keys only briefly.
 M.LOCK_TTL = 5
 -- How long a writer waits for another worker's lock before answering nil, err.
 M.LOCK_WAIT = 1
@@ -37,7 +38,7 @@ function M.new(dict)
   if type(dict) ~= "table" and type(dict) ~= "userdata" or not dict.safe_add then
     error("dws.store.shared_dict: need an ngx.shared dict (lua_shared_dict)", 2)
   end
-  return setmetatable({ dict = dict }, Shared)
+  return setmetatable({ dict = dict, busy_since = {} }, Shared)
 end
 
 local function check_key(key, who)
@@ -66,31 +67,78 @@ local function full(err)
   return nil, "ngx.shared: " .. tostring(err)
 end
 
+-- Locks are SLOTS counters made when the store is made (in init_by_lua the dict is empty) and
+-- never removed: taking one is an incr, which allocates nothing, so a full dict can still be
+-- written where a write needs no new memory (replacing a claim by "done", below).
+local SLOTS = 64
+
+local function slot_of(key)
+  return LOCK .. (ngx.crc32_short(key) % SLOTS)
+end
+
+local function make_slots(dict)
+  for i = 0, SLOTS - 1 do
+    local ok, err = dict:safe_add(LOCK .. i, 0)
+    if not ok and err ~= "exists" then return full(err) end
+  end
+  return true
+end
+
 -- Run fn(dict) holding the key's lock; fn's results, or nil, err when the lock cannot be had.
+-- A worker killed while holding a slot (between two dict calls) leaves it taken: once this
+-- worker has seen that slot taken for LOCK_TTL seconds, across calls, it frees it.
 local function locked(self, key, fn, ...)
-  local dict, lock = self.dict, LOCK .. key
-  local deadline, can_sleep = ngx.now() + M.LOCK_WAIT, true
+  local dict, lock = self.dict, slot_of(key)
+  if not self.ready then
+    local ok, err = make_slots(dict)
+    if not ok then return nil, err end
+    self.ready = true
+  end
+  local start, can_sleep = ngx.now(), true
   while true do
-    local ok, err = dict:safe_add(lock, true, M.LOCK_TTL)
-    if ok then break end
-    if err ~= "exists" then return full(err) end
+    local n, err = dict:incr(lock, 1)
+    if n == 1 then break end
+    if n == nil then return full(err) end
+    dict:incr(lock, -1)
+    local since = self.busy_since[lock] or start
+    self.busy_since[lock] = since
+    if ngx.now() - since > M.LOCK_TTL then
+      self.busy_since[lock] = nil
+      dict:set(lock, 0)
+    end
     if can_sleep then can_sleep = pcall(ngx.sleep, 0.001) end
     if not can_sleep then ngx.update_time() end
-    if ngx.now() > deadline then return nil, "ngx.shared: key busy (locked by another worker)" end
+    if ngx.now() - start > M.LOCK_WAIT then return nil, "ngx.shared: key busy (locked by another worker)" end
   end
+  self.busy_since[lock] = nil
   local a, b = fn(dict, key, ...)
-  dict:delete(lock)
+  dict:incr(lock, -1)
   return a, b
+end
+
+-- Values shorter than PAD are stored padded to PAD bytes, so replacing one short value by
+-- another ("processing" by "done") keeps the entry's size: ngx.shared then rewrites it in
+-- place instead of freeing it and allocating anew, which can fail in a full dict and lose the
+-- entry. Every stored value ends with a byte giving the padding length (that byte included).
+local PAD = 17 -- "business_failure" (16) and a trailer byte
+
+local function encode(v)
+  local t = #v < PAD - 1 and PAD - #v or 1
+  return v .. string.rep(" ", t - 1) .. string.char(t)
+end
+
+local function decode(s)
+  if type(s) ~= "string" or s == "" then return nil end
+  return s:sub(1, -s:byte(-1) - 1)
 end
 
 function Shared:get(key)
   check_key(key, "get")
-  local v = self.dict:get(key)
-  return v
+  return decode(self.dict:get(key))
 end
 
 local function do_add(dict, key, value, ttl)
-  local ok, err = dict:safe_add(key, value, ttl)
+  local ok, err = dict:safe_add(key, encode(value), ttl)
   if ok then return true end
   if err == "exists" then return false end
   return full(err)
@@ -102,7 +150,7 @@ function Shared:add(key, value, ttl)
 end
 
 local function do_set(dict, key, value, ttl)
-  local ok, err = dict:safe_set(key, value, ttl)
+  local ok, err = dict:safe_set(key, encode(value), ttl)
   if ok then return true end
   return full(err)
 end
@@ -113,7 +161,7 @@ function Shared:set(key, value, ttl)
 end
 
 local function do_cas(dict, key, old, new, ttl)
-  if dict:get(key) ~= old then return false end
+  if decode(dict:get(key)) ~= old then return false end
   return do_set(dict, key, new, ttl)
 end
 
@@ -139,7 +187,7 @@ function Shared:scan(prefix)
   local out, n = {}, #prefix
   for _, k in ipairs(self.dict:get_keys(0)) do
     if k:sub(1, n) == prefix and k:sub(1, #LOCK) ~= LOCK then
-      local v = self.dict:get(k)
+      local v = decode(self.dict:get(k))
       if v ~= nil then out[#out + 1] = { k, v } end
     end
   end
