@@ -23,11 +23,14 @@ CORE_HDR = csrc/compat.h csrc/dws.h
 CURL_SRC = csrc/curl.c
 CORE_LIBS = -lcrypto -lcjson
 CURL_LIBS = -lcurl
+# dws.redis is its own library so that dws.core and dws.curl never link hiredis.
+REDIS_SRC = csrc/redis.c
+REDIS_LIBS = -lhiredis
 
 BUILD ?= build
 
 FLAVOURS = 5.4 jit
-MODULES  = $(foreach f,$(FLAVOURS),$(BUILD)/$(f)/dws/core.so $(BUILD)/$(f)/dws/curl.so)
+MODULES  = $(foreach f,$(FLAVOURS),$(BUILD)/$(f)/dws/core.so $(BUILD)/$(f)/dws/curl.so $(BUILD)/$(f)/dws/redis.so)
 
 LUA_PATH_DEV  = $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 export DWS_ROOT = $(CURDIR)
@@ -51,6 +54,12 @@ $(BUILD)/5.4/dws/curl.so: $(CURL_SRC) csrc/compat.h | $(BUILD)/5.4/dws
 
 $(BUILD)/jit/dws/curl.so: $(CURL_SRC) csrc/compat.h | $(BUILD)/jit/dws
 	$(CC) $(CFLAGS_ALL) $(LUAJIT_CFLAGS) -o $@ $(CURL_SRC) $(LDFLAGS_ALL) $(CURL_LIBS)
+
+$(BUILD)/5.4/dws/redis.so: $(REDIS_SRC) | $(BUILD)/5.4/dws
+	$(CC) $(CFLAGS_ALL) $(LUA54_CFLAGS) -o $@ $(REDIS_SRC) $(LDFLAGS_ALL) $(REDIS_LIBS)
+
+$(BUILD)/jit/dws/redis.so: $(REDIS_SRC) | $(BUILD)/jit/dws
+	$(CC) $(CFLAGS_ALL) $(LUAJIT_CFLAGS) -o $@ $(REDIS_SRC) $(LDFLAGS_ALL) $(REDIS_LIBS)
 
 $(BUILD)/%/dws:
 	mkdir -p $@

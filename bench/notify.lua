@@ -167,6 +167,29 @@ function M.run(ctx)
     row("8", string.format("  answers: %d in all, %d not 200", total, bad), bad == 0 and "ok" or "FAILED", "",
       string.format("%d distinct notifications, signed with %s%s", POOL, whose, errs and ("; " .. errs) or ""))
 
+    -- The same load and pool on a second merchant server whose de-dup store is a local
+    -- redis-server (issue 9), measured right after the ngx.shared one: the ratio is one run's.
+    local have_redis, redis_helper = pcall(require, "helpers.redis")
+    local rs = have_redis and redis_helper.start() or nil
+    if rs then
+      local rok, rerr = pcall(function()
+        local r = assert(server_mod.start{ dir = dir .. "/nginx-redis", gateway = "http://127.0.0.1:9",
+          client_id = client_id, private_key_file = merchant_priv_file, dws_public_key_file = dws_pub_file,
+          store = rs.url .. "?prefix=bench:" })
+        util.record_server(ctx.out, r.prefix .. "/logs/nginx.pid")
+        local rm_ok, rm = pcall(measure, ctx, r.prefix, r.notify_url, file, ctx.seconds)
+        r:stop()
+        if not rm_ok then error(rm, 0) end
+        row("8", "  the same through the Redis store (loopback redis-server) vs ngx.shared",
+          string.format("%.0f / %.0f /s", rm.rate, rate), string.format("%.2fx", rm.rate / rate),
+          string.format("worker CPU %.1f vs %.1f us; %d not 200", rm.cpu_per * 1e6, per * 1e6, rm.bad))
+      end)
+      rs:stop()
+      if not rok then row("8", "  Redis store vs ngx.shared", "skipped", "", tostring(rerr)) end
+    else
+      row("8", "  Redis store vs ngx.shared", "skipped", "", "redis-server did not start")
+    end
+
     -- The same load on an endpoint that reads the body and acknowledges without verifying:
     -- what nginx, the Lua module and HTTP cost before the SDK does anything.
     local bprefix = dir .. "/baseline"

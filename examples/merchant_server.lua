@@ -57,7 +57,7 @@ function M.start(opts)
   local config_file = prefix .. "/conf/merchant.json"
   local fields = {}
   for _, k in ipairs{ "client_id", "private_key_file", "dws_public_key_file", "gateway", "ca_file", "server_name",
-                       "journal" } do
+                       "journal", "store" } do
     if opts[k] then fields[#fields + 1] = json_string(k) .. ":" .. json_string(opts[k]) end
   end
   fields[#fields + 1] = '"test_hooks":' .. (opts.test_hooks and "true" or "false")
@@ -111,6 +111,7 @@ local function main(argv)
       dir = opts.dir, port = tonumber(opts.port), gateway = opts.gateway, ca_file = opts.ca_file,
       client_id = opts.client_id, private_key_file = opts.private_key, dws_public_key_file = opts.dws_public_key,
       server_name = opts.server_name, test_hooks = opts.test_hooks == "true", journal = opts.journal,
+      store = opts.store,
     }
     if not server then
       io.stderr:write("merchant_server: ", tostring(err), "\n")

@@ -8,6 +8,7 @@ libcurl4-openssl-dev libssl-dev libcjson-dev lua-busted lua-cjson nginx-light
 libnginx-mod-http-lua luarocks lua-check cppcheck curl
 lua-argparse lua-sql-sqlite3
 chromium chromium-driver
+libhiredis-dev redis-server lua-nginx-redis
 ${DWS_EXTRA_PKGS:-}"
 
 missing=""

@@ -3,14 +3,17 @@
 --
 -- Configuration comes from a JSON file named in nginx.conf (see examples/merchant_server.lua):
 --   { "client_id": ..., "private_key_file": ..., "dws_public_key_file": ..., "gateway": ...,
---     "ca_file": ..., "journal": "sqlite:/path/file.db", "test_hooks": false }
--- With a journal file shared with the scripts that call bind_card, a notification received here
+--     "ca_file": ..., "journal": "sqlite:/path/file.db",
+--     "store": "redis://10.0.0.5:6379/0?prefix=shop:", "test_hooks": false }
+-- With a journal shared with the scripts that call bind_card, a notification received here
 -- moves their binding to BOUND or FAILED, and client:binding(requestId) anywhere reads it.
+-- Without "store", de-duplication lives in this node's lua_shared_dict (all its workers); with a
+-- Redis URL, every node behind the load balancer shares it, and the journal too unless "journal"
+-- names another (see "Several nodes" in the README).
 -- Keys are read and parsed once, in init_by_lua (the master), and shared by the forked workers.
 -- luacheck: globals ngx (ngx.status and ngx.header are assigned)
 local dws = require "dws"
 local core = require "dws.core"
-local notification = require "dws.notification"
 
 local M = {}
 
@@ -50,10 +53,12 @@ function M.init(config_file)
     gateway = config.gateway,
     ca_file = config.ca_file,
     logger = logger,
-    -- One de-dup store for all workers: a notification re-sent to another worker is still a repeat.
-    notification_store = notification.shared_dict_store(ngx.shared.dws_notifications_seen),
+    -- One de-dup store for all workers (and, with Redis, all nodes): a notification re-sent to
+    -- another worker or node is still a repeat. Both connect lazily, from the request handlers.
+    notification_store = config.store and assert(require("dws.store").open(config.store))
+      or require("dws.store.shared_dict").new(ngx.shared.dws_notifications_seen),
     -- The binding journal (memory when not configured). SQLite connects lazily, in each worker.
-    journal = config.journal,
+    journal = config.journal or config.store,
   }
 end
 
