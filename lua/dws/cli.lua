@@ -251,6 +251,13 @@ local function cmd_bind(a)
     if outcome[k] ~= nil then out(string.format("%-12s %s\n", k, tostring(outcome[k]))) end
   end
   if outcome.actionForm then out("actionForm   ", redact.text(assert(core.json_encode(outcome.actionForm))), "\n") end
+  if outcome.status == "ACCEPTED" or outcome.status == "ACTION_REQUIRED" then
+    out("the final result (BOUND or FAILED) comes by notification to the merchant's notify URL\n")
+  elseif outcome.status == "UNKNOWN" then
+    -- Not an error: DWS may have bound the card. The journal can resume it with the same bytes.
+    out("unknown outcome: resume with client:resume_binding(requestId)\n")
+    return EXIT_U
+  end
   return EXIT_OK
 end
 
