@@ -54,6 +54,7 @@ fuzz-smoke:
 
 # ---- AddressSanitizer + UndefinedBehaviorSanitizer over the whole suite ----
 #
+# dws.redis too: the Redis store specs load it.
 # Lua itself is not instrumented, so the suite runs under fuzz/asan_lua.c, a small Lua 5.4
 # interpreter linked with the sanitizers, put first on PATH as lua5.4 (spec/run and busted find
 # it there). No LD_PRELOAD: that would reach nginx, openssl and curl as the specs start them.
@@ -73,7 +74,7 @@ $(ASAN_BUILD)/bin/lua5.4: fuzz/asan_lua.c | deps-checks
 
 test-asan: $(ASAN_BUILD)/bin/lua5.4
 	@$(MAKE) --no-print-directory CC=$(ASAN_CC) BUILD=$(ASAN_BUILD) OPT="$(ASAN_CFLAGS)" \
-	    $(ASAN_BUILD)/5.4/dws/core.so $(ASAN_BUILD)/5.4/dws/curl.so
+	    $(ASAN_BUILD)/5.4/dws/core.so $(ASAN_BUILD)/5.4/dws/curl.so $(ASAN_BUILD)/5.4/dws/redis.so
 	@PATH="$(CURDIR)/$(ASAN_BUILD)/bin:$$PATH" \
 	    ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 \
 	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
