@@ -24,6 +24,7 @@ external_dependencies = {
    -- Debian keeps curl.h under the multiarch include dir, which the compiler finds by itself.
    CURL = { library = "curl" },
    CJSON = { header = "cjson/cJSON.h", library = "cjson" },
+   HIREDIS = { header = "hiredis/hiredis.h", library = "hiredis" },
 }
 build = {
    type = "builtin",
@@ -41,6 +42,13 @@ build = {
          libdirs = { "$(CURL_LIBDIR)" },
          defines = { "_POSIX_C_SOURCE=200809L" },
       },
+      ["dws.redis"] = {
+         sources = { "csrc/redis.c" },
+         libraries = { "hiredis" },
+         incdirs = { "$(HIREDIS_INCDIR)" },
+         libdirs = { "$(HIREDIS_LIBDIR)" },
+         defines = { "_POSIX_C_SOURCE=200809L" },
+      },
       ["dws.api"] = "lua/dws/api.lua",
       ["dws.bind_card"] = "lua/dws/bind_card.lua",
       ["dws.card"] = "lua/dws/card.lua",
@@ -53,6 +61,10 @@ build = {
       ["dws"] = "lua/dws/init.lua",
       ["dws.notification"] = "lua/dws/notification.lua",
       ["dws.store"] = "lua/dws/store.lua",
+      ["dws.store.sqlite"] = "lua/dws/store/sqlite.lua",
+      ["dws.journal"] = "lua/dws/journal.lua",
+      ["dws.store.redis"] = "lua/dws/store/redis.lua",
+      ["dws.store.shared_dict"] = "lua/dws/store/shared_dict.lua",
       ["dws.redact"] = "lua/dws/redact.lua",
       ["dws.sandbox.admin"] = "lua/dws/sandbox/admin.lua",
       ["dws.sandbox.apis"] = "lua/dws/sandbox/apis.lua",
