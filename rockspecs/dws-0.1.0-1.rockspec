@@ -10,7 +10,7 @@ description = {
    detailed = [[
 Signed, verified consultAddablePaymentMethod / cacheCard / addPaymentMethod calls and binding
 notifications, with a C core (OpenSSL, libcurl, cJSON), a bind-card workflow, an OpenResty
-cosocket transport and a local DWS sandbox that runs in nginx.
+cosocket transport and a `dws` command line. The local DWS sandbox is the dws-sandbox rock.
 ]],
    license = "MIT",
 }
@@ -54,22 +54,12 @@ build = {
       ["dws.notification"] = "lua/dws/notification.lua",
       ["dws.store"] = "lua/dws/store.lua",
       ["dws.redact"] = "lua/dws/redact.lua",
-      ["dws.sandbox.admin"] = "lua/dws/sandbox/admin.lua",
-      ["dws.sandbox.apis"] = "lua/dws/sandbox/apis.lua",
-      ["dws.sandbox.config"] = "lua/dws/sandbox/config.lua",
-      ["dws.sandbox.control"] = "lua/dws/sandbox/control.lua",
-      ["dws.sandbox.faults"] = "lua/dws/sandbox/faults.lua",
-      ["dws.sandbox.nginx"] = "lua/dws/sandbox/nginx.lua",
-      ["dws.sandbox.notify"] = "lua/dws/sandbox/notify.lua",
-      ["dws.sandbox.server"] = "lua/dws/sandbox/server.lua",
-      ["dws.sandbox.store"] = "lua/dws/sandbox/store.lua",
-      ["dws.sandbox.testdata"] = "lua/dws/sandbox/testdata.lua",
       ["dws.signature"] = "lua/dws/signature.lua",
       ["dws.transport.curl"] = "lua/dws/transport/curl.lua",
       ["dws.transport.ngx"] = "lua/dws/transport/ngx.lua",
       ["dws.validate"] = "lua/dws/validate.lua",
    },
    install = {
-      bin = { ["dws"] = "bin/dws", ["dws-sandbox"] = "bin/dws-sandbox" },
+      bin = { ["dws"] = "bin/dws" },
    },
 }
