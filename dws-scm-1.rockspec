@@ -64,6 +64,7 @@ build = {
       ["dws.journal"] = "lua/dws/journal.lua",
       ["dws.store.redis"] = "lua/dws/store/redis.lua",
       ["dws.store.shared_dict"] = "lua/dws/store/shared_dict.lua",
+      ["dws.testing"] = "lua/dws/testing.lua",
       ["dws.redact"] = "lua/dws/redact.lua",
       ["dws.signature"] = "lua/dws/signature.lua",
       ["dws.transport.curl"] = "lua/dws/transport/curl.lua",
@@ -73,4 +74,11 @@ build = {
    install = {
       bin = { ["dws"] = "bin/dws" },
    },
+}
+-- `luarocks test` from the source directory runs the suite as CI does (spec/run: busted under Lua 5.4
+-- and LuaJIT over build/, after `make`). Not type "busted": luarocks would fetch the busted rock,
+-- and Debian's busted (scripts/deps.sh) is not a rock. Arguments go on: `luarocks test -- spec/x_spec.lua`.
+test = {
+   type = "command",
+   command = "sh spec/run",
 }
