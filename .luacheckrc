@@ -3,7 +3,7 @@ std = "max"
 max_line_length = 120
 files["spec"] = { std = "+busted" }
 files["lua/dws/transport/ngx.lua"] = { read_globals = { "ngx" } }
-files["lua/dws/sandbox"] = { read_globals = { "ngx" } }
+files["sandbox/lua/dws_sandbox"] = { read_globals = { "ngx" } }
 files["lua/dws/notification.lua"] = { read_globals = { "ngx" } }
 files["lua/dws/client.lua"] = { read_globals = { "ngx" } }
 files["lua/dws/store"] = { read_globals = { "ngx" } }

@@ -32,8 +32,9 @@ BUILD ?= build
 FLAVOURS = 5.4 jit
 MODULES  = $(foreach f,$(FLAVOURS),$(BUILD)/$(f)/dws/core.so $(BUILD)/$(f)/dws/curl.so $(BUILD)/$(f)/dws/redis.so)
 
-LUA_PATH_DEV  = $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
+LUA_PATH_DEV  = $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/sandbox/lua/?.lua;;
 export DWS_ROOT = $(CURDIR)
+export DWS_SANDBOX_JIT_CPATH = $(CURDIR)/$(BUILD)/jit/?.so
 
 # One version: dws.VERSION (lua/dws/client.lua); `make rockspec` writes the release rockspec from
 # dws-scm-1.rockspec (which `luarocks make` keeps using from git); spec/version_spec.lua checks they agree.
@@ -71,6 +72,7 @@ env:
 	@echo 'export LUA_PATH="$(LUA_PATH_DEV)"'
 	@echo 'export LUA_CPATH="$(CURDIR)/$(BUILD)/5.4/?.so;;"'
 	@echo 'export DWS_ROOT="$(CURDIR)"'
+	@echo 'export DWS_SANDBOX_JIT_CPATH="$(CURDIR)/$(BUILD)/jit/?.so"'
 
 # The suite runs once per flavour; spec/run prints the closing "N passed, N failed" line.
 test: deps
@@ -92,7 +94,7 @@ bench: deps
 	@sh bench/run
 
 lint: all
-	luacheck lua spec examples bench bin
+	luacheck lua spec examples bench bin sandbox
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	    --suppress=missingIncludeSystem --inline-suppr $(CJSON_CFLAGS) csrc
 

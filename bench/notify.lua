@@ -5,7 +5,7 @@
 -- key pair made for the run), all with one fresh Request-Time so replay protection accepts them
 -- for the few seconds of the run. Each has its own requestId; wrk cycles through the pool, so
 -- after the first pass the merchant verifies each one and acknowledges it as already processed.
-local nginx = require "dws.sandbox.nginx"
+local nginx = require "dws_sandbox.nginx"
 local util = require "bench.util"
 
 local M = {}

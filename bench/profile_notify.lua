@@ -3,7 +3,7 @@
 -- process so valgrind can follow it, and a pool of notifications signed for it.
 --
 --   lua5.4 bench/profile_notify.lua DIR COUNT   -> prints "<prefix> <port> <conf> <notifications>"
-local nginx = require "dws.sandbox.nginx"
+local nginx = require "dws_sandbox.nginx"
 local core = require "dws.core"
 local server_mod = require "merchant_server"
 

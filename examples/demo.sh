@@ -14,7 +14,8 @@ demo="${DWS_DEMO_DIR:-$root/.demo}"
 client_id=SANDBOX_DEMO_MERCHANT
 
 export DWS_ROOT="$root"
-export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;$root/examples/?.lua;;"
+export DWS_SANDBOX_JIT_CPATH="$root/build/jit/?.so"
+export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;$root/sandbox/lua/?.lua;$root/examples/?.lua;;"
 export LUA_CPATH="$root/build/5.4/?.so;;"
 
 for f in build/5.4/dws/core.so build/5.4/dws/curl.so build/jit/dws/core.so; do
@@ -32,9 +33,9 @@ fi
 # Three free loopback ports: the sandbox's http and https, and the merchant server (the sandbox
 # must know the merchant's notify URL before either starts).
 # shellcheck disable=SC2046
-set -- $(lua5.4 -e 'local p = require("dws.sandbox.nginx").free_ports(3) print(p[1], p[2], p[3])')
+set -- $(lua5.4 -e 'local p = require("dws_sandbox.nginx").free_ports(3) print(p[1], p[2], p[3])')
 # The token bind_card.lua shows the sandbox's record of the delivery with (deliveries are per client).
-admin_token=$(lua5.4 -e 'print(require("dws.sandbox.control").random_token())')
+admin_token=$(lua5.4 -e 'print(require("dws_sandbox.control").random_token())')
 http_port=$1
 https_port=$2
 merchant_port=$3
@@ -59,13 +60,13 @@ merchant_port=$3
 
 stop_servers() {
     lua5.4 examples/merchant_server.lua stop --dir "$demo/merchant" >/dev/null 2>&1 || true
-    bin/dws-sandbox stop --dir "$demo/sandbox" >/dev/null 2>&1 || true
+    sandbox/bin/dws-sandbox stop --dir "$demo/sandbox" >/dev/null 2>&1 || true
 }
 trap stop_servers EXIT
 trap 'exit 130' INT TERM
 
 echo "demo: starting the DWS sandbox (nginx) on 127.0.0.1:$http_port (http) and :$https_port (https)"
-bin/dws-sandbox start --dir "$demo/sandbox" --http-port "$http_port" --https-port "$https_port" \
+sandbox/bin/dws-sandbox start --dir "$demo/sandbox" --http-port "$http_port" --https-port "$https_port" \
     --config "$demo/sandbox_config.lua" >/dev/null
 
 echo "demo: starting the example merchant server (nginx) on 127.0.0.1:$merchant_port"

@@ -12,7 +12,7 @@
 -- server_name: the name the gateway's certificate carries, when the gateway URL has an IP address
 -- (nginx verifies DNS names only), e.g. "localhost" for the local sandbox.
 --   lua5.4 examples/merchant_server.lua stop --dir D
-local nginx = require "dws.sandbox.nginx"
+local nginx = require "dws_sandbox.nginx"
 
 local M = {}
 
@@ -73,7 +73,7 @@ function M.start(opts)
     PREAMBLE = nginx.preamble(prefix),
     -- the launcher's own paths plus examples/openresty for merchant.lua
     LUA_PATHS = string.format('lua_package_path "%s/examples/openresty/?.lua;%s/lua/?.lua;%s/lua/?/init.lua;;";',
-      root, root, root) .. "\n    " .. nginx.lua_paths(root):match("lua_package_cpath[^\n]*"),
+      root, root, root) .. "\n    " .. nginx.lua_paths():match("lua_package_cpath[^\n]*"),
     PREFIX = prefix,
     TLS = tls,
     CONFIG_FILE = config_file,

@@ -90,6 +90,6 @@ VALGRIND = valgrind --quiet --error-exitcode=99 --leak-check=full \
            --suppressions=mk/valgrind.supp --num-callers=30
 
 test-valgrind: $(BUILD)/5.4/dws/core.so | deps-checks
-	@LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
-	    LUA_CPATH="$(CURDIR)/$(BUILD)/5.4/?.so;;" DWS_ROOT="$(CURDIR)" DWS_FLAVOUR=5.4 \
+	@LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/sandbox/lua/?.lua;$(CURDIR)/spec/?.lua;;" \
+	    LUA_CPATH="$(CURDIR)/$(BUILD)/5.4/?.so;;" DWS_ROOT="$(CURDIR)" DWS_SANDBOX_JIT_CPATH="$(CURDIR)/$(BUILD)/jit/?.so" DWS_FLAVOUR=5.4 \
 	    $(VALGRIND) lua5.4 /usr/bin/busted -o plainTerminal $(wildcard spec/core_*_spec.lua)

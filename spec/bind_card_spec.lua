@@ -2,7 +2,7 @@
 -- nginx; the card rules themselves are in spec/card_spec.lua.
 local dws = require "dws"
 local core = require "dws.core"
-local nginx = require "dws.sandbox.nginx"
+local nginx = require "dws_sandbox.nginx"
 local sandbox = require "helpers.sandbox"
 
 local CLIENT_ID = "SANDBOX_BIND0000000001"

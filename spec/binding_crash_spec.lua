@@ -3,7 +3,7 @@
 -- on every attempt, one binding, BOUND once the notification reaches the example merchant
 -- server (OpenResty) that shares the journal file.
 local dws = require "dws"
-local nginx = require "dws.sandbox.nginx"
+local nginx = require "dws_sandbox.nginx"
 local sandbox = require "helpers.sandbox"
 
 local ROOT = os.getenv("DWS_ROOT")

@@ -9,7 +9,7 @@
 local dws = require "dws"
 local core = require "dws.core"
 local curl = require "dws.curl"
-local nginx = require "dws.sandbox.nginx"
+local nginx = require "dws_sandbox.nginx"
 local sandbox = require "helpers.sandbox"
 
 local CLIENT_ID = "SANDBOX_HYGIENE000000001"

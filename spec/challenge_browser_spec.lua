@@ -4,11 +4,10 @@
 -- URL and sends the browser back to the merchant's redirectUrl.
 local dws = require "dws"
 local core = require "dws.core"
-local nginx = require "dws.sandbox.nginx"
-local control = require "dws.sandbox.control"
+local nginx = require "dws_sandbox.nginx"
+local control = require "dws_sandbox.control"
 local sandbox = require "helpers.sandbox"
 
-local ROOT = os.getenv("DWS_ROOT") or "."
 local ELEMENT = "element-6066-11e4-a52e-4f735466cecf" -- the W3C WebDriver element key
 
 local dir, sb, client, merchant_port, driver_port, driver_pid
@@ -36,7 +35,7 @@ local function start_merchant()
   local conf = nginx.preamble(dir .. "/merchant") .. [[
 events { worker_connections 64; }
 http {
-]] .. nginx.lua_paths(ROOT) .. [[
+]] .. nginx.lua_paths() .. [[
   access_log off;
   lua_shared_dict recv 4m;
   server {
@@ -114,7 +113,7 @@ end
 describe("the challenge card in headless Chromium", function()
   setup(function()
     dir = nginx.tmpdir("dws-browser")
-    local ports = control.free_ports(2)
+    local ports = nginx.free_ports(2)
     merchant_port, driver_port = ports[1], ports[2]
     assert(start_merchant())
     sb = assert(sandbox.start{ notify_scale = 0.001, notify_url = "http://127.0.0.1:" .. merchant_port .. "/notify" })

@@ -2,7 +2,7 @@
 -- and signatures checked with the openssl command line.
 local core = require "dws.core"
 local dws = require "dws"
-local nginx = require "dws.sandbox.nginx"
+local nginx = require "dws_sandbox.nginx"
 local sandbox = require "helpers.sandbox"
 local httpd = require "helpers.httpd"
 local files = require "helpers.files"

@@ -6,7 +6,7 @@
 local dws = require "dws"
 local core = require "dws.core"
 local curl = require "dws.curl"
-local nginx = require "dws.sandbox.nginx"
+local nginx = require "dws_sandbox.nginx"
 local sandbox = require "helpers.sandbox"
 
 local CLIENT_ID = "SANDBOX_FAULTS000000001"
@@ -176,7 +176,7 @@ local function row_client(row)
   local timeout = TIMED[row.fault] and FAULT_TIMEOUT or TIMEOUT
   return make_client{ timeout = timeout }, timeout
 end
--- Faults the sandbox applies after processing the request (lua/dws/sandbox/faults.lua "post").
+-- Faults the sandbox applies after processing the request (sandbox/lua/dws_sandbox/faults.lua "post").
 local POST_PROCESSING = { never_answer = true, drip = true, reset = true, short_body = true, slow = true,
                           unsigned_s = true, foreign_key = true, tamper = true, no_response_time = true,
                           dup_headers = true }

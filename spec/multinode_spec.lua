@@ -4,10 +4,9 @@
 -- then one node whose lua_shared_dict is far too small. Handler runs are counted in Redis
 -- (INCR started:<requestId> on entry, done:<requestId> on return), so no node can hide one.
 local core = require "dws.core"
-local nginx = require "dws.sandbox.nginx"
+local nginx = require "dws_sandbox.nginx"
 local redis_server = require "helpers.redis"
 
-local root = os.getenv("DWS_ROOT") or "."
 local CLIENT_ID = "SANDBOX_MULTINODE00001"
 -- A node that dies holding a claim blocks that notification this long (the de-dup claim ttl).
 local CLAIM_TTL = 2
@@ -127,7 +126,7 @@ local function start(prefix, conf_fmt, ...)
   for _ = 1, 3 do -- free_ports is a snapshot: another process may take the port first
     local port = nginx.free_ports(1)[1]
     local conf = nginx.preamble(prefix):gsub("worker_processes 1", "worker_processes 2") ..
-      string.format(conf_fmt, nginx.lua_paths(root), ...):gsub("@PORT@", tostring(port))
+      string.format(conf_fmt, nginx.lua_paths(), ...):gsub("@PORT@", tostring(port))
     local ok
     ok, why = nginx.start(prefix, conf, { port })
     if ok then return port end

@@ -2,7 +2,7 @@
 -- is what an HTTP server hands over). Delivery by the sandbox is in spec/openresty_spec.lua.
 local dws = require "dws"
 local core = require "dws.core"
-local nginx = require "dws.sandbox.nginx"
+local nginx = require "dws_sandbox.nginx"
 local notification = require "dws.notification"
 local dstore = require "dws.store"
 local files = require "helpers.files"

@@ -4,7 +4,7 @@
 -- replayed or tampered with.
 local dws = require "dws"
 local core = require "dws.core"
-local nginx = require "dws.sandbox.nginx"
+local nginx = require "dws_sandbox.nginx"
 local sandbox = require "helpers.sandbox"
 
 local root = os.getenv("DWS_ROOT") or "."

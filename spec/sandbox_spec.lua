@@ -1,9 +1,9 @@
 -- The DWS sandbox from the outside: the curl command line for HTTP, dws.core (and the openssl command
 -- line as an independent verifier) for signatures, a second nginx as the merchant's notify receiver.
 local core = require "dws.core"
-local nginx = require "dws.sandbox.nginx"
+local nginx = require "dws_sandbox.nginx"
 local sandbox = require "helpers.sandbox"
-local control = require "dws.sandbox.control"
+local control = require "dws_sandbox.control"
 
 local ROOT = os.getenv("DWS_ROOT") or "."
 local CARDS = { "4111111111111111", "5555555555554444", "4000056655665556", "4000000000000077",
@@ -126,7 +126,7 @@ local function start_receiver(dir, port)
   local conf = nginx.preamble(dir) .. [[
 events { worker_connections 64; }
 http {
-]] .. nginx.lua_paths(ROOT) .. [[
+]] .. nginx.lua_paths() .. [[
   access_log off;
   lua_shared_dict recv 4m;
   server {
@@ -188,7 +188,7 @@ describe("dws sandbox #nginx", function()
   setup(function()
     tmp = nginx.tmpdir("dws-sbspec")
     receiver_dir = tmp .. "/receiver"
-    receiver_port = control.free_ports(1)[1]
+    receiver_port = nginx.free_ports(1)[1]
     assert(start_receiver(receiver_dir, receiver_port))
     -- 0.00002: Antom's 24-hour schedule in about 1.7 s.
     sb = assert(sandbox.start{ notify_scale = 0.00002, notify_delay = 0.3,
@@ -818,7 +818,7 @@ describe("dws sandbox #nginx", function()
   describe("field limits: the SDK's validation and the sandbox agree at max and max + 1", function()
     local api = require "dws.api"
     local validate = require "dws.validate"
-    local testdata = require "dws.sandbox.testdata"
+    local testdata = require "dws_sandbox.testdata"
     local seq = 0
 
     local function luhn_number(n)
@@ -1094,15 +1094,18 @@ describe("dws sandbox config #nginx", function()
   end)
 end)
 
-describe("bin/dws-sandbox #nginx", function()
-  it("starts with generated keys and a demo client, from anywhere, without DWS_ROOT, and stops", function()
+describe("sandbox/bin/dws-sandbox #nginx", function()
+  it("starts with generated keys and a demo client, from anywhere, without DWS_ROOT or JIT cpath, stops", function()
     local dir = nginx.tmpdir("dws-sbcli")
     tmp = nginx.tmpdir("dws-sbspec")
-    local bin = nginx.sh_quote(ROOT .. "/bin/dws-sandbox")
+    local bin = nginx.sh_quote(ROOT .. "/sandbox/bin/dws-sandbox")
     local ok, err = pcall(function()
-      local out, code = sh("cd / && env -u DWS_ROOT " .. bin .. " start --dir " .. nginx.sh_quote(dir) .. " 2>&1")
+      local out, code = sh("cd / && env -u DWS_ROOT -u DWS_SANDBOX_JIT_CPATH " .. bin .. " start --dir " ..
+        nginx.sh_quote(dir) .. " 2>&1")
       assert.are.equal(0, code, out)
-      local http_port, https = out:match("^http=(%d+) https=(%d+) dir=" .. dir:gsub("%p", "%%%0") .. "\n$")
+      local qdir = dir:gsub("%p", "%%%0")
+      local http_port, https = out:match("^http=(%d+) https=(%d+) dir=" .. qdir .. " ca_file=" .. qdir ..
+        "/certs/ca%.pem client_id=SANDBOX_DEMO_MERCHANT\n$")
       assert.is_string(http_port, out)
       assert.is_true(nginx.port_listening(tonumber(https)))
       local conf = dofile(dir .. "/sandbox_config.lua")
@@ -1119,7 +1122,7 @@ describe("bin/dws-sandbox #nginx", function()
       assert.are.equal(0, select(2, sh(bin .. " stop --dir " .. nginx.sh_quote(dir))))
       assert.is_false(nginx.port_listening(tonumber(http_port)))
       -- a second start, on a port given, reuses what the first generated
-      local port = control.free_ports(1)[1]
+      local port = nginx.free_ports(1)[1]
       out, code = sh(bin .. " start --dir " .. nginx.sh_quote(dir) .. " --http-port " .. port .. " 2>&1")
       assert.are.equal(0, code, out)
       assert.matches("^http=" .. port .. " ", out)

@@ -3,7 +3,7 @@
 -- contract case runs in a content handler, one request per case, and becomes an `it` here.
 local contract = require "helpers.store_contract"
 local redis_server = require "helpers.redis"
-local nginx = require "dws.sandbox.nginx"
+local nginx = require "dws_sandbox.nginx"
 
 local root = os.getenv("DWS_ROOT") or "."
 local dir, port, redis, curl
@@ -53,7 +53,7 @@ setup(function()
   for _ = 1, 3 do
     port = nginx.free_ports(1)[1]
     local conf = nginx.preamble(dir) .. string.format(CONF,
-      nginx.lua_paths(root):match("lua_package_cpath[^\n]*"), root, root, root, port, redis.port)
+      nginx.lua_paths():match("lua_package_cpath[^\n]*"), root, root, root, port, redis.port)
     started, why = nginx.start(dir, conf, { port })
     if started then break end
   end

@@ -5,7 +5,7 @@ local store = require "dws.store"
 local redis_store = require "dws.store.redis"
 local contract = require "helpers.store_contract"
 local redis_server = require "helpers.redis"
-local nginx = require "dws.sandbox.nginx"
+local nginx = require "dws_sandbox.nginx"
 
 local server, locked
 

@@ -4,7 +4,7 @@
 -- creation for anything but loopback unless allow_insecure_http = true.
 local dws = require "dws"
 local core = require "dws.core"
-local nginx = require "dws.sandbox.nginx"
+local nginx = require "dws_sandbox.nginx"
 local sandbox = require "helpers.sandbox"
 
 local CLIENT_ID = "SANDBOX_TLS0000000001"

@@ -266,7 +266,9 @@ end
 
 local function cmd_notify(a)
   if a.notify_command == "resend" then
-    local st = require("dws.sandbox.control").status(a.sandbox)
+    local control, load_err = util.sandbox_control()
+    if not control then return fail(load_err) end
+    local st = control.status(a.sandbox)
     if not st then return fail("no sandbox running in " .. a.sandbox) end
     local res, err = util.post("http://127.0.0.1:" .. st.http_port .. "/__sandbox/notifications/resend",
       { ["Content-Type"] = "application/json" }, assert(core.json_encode({ requestId = a.request_id })))
@@ -286,8 +288,10 @@ local function cmd_sandbox(a)
       args[#args + 1] = a[k]
     end
   end
-  -- The launcher's own logic (the sandbox will become its own package): nothing re-implemented here.
-  return require("dws.sandbox.control").main(args)
+  -- The launcher's own logic (the dws-sandbox rock): nothing re-implemented here.
+  local control, err = util.sandbox_control()
+  if not control then return fail(err) end
+  return control.main(args)
 end
 
 local COMMANDS = { keygen = cmd_keygen, sign = cmd_sign, verify = cmd_verify, call = cmd_call, bind = cmd_bind,

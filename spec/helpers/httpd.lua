@@ -21,7 +21,7 @@
 --                    the head dripped as well)
 --   /bigheaders?n=<k> k headers x-big-1..k of 1000 bytes each
 --   /brief           "brief"; the server closes the kept-alive connection after 300 ms idle
-local nginx = require "dws.sandbox.nginx"
+local nginx = require "dws_sandbox.nginx"
 
 local M = {}
 
@@ -155,24 +155,6 @@ function Server:stop()
   end
 end
 
--- Listening ports outside the kernel's ephemeral range, where outgoing connections (ours and
--- those of suites running beside us) would otherwise take a port between choosing and binding.
-local function pick_ports(n)
-  local range = nginx.read_file("/proc/sys/net/ipv4/ip_local_port_range") or ""
-  local low = tonumber(range:match("^%s*(%d+)")) or 32768
-  local out, seen = {}, {}
-  for _ = 1, 50 do
-    for _, p in ipairs(nginx.free_ports(n)) do
-      if p < low and not seen[p] and #out < n then
-        seen[p] = true
-        out[#out + 1] = p
-      end
-    end
-    if #out == n then return out end
-  end
-  return nginx.free_ports(n)
-end
-
 local function config(prefix, certs, wrong, ports, opts)
   local extra, extra_tls = opts.extra_ports or 0, opts.extra_tls_ports or 0
   local listens = {}
@@ -237,7 +219,7 @@ function M.start(opts)
   local ports, ok, err
   -- A port can still be taken between choosing and binding: choose again a few times.
   for _ = 1, 4 do
-    ports = pick_ports(3 + extra + extra_tls)
+    ports = nginx.free_ports(3 + extra + extra_tls)
     ok, err = nginx.start(prefix, config(prefix, certs, wrong, ports, opts), ports)
     if ok or not tostring(err):find("in use", 1, true) then break end
     nginx.stop(prefix)
@@ -263,7 +245,7 @@ end
 
 -- A loopback port nothing listens on (for "connection refused").
 function M.closed_port()
-  return pick_ports(1)[1]
+  return nginx.free_ports(1)[1]
 end
 
 return M

@@ -3,7 +3,7 @@
 --
 --   local r = assert(require("helpers.redis").start{ password = "s3cret" })
 --   r.port, r.url ("redis://127.0.0.1:port/0"), r:cli("GET", "k") -> reply text, r:stop()
-local nginx = require "dws.sandbox.nginx"
+local nginx = require "dws_sandbox.nginx"
 
 local M = {}
 local Server = {}

@@ -81,12 +81,23 @@ local function load_profile(path)
   return t
 end
 
+--- The sandbox's control module, from the dws-sandbox rock (a package of its own, which the SDK does
+-- not need). Returns it or nil, err.
+function M.sandbox_control()
+  local ok, control = pcall(require, "dws_sandbox.control")
+  if ok then return control end
+  return nil, "the sandbox commands need the dws-sandbox rock (dws_sandbox.control not found): " ..
+    "luarocks --lua-version 5.4 install dws-sandbox"
+end
+
 --- Client options from --sandbox DIR, --profile FILE and the environment (which fills what the
 -- profile leaves out). Returns the options or nil, err.
 function M.profile(a)
   local o = {}
   if a.sandbox then
-    local st = require("dws.sandbox.control").status(a.sandbox)
+    local control, err = M.sandbox_control()
+    if not control then return nil, err end
+    local st = control.status(a.sandbox)
     if not st then return nil, "no sandbox running in " .. a.sandbox end
     o = { client_id = st.client_id, private_key_file = st.merchant_private_key,
           dws_public_key_file = st.dws_public_key, gateway = "https://127.0.0.1:" .. st.https_port,

@@ -26,7 +26,7 @@
 --   traffic_limit      signed U REQUEST_TRAFFIC_EXCEED_LIMIT (pre)
 --   unknown_exception  signed U UNKNOWN_EXCEPTION (pre)
 -- addPaymentMethod answers of pre faults echo the requestId.
-local store = require "dws.sandbox.store"
+local store = require "dws_sandbox.store"
 local core = require "dws.core"
 
 local M = {}

@@ -3,7 +3,7 @@
 -- "POST <notify path>\n<client-id>.<request-time>.<body>". Anything but HTTP 200 with
 -- result.resultStatus "S" is re-sent on Antom's schedule times notify_scale, 8 attempts in all.
 local core = require "dws.core"
-local store = require "dws.sandbox.store"
+local store = require "dws_sandbox.store"
 
 local M = {}
 

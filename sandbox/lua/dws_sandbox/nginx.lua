@@ -1,6 +1,6 @@
 -- Start and stop a private nginx (with the Lua module) from Lua 5.4 or LuaJIT.
 --
--- Used by bin/dws-sandbox, the specs and the examples: each server gets its own prefix
+-- Used by sandbox/bin/dws-sandbox, the specs and the examples: each server gets its own prefix
 -- directory, free loopback ports, and is stopped by pid. Nothing here runs inside nginx.
 local M = {}
 
@@ -124,12 +124,30 @@ function M.preamble(prefix)
   return table.concat(lines, "\n") .. "\n"
 end
 
--- The http-block lines that make our Lua modules loadable inside nginx.
-function M.lua_paths(root)
-  root = root or os.getenv("DWS_ROOT") or "."
-  local cpath = os.getenv("DWS_NGINX_CPATH") or (root .. "/build/jit/?.so")
-  return string.format('lua_package_path "%s/lua/?.lua;%s/lua/?/init.lua;;";\n' ..
-    'lua_package_cpath "%s;;";\n', root, root, cpath)
+-- Where nginx finds the LuaJIT build of dws.core (nginx runs LuaJIT: the Lua 5.4 build cannot load
+-- there): DWS_SANDBOX_JIT_CPATH (a cpath template, e.g. build/jit/?.so in a source tree), else the
+-- build the dws-sandbox rock installs as dws_sandbox/jit/dws/core.so beside this process's modules.
+-- -> template | nil, err
+function M.jit_cpath()
+  local env = os.getenv("DWS_SANDBOX_JIT_CPATH")
+  if env and env ~= "" then return env end
+  if M.source_jit_cpath then return M.source_jit_cpath end -- set by the launcher run from a source tree
+  for template in package.cpath:gmatch("[^;]+") do
+    local f = io.open((template:gsub("%?", "dws_sandbox/jit/dws/core")), "rb")
+    if f then
+      f:close()
+      return (template:gsub("%?", "dws_sandbox/jit/?"))
+    end
+  end
+  return nil, "the LuaJIT build of dws.core was not found on package.cpath (as dws_sandbox/jit/dws/core.so, " ..
+    "which the dws-sandbox rock installs); set DWS_SANDBOX_JIT_CPATH (e.g. to build/jit/?.so of a source tree)"
+end
+
+-- The http-block lines that make our Lua modules loadable inside nginx: the Lua files come from this
+-- process's package.path (the same files load under LuaJIT), never from a source tree's layout.
+function M.lua_paths()
+  local cpath = assert(M.jit_cpath())
+  return string.format('lua_package_path "%s;;";\nlua_package_cpath "%s;;";\n', package.path, cpath)
 end
 
 local function pid_of(prefix)

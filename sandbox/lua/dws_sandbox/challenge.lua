@@ -7,9 +7,9 @@
 -- A ticket is used once (a second POST gets 410) and lives as long as a card token.
 -- luacheck: globals ngx (ngx.status and ngx.header are assigned)
 local core = require "dws.core"
-local store = require "dws.sandbox.store"
-local testdata = require "dws.sandbox.testdata"
-local notify = require "dws.sandbox.notify"
+local store = require "dws_sandbox.store"
+local testdata = require "dws_sandbox.testdata"
+local notify = require "dws_sandbox.notify"
 
 local M = {}
 

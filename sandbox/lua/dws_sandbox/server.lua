@@ -4,13 +4,13 @@
 -- Nothing here logs a body or puts one in an error: request bodies carry card numbers.
 -- luacheck: globals ngx (ngx.status and ngx.header are assigned)
 local core = require "dws.core"
-local config = require "dws.sandbox.config"
-local store = require "dws.sandbox.store"
-local apis = require "dws.sandbox.apis"
-local faults = require "dws.sandbox.faults"
-local notify = require "dws.sandbox.notify"
-local testdata = require "dws.sandbox.testdata"
-local challenge = require "dws.sandbox.challenge"
+local config = require "dws_sandbox.config"
+local store = require "dws_sandbox.store"
+local apis = require "dws_sandbox.apis"
+local faults = require "dws_sandbox.faults"
+local notify = require "dws_sandbox.notify"
+local testdata = require "dws_sandbox.testdata"
+local challenge = require "dws_sandbox.challenge"
 
 local M = {}
 
@@ -338,7 +338,7 @@ end
 
 function M.handle(admin_port)
   if admin_port and ngx.var.uri:sub(1, 11) == "/__sandbox/" then
-    return require("dws.sandbox.admin").handle()
+    return require("dws_sandbox.admin").handle()
   end
   if ngx.var.uri:sub(1, 11) == "/challenge/" then return challenge.handle(S) end
   return handle_api()

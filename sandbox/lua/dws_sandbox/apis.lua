@@ -4,8 +4,8 @@
 -- A card number or security code is only ever looked at here, in cacheCard: it is checked, reduced to
 -- brand / mask / last4 / expiry / behaviour class, and dropped. Error messages name the field only.
 local core = require "dws.core"
-local store = require "dws.sandbox.store"
-local testdata = require "dws.sandbox.testdata"
+local store = require "dws_sandbox.store"
+local testdata = require "dws_sandbox.testdata"
 
 local M = {}
 

@@ -11,10 +11,10 @@
 --   POST /__sandbox/notifications/resend  {"requestId":ID} sends that binding's last notification again
 -- luacheck: globals ngx (ngx.status and ngx.header are assigned)
 local core = require "dws.core"
-local store = require "dws.sandbox.store"
-local faults = require "dws.sandbox.faults"
-local notify = require "dws.sandbox.notify"
-local server = require "dws.sandbox.server"
+local store = require "dws_sandbox.store"
+local faults = require "dws_sandbox.faults"
+local notify = require "dws_sandbox.notify"
+local server = require "dws_sandbox.server"
 
 local M = {}
 
@@ -52,7 +52,7 @@ end
 routes["GET /__sandbox/deliveries"] = function()
   local client_id = ngx.unescape_uri(ngx.var.arg_client_id or "")
   if client_id == "" then return reply(400, { error = "client_id query parameter required" }) end
-  local c = require("dws.sandbox.server").state.conf.clients[client_id]
+  local c = require("dws_sandbox.server").state.conf.clients[client_id]
   if not c or not c.admin_token or not same_secret(ngx.var.http_x_sandbox_admin_token, c.admin_token) then
     return reply(403, { error = "this client's admin token is required (X-Sandbox-Admin-Token)" })
   end

@@ -73,7 +73,7 @@ M.serialize = serialize
 
 function M.write(path, conf)
   local f = assert(io.open(path, "wb"))
-  f:write("-- DWS sandbox config, read when the sandbox starts (see lua/dws/sandbox/config.lua).\n",
+  f:write("-- DWS sandbox config, read when the sandbox starts (see sandbox/lua/dws_sandbox/config.lua).\n",
     "-- clients[id].notify_url = \"http://127.0.0.1:PORT/notify\" turns binding notifications on;\n",
     "-- notify_scale multiplies the re-delivery schedule (0 s, 2 min, 10 min, 10 min, 1 h, 2 h, 6 h, 15 h).\n",
     "return ", serialize(conf), "\n")
@@ -84,7 +84,7 @@ end
 --      foreign_private_key }
 function M.nginx_conf(p)
   local q = function(s) return string.format("%q", s) end
-  local init = string.format("require(\"dws.sandbox.server\").init{ config = %s, dws_private_key = %s, " ..
+  local init = string.format("require(\"dws_sandbox.server\").init{ config = %s, dws_private_key = %s, " ..
     "foreign_private_key = %s }", q(p.config), q(p.dws_private_key), q(p.foreign_private_key))
   local tmp = p.prefix .. "/tmp"
   return p.preamble .. [[
@@ -117,7 +117,7 @@ http {
 
     server {
         listen 127.0.0.1:]] .. p.http_port .. [[;
-        location / { content_by_lua_block { require("dws.sandbox.server").handle(true) } }
+        location / { content_by_lua_block { require("dws_sandbox.server").handle(true) } }
     }
 
     server {
@@ -125,7 +125,7 @@ http {
         ssl_certificate ]] .. p.cert .. [[;
         ssl_certificate_key ]] .. p.cert_key .. [[;
         ssl_protocols TLSv1.2 TLSv1.3;
-        location / { content_by_lua_block { require("dws.sandbox.server").handle(false) } }
+        location / { content_by_lua_block { require("dws_sandbox.server").handle(false) } }
     }
 }
 ]]

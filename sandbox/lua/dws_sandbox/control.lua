@@ -1,10 +1,10 @@
 -- Prepare, start and stop a sandbox in a directory; runs outside nginx (plain Lua 5.4 or LuaJIT).
--- Used by bin/dws-sandbox and spec/helpers/sandbox.lua.
+-- Used by sandbox/bin/dws-sandbox and spec/helpers/sandbox.lua.
 --
 -- DIR layout: certs/{ca,server}.pem (+ keys), keys/{dws,foreign,merchant}_{private,public}.pem,
 -- sandbox_config.lua (default config), conf/nginx.conf, logs/, tmp/, ports.
-local nginx = require "dws.sandbox.nginx"
-local config = require "dws.sandbox.config"
+local nginx = require "dws_sandbox.nginx"
+local config = require "dws_sandbox.config"
 
 local M = {}
 
@@ -22,17 +22,6 @@ local function absolute(path)
   local cwd = p:read("*l")
   p:close()
   return cwd .. "/" .. path
-end
-
--- The repository root: DWS_ROOT, else derived from where this file lives.
-function M.root()
-  local env = os.getenv("DWS_ROOT")
-  if env and env ~= "" then return env end
-  local src = debug.getinfo(1, "S").source
-  local here = src:sub(1, 1) == "@" and src:sub(2) or "lua/dws/sandbox/control.lua"
-  local root = here:gsub("/?lua/dws/sandbox/control%.lua$", "")
-  if root == "" then root = "." end
-  return absolute(root)
 end
 
 -- Bare one-line base64 of a PEM (the form DWS hands its public key out in).
@@ -79,48 +68,28 @@ function M.prepare(dir, opts)
   }
 end
 
--- Free ports below the kernel's ephemeral range, where no outgoing connection (ours, the specs',
--- a teammate's curl) can be holding them between the check and nginx's bind.
-function M.free_ports(n)
-  local range = nginx.read_file("/proc/sys/net/ipv4/ip_local_port_range") or ""
-  local low = tonumber(range:match("^%s*(%d+)")) or 32768
-  local out, seen = {}, {}
-  for _ = 1, 10 do
-    for _, p in ipairs(nginx.free_ports(4 * n)) do
-      if p < low and #out < n and not seen[p] then
-        seen[p] = true
-        out[#out + 1] = p
-      end
-    end
-    if #out == n then return out end
-  end
-  return nginx.free_ports(n)
-end
-
 local function running(dir)
   local pid = nginx.pid_of(dir)
   return pid and nginx.run("kill -0 " .. pid .. " 2>/dev/null")
 end
 
--- opts: { config =, http_port =, https_port =, root = }. -> info | nil, err
+-- opts: { config =, http_port =, https_port = }. -> info | nil, err
 function M.start(dir, opts)
   opts = opts or {}
   dir = absolute(dir)
   if running(dir) then return nil, "a sandbox is already running in " .. dir end
-  local root = opts.root or M.root()
-  if not os.getenv("DWS_NGINX_CPATH") and not file_exists(root .. "/build/jit/dws/core.so") then
-    return nil, "build/jit/dws/core.so is missing: run `make build/jit/dws/core.so` in " .. root
-  end
+  local jit, jit_err = nginx.jit_cpath()
+  if not jit then return nil, jit_err end
   local paths = M.prepare(dir, opts)
   local ok, err = config.load(paths.config)
   if not ok then return nil, err end
 
   local fixed = opts.http_port or opts.https_port
   for _ = 1, fixed and 1 or 5 do
-    local free = M.free_ports(2)
+    local free = nginx.free_ports(2)
     local http, https = tonumber(opts.http_port) or free[1], tonumber(opts.https_port) or free[2]
     local conf = config.nginx_conf{
-      preamble = nginx.preamble(dir), lua_paths = nginx.lua_paths(root), prefix = dir,
+      preamble = nginx.preamble(dir), lua_paths = nginx.lua_paths(), prefix = dir,
       http_port = http, https_port = https, cert = paths.cert, cert_key = paths.cert_key,
       config = paths.config, dws_private_key = paths.dws_private_key,
       foreign_private_key = paths.foreign_private_key,
@@ -180,27 +149,68 @@ function M.status(dir)
 end
 
 local USAGE = [[
-usage: dws-sandbox start --dir DIR [--http-port N] [--https-port N] [--config FILE]
-       dws-sandbox stop --dir DIR
-       dws-sandbox status --dir DIR   (exit status 0 running, 3 not running)]]
+usage: dws-sandbox start [--dir DIR] [--http-port N] [--https-port N] [--config FILE] [--foreground]
+       dws-sandbox stop [--dir DIR]
+       dws-sandbox status [--dir DIR]   (exit status 0 running, 3 not running)
+       dws-sandbox --help
+DIR defaults to $DWS_SANDBOX_DIR, else /tmp/dws-sandbox-$USER. start prints the ports, the CA file
+(ca_file) and the demo client; --foreground stays until Ctrl-C (or SIGTERM), then stops the sandbox.
+nginx runs LuaJIT: it loads dws.core from dws_sandbox/jit/dws/core.so on package.cpath (the
+dws-sandbox rock builds it at install) or from $DWS_SANDBOX_JIT_CPATH.]]
 
--- bin/dws-sandbox: returns the exit status.
-function M.main(args, root)
+local function default_dir()
+  local env = os.getenv("DWS_SANDBOX_DIR")
+  if env and env ~= "" then return env end
+  return "/tmp/dws-sandbox-" .. (os.getenv("USER") or "user")
+end
+
+local function print_info(st)
+  io.stdout:write(string.format("http=%s https=%s dir=%s ca_file=%s client_id=%s\n", tostring(st.http_port),
+    tostring(st.https_port), st.dir, st.ca, M.DEMO_CLIENT_ID))
+end
+
+-- Waits in a shell (Lua has no signals): it ends on SIGINT/SIGTERM, when nginx exits, or when this
+-- process is gone (killed), and then stops nginx itself, so a killed launcher leaves nothing behind.
+local function foreground(dir)
+  local pid = nginx.pid_of(dir)
+  local ppid = nginx.read_file("/proc/self/stat") -- this process: the shell's parent
+  ppid = ppid and ppid:match("^(%d+)")
+  nginx.run("trap 'kill -QUIT " .. pid .. " 2>/dev/null; exit 0' INT TERM HUP; " ..
+    "while kill -0 " .. pid .. " 2>/dev/null && [ \"$(cut -d' ' -f4 /proc/$$/stat)\" = " .. ppid .. " ]; " ..
+    "do sleep 1; done; kill -QUIT " .. pid .. " 2>/dev/null")
+  M.stop(dir)
+end
+
+-- sandbox/bin/dws-sandbox and `dws sandbox`: returns the exit status.
+function M.main(args)
   local cmd = args[1]
-  local opts = { root = root }
+  if cmd == "--help" or cmd == "-h" or cmd == "help" then
+    io.stdout:write(USAGE, "\n")
+    return 0
+  end
+  local opts = {}
   local i = 2
   while i <= #args do
     local a, v = args[i], args[i + 1]
-    local key = ({ ["--dir"] = "dir", ["--http-port"] = "http_port", ["--https-port"] = "https_port",
-                   ["--config"] = "config" })[a]
-    if not key or not v then
-      io.stderr:write(USAGE, "\n")
-      return 2
+    if a == "--foreground" then
+      opts.foreground = true
+      i = i + 1
+    elseif a == "--help" or a == "-h" then
+      io.stdout:write(USAGE, "\n")
+      return 0
+    else
+      local key = ({ ["--dir"] = "dir", ["--http-port"] = "http_port", ["--https-port"] = "https_port",
+                     ["--config"] = "config" })[a]
+      if not key or not v then
+        io.stderr:write(USAGE, "\n")
+        return 2
+      end
+      opts[key] = v
+      i = i + 2
     end
-    opts[key] = v
-    i = i + 2
   end
-  if (cmd ~= "start" and cmd ~= "stop" and cmd ~= "status") or not opts.dir then
+  opts.dir = opts.dir or default_dir()
+  if cmd ~= "start" and cmd ~= "stop" and cmd ~= "status" then
     io.stderr:write(USAGE, "\n")
     return 2
   end
@@ -229,7 +239,11 @@ function M.main(args, root)
     io.stderr:write("dws-sandbox: ", tostring(err), "\n")
     return 1
   end
-  io.stdout:write(string.format("http=%d https=%d dir=%s\n", info.http_port, info.https_port, info.dir))
+  print_info(M.status(info.dir) or info)
+  if opts.foreground then
+    io.stdout:flush()
+    foreground(info.dir)
+  end
   return 0
 end
 

@@ -1,0 +1,174 @@
+-- dws.testing: the DWS sandbox (the dws-sandbox rock) from a busted spec: a private directory, free
+-- loopback ports, ready when start returns; faults armed and deliveries read over its admin API.
+--
+--   local sb = assert(require("dws.testing").start{
+--     clients = { [id] = { public_key =, notify_url = } },  -- default: one fresh test merchant
+--     notify_url = "http://127.0.0.1:P/notify",             -- for the default merchant
+--     notify_scale = 0.001, token_ttl = 1800, notify_delay = 0,
+--   })
+--   sb.http_url, sb.https_url, sb.ca_file, sb.dir, sb.pid_file
+--   sb.dws_public_key (bare base64 SPKI), sb.dws_public_key_pem, sb.dws_private_key_pem
+--   sb.merchant = { client_id, private_key (PEM), public_key (PEM) }   (default merchant only)
+--   sb:client_options() : options for dws.client.new for the default merchant
+--   sb:requests(), sb:deliveries([client_id]), sb:fault(name, count, opts), sb:reset(), sb:health()
+--   sb.admin_tokens[client_id]: each client's admin token (made here unless the client has one);
+--   sb:deliveries() reads the only client's deliveries with it (name the client when there are several)
+--   sb:wait(fn, timeout) polls fn until it returns a truthy value; sb:error_log(); sb:stop()
+--
+-- start returns nil, err when the dws-sandbox rock is missing or nginx does not come up; stop is safe
+-- to call twice. Admin calls that fail raise: in a spec they are the test's own mistake.
+local core = require "dws.core"
+
+local M = {}
+
+-- The sandbox is its own rock (dws-sandbox): loaded when a spec starts one, so that requiring
+-- dws.testing costs nothing and a missing rock is one clear error, not a failed require.
+local nginx, config, control
+local function load_sandbox()
+  if control then return true end
+  local ok, err = pcall(function()
+    nginx, config, control = require "dws_sandbox.nginx", require "dws_sandbox.config", require "dws_sandbox.control"
+  end)
+  if ok then return true end
+  nginx, config, control = nil, nil, nil
+  return nil, "dws.testing needs the dws-sandbox rock (luarocks --lua-version 5.4 install dws-sandbox): " ..
+    tostring(err)
+end
+
+M.TEST_CLIENT_ID = "SANDBOX_TEST_MERCHANT"
+
+local Sandbox = {}
+Sandbox.__index = Sandbox
+
+-- Shell-quoted by the callers; status and body of the answer.
+local function curl(args)
+  local p = assert(io.popen("curl -s -S --max-time 10 -w '\\n%{http_code}' " .. args .. " 2>&1"))
+  local out = p:read("*a")
+  p:close()
+  local body, status = out:match("^(.*)\n(%d%d%d)$")
+  return tonumber(status), body or out
+end
+
+function Sandbox:admin(method, name, value, headers)
+  local args = "-X " .. method .. " "
+  for _, h in ipairs(headers or {}) do args = args .. "-H " .. nginx.sh_quote(h) .. " " end
+  if value ~= nil then
+    args = args .. "-H 'Content-Type: application/json' --data-binary " ..
+      nginx.sh_quote(assert(core.json_encode(value, false))) .. " "
+  end
+  local status, body = curl(args .. nginx.sh_quote(self.http_url .. "/__sandbox/" .. name))
+  local decoded = core.json_decode(body or "")
+  if status ~= 200 then
+    error("sandbox admin " .. method .. " " .. name .. ": HTTP " .. tostring(status) .. ": " .. tostring(body), 2)
+  end
+  return decoded
+end
+
+function Sandbox:health() return self:admin("GET", "health") end
+function Sandbox:requests() return self:admin("GET", "requests") end
+function Sandbox:deliveries(client_id)
+  if not client_id then
+    for id in pairs(self.admin_tokens) do
+      if client_id then error("sandbox:deliveries: several clients, name one", 2) end
+      client_id = id
+    end
+  end
+  return self:admin("GET", "deliveries?client_id=" .. client_id, nil,
+    { "X-Sandbox-Admin-Token: " .. assert(self.admin_tokens[client_id], "no admin token for " .. client_id) })
+end
+function Sandbox:reset() return self:admin("POST", "reset") end
+
+-- Arms `name` for the next `count` API requests; opts go along (e.g. { delay = 3 }).
+function Sandbox:fault(name, count, opts)
+  local spec = { fault = name, count = count or 1 }
+  for k, v in pairs(opts or {}) do spec[k] = v end
+  return self:admin("POST", "faults", spec)
+end
+
+function Sandbox:wait(fn, timeout) -- luacheck: ignore 212/self
+  local deadline = os.time() + (timeout or 10)
+  repeat
+    local v = fn()
+    if v then return v end
+    nginx.sleep(0.05)
+  until os.time() > deadline
+  return fn()
+end
+
+-- Options for dws.client.new as the default merchant against this sandbox (over TLS, its CA).
+function Sandbox:client_options()
+  assert(self.merchant, "sandbox:client_options: only for the default merchant")
+  return { client_id = self.merchant.client_id, private_key = self.merchant.private_key,
+           dws_public_key = self.dws_public_key_pem, gateway = self.https_url, ca_file = self.ca_file }
+end
+
+function Sandbox:error_log()
+  return nginx.read_file(self.dir .. "/logs/error.log") or ""
+end
+
+function Sandbox:stop()
+  if self.stopped then return end
+  self.stopped = true
+  control.stop(self.dir)
+  nginx.rmdir(self.dir)
+end
+
+function M.start(opts)
+  opts = opts or {}
+  local loaded, load_err = load_sandbox()
+  if not loaded then return nil, load_err end
+  local dir = nginx.tmpdir("dws-sandbox")
+  local sb = setmetatable({ dir = dir }, Sandbox)
+  local clients = opts.clients
+  if not clients then
+    local priv, pub = nginx.make_keypair(dir .. "/keys", "merchant")
+    sb.merchant = { client_id = M.TEST_CLIENT_ID, private_key = nginx.read_file(priv),
+                    public_key = nginx.read_file(pub) }
+    clients = { [M.TEST_CLIENT_ID] = { public_key = sb.merchant.public_key, notify_url = opts.notify_url } }
+  end
+  -- Every client gets an admin token (deliveries are listed per client, with its token).
+  sb.admin_tokens = {}
+  local with_tokens = {}
+  for id, c in pairs(clients) do
+    local copy = {}
+    for k, v in pairs(c) do copy[k] = v end
+    copy.admin_token = copy.admin_token or control.random_token()
+    sb.admin_tokens[id] = copy.admin_token
+    with_tokens[id] = copy
+  end
+  clients = with_tokens
+  local conf_path = dir .. "/spec_config.lua"
+  config.write(conf_path, {
+    clients = clients,
+    notify_scale = opts.notify_scale or 1.0,
+    token_ttl = opts.token_ttl or 1800,
+    notify_delay = opts.notify_delay or 0,
+  })
+  local info, err = control.start(dir, { config = conf_path })
+  if not info then
+    nginx.rmdir(dir)
+    return nil, err
+  end
+  sb.http_port, sb.https_port = info.http_port, info.https_port
+  sb.http_url = "http://127.0.0.1:" .. info.http_port
+  sb.https_url = "https://127.0.0.1:" .. info.https_port
+  sb.ca_file = info.ca
+  sb.pid_file = dir .. "/logs/nginx.pid"
+  sb.dws_public_key_pem = nginx.read_file(info.dws_public_key)
+  sb.dws_public_key = control.pem_body(sb.dws_public_key_pem)
+  sb.dws_private_key_pem = nginx.read_file(info.dws_private_key)
+  sb.dws_public_key_file = info.dws_public_key
+  -- nginx listens once start returns, but the first request must also find init_by_lua done.
+  local ok = sb:wait(function()
+    local status = curl(nginx.sh_quote(sb.http_url .. "/__sandbox/health"))
+    return status == 200
+  end, 10)
+  if not ok then
+    local log = sb:error_log()
+    sb:stop()
+    return nil, "sandbox not healthy: " .. log:sub(-2000)
+  end
+  return sb
+end
+
+return M
