@@ -68,6 +68,9 @@ unsigned char *dws_content_build(const char *method, size_t mlen, const char *pa
 #define DWS_KEY_MIN_BITS 2048
 #define DWS_KEY_MAX_BITS 16384
 #define DWS_KEY_TEXT_MAX 65536
+/* Public exponent range (FIPS 186-4): odd, at least 65537, fewer than 257 bits. */
+#define DWS_KEY_MIN_EXPONENT 65537
+#define DWS_KEY_MAX_EXPONENT_BITS 256
 #define DWS_SIG_MAX (DWS_KEY_MAX_BITS / 8)
 
 /*
