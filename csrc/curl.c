@@ -15,6 +15,7 @@
  * memory while pushing) can never leak or leave libcurl in the middle of a transfer.
  */
 #include <limits.h>
+#include <malloc.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 #include "lua.h"
 #include "lauxlib.h"
 
+#include "buffer.h"
 
 /* Kept local (not csrc/compat.h) so this module builds on its own. */
 #if LUA_VERSION_NUM < 502
@@ -72,6 +74,42 @@ static void cleanse(void *p, size_t n)
 {
     memset(p, 0, n);
     __asm__ __volatile__("" : : "r"(p) : "memory");
+}
+
+/*
+ * libcurl's own allocations, cleansed on free: its upload buffer and request buffers held the body
+ * (card data), and plain free() would leave those bytes in the heap for anyone who later reads the
+ * process memory. Installed by curl_global_init_mem, so only when this module initialises libcurl
+ * first in the process (see luaopen_dws_curl).
+ */
+static void wiping_free(void *p)
+{
+    if (p) {
+        cleanse(p, malloc_usable_size(p));
+        free(p);
+    }
+}
+
+static void *wiping_realloc(void *p, size_t n)
+{
+    size_t old;
+    void *q;
+    if (!p) return malloc(n);
+    old = malloc_usable_size(p);
+    /* Copy, then cleanse and free the old block (realloc could leave a copy behind). */
+    q = malloc(n ? n : 1);
+    if (!q) return NULL;
+    memcpy(q, p, old < n ? old : n);
+    wiping_free(p);
+    return q;
+}
+
+static char *wiping_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *q = (char *)malloc(n);
+    if (q) memcpy(q, s, n);
+    return q;
 }
 
 static void buffer_reset(buffer *b)
@@ -469,6 +507,19 @@ static void push_headers(lua_State *L, buffer *b)
     }
 }
 
+/* A dws.buffer (made by dws.core) at index i, or raise. */
+static const dws_buffer *check_buffer(lua_State *L, int i)
+{
+    int same = 0;
+    if (lua_getmetatable(L, i)) {
+        luaL_getmetatable(L, DWS_BUFFER_MT);
+        same = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+    }
+    if (!same) luaL_argerror(L, i, "body must be a string or a dws.buffer");
+    return (const dws_buffer *)lua_touserdata(L, i);
+}
+
 static int l_request(lua_State *L)
 {
     handle *h = check_handle(L);
@@ -497,7 +548,13 @@ static int l_request(lua_State *L)
             lua_pop(L, 1);
         }
     }
-    if (!lua_isnoneornil(L, 4)) body = luaL_checklstring(L, 4, &body_len);
+    if (lua_type(L, 4) == LUA_TUSERDATA) {
+        const dws_buffer *b = check_buffer(L, 4);
+        body = (const char *)b->data;
+        body_len = b->len;
+    } else if (!lua_isnoneornil(L, 4)) {
+        body = luaL_checklstring(L, 4, &body_len);
+    }
     timeout_ms = check_timeout(L, 5);
     connect_ms = check_timeout(L, 6);
     if (!lua_isnoneornil(L, 7)) {
@@ -535,7 +592,7 @@ static int l_request(lua_State *L)
     } else if (body) {
         curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
         curl_easy_setopt(e, CURLOPT_POST, 1L);
-        /* Read through on_read from the Lua string (argument 4 keeps it alive); no copy
+        /* Read through on_read from the string or buffer (argument 4 keeps it alive); no copy
          * of ours, and a rewind is refused (on_seek). */
         h->up.data = body;
         h->up.len = body_len;
@@ -629,7 +686,9 @@ DWS_EXPORT int luaopen_dws_curl(lua_State *L)
      */
     static int initialized = 0;
     if (!initialized) {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return luaL_error(L, "dws.curl: curl_global_init failed");
+        if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, wiping_free, wiping_realloc, wiping_strdup,
+                                 calloc) != CURLE_OK)
+            return luaL_error(L, "dws.curl: curl_global_init failed");
         initialized = 1;
     }
     if (luaL_newmetatable(L, HANDLE_MT)) {

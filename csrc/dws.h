@@ -20,6 +20,12 @@ void dws_open_codec(lua_State *L);
 /* Needs the array marker and the null sentinel at the top of the stack (array_mt below null). */
 void dws_open_json(lua_State *L);
 
+/* ---- json.c ---- */
+
+/* The dws.buffer at idx (see buffer.h), or NULL when it is anything else. */
+struct dws_buffer;
+const struct dws_buffer *dws_test_buffer(lua_State *L, int idx);
+
 /* ---- codec.c: pure C, no Lua state, never allocate ---- */
 
 /* Output needs DWS_B64_ENCODED_LEN(n) bytes; returns the length written. */

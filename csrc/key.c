@@ -16,6 +16,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "buffer.h"
 #include "dws.h"
 
 #define KEY_MT "dws.key"
@@ -439,14 +440,26 @@ static int m_tostring(lua_State *L)
     return 1;
 }
 
+/* The body: a string, or a dws.buffer (an encoded request kept out of Lua strings). */
+static const char *body_arg(lua_State *L, int idx, size_t *len)
+{
+    const dws_buffer *b = dws_test_buffer(L, idx);
+    if (b != NULL) {
+        *len = b->len;
+        return (const char *)b->data;
+    }
+    return luaL_checklstring(L, idx, len);
+}
+
 /* Gathers the six strings of core.sign / core.verify (stack 2..6) and builds the content. */
 static unsigned char *build_content(lua_State *L, size_t *n)
 {
     size_t len[5];
     const char *s[5];
     int i;
-    for (i = 0; i < 5; i++)
+    for (i = 0; i < 4; i++)
         s[i] = luaL_checklstring(L, i + 2, &len[i]);
+    s[4] = body_arg(L, 6, &len[4]);
     return dws_content_build(s[0], len[0], s[1], len[1], s[2], len[2], s[3], len[3], s[4], len[4],
                              n);
 }
@@ -459,7 +472,7 @@ static int l_sign(lua_State *L)
     unsigned char sig[DWS_SIG_MAX];
     unsigned char *content;
     int rc;
-    luaL_checklstring(L, 6, NULL);   /* raise on bad arguments before anything is allocated */
+    body_arg(L, 6, &n);   /* raise on bad arguments before anything is allocated */
     content = build_content(L, &n);
     if (content == NULL) {
         lua_pushnil(L);

@@ -269,3 +269,27 @@ describe("transports over a live nginx", function()
     end)
   end)
 end)
+
+describe("dws.curl with a dws.buffer body", function()
+  local core = require "dws.core"
+  local srv
+
+  setup(function() srv = assert(httpd.start()) end)
+  teardown(function() if srv then srv:stop() end end)
+
+  it("sends the buffer's bytes as the body, in place", function()
+    local b = core.json_encode_buffer({ cardNo = "4111111111111111" }, true)
+    local h = curl.new()
+    local status, headers, body = h:request(srv:url("/echo"), {}, b, 5, 5)
+    h:close()
+    assert.equal(200, status)
+    assert.equal("POST", headers["x-echo-method"])
+    assert.equal('{"cardNo":"4111111111111111"}', body)
+  end)
+
+  it("raises for any other userdata as a body", function()
+    local h = curl.new()
+    assert.has_error(function() h:request(srv:url("/echo"), {}, h, 5, 5) end)
+    h:close()
+  end)
+end)

@@ -311,7 +311,7 @@ local function missing_ca(message)
 end
 
 -- One signed request and its classification. Returns the decoded S response, or nil, err.
-local function attempt(self, entry, body, request_id, n)
+local function attempt(self, entry, body, request_id, n, log_body)
   local o = self.options
   local time = self._time()
   local b64, serr = core.sign(self.private_key, "POST", entry.path, self.client_id, time, body)
@@ -328,7 +328,7 @@ local function attempt(self, entry, body, request_id, n)
   if logger then
     started = core.monotonic()
     log(self, "debug", "dws request", { event = "request", api = entry.def.name, request_id = request_id,
-      attempt = n, body = redact.text(body) })
+      attempt = n, body = log_body })
   end
 
   local transport = self.transport
@@ -444,8 +444,11 @@ function Client:call(api_name, request)
     return nil, err
   end
 
-  -- Encoded once: the same bytes are signed and sent on every attempt.
-  local body, jerr = core.json_encode(req, true)
+  -- Encoded once: the same bytes are signed and sent on every attempt. A transport that takes a
+  -- dws.buffer gets one, so the body (card data) is never a Lua string and is wiped after the last
+  -- attempt; the logger sees the request redacted before encoding instead.
+  local encode = self.transport.body_buffers and core.json_encode_buffer or core.json_encode
+  local body, jerr = encode(req, true)
   if not body then
     err = errors.param("request", "request cannot be encoded as JSON: " .. tostring(jerr), def.name)
     err.attempts, err.request_id = 0, request_id
@@ -454,13 +457,21 @@ function Client:call(api_name, request)
     return nil, err
   end
 
+  local log_body
+  if self.logger then
+    log_body = redact.text(type(body) == "string" and body or core.json_encode(redact.table(req), true))
+  end
+
   local o = self.options
   local max_attempts = o.max_retries + 1
   local n = 0
   while true do
     n = n + 1
     local res
-    res, err = attempt(self, entry, body, request_id, n)
+    res, err = attempt(self, entry, body, request_id, n, log_body)
+    if res or not err.retryable or n >= max_attempts then
+      if type(body) ~= "string" then body:wipe() end
+    end
     if res then return res end
     err.api, err.attempts, err.request_id = def.name, n, request_id
     if not err.retryable or n >= max_attempts then
