@@ -198,8 +198,9 @@ describe("environment proxies (libcurl transport)", function()
     local p = "http://127.0.0.1:" .. proxy_port
     local env = "http_proxy=" .. p .. " HTTP_PROXY=" .. p .. " https_proxy=" .. p .. " HTTPS_PROXY=" .. p
       .. " all_proxy=" .. p .. " ALL_PROXY=" .. p .. " no_proxy= NO_PROXY="
-    local cmd = env .. " LUA_PATH='" .. root .. "/lua/?.lua;;' LUA_CPATH="
-      .. nginx.sh_quote(os.getenv("LUA_CPATH") or (root .. "/build/" .. flavour .. "/?.so;;")) .. " " .. lua .. " " .. script .. " " .. nginx.sh_quote(url) .. " " .. nginx.sh_quote(srv.ca)
+    local cpath = os.getenv("LUA_CPATH") or (root .. "/build/" .. flavour .. "/?.so;;")
+    local cmd = env .. " LUA_PATH='" .. root .. "/lua/?.lua;;' LUA_CPATH=" .. nginx.sh_quote(cpath) .. " "
+      .. lua .. " " .. script .. " " .. nginx.sh_quote(url) .. " " .. nginx.sh_quote(srv.ca)
     local f = assert(io.popen(cmd .. " 2>&1"))
     local out = f:read("*a")
     f:close()
