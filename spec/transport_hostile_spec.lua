@@ -140,9 +140,10 @@ describe("a hostile gateway on raw sockets (libcurl transport)", function()
 
   it("reports as many attempts as requests reached the gateway (cacheCard, max_retries = 0)", function()
     local dir = nginx.tmpdir("dws-hostile-keys")
-    local priv, pub = nginx.make_keypair(dir, "m")
+    local priv = nginx.make_keypair(dir, "merchant")
+    local _, dws_pub = nginx.make_keypair(dir, "dws")
     local client = dws.client{ client_id = "SANDBOX_HOSTILE", gateway = srv:url(""),
-      private_key = nginx.read_file(priv), dws_public_key = nginx.read_file(pub),
+      private_key = nginx.read_file(priv), dws_public_key = nginx.read_file(dws_pub),
       max_retries = 0, timeout = 5, connect_timeout = 5 }
     local request = { paymentMethodDetail = { paymentMethodDetailType = "card", card = {
       cardNo = "4111111111111111", securityCode = "123", expiryYear = "2040", expiryMonth = "12",
