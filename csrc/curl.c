@@ -15,6 +15,8 @@
  * memory while pushing) can never leak or leave libcurl in the middle of a transfer.
  */
 #include <limits.h>
+#include <malloc.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +24,8 @@
 
 #include "lua.h"
 #include "lauxlib.h"
+
+#include "buffer.h"
 
 /* Kept local (not csrc/compat.h) so this module builds on its own. */
 #if LUA_VERSION_NUM < 502
@@ -47,8 +51,16 @@ typedef struct {
     int overflow; /* set when the limit stopped the transfer */
 } buffer;
 
+/* The request body, read by libcurl through on_read straight from Lua-owned memory. */
+typedef struct {
+    const char *data;
+    size_t len;
+    size_t sent;
+} upload;
+
 typedef struct {
     CURL *easy;
+    upload up;
     buffer body;
     buffer head; /* raw header lines of the latest response only */
     lua_Integer connects;
@@ -62,6 +74,42 @@ static void cleanse(void *p, size_t n)
 {
     memset(p, 0, n);
     __asm__ __volatile__("" : : "r"(p) : "memory");
+}
+
+/*
+ * libcurl's own allocations, cleansed on free: its upload buffer and request buffers held the body
+ * (card data), and plain free() would leave those bytes in the heap for anyone who later reads the
+ * process memory. Installed by curl_global_init_mem, so only when this module initialises libcurl
+ * first in the process (see luaopen_dws_curl).
+ */
+static void wiping_free(void *p)
+{
+    if (p) {
+        cleanse(p, malloc_usable_size(p));
+        free(p);
+    }
+}
+
+static void *wiping_realloc(void *p, size_t n)
+{
+    size_t old;
+    void *q;
+    if (!p) return malloc(n);
+    old = malloc_usable_size(p);
+    /* Copy, then cleanse and free the old block (realloc could leave a copy behind). */
+    q = malloc(n ? n : 1);
+    if (!q) return NULL;
+    memcpy(q, p, old < n ? old : n);
+    wiping_free(p);
+    return q;
+}
+
+static char *wiping_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *q = (char *)malloc(n);
+    if (q) memcpy(q, s, n);
+    return q;
 }
 
 static void buffer_reset(buffer *b)
@@ -130,6 +178,48 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
         return total;
     }
     return buffer_append(b, p, total) == 0 ? total : 0;
+}
+
+static size_t on_read(char *p, size_t size, size_t n, void *ud)
+{
+    upload *u = (upload *)ud;
+    size_t room = size * n, left = u->len - u->sent;
+    if (room > left) room = left;
+    memcpy(p, u->data + u->sent, room);
+    u->sent += room;
+    return room;
+}
+
+/*
+ * libcurl rewinds the body to send it again on its own: on a reused connection that died after the
+ * request went out, it silently retries on a fresh one (the gateway then sees two requests while
+ * the caller counted one). Refusing the rewind turns that into an error, so only the SDK's own
+ * retry logic, which counts, re-signs and logs every attempt, ever sends a request twice.
+ */
+static int on_seek(void *ud, curl_off_t offset, int origin)
+{
+    (void)ud;
+    (void)offset;
+    (void)origin;
+    return CURL_SEEKFUNC_FAIL;
+}
+
+/*
+ * Whether the kept-alive connection has something waiting on it (bytes nobody asked for, or the
+ * server's close). libcurl looks only at connections idle for a while, so a response sent after
+ * the real one would otherwise be read as the answer to the next request, and the connection
+ * would stay one answer behind for good.
+ */
+static int connection_stale(CURL *e)
+{
+    curl_socket_t s = CURL_SOCKET_BAD;
+    struct pollfd p;
+    if (curl_easy_getinfo(e, CURLINFO_ACTIVESOCKET, &s) != CURLE_OK || s == CURL_SOCKET_BAD)
+        return 0;   /* no connection to reuse */
+    p.fd = s;
+    p.events = POLLIN;
+    p.revents = 0;
+    return poll(&p, 1, 0) != 0;   /* readable, closed, in error, or poll failed: never reuse */
 }
 
 static handle *check_handle(lua_State *L)
@@ -275,7 +365,19 @@ static int l_new(lua_State *L)
     SET(CURLOPT_SSL_VERIFYPEER, verify ? 1L : 0L);
     SET(CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
     if (ca_file) SET(CURLOPT_CAINFO, ca_file); /* libcurl copies string options */
-    if (proxy) SET(CURLOPT_PROXY, proxy);
+    /*
+     * Only the proxy option is used: "" stops libcurl from taking one from http_proxy,
+     * HTTPS_PROXY or ALL_PROXY (which would receive plain-HTTP bodies, card data included), and an
+     * empty no-proxy list stops NO_PROXY from sending around a configured one.
+     */
+    SET(CURLOPT_PROXY, proxy ? proxy : "");
+    SET(CURLOPT_NOPROXY, "");
+    /* One connection: a stale one is replaced (FRESH_CONNECT) and then closed as the oldest. */
+    SET(CURLOPT_MAXCONNECTS, 1L);
+    SET(CURLOPT_READFUNCTION, on_read);
+    SET(CURLOPT_READDATA, &h->up);
+    SET(CURLOPT_SEEKFUNCTION, on_seek);
+    SET(CURLOPT_SEEKDATA, &h->up);
     if (user_agent) SET(CURLOPT_USERAGENT, user_agent);
     /* Refuse early when Content-Length announces too much; the write callback catches the rest. */
     SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max_response);
@@ -345,6 +447,7 @@ static const char *error_kind(CURLcode rc, int overflow, const char *url)
     case CURLE_HTTP2_STREAM:
     case CURLE_PARTIAL_FILE:
     case CURLE_GOT_NOTHING:
+    case CURLE_SEND_FAIL_REWIND: /* the connection died once the request was out: not resent */
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
     case CURLE_BAD_CONTENT_ENCODING:
@@ -404,6 +507,19 @@ static void push_headers(lua_State *L, buffer *b)
     }
 }
 
+/* A dws.buffer (made by dws.core) at index i, or raise. */
+static const dws_buffer *check_buffer(lua_State *L, int i)
+{
+    int same = 0;
+    if (lua_getmetatable(L, i)) {
+        luaL_getmetatable(L, DWS_BUFFER_MT);
+        same = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+    }
+    if (!same) luaL_argerror(L, i, "body must be a string or a dws.buffer");
+    return (const dws_buffer *)lua_touserdata(L, i);
+}
+
 static int l_request(lua_State *L)
 {
     handle *h = check_handle(L);
@@ -432,7 +548,13 @@ static int l_request(lua_State *L)
             lua_pop(L, 1);
         }
     }
-    if (!lua_isnoneornil(L, 4)) body = luaL_checklstring(L, 4, &body_len);
+    if (lua_type(L, 4) == LUA_TUSERDATA) {
+        const dws_buffer *b = check_buffer(L, 4);
+        body = (const char *)b->data;
+        body_len = b->len;
+    } else if (!lua_isnoneornil(L, 4)) {
+        body = luaL_checklstring(L, 4, &body_len);
+    }
     timeout_ms = check_timeout(L, 5);
     connect_ms = check_timeout(L, 6);
     if (!lua_isnoneornil(L, 7)) {
@@ -470,9 +592,12 @@ static int l_request(lua_State *L)
     } else if (body) {
         curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
         curl_easy_setopt(e, CURLOPT_POST, 1L);
-        /* Points into the Lua string (argument 4 keeps it alive); no copy. */
+        /* Read through on_read from the string or buffer (argument 4 keeps it alive); no copy
+         * of ours, and a rewind is refused (on_seek). */
+        h->up.data = body;
+        h->up.len = body_len;
+        h->up.sent = 0;
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
     } else {
         curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
@@ -482,6 +607,8 @@ static int l_request(lua_State *L)
                          ? method
                          : NULL);
 
+    curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, connection_stale(e) ? 1L : 0L);
+
     rc = curl_easy_perform(e);
     h->requests++;
     if (curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK) h->connects += nconn;
@@ -489,7 +616,8 @@ static int l_request(lua_State *L)
 
     /* Drop every pointer into Lua memory and the slist before freeing it. */
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, (const char *)NULL);
+    h->up.data = NULL;
+    h->up.len = h->up.sent = 0;
     curl_slist_free_all(list);
     list = NULL;
 
@@ -502,6 +630,8 @@ static int l_request(lua_State *L)
             lua_pushfstring(L, "response body over %d bytes", (int)h->body.limit);
         else if (h->head.overflow)
             lua_pushliteral(L, "response headers too large");
+        else if (rc == CURLE_SEND_FAIL_REWIND)
+            lua_pushliteral(L, "the connection closed after the request was sent (not resent)");
         else if (h->errbuf[0] && strcmp(h->errbuf, curl_easy_strerror(rc)) != 0)
             lua_pushfstring(L, "%s: %s", curl_easy_strerror(rc), h->errbuf);
         else
@@ -556,7 +686,9 @@ DWS_EXPORT int luaopen_dws_curl(lua_State *L)
      */
     static int initialized = 0;
     if (!initialized) {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return luaL_error(L, "dws.curl: curl_global_init failed");
+        if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, wiping_free, wiping_realloc, wiping_strdup,
+                                 calloc) != CURLE_OK)
+            return luaL_error(L, "dws.curl: curl_global_init failed");
         initialized = 1;
     }
     if (luaL_newmetatable(L, HANDLE_MT)) {

@@ -20,6 +20,12 @@ void dws_open_codec(lua_State *L);
 /* Needs the array marker and the null sentinel at the top of the stack (array_mt below null). */
 void dws_open_json(lua_State *L);
 
+/* ---- json.c ---- */
+
+/* The dws.buffer at idx (see buffer.h), or NULL when it is anything else. */
+struct dws_buffer;
+const struct dws_buffer *dws_test_buffer(lua_State *L, int idx);
+
 /* ---- codec.c: pure C, no Lua state, never allocate ---- */
 
 /* Output needs DWS_B64_ENCODED_LEN(n) bytes; returns the length written. */
@@ -68,6 +74,9 @@ unsigned char *dws_content_build(const char *method, size_t mlen, const char *pa
 #define DWS_KEY_MIN_BITS 2048
 #define DWS_KEY_MAX_BITS 16384
 #define DWS_KEY_TEXT_MAX 65536
+/* Public exponent range (FIPS 186-4): odd, at least 65537, fewer than 257 bits. */
+#define DWS_KEY_MIN_EXPONENT 65537
+#define DWS_KEY_MAX_EXPONENT_BITS 256
 #define DWS_SIG_MAX (DWS_KEY_MAX_BITS / 8)
 
 /*

@@ -21,6 +21,7 @@
 #include <cJSON.h>
 #include <openssl/crypto.h>
 
+#include "buffer.h"
 #include "dws.h"
 
 #define JSON_MAX_DEPTH 64
@@ -631,7 +632,7 @@ static void push_encode_error(lua_State *L, encoder *e)
  * allocates Lua strings, so the collector may run a finalizer that encodes JSON in the middle of
  * it, and that inner call must not wipe the outer one's buffer. (A Lua error that interrupts an
  * encode, such as out of memory, leaves the module state marked busy; later calls then take this
- * slower path, correctly, until the state is collected.)
+ * slower path, correctly, until the state is collected.) The caller marks it busy and clears it.
  */
 static json_state *state_for_call(lua_State *L)
 {
@@ -644,8 +645,8 @@ static json_state *state_for_call(lua_State *L)
     return st;
 }
 
-/* core.json_encode(value [, stringify]) -> string | nil, err */
-static int l_json_encode(lua_State *L)
+/* Encodes argument 1 into a state marked busy; that state, or NULL with nil, err pushed. */
+static json_state *encode_to_state(lua_State *L)
 {
     json_state *st;
     encoder e;
@@ -666,11 +667,82 @@ static int l_json_encode(lua_State *L)
         push_encode_error(L, &e);
         lua_pushnil(L);
         lua_insert(L, -2);
-        return 2;
+        return NULL;
     }
-    lua_pushlstring(L, st->buf, st->len);
+    return st;
+}
+
+/* core.json_encode(value [, stringify]) -> string | nil, err */
+static int l_json_encode(lua_State *L)
+{
+    json_state *st = encode_to_state(L);
+    if (st == NULL)
+        return 2;
+    lua_pushlstring(L, st->buf, st->len);   /* may run finalizers: st stays busy until wiped */
     state_wipe(st);
     st->busy = 0;
+    return 1;
+}
+
+/* ---- dws.buffer: an encoded body that never becomes a Lua string ---- */
+
+const dws_buffer *dws_test_buffer(lua_State *L, int idx)
+{
+    const dws_buffer *b = NULL;
+    if (lua_type(L, idx) == LUA_TUSERDATA && lua_getmetatable(L, idx)) {
+        luaL_getmetatable(L, DWS_BUFFER_MT);
+        if (lua_rawequal(L, -1, -2))
+            b = lua_touserdata(L, idx);
+        lua_pop(L, 2);
+    }
+    return b;
+}
+
+static dws_buffer *check_buffer(lua_State *L)
+{
+    return luaL_checkudata(L, 1, DWS_BUFFER_MT);
+}
+
+/* buffer:wipe(): idempotent; also __gc and __close, so the bytes are gone before Lua frees them. */
+static int buffer_wipe(lua_State *L)
+{
+    dws_buffer *b = check_buffer(L);
+    OPENSSL_cleanse(b->data, b->len);
+    b->len = 0;
+    return 0;
+}
+
+static int buffer_len(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)check_buffer(L)->len);
+    return 1;
+}
+
+/* Never the contents: a buffer holds card data. */
+static int buffer_tostring(lua_State *L)
+{
+    lua_pushfstring(L, "dws.buffer(%d bytes)", (int)check_buffer(L)->len);
+    return 1;
+}
+
+/*
+ * core.json_encode_buffer(value [, stringify]) -> dws.buffer | nil, err
+ * As json_encode, but the bytes go into a userdata (sign and send it as they are; wipe it after).
+ */
+static int l_json_encode_buffer(lua_State *L)
+{
+    json_state *st = encode_to_state(L);
+    dws_buffer *b;
+    if (st == NULL)
+        return 2;
+    /* lua_newuserdata may raise (out of memory): st is wiped by the next call then. */
+    b = lua_newuserdata(L, sizeof *b + st->len);
+    b->len = st->len;
+    if (st->len > 0)
+        memcpy(b->data, st->buf, st->len);
+    state_wipe(st);
+    st->busy = 0;
+    luaL_setmetatable(L, DWS_BUFFER_MT);
     return 1;
 }
 
@@ -839,6 +911,13 @@ static int l_json_decode(lua_State *L)
 static const luaL_Reg json_funcs[] = {
     {"json_encode", l_json_encode},
     {"json_decode", l_json_decode},
+    {"json_encode_buffer", l_json_encode_buffer},
+    {NULL, NULL}
+};
+
+static const luaL_Reg buffer_methods[] = {
+    {"wipe", buffer_wipe},
+    {"len", buffer_len},
     {NULL, NULL}
 };
 
@@ -854,6 +933,22 @@ void dws_open_json(lua_State *L)
     if (luaL_newmetatable(L, TREE_MT)) {
         lua_pushcfunction(L, tree_gc);
         lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, DWS_BUFFER_MT)) {
+        lua_newtable(L);
+        luaL_setfuncs(L, buffer_methods, 0);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, buffer_wipe);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, buffer_wipe);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, buffer_len);
+        lua_setfield(L, -2, "__len");
+        lua_pushcfunction(L, buffer_tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_pushliteral(L, DWS_BUFFER_MT);
+        lua_setfield(L, -2, "__name");
     }
     lua_pop(L, 1);
     /* stack: module, array_mt, null, state: all three become upvalues of each function */

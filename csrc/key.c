@@ -10,11 +10,13 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/decoder.h>
+#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "buffer.h"
 #include "dws.h"
 
 #define KEY_MT "dws.key"
@@ -65,6 +67,42 @@ static int has_private_part(const EVP_PKEY *pkey)
         return 0;
     BN_clear_free(d);
     return 1;
+}
+
+/*
+ * e = 1 turns a "signature" into the padded digest itself, and any small or even e is a sign of a
+ * made-up key: require the FIPS 186-4 range (odd, 65537 <= e < 2^256), which every real RSA key
+ * generator (OpenSSL, Java, the DWS portal) meets.
+ */
+static int exponent_ok(const EVP_PKEY *pkey)
+{
+    BIGNUM *e = NULL, *min = NULL;
+    int ok;
+    if (EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_E, &e) != 1 || e == NULL)
+        return 0;
+    min = BN_new();
+    ok = min != NULL && BN_set_word(min, DWS_KEY_MIN_EXPONENT) == 1 && BN_is_odd(e) &&
+         BN_cmp(e, min) >= 0 && BN_num_bits(e) <= DWS_KEY_MAX_EXPONENT_BITS;
+    BN_free(min);
+    BN_free(e);
+    return ok;
+}
+
+/*
+ * OpenSSL's own validation: for a public key, SP 800-56B's public checks (odd composite modulus
+ * without small factors, sane exponent); for a private key, the full pair-wise check as
+ * RSA_check_key does it (p and q prime, n = pq, d inverts e, CRT values consistent), so a key
+ * damaged in transit raises when the client is made instead of signing garbage.
+ */
+static int openssl_checks(EVP_PKEY *pkey, int want_private)
+{
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+    int ok;
+    if (ctx == NULL)
+        return 0;
+    ok = want_private ? EVP_PKEY_pairwise_check(ctx) : EVP_PKEY_public_check(ctx);
+    EVP_PKEY_CTX_free(ctx);
+    return ok == 1;
 }
 
 /* Base64 text to DER, skipping whitespace; 0 and *derlen = 0 when it is not base64. */
@@ -174,6 +212,17 @@ EVP_PKEY *dws_key_parse(const char *text, size_t n, int want_private, char *err,
     }
     if (has_private_part(pkey) != want_private) {
         snprintf(err, errlen, "%s: got a %s key", kind, want_private ? "public" : "private");
+        goto fail;
+    }
+    if (!exponent_ok(pkey)) {
+        snprintf(err, errlen, "%s: RSA public exponent must be odd, at least %d and under 2^%d",
+                 kind, DWS_KEY_MIN_EXPONENT, DWS_KEY_MAX_EXPONENT_BITS);
+        goto fail;
+    }
+    if (!openssl_checks(pkey, want_private)) {
+        snprintf(err, errlen, "%s: %s", kind,
+                 want_private ? "inconsistent RSA key (failed OpenSSL's key-pair check)"
+                              : "not a valid RSA public key (failed OpenSSL's check)");
         goto fail;
     }
     ERR_clear_error();
@@ -391,14 +440,26 @@ static int m_tostring(lua_State *L)
     return 1;
 }
 
+/* The body: a string, or a dws.buffer (an encoded request kept out of Lua strings). */
+static const char *body_arg(lua_State *L, int idx, size_t *len)
+{
+    const dws_buffer *b = dws_test_buffer(L, idx);
+    if (b != NULL) {
+        *len = b->len;
+        return (const char *)b->data;
+    }
+    return luaL_checklstring(L, idx, len);
+}
+
 /* Gathers the six strings of core.sign / core.verify (stack 2..6) and builds the content. */
 static unsigned char *build_content(lua_State *L, size_t *n)
 {
     size_t len[5];
     const char *s[5];
     int i;
-    for (i = 0; i < 5; i++)
+    for (i = 0; i < 4; i++)
         s[i] = luaL_checklstring(L, i + 2, &len[i]);
+    s[4] = body_arg(L, 6, &len[4]);
     return dws_content_build(s[0], len[0], s[1], len[1], s[2], len[2], s[3], len[3], s[4], len[4],
                              n);
 }
@@ -411,7 +472,7 @@ static int l_sign(lua_State *L)
     unsigned char sig[DWS_SIG_MAX];
     unsigned char *content;
     int rc;
-    luaL_checklstring(L, 6, NULL);   /* raise on bad arguments before anything is allocated */
+    body_arg(L, 6, &n);   /* raise on bad arguments before anything is allocated */
     content = build_content(L, &n);
     if (content == NULL) {
         lua_pushnil(L);

@@ -410,3 +410,37 @@ describe("json re-entrancy from finalizers", function()
     assert.equal(expected, got)
   end)
 end)
+
+describe("dws.core json_encode_buffer (a body that never becomes a Lua string)", function()
+  local value = { card = { cardNo = "4111111111111111", securityCode = "739" }, n = 5 }
+
+  it("holds the same bytes json_encode gives, and tells only its length", function()
+    local b = core.json_encode_buffer(value, true)
+    local s = core.json_encode(value, true)
+    assert.equal(#s, b:len())
+    assert.equal("dws.buffer(" .. #s .. " bytes)", tostring(b))
+  end)
+
+  it("is signed exactly as the string would be", function()
+    local p = assert(io.popen("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 2>/dev/null"))
+    local key = assert(core.private_key(p:read("*a")))
+    p:close()
+    local b = core.json_encode_buffer(value, true)
+    assert.equal(core.sign(key, "POST", "/p", "c", "1", core.json_encode(value, true)),
+      core.sign(key, "POST", "/p", "c", "1", b))
+  end)
+
+  it("wipes idempotently; a wiped buffer is empty", function()
+    local b = core.json_encode_buffer(value, true)
+    b:wipe()
+    b:wipe()
+    assert.equal(0, b:len())
+    assert.equal("dws.buffer(0 bytes)", tostring(b))
+  end)
+
+  it("answers nil, err naming the path for what cannot be encoded", function()
+    local b, err = core.json_encode_buffer({ a = { f = print } })
+    assert.is_nil(b)
+    assert.equal("a.f: cannot encode a function", err)
+  end)
+end)

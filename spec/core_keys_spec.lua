@@ -156,6 +156,99 @@ describe("dws.core keys", function()
     refused(core.public_key, forms["small_pub.pem"], "1024 bits")
   end)
 
+  describe("degenerate and damaged keys (issue 10, items 5 and 6)", function()
+    -- PKCS#1 RSAPublicKey DER from a modulus (hex) and an exponent (small integer).
+    local function der_len(n)
+      if n < 128 then return string.char(n) end
+      if n < 256 then return "\129" .. string.char(n) end
+      return "\130" .. string.char(math.floor(n / 256), n % 256)
+    end
+    local function der_int(bytes)
+      if bytes:byte(1) >= 128 then bytes = "\0" .. bytes end
+      return "\2" .. der_len(#bytes) .. bytes
+    end
+    local function rsa_public_pem(modulus_hex, e)
+      local n = modulus_hex:gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end)
+      local eb = ""
+      repeat eb = string.char(e % 256) .. eb; e = math.floor(e / 256) until e == 0
+      local body = der_int(n) .. der_int(eb)
+      local der = "\48" .. der_len(#body) .. body
+      return "-----BEGIN RSA PUBLIC KEY-----\n" .. core.base64_encode(der) .. "\n-----END RSA PUBLIC KEY-----\n"
+    end
+    local modulus
+
+    setup(function()
+      local p = assert(io.popen("openssl rsa -in " .. dir .. "/pkcs8.pem -noout -modulus 2>/dev/null"))
+      modulus = assert(p:read("*l"):match("^Modulus=(%x+)$"))
+      p:close()
+      sh("cd " .. dir .. " && (openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 "
+        .. "-pkeyopt rsa_keygen_pubexp:3 -out e3.pem && openssl pkey -in e3.pem -pubout -out e3_pub.pem)")
+    end)
+
+    it("builds public keys the way OpenSSL does (the real exponent round-trips)", function()
+      assert.truthy(core.public_key(rsa_public_pem(modulus, 65537)))
+    end)
+
+    it("refuses a public key with e = 1 (a signature would be the padded digest itself)", function()
+      refused(core.public_key, rsa_public_pem(modulus, 1), "exponent must be odd, at least 65537")
+    end)
+
+    it("refuses an even public exponent", function()
+      refused(core.public_key, rsa_public_pem(modulus, 65538), "exponent must be odd")
+    end)
+
+    it("refuses e = 3 (below the FIPS 186-4 range the SDK requires)", function()
+      refused(core.public_key, read(dir .. "/e3_pub.pem"), "at least 65537")
+      refused(core.private_key, read(dir .. "/e3.pem"), "at least 65537")
+    end)
+
+    it("refuses a 2048-bit public 'modulus' that is even (OpenSSL's public key check)", function()
+      local even = modulus:sub(1, -2) .. "0"
+      refused(core.public_key, rsa_public_pem(even, 65537), "not a valid RSA public key")
+    end)
+
+    it("refuses a private key with any one base64 character changed (pair-wise check)", function()
+      local pem = forms["pkcs8.pem"]
+      local body_start = assert(pem:find("\n", 1, true)) + 1
+      local body_end = assert(pem:find("-----END", 1, true)) - 1
+      local loaded, tried = {}, 0
+      -- Every 5th character of the body, skipping the DER header of the first line.
+      for pos = body_start + 64, body_end - 8, 5 do
+        local c = pem:sub(pos, pos)
+        if c:find("[%w+/]") then
+          tried = tried + 1
+          local variant = pem:sub(1, pos - 1) .. (c == "A" and "B" or "A") .. pem:sub(pos + 1)
+          if core.private_key(variant) then loaded[#loaded + 1] = pos end
+        end
+      end
+      assert.is_true(tried > 250, "tried " .. tried)
+      assert.same({}, loaded)
+    end)
+
+    it("names the pair-wise check when a damaged private key parses", function()
+      local pem = forms["pkcs8.pem"]
+      -- Inside the private exponent: the DER stays well formed, the key does not.
+      local pos = math.floor(#pem * 0.6)
+      while not pem:sub(pos, pos):find("[%w+/]") do pos = pos + 1 end
+      local c = pem:sub(pos, pos)
+      refused(core.private_key, pem:sub(1, pos - 1) .. (c == "A" and "B" or "A") .. pem:sub(pos + 1),
+        "inconsistent RSA key")
+    end)
+    it("makes dws.client raise on a damaged private key (not DWS, later)", function()
+      local dws = require "dws"
+      local pem = forms["pkcs8.pem"]
+      local pos = math.floor(#pem * 0.6)
+      while not pem:sub(pos, pos):find("[%w+/]") do pos = pos + 1 end
+      local c = pem:sub(pos, pos)
+      assert.has_error(function()
+        dws.client{ client_id = "SANDBOX_KEYS", gateway = "https://127.0.0.1:1",
+          private_key = pem:sub(1, pos - 1) .. (c == "A" and "B" or "A") .. pem:sub(pos + 1),
+          dws_public_key = forms["spki.pem"] }
+      end, "dws.client: option private_key is unreadable: private key: inconsistent RSA key "
+        .. "(failed OpenSSL's key-pair check)")
+    end)
+  end)
+
   it("refuses keys that are not RSA", function()
     refused(core.private_key, forms["ec.pem"], "not an RSA key %(EC%)")
     refused(core.private_key, forms["ec.der"], "not an RSA key %(EC%)")

@@ -382,7 +382,7 @@ local function missing_ca(message)
 end
 
 -- One signed request and its classification. Returns the decoded S response, or nil, err.
-local function attempt(self, entry, body, request_id, n)
+local function attempt(self, entry, body, request_id, n, log_body)
   local o = self.options
   local time = self._time()
   local b64, serr = core.sign(self.private_key, "POST", entry.path, self.client_id, time, body)
@@ -399,7 +399,7 @@ local function attempt(self, entry, body, request_id, n)
   if logger then
     started = core.monotonic()
     log(self, "debug", "dws request", { event = "request", api = entry.def.name, request_id = request_id,
-      attempt = n, body = body })
+      attempt = n, body = log_body })
   end
 
   -- Not pcalled: a transport that raises has a bug (or was handed one), and that is a programming
@@ -506,7 +506,7 @@ local function log_error(self, def, request_id, n, err)
 end
 
 -- Validate and encode a request once. -> body, request_id | nil, err
-local function prepare(self, entry, request)
+local function prepare(self, entry, request, as_buffer)
   local def = entry.def
   local id_field = def.request_id_field
   local defaults
@@ -539,26 +539,36 @@ local function prepare(self, entry, request)
     return nil, err
   end
 
-  local body, jerr = core.json_encode(req, true)
+  -- Encoded once: the same bytes are signed and sent on every attempt. A transport that takes a
+  -- dws.buffer gets one (as_buffer), so the body (card data) is never a Lua string and is wiped
+  -- after the last attempt; the logger then sees the request redacted before encoding instead.
+  local encode = as_buffer and core.json_encode_buffer or core.json_encode
+  local body, jerr = encode(req, true)
   if not body then
     err = errors.param("request", "request cannot be encoded as JSON: " .. tostring(jerr), def.name)
     err.attempts, err.request_id = 0, request_id
     log_error(self, def, request_id, 0, err)
     return nil, err
   end
-  return body, request_id
+  local log_body
+  if self.logger then
+    log_body = redact.text(type(body) == "string" and body or core.json_encode(redact.table(req), true))
+  end
+  return body, request_id, log_body
 end
 
--- The attempt loop: the same bytes signed afresh and sent on every attempt.
--- -> decoded S response, attempts | nil, err (err.attempts)
-local function send(self, entry, body, request_id)
+-- The attempt loop: the same bytes signed afresh and sent on every attempt; a dws.buffer body is
+-- wiped once no attempt is left. -> decoded S response, attempts | nil, err (err.attempts)
+local function send(self, entry, body, request_id, log_body)
   local def = entry.def
+  if log_body == nil and self.logger then log_body = redact.text(body) end
   local o = self.options
   local max_attempts = o.max_retries + 1
   local n = 0
   while true do
     n = n + 1
-    local res, err = attempt(self, entry, body, request_id, n)
+    local res, err = attempt(self, entry, body, request_id, n, log_body)
+    if (res or not err.retryable or n >= max_attempts) and type(body) ~= "string" then body:wipe() end
     if res then return res, n end
     err.api, err.attempts, err.request_id = def.name, n, request_id
     if not err.retryable or n >= max_attempts then
@@ -589,9 +599,9 @@ end
 -- ("cacheCard"). Returns the decoded response (result S) or nil, err.
 function Client:call(api_name, request)
   local entry = entry_of(self, api_name)
-  local body, request_id = prepare(self, entry, request)
+  local body, request_id, log_body = prepare(self, entry, request, self.transport.body_buffers)
   if not body then return nil, request_id end
-  local res, err = send(self, entry, body, request_id)
+  local res, err = send(self, entry, body, request_id, log_body)
   if not res then return nil, err end
   return res
 end

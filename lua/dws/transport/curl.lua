@@ -18,6 +18,9 @@ Transport.__index = Transport
 
 local DEFAULT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT = 15, 5
 
+-- dws.curl sends a dws.buffer body in place: dws.client then keeps request bodies out of Lua strings.
+Transport.body_buffers = true
+
 function M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("dws.transport.curl.new: opts must be a table", 2) end
