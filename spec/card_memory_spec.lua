@@ -3,7 +3,7 @@
 -- issue found it: a child interpreter of this flavour calls the sandbox over the libcurl transport,
 -- collects garbage twice and waits; this process reads the child's readable mappings through
 -- /proc/PID/mem (we run as root) and counts the patterns.
-local nginx = require "dws.sandbox.nginx"
+local nginx = require "dws_sandbox.nginx"
 local sandbox = require "helpers.sandbox"
 local core = require "dws.core"
 

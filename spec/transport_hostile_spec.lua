@@ -5,7 +5,7 @@
 local httpd = require "helpers.httpd"
 local curl = require "dws.curl"
 local core = require "dws.core"
-local nginx = require "dws.sandbox.nginx"
+local nginx = require "dws_sandbox.nginx"
 local dws = require "dws"
 
 -- The raw-socket server: serves the first request nginx parsed, then reads further requests
