@@ -346,7 +346,7 @@ end)
 -- A finalizer may run in the middle of a decode or encode (the walk allocates, the collector steps)
 -- and may itself use JSON; the outer call must not notice. Lua 5.4 runs __gc on tables; LuaJIT
 -- on userdata from newproxy, so both flavours can stage it.
-describe("json re-entrancy from finalizers #gcstress", function()
+describe("json re-entrancy from finalizers #heavy", function()
   local big_doc, big_value
 
   setup(function()
