@@ -278,31 +278,14 @@ unsigned char *dws_content_build(const char *method, size_t mlen, const char *pa
 
 /* ---- Lua bindings ---- */
 
-#define STACK_SCRATCH 4096
-
-/* A stack buffer when it fits, else a userdata: either way nothing can leak on error. */
-static void *scratch(lua_State *L, void *stackbuf, size_t need)
-{
-    if (need <= STACK_SCRATCH)
-        return stackbuf;
-    return lua_newuserdata(L, need);
-}
-
-static int push_error(lua_State *L, const char *msg)
-{
-    lua_pushnil(L);
-    lua_pushstring(L, msg);
-    return 2;
-}
-
 static int l_base64_encode(lua_State *L)
 {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
-    char stackbuf[STACK_SCRATCH];
+    char stackbuf[DWS_STACK_SCRATCH];
     char *out;
     luaL_argcheck(L, n <= (SIZE_MAX / 4) * 3 - 3, 1, "string too long");
-    out = scratch(L, stackbuf, DWS_B64_ENCODED_LEN(n));
+    out = dws_scratch(L, stackbuf, DWS_B64_ENCODED_LEN(n));
     lua_pushlstring(L, out, dws_b64_encode((const unsigned char *)s, n, out));
     return 1;
 }
@@ -312,10 +295,10 @@ static int l_base64_decode(lua_State *L)
     size_t n, outlen;
     const char *s = luaL_checklstring(L, 1, &n);
     const char *why = NULL;
-    unsigned char stackbuf[STACK_SCRATCH];
-    unsigned char *out = scratch(L, stackbuf, DWS_B64_DECODED_MAX(n));
+    unsigned char stackbuf[DWS_STACK_SCRATCH];
+    unsigned char *out = dws_scratch(L, stackbuf, DWS_B64_DECODED_MAX(n));
     if (dws_b64_decode(s, n, out, &outlen, 0, &why) != 0)
-        return push_error(L, why);
+        return dws_push_error(L, why);
     lua_pushlstring(L, (const char *)out, outlen);
     return 1;
 }
@@ -324,10 +307,10 @@ static int l_url_encode(lua_State *L)
 {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
-    char stackbuf[STACK_SCRATCH];
+    char stackbuf[DWS_STACK_SCRATCH];
     char *out;
     luaL_argcheck(L, n <= SIZE_MAX / 3, 1, "string too long");
-    out = scratch(L, stackbuf, n * 3);
+    out = dws_scratch(L, stackbuf, n * 3);
     lua_pushlstring(L, out, dws_url_encode(s, n, out));
     return 1;
 }
@@ -337,10 +320,10 @@ static int l_url_decode(lua_State *L)
     size_t n, outlen;
     const char *s = luaL_checklstring(L, 1, &n);
     const char *why = NULL;
-    char stackbuf[STACK_SCRATCH];
-    char *out = scratch(L, stackbuf, n);
+    char stackbuf[DWS_STACK_SCRATCH];
+    char *out = dws_scratch(L, stackbuf, n);
     if (dws_url_decode(s, n, out, &outlen, &why) != 0)
-        return push_error(L, why);
+        return dws_push_error(L, why);
     lua_pushlstring(L, out, outlen);
     return 1;
 }
@@ -382,11 +365,11 @@ static int l_parse_signature_header(lua_State *L)
     unsigned char raw[DWS_B64_DECODED_MAX(DWS_SIGHEADER_MAX)];
 
     if (dws_sigheader_parse(s, n, &h, &why) != 0)
-        return push_error(L, why);
+        return dws_push_error(L, why);
     if (dws_url_decode(h.signature.ptr, h.signature.len, decoded, &declen, &why) != 0)
-        return push_error(L, "Signature header: signature is not percent-encoded correctly");
+        return dws_push_error(L, "Signature header: signature is not percent-encoded correctly");
     if (dws_b64_decode(decoded, declen, raw, &rawlen, 0, &why) != 0 || rawlen == 0)
-        return push_error(L, "Signature header: signature is not valid base64");
+        return dws_push_error(L, "Signature header: signature is not valid base64");
     lua_createtable(L, 0, 3);
     if (h.algorithm.ptr != NULL) {
         lua_pushlstring(L, h.algorithm.ptr, h.algorithm.len);
@@ -409,7 +392,7 @@ static int l_uuid4(lua_State *L)
     int i, o = 0;
     if (RAND_bytes(r, sizeof r) != 1) {
         ERR_clear_error();
-        return push_error(L, "uuid4: random generator failed");
+        return dws_push_error(L, "uuid4: random generator failed");
     }
     r[6] = (unsigned char)((r[6] & 0x0f) | 0x40);   /* version 4 */
     r[8] = (unsigned char)((r[8] & 0x3f) | 0x80);   /* RFC 4122 variant */
@@ -428,16 +411,16 @@ static int l_uuid4(lua_State *L)
 static int l_random_bytes(lua_State *L)
 {
     lua_Number want = luaL_checknumber(L, 1);
-    unsigned char stackbuf[STACK_SCRATCH];
+    unsigned char stackbuf[DWS_STACK_SCRATCH];
     unsigned char *out;
     size_t n;
     luaL_argcheck(L, want >= 0 && want <= RANDOM_BYTES_MAX && (lua_Number)(size_t)want == want, 1,
                   "expected an integer from 0 to 1048576");
     n = (size_t)want;
-    out = scratch(L, stackbuf, n);
+    out = dws_scratch(L, stackbuf, n);
     if (n > 0 && RAND_bytes(out, (int)n) != 1) {
         ERR_clear_error();
-        return push_error(L, "random_bytes: random generator failed");
+        return dws_push_error(L, "random_bytes: random generator failed");
     }
     lua_pushlstring(L, (const char *)out, n);
     return 1;

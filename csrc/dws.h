@@ -20,6 +20,17 @@ void dws_open_codec(lua_State *L);
 /* Needs the array marker and the null sentinel at the top of the stack (array_mt below null). */
 void dws_open_json(lua_State *L);
 
+/* ---- core.c: helpers for the Lua bindings of the topic files ---- */
+
+/*
+ * Scratch space for a binding: stackbuf (DWS_STACK_SCRATCH bytes) when need fits, else a new
+ * userdata on the stack that the GC owns.
+ */
+#define DWS_STACK_SCRATCH 4096
+void *dws_scratch(lua_State *L, void *stackbuf, size_t need);
+/* Pushes nil, msg; returns 2. */
+int dws_push_error(lua_State *L, const char *msg);
+
 /* ---- json.c ---- */
 
 /* The dws.buffer at idx (see buffer.h), or NULL when it is anything else. */
