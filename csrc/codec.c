@@ -1,14 +1,12 @@
 /*
- * base64, percent coding, the Signature header, content-to-sign, uuid, random bytes, clocks.
+ * base64, percent coding, the Signature header, content-to-sign, uuid, random bytes.
  * The pure C coders at the top never allocate (the fuzz harnesses call them directly); the
  * Lua bindings below give them a stack buffer, or a userdata the GC owns for large inputs, so
  * an error raised by the Lua API can never leak memory.
  */
-#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -426,37 +424,6 @@ static int l_random_bytes(lua_State *L)
     return 1;
 }
 
-static int l_time_ms(lua_State *L)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    lua_pushinteger(L, (lua_Integer)ts.tv_sec * 1000 + (lua_Integer)(ts.tv_nsec / 1000000));
-    return 1;
-}
-
-static int l_monotonic(lua_State *L)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
-    return 1;
-}
-
-static int l_sleep(lua_State *L)
-{
-    lua_Number s = luaL_checknumber(L, 1);
-    struct timespec req, rem;
-    luaL_argcheck(L, s >= 0 && s <= 1e9, 1, "expected seconds from 0 to 1e9");
-    req.tv_sec = (time_t)s;
-    req.tv_nsec = (long)((s - (lua_Number)req.tv_sec) * 1e9);
-    if (req.tv_nsec > 999999999L)
-        req.tv_nsec = 999999999L;
-    /* A signal must not cut the sleep short: resume with what remains. */
-    while (nanosleep(&req, &rem) != 0 && errno == EINTR)
-        req = rem;
-    return 0;
-}
-
 static const luaL_Reg codec_funcs[] = {
     {"base64_encode", l_base64_encode},
     {"base64_decode", l_base64_decode},
@@ -466,9 +433,6 @@ static const luaL_Reg codec_funcs[] = {
     {"parse_signature_header", l_parse_signature_header},
     {"uuid4", l_uuid4},
     {"random_bytes", l_random_bytes},
-    {"time_ms", l_time_ms},
-    {"monotonic", l_monotonic},
-    {"sleep", l_sleep},
     {NULL, NULL}
 };
 
