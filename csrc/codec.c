@@ -1,5 +1,5 @@
 /*
- * base64, percent coding, the Signature header, content-to-sign, uuid, random bytes.
+ * base64, percent coding, the Signature header, content-to-sign.
  * The pure C coders at the top never allocate (the fuzz harnesses call them directly); the
  * Lua bindings below give them a stack buffer, or a userdata the GC owns for large inputs, so
  * an error raised by the Lua API can never leak memory.
@@ -9,8 +9,6 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <openssl/err.h>
-#include <openssl/rand.h>
 
 #include "dws.h"
 
@@ -382,48 +380,6 @@ static int l_parse_signature_header(lua_State *L)
     return 1;
 }
 
-static int l_uuid4(lua_State *L)
-{
-    static const char hex[] = "0123456789abcdef";
-    unsigned char r[16];
-    char out[36];
-    int i, o = 0;
-    if (RAND_bytes(r, sizeof r) != 1) {
-        ERR_clear_error();
-        return dws_push_error(L, "uuid4: random generator failed");
-    }
-    r[6] = (unsigned char)((r[6] & 0x0f) | 0x40);   /* version 4 */
-    r[8] = (unsigned char)((r[8] & 0x3f) | 0x80);   /* RFC 4122 variant */
-    for (i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out[o++] = '-';
-        out[o++] = hex[r[i] >> 4];
-        out[o++] = hex[r[i] & 15];
-    }
-    lua_pushlstring(L, out, sizeof out);
-    return 1;
-}
-
-#define RANDOM_BYTES_MAX (1024 * 1024)
-
-static int l_random_bytes(lua_State *L)
-{
-    lua_Number want = luaL_checknumber(L, 1);
-    unsigned char stackbuf[DWS_STACK_SCRATCH];
-    unsigned char *out;
-    size_t n;
-    luaL_argcheck(L, want >= 0 && want <= RANDOM_BYTES_MAX && (lua_Number)(size_t)want == want, 1,
-                  "expected an integer from 0 to 1048576");
-    n = (size_t)want;
-    out = dws_scratch(L, stackbuf, n);
-    if (n > 0 && RAND_bytes(out, (int)n) != 1) {
-        ERR_clear_error();
-        return dws_push_error(L, "random_bytes: random generator failed");
-    }
-    lua_pushlstring(L, (const char *)out, n);
-    return 1;
-}
-
 static const luaL_Reg codec_funcs[] = {
     {"base64_encode", l_base64_encode},
     {"base64_decode", l_base64_decode},
@@ -431,8 +387,6 @@ static const luaL_Reg codec_funcs[] = {
     {"url_decode", l_url_decode},
     {"signature_header", l_signature_header},
     {"parse_signature_header", l_parse_signature_header},
-    {"uuid4", l_uuid4},
-    {"random_bytes", l_random_bytes},
     {NULL, NULL}
 };
 

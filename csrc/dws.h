@@ -17,6 +17,7 @@ DWS_EXPORT int luaopen_dws_core(lua_State *L);
 /* Per-topic registration; each adds its functions to the module table at the top of the stack. */
 void dws_open_key(lua_State *L);
 void dws_open_codec(lua_State *L);
+void dws_open_random(lua_State *L);
 void dws_open_clock(lua_State *L);
 /* Needs the array marker and the null sentinel at the top of the stack (array_mt below null). */
 void dws_open_json(lua_State *L);
