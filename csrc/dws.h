@@ -17,6 +17,7 @@ DWS_EXPORT int luaopen_dws_core(lua_State *L);
 /* Per-topic registration; each adds its functions to the module table at the top of the stack. */
 void dws_open_key(lua_State *L);
 void dws_open_codec(lua_State *L);
+void dws_open_sigheader(lua_State *L);
 void dws_open_random(lua_State *L);
 void dws_open_clock(lua_State *L);
 /* Needs the array marker and the null sentinel at the top of the stack (array_mt below null). */
@@ -58,6 +59,8 @@ int dws_b64_decode(const char *in, size_t n, unsigned char *out, size_t *outlen,
 size_t dws_url_encode(const char *in, size_t n, char *out);
 /* '+' stays '+'; %XX in either case; out needs n bytes. Returns 0, or -1 with *why. */
 int dws_url_decode(const char *in, size_t n, char *out, size_t *outlen, const char **why);
+
+/* ---- sigheader.c: pure C, no Lua state ---- */
 
 /* Spans into the parsed Signature header; a NULL ptr means the item was absent. */
 typedef struct dws_span {
