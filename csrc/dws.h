@@ -16,7 +16,7 @@ DWS_EXPORT int luaopen_dws_core(lua_State *L);
 
 /* Per-topic registration; each adds its functions to the module table at the top of the stack. */
 void dws_open_key(lua_State *L);
-void dws_open_codec(lua_State *L);
+void dws_open_encoding(lua_State *L);
 void dws_open_sigheader(lua_State *L);
 void dws_open_random(lua_State *L);
 void dws_open_clock(lua_State *L);
@@ -40,7 +40,7 @@ int dws_push_error(lua_State *L, const char *msg);
 struct dws_buffer;
 const struct dws_buffer *dws_test_buffer(lua_State *L, int idx);
 
-/* ---- codec.c: pure C, no Lua state, never allocate ---- */
+/* ---- encoding.c: pure C, no Lua state, never allocate ---- */
 
 /* Output needs DWS_B64_ENCODED_LEN(n) bytes; returns the length written. */
 #define DWS_B64_ENCODED_LEN(n) ((((n) + 2) / 3) * 4)

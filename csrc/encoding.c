@@ -1,8 +1,7 @@
 /*
- * base64, percent coding.
- * The pure C coders at the top never allocate (the fuzz harnesses call them directly); the
- * Lua bindings below give them a stack buffer, or a userdata the GC owns for large inputs, so
- * an error raised by the Lua API can never leak memory.
+ * base64 and percent coding. The pure C coders at the top never allocate (the fuzz harnesses
+ * call them directly); the Lua bindings below give them a stack buffer, or a userdata the GC
+ * owns for large inputs (dws_scratch), so an error raised by the Lua API can never leak memory.
  */
 #include <stdint.h>
 
@@ -213,7 +212,7 @@ static int l_url_decode(lua_State *L)
     return 1;
 }
 
-static const luaL_Reg codec_funcs[] = {
+static const luaL_Reg encoding_funcs[] = {
     {"base64_encode", l_base64_encode},
     {"base64_decode", l_base64_decode},
     {"url_encode", l_url_encode},
@@ -221,7 +220,7 @@ static const luaL_Reg codec_funcs[] = {
     {NULL, NULL}
 };
 
-void dws_open_codec(lua_State *L)
+void dws_open_encoding(lua_State *L)
 {
-    luaL_setfuncs(L, codec_funcs, 0);
+    luaL_setfuncs(L, encoding_funcs, 0);
 }
