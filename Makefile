@@ -18,7 +18,8 @@ CFLAGS_ALL = -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden $(OPT)
              $(CJSON_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS_ALL = -shared $(EXTRA_LDFLAGS)
 
-CORE_SRC = csrc/core.c csrc/key.c csrc/codec.c csrc/json.c
+CORE_SRC = csrc/core.c csrc/key.c csrc/encoding.c csrc/sigheader.c csrc/random.c csrc/clock.c \
+           csrc/json.c
 CORE_HDR = csrc/compat.h csrc/dws.h csrc/buffer.h
 CURL_SRC = csrc/curl.c
 CORE_LIBS = -lcrypto -lcjson

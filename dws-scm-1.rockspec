@@ -29,7 +29,8 @@ build = {
    type = "builtin",
    modules = {
       ["dws.core"] = {
-         sources = { "csrc/core.c", "csrc/key.c", "csrc/codec.c", "csrc/json.c" },
+         sources = { "csrc/core.c", "csrc/key.c", "csrc/encoding.c", "csrc/sigheader.c",
+                     "csrc/random.c", "csrc/clock.c", "csrc/json.c" },
          libraries = { "crypto", "cjson" },
          incdirs = { "$(OPENSSL_INCDIR)", "$(CJSON_INCDIR)", "$(CJSON_INCDIR)/cjson" },
          libdirs = { "$(OPENSSL_LIBDIR)", "$(CJSON_LIBDIR)" },

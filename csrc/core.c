@@ -1,12 +1,28 @@
 /*
  * luaopen_dws_core: the module table, the array marker and the null sentinel, and the topic
- * files (key.c, codec.c, json.c). Per-module state lives in upvalues and the registry, never
- * in C globals, so independent Lua states (nginx workers, coroutines' owners) never share it.
+ * files (key.c, encoding.c, sigheader.c, random.c, clock.c, json.c), each registered by its
+ * dws_open_<topic>. Per-module state lives in upvalues and the registry, never in C globals, so
+ * independent Lua states (nginx workers, coroutines' owners) never share it.
  */
 #include <cJSON.h>
 #include <openssl/crypto.h>
 
 #include "dws.h"
+
+/* A stack buffer when it fits, else a userdata: either way nothing can leak on error. */
+void *dws_scratch(lua_State *L, void *stackbuf, size_t need)
+{
+    if (need <= DWS_STACK_SCRATCH)
+        return stackbuf;
+    return lua_newuserdata(L, need);
+}
+
+int dws_push_error(lua_State *L, const char *msg)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, msg);
+    return 2;
+}
 
 static int l_versions(lua_State *L)
 {
@@ -25,7 +41,10 @@ DWS_EXPORT int luaopen_dws_core(lua_State *L)
     lua_newtable(L);
 
     dws_open_key(L);
-    dws_open_codec(L);
+    dws_open_encoding(L);
+    dws_open_sigheader(L);
+    dws_open_random(L);
+    dws_open_clock(L);
     lua_pushcfunction(L, l_versions);
     lua_setfield(L, -2, "versions");
 

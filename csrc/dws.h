@@ -16,9 +16,23 @@ DWS_EXPORT int luaopen_dws_core(lua_State *L);
 
 /* Per-topic registration; each adds its functions to the module table at the top of the stack. */
 void dws_open_key(lua_State *L);
-void dws_open_codec(lua_State *L);
+void dws_open_encoding(lua_State *L);
+void dws_open_sigheader(lua_State *L);
+void dws_open_random(lua_State *L);
+void dws_open_clock(lua_State *L);
 /* Needs the array marker and the null sentinel at the top of the stack (array_mt below null). */
 void dws_open_json(lua_State *L);
+
+/* ---- core.c: helpers for the Lua bindings of the topic files ---- */
+
+/*
+ * Scratch space for a binding: stackbuf (DWS_STACK_SCRATCH bytes) when need fits, else a new
+ * userdata on the stack that the GC owns.
+ */
+#define DWS_STACK_SCRATCH 4096
+void *dws_scratch(lua_State *L, void *stackbuf, size_t need);
+/* Pushes nil, msg; returns 2. */
+int dws_push_error(lua_State *L, const char *msg);
 
 /* ---- json.c ---- */
 
@@ -26,7 +40,7 @@ void dws_open_json(lua_State *L);
 struct dws_buffer;
 const struct dws_buffer *dws_test_buffer(lua_State *L, int idx);
 
-/* ---- codec.c: pure C, no Lua state, never allocate ---- */
+/* ---- encoding.c: pure C, no Lua state, never allocate ---- */
 
 /* Output needs DWS_B64_ENCODED_LEN(n) bytes; returns the length written. */
 #define DWS_B64_ENCODED_LEN(n) ((((n) + 2) / 3) * 4)
@@ -45,6 +59,8 @@ int dws_b64_decode(const char *in, size_t n, unsigned char *out, size_t *outlen,
 size_t dws_url_encode(const char *in, size_t n, char *out);
 /* '+' stays '+'; %XX in either case; out needs n bytes. Returns 0, or -1 with *why. */
 int dws_url_decode(const char *in, size_t n, char *out, size_t *outlen, const char **why);
+
+/* ---- sigheader.c: pure C, no Lua state ---- */
 
 /* Spans into the parsed Signature header; a NULL ptr means the item was absent. */
 typedef struct dws_span {

@@ -200,14 +200,18 @@ static const unsigned char plain_byte[256] = {
 };
 
 /*
- * True when none of the eight bytes needs attention (control, '"', '\\', non-ASCII). The
- * classic "has a byte less than n" / "has a zero byte" word tricks: exact for "any".
+ * True when none of the eight bytes of w needs a closer look: a control character, '\\',
+ * non-ASCII, or stop (the encoder passes '"'; quotes are plain to the decoder's precheck, which
+ * passes '\\' again). The classic word tricks: (x - 0x01..) & ~x has a high bit set iff some
+ * byte of x is zero (on w ^ c.. it finds a byte equal to c), and (w - 0x20..) & ~w iff some
+ * ASCII byte is below 0x20; non-ASCII bytes show in w's own high bits. Borrows can set high bits
+ * above the first hit, so these are exact for "any byte" only, which is all this asks.
  */
-static inline int word_is_plain(uint64_t w)
+static inline int word_is_plain(uint64_t w, unsigned char stop)
 {
     const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
     uint64_t ctl = (w - ones * 0x20) & ~w;
-    uint64_t q = w ^ (ones * (uint64_t)'"');
+    uint64_t q = w ^ (ones * (uint64_t)stop);
     uint64_t b = w ^ (ones * (uint64_t)'\\');
     q = (q - ones) & ~q;
     b = (b - ones) & ~b;
@@ -235,7 +239,7 @@ static int put_string(encoder *e, const char *str, size_t n)
         if (n - i >= 8) {   /* eight plain bytes at a time: the common case */
             uint64_t w;
             memcpy(&w, s + i, 8);
-            if (word_is_plain(w)) {
+            if (word_is_plain(w, '"')) {
                 memcpy(out, &w, 8);
                 out += 8;
                 i += 8;
@@ -754,17 +758,13 @@ static int l_json_encode_buffer(lua_State *L)
  */
 static const char *precheck(const unsigned char *s, size_t n)
 {
-    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
     size_t i = 0;
     while (i < n) {
         unsigned char c;
         if (n - i >= 8) {   /* skip eight bytes at once when none is a control, '\\' or non-ASCII */
-            uint64_t w, ctl, b;
+            uint64_t w;
             memcpy(&w, s + i, 8);
-            ctl = (w - ones * 0x20) & ~w;
-            b = w ^ (ones * (uint64_t)'\\');
-            b = (b - ones) & ~b;
-            if (((ctl | b | w) & high) == 0) {
+            if (word_is_plain(w, '\\')) {
                 i += 8;
                 continue;
             }
