@@ -222,6 +222,7 @@ function M.verify(client, request, opts)
 end
 
 -- The de-dup stores of earlier versions, kept as thin aliases of dws.store.
+
 --- Deprecated: use `dws.store.memory(opts)` (or leave notification_store unset).
 -- syntax: `store = dws.notification.memory_store(opts?)`
 -- @tparam[opt] table opts as `dws.store.memory`
