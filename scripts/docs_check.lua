@@ -1,6 +1,7 @@
 -- make docs-check: fail when a public function or value has no LDoc comment.
 --
---   lua5.4 scripts/docs_check.lua [CONFIG_DIR [SURFACE_FILE]]   (defaults: . and docs/surface.lua)
+--   lua5.4 scripts/docs_check.lua [CONFIG_DIR [SURFACE_FILE]]   (defaults: . and docs/surface.lua;
+--   the surface file names the rockspec relative to CONFIG_DIR)
 --
 -- LDoc itself cannot tell: it documents what has a `---` comment and says nothing about what has
 -- none. So this loads the modules and compares what they really export with what LDoc read:
@@ -13,7 +14,9 @@
 local config_dir = arg[1] or "."
 local surface_file = arg[2] or "docs/surface.lua"
 
+-- LDoc runs in CONFIG_DIR and needs this script's directory for its filter.
 local here = arg[0]:match("^(.*)/[^/]*$") or "."
+if here:sub(1, 1) ~= "/" then here = assert(os.getenv("PWD"), "docs-check: PWD unset") .. "/" .. here end
 
 local function sh_quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
@@ -68,7 +71,7 @@ local function miss(what) missing[#missing + 1] = what end
 -- Every installed module is documented or deliberately internal.
 if surface.rockspec then
   local spec = {}
-  assert(loadfile(surface.rockspec, "t", spec))()
+  assert(loadfile(config_dir .. "/" .. surface.rockspec, "t", spec))()
   for _, name in ipairs(sorted_keys(spec.build.modules)) do
     if not modules[name] and not (surface.internal or {})[name] then
       miss(name .. " (module: not in config.ld, not internal in " .. surface_file .. ")")
@@ -90,8 +93,14 @@ for _, name in ipairs(order) do
 end
 
 -- A class's method table is found where its constructor keeps it: the upvalue of that name (so no
--- object is made, no key parsed, no connection opened).
+-- object is made, no key parsed, no connection opened); for C userdata, on an object made.
 local function class_table(spec)
+  if spec.instance then
+    local mt = getmetatable(spec.instance())
+    if type(mt) == "table" and type(mt.__index) == "table" then return mt.__index end
+    io.stderr:write("docs-check: the ", spec.class, " object of ", spec.module, " has no method table\n")
+    os.exit(2)
+  end
   local ctor = require(spec.module)[spec.constructor]
   for i = 1, math.huge do
     local name, value = debug.getupvalue(ctor, i)
