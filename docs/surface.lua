@@ -1,6 +1,7 @@
 -- What scripts/docs_check.lua (make docs-check) holds to a doc comment, besides every key of every
 -- module in config.ld: the modules the rock installs that are internal on purpose, and the classes
--- whose methods users call (found as the named upvalue of the constructor).
+-- whose methods users call: found as the named upvalue of the constructor, or (C userdata) as the
+-- __index of an object `instance` makes.
 return {
   rockspec = "dws-scm-1.rockspec",
   -- Internal: reached only through the documented modules (HACKING.md describes them).
@@ -26,5 +27,12 @@ return {
     { module = "dws.transport.curl", class = "Transport", constructor = "new" },
     { module = "dws.transport.ngx", class = "Transport", constructor = "new" },
     { module = "dws.testing", class = "Sandbox", constructor = "start" },
+    { module = "dws.core", class = "key", instance = function()
+        local core = require "dws.core"
+        return assert(core.public_key(select(2, core.generate_key())))
+      end },
+    { module = "dws.core", class = "buffer", instance = function()
+        return assert(require("dws.core").json_encode_buffer({}))
+      end },
   },
 }
