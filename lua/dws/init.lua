@@ -50,7 +50,7 @@ function dws.array(t)
   return setmetatable(t, core.array_mt)
 end
 
---- Decode JSON text (e.g. paymentOptionDetail, which the gateway sends as a string).
+--- Decode JSON text, such as paymentOptionDetail (which the gateway sends as a string).
 -- Returns the value, or nil, err on malformed input.
 -- syntax: `value, err = dws.decode_json(s)`
 -- @tparam string s JSON text
