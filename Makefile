@@ -5,6 +5,7 @@
 #   make demo       bind a card against the local sandbox, end to end
 #   make bench      benchmarks (ratios against the RSA floor)
 #   make lint       luacheck + cppcheck
+#   make docs       the API reference (LDoc) in build/docs; make docs-check: no public item undocumented
 
 CC      ?= cc
 LUA54_CFLAGS  ?= $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
@@ -95,7 +96,7 @@ bench: deps
 	@sh bench/run
 
 lint: all
-	luacheck lua spec examples bench bin sandbox
+	luacheck lua spec examples bench bin sandbox scripts docs csrc/core.ld.lua
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	    --suppress=missingIncludeSystem --inline-suppr $(CJSON_CFLAGS) csrc
 

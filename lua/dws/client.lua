@@ -1,3 +1,8 @@
+--- The client: signed, verified calls to DWS, the bind-card workflow and notifications.
+-- `require("dws").client(opts)` is `dws.client.new(opts)`; every option is in the README's
+-- "Client options" table.
+-- @module dws.client
+
 -- The client object and its call pipeline:
 --   validate -> encode (once) -> [sign -> send -> verify -> classify -> retry?]
 --
@@ -38,6 +43,7 @@ local format, min, random = string.format, math.min, math.random
 
 local M = {}
 
+--- The one version of lua-dws (the rockspec and the user agent carry it too).
 M.VERSION = "0.1.0"
 
 local DEFAULTS = {
@@ -244,7 +250,16 @@ function Client.__tostring(self)
   return "dws.client(" .. self.client_id .. ")"
 end
 
---- dws.client(opts): see HACKING.md / README for the options. Raises on programming errors.
+--- Make a client: parses both keys once and keeps one transport (one kept-alive connection).
+-- syntax: `client = dws.client(opts)`
+-- @tparam table opts `client_id`, `private_key`, `dws_public_key`, `gateway` (required); `key_version`,
+-- `request_time`, `timeout`, `connect_timeout`, `max_retries`, `retry_base_delay`, `max_response_bytes`,
+-- `ca_file`, `proxy`, `user_agent`, `transport`, `logger`, `allow_insecure_http`,
+-- `notification_tolerance`, `response_time_tolerance`, `notification_store`, `journal`,
+-- `journal_retention`, `server_name` (README "Client options": defaults and ranges)
+-- @treturn client the client
+-- @raise on an unknown option, a wrong type, a value out of range, an unreadable key, plain http to a
+-- host not on loopback, or `dws_public_key` being the public half of `private_key`
 function M.new(opts)
   if type(opts) ~= "table" then error("dws.client: expects a table of options", 2) end
   for name, value in pairs(opts) do
@@ -595,8 +610,20 @@ local function entry_of(self, api_name)
   return entry
 end
 
---- The generic signed call behind the three API methods. `api_name` as on the API pages
--- ("cacheCard"). Returns the decoded response (result S) or nil, err.
+--- A client, as `dws.client(opts)` returns it. Calls return the decoded, verified answer (result
+-- status `S`), or `nil, err` with an `dws.errors` object for `F`, `U` and every local failure.
+-- @type Client
+
+--- The generic signed call behind the three API methods: validate, encode once, sign, send,
+-- verify, classify, retry.
+-- syntax: `res, err = client:call(api_name, request)`
+-- @tparam string api_name as on the API pages: `"consultAddablePaymentMethod"`, `"cacheCard"`,
+-- `"addPaymentMethod"`
+-- @tparam table request the request, with the API's own field names
+-- @treturn table the decoded, verified answer (`res.result.resultStatus == "S"`)
+-- @treturn[2] nil
+-- @treturn[2] dws.errors.Error err: `F`, `U` after the retries, or a local failure
+-- @raise on an unknown API, or inside nginx in a phase without cosockets
 function Client:call(api_name, request)
   local entry = entry_of(self, api_name)
   local body, request_id, log_body = prepare(self, entry, request, self.transport.body_buffers)
@@ -606,19 +633,41 @@ function Client:call(api_name, request)
   return res
 end
 
--- Internal (HACKING.md): the two halves of call, for the binding journal, which must record the
+--- Internal (HACKING.md): the two halves of call, for the binding journal, which must record the
 -- exact bytes before they are sent and re-send them unchanged on resume.
 -- encode_request(api_name, request) -> body, request_id | nil, err
+-- @local
 function Client:encode_request(api_name, request)
   return prepare(self, entry_of(self, api_name), request)
 end
 
--- call_raw(api_name, body, request_id) -> decoded S response, attempts | nil, err
+--- Internal (HACKING.md): call_raw(api_name, body, request_id) -> decoded S response, attempts | nil, err
 -- `body` is sent as it is (re-signed with a fresh Request-Time per attempt), never re-encoded.
+-- @local
 function Client:call_raw(api_name, body, request_id)
   if type(body) ~= "string" then error("dws: call_raw: body must be the encoded request", 2) end
   return send(self, entry_of(self, api_name), body, request_id)
 end
+
+--- consultAddablePaymentMethod: the payment methods the customer can add.
+-- syntax: `res, err = client:consult_addable_payment_method{ customerId =, env = {...}, scenes = {...} }`
+-- @function Client:consult_addable_payment_method
+-- @tparam table request as on the API page
+-- @treturn table the verified answer (`res.paymentOptions`), or `nil, err` as `call`
+
+--- cacheCard: cache a card and get a temporary token for it.
+-- syntax: `res, err = client:cache_card{ paymentMethodDetail = {...} }`
+-- @function Client:cache_card
+-- @tparam table request as on the API page
+-- @treturn table the verified answer (`res.paymentMethodDetail`), or `nil, err` as `call`
+
+--- addPaymentMethod: bind the cached card to the customer (idempotent on `requestId`, which is
+-- generated when absent and reported on `res.requestId` and `err.request_id`).
+-- syntax: `res, err = client:add_payment_method{ requestId =, customerId =, paymentMethodDetail = {...}, env = {...} }`
+-- @function Client:add_payment_method
+-- @tparam table request as on the API page
+-- @treturn table the verified answer, or `nil, err` as `call` (`RESPONSE_MISMATCH` when it names
+-- another `requestId`)
 
 for i = 1, #api.ALL do
   local def = api.ALL[i]
@@ -629,37 +678,99 @@ for i = 1, #api.ALL do
 end
 
 -- Notifications and the bind-card workflow live in their own modules, loaded on first use.
+
+--- Verify a binding notification as received: signature over the raw bytes, Request-Time within
+-- `notification_tolerance`, the body's required fields. No de-duplication, no journal change.
+-- syntax: `n, err = client:verify_notification(request, opts?)`
+-- @tparam table request `{ method = "POST", path = "/notify", headers = {...}, body = raw }`
+-- (headers in any letter case)
+-- @tparam[opt] table opts `tolerance` (seconds), `now` (milliseconds): instead of the client's option
+-- and clock
+-- @treturn table the decoded notification
+-- @treturn[2] nil
+-- @treturn[2] dws.errors.Error err: `METHOD_NOT_SUPPORTED` (405), `PARAM_ILLEGAL` (400),
+-- `SIGNATURE_MISSING`, `SIGNATURE_INVALID`, `NOTIFICATION_EXPIRED` (401); `err.http_status` holds the
+-- status to answer
+-- @raise when `request` is not a table or `request.path` is not a path
 function Client:verify_notification(request, opts)
   return require("dws.notification").verify(self, request, opts)
 end
 
+--- Verify, de-duplicate, journal and hand a notification to `handler`, and say what to answer.
+-- syntax: `status, headers, body = client:handle_notification(request, handler, opts?)`
+-- @tparam table request as `verify_notification` takes it
+-- @tparam function handler `handler(notification, binding)`: `binding` is the journal's record
+-- after the notification (`client:binding`'s shape) or nil; return true (done), `false, reason` (a
+-- business failure, acknowledged all the same), or `nil, err` / raise (a system failure: DWS re-sends)
+-- @tparam[opt] table opts `store`, `claim_ttl` (60 s), `seen_ttl` (2 days), `tolerance`, `now`
+-- @treturn int the HTTP status to answer (200, or 400/401/405 for a refusal, 500 for U)
+-- @treturn table the response headers (`Content-Type`)
+-- @treturn string the exact body to answer (the acknowledgement, or a fixed refusal)
+-- @raise when `handler` is not a function
 function Client:handle_notification(request, handler, opts)
   return require("dws.notification").handle(self, request, handler, opts)
 end
 
+--- The bind-card workflow: local card checks, consult, cache, journal, add (README "Binding a card").
+-- syntax: `outcome, err = client:bind_card{ customerId =, env = {...}, card = {...}, ... }`
+-- @tparam table params `customerId`, `env`, `card = { cardNo, securityCode, expiryYear, expiryMonth,
+-- instUserName, brand? }`; `referenceCustomerId` or `referenceUserId`, `isTemporary`,
+-- `paymentMethodDetailMetadata`, `redirectUrl`, `requestId`
+-- @treturn table outcome `{ status, requestId, mask, last4, brand, expiryTime, paymentMethodType,
+-- actionForm, redirectUrl, resultCode, error }`; status `ACCEPTED`, `ACTION_REQUIRED`, `UNKNOWN`,
+-- `BOUND` or `FAILED`
+-- @treturn[2] nil
+-- @treturn[2] dws.errors.Error err: an F answer or a failure before sending (`CARD_INVALID`,
+-- `PAYMENT_METHOD_NOT_ADDABLE`, `CARD_MISMATCH`, `REQUEST_ID_REUSED`, `JOURNAL_UNAVAILABLE`, ...)
 function Client:bind_card(params)
   return require("dws.bind_card").bind(self, params)
 end
 
+--- A binding as the journal has it.
+-- syntax: `binding, err = client:binding(requestId)`
+-- @tparam string request_id the addPaymentMethod `requestId`
+-- @treturn table the record plus `status` (as in an outcome) and `state`; nil when the journal
+-- does not know the requestId
+-- @treturn[2] nil
+-- @treturn[2] string err when the store cannot answer
 function Client:binding(request_id)
   return require("dws.bind_card").binding(self, request_id)
 end
 
+--- Re-send a binding's journaled bytes (re-signed) when its outcome is unknown.
+-- syntax: `outcome, err = client:resume_binding(requestId)`
+-- @tparam string request_id the addPaymentMethod `requestId`
+-- @treturn table an outcome as `bind_card` returns it
+-- @treturn[2] nil
+-- @treturn[2] dws.errors.Error err: `BINDING_NOT_FOUND`, `BINDING_FINAL` (`err.binding`), an F answer
+-- (`err.reenter_card` when the temporary token expired), `RESUME_INCONSISTENT`
 function Client:resume_binding(request_id)
   return require("dws.bind_card").resume(self, request_id)
 end
 
+--- The bindings not yet final, for a sweeper.
+-- syntax: `bindings, err = client:pending_bindings{ older_than = seconds }`
+-- @tparam[opt] table opts `older_than`: seconds since the last change (default 0)
+-- @treturn {table,...} records as `binding` returns them, oldest first
+-- @treturn[2] nil
+-- @treturn[2] string err when the store cannot answer
 function Client:pending_bindings(opts)
   return require("dws.bind_card").pending(self, opts)
 end
 
 --- Send an event to the configured logger, if any, shielded from its failures (for the
 -- notification and bind-card modules too: a failing logger must never break a payment flow).
+-- The message and every string field are redacted and have control characters escaped.
+-- syntax: `client:log(level, message, fields)`
+-- @tparam string level `"debug"`, `"info"`, `"warn"` or `"error"`
+-- @tparam string message
+-- @tparam[opt] table fields
 function Client:log(level, message, fields)
   log(self, level, message, fields)
 end
 
---- Release the transport's connection (also done by the garbage collector).
+--- Release the transport's connection (also done by the garbage collector). Idempotent.
+-- syntax: `client:close()`
 function Client:close()
   local transport = self.transport
   if transport and type(transport.close) == "function" then transport:close() end

@@ -1,3 +1,8 @@
+--- Binding-result notifications (notifyAddPaymentMethod) as a merchant receives them. Usually
+-- reached through `client:verify_notification` and `client:handle_notification`; this module holds
+-- the bodies answered and what a notification says.
+-- @module dws.notification
+
 -- Binding-result notifications (notifyAddPaymentMethod) as a merchant receives them:
 -- verify the signature over the raw bytes, refuse replays, check the body, de-duplicate on
 -- requestId, run the merchant's handler and say what to answer.
@@ -8,13 +13,18 @@ local dstore = require "dws.store"
 
 local M = {}
 
--- The acknowledgement, byte for byte as SIGNING.md gives it (not built by the JSON encoder,
--- which would sort the keys).
+--- The acknowledgement, byte for byte as SIGNING.md gives it (not built by the JSON encoder,
+-- which would sort the keys). Answered with HTTP 200 and `Content-Type: application/json`.
 M.ACK_BODY = '{"result":{"resultCode":"SUCCESS","resultStatus":"S","resultMessage":"success"}}'
+--- The answer (HTTP 500) when a notification could not be processed (store or journal down, the
+-- handler failed): result status U, so DWS re-sends.
 M.UNKNOWN_BODY = '{"result":{"resultCode":"UNKNOWN_EXCEPTION","resultStatus":"U",' ..
   '"resultMessage":"notification not processed, please re-send"}}'
--- Refusals: fixed bodies, one per result code. Nothing from the request (a header value, a body
+--- Refusals: fixed bodies, one per result code. Nothing from the request (a header value, a body
 -- field) is ever reflected into an answer, and a constant is valid JSON whatever the input was.
+-- `INVALID_SIGNATURE` (401: signature, client-id or request-time not accepted, a replay),
+-- `PARAM_ILLEGAL` (400: not a valid notification body), `METHOD_NOT_SUPPORTED` (405: not a POST).
+-- @table REFUSAL_BODIES
 M.REFUSAL_BODIES = {
   INVALID_SIGNATURE = '{"result":{"resultCode":"INVALID_SIGNATURE","resultStatus":"F",' ..
     '"resultMessage":"notification refused: signature, client-id or request-time not accepted"}}',
@@ -72,8 +82,11 @@ local function days_from_civil(y, m, d)
   return era * 146097 + doe - 719468
 end
 
--- Request-Time as the SDKs send it: milliseconds since the epoch, or ISO 8601 with a zone
+--- Request-Time as the SDKs send it: milliseconds since the epoch, or ISO 8601 with a zone
 -- (Z, +hh:mm or +hhmm; optional fraction). Returns milliseconds, or nil.
+-- syntax: `ms = dws.notification.parse_time(s)`
+-- @tparam string s a Request-Time or response-time header value
+-- @treturn int milliseconds since the epoch, or nil when `s` is neither form
 function M.parse_time(s)
   if type(s) ~= "string" then return nil end
   if s:match("^%d+$") and #s <= 15 then return tonumber(s) end
@@ -141,6 +154,10 @@ end
 --- What a notification says about its binding: "BOUND", card token (or nil) | "FAILED",
 -- resultCode. A `result` with resultStatus F means FAILED; anything else is BOUND (the page's
 -- sample carries no result at all).
+-- syntax: `status, token_or_code = dws.notification.outcome(notification)`
+-- @tparam table n a verified notification
+-- @treturn string `"BOUND"` or `"FAILED"`
+-- @treturn string the final `cardToken` (BOUND; nil when absent) or the `resultCode` (FAILED)
 function M.outcome(n)
   local result = is_object(n.result) and n.result or nil
   if result and result.resultStatus == "F" then
@@ -152,8 +169,16 @@ function M.outcome(n)
   return "BOUND", type(token) == "string" and token ~= "" and token or nil
 end
 
--- verify(client, { method =, path =, headers =, body = }) -> notification | nil, err
+--- verify(client, { method =, path =, headers =, body = }) -> notification | nil, err
 -- opts.tolerance (seconds) and opts.now (milliseconds) override the client's option and clock.
+-- syntax: `n, err = dws.notification.verify(client, request, opts?)` (`client:verify_notification`)
+-- @tparam dws.client.Client client
+-- @tparam table request `{ method = "POST", path =, headers =, body = }`
+-- @tparam[opt] table opts `tolerance`, `now`
+-- @treturn table the notification
+-- @treturn[2] nil
+-- @treturn[2] dws.errors.Error err (`err.http_status`: 400, 401 or 405)
+-- @raise when `request` is not a table or its path is not a path
 function M.verify(client, request, opts)
   opts = opts or {}
   if type(request) ~= "table" then error("dws.notification.verify: request must be a table", 2) end
@@ -197,7 +222,11 @@ function M.verify(client, request, opts)
 end
 
 -- The de-dup stores of earlier versions, kept as thin aliases of dws.store.
+
 --- Deprecated: use `dws.store.memory(opts)` (or leave notification_store unset).
+-- syntax: `store = dws.notification.memory_store(opts?)`
+-- @tparam[opt] table opts as `dws.store.memory`
+-- @treturn table a memory store
 function M.memory_store(opts)
   return dstore.memory(opts)
 end
@@ -205,6 +234,10 @@ end
 --- Deprecated: use `dws.store.shared_dict` (lua_shared_dict), which this hands over to when it
 -- is installed. The fallback adapter has no atomic cas (ngx.shared has none), which
 -- de-duplication does not need; do not use it as a journal.
+-- syntax: `store = dws.notification.shared_dict_store(ngx.shared.<dict>)`
+-- @param dict an `ngx.shared` dict
+-- @treturn table a store
+-- @raise when `dict` is not a shared dict
 function M.shared_dict_store(dict)
   assert(dict and dict.get and dict.set, "dws.notification.shared_dict_store: need an ngx.shared dict")
   if package.searchpath("dws.store.shared_dict", package.path) then
@@ -295,12 +328,22 @@ local function record(client, n)
   return require("dws.bind_card").binding(client, n.requestId)
 end
 
--- handle(client, request, handler[, opts]) -> http status, headers, body
+--- handle(client, request, handler[, opts]) -> http status, headers, body
 -- handler(notification, binding) returns true (or nothing) when recorded, false, reason for a
 -- business failure (acknowledged all the same, as the API page asks), nil, err when it could
 -- not record it (not acknowledged, so DWS re-sends). `binding` is the journal's record after
 -- the notification (client:binding's shape), or nil when the journal does not know the
 -- requestId. opts: store, seen_ttl (ttl is the old name), claim_ttl, tolerance, now.
+-- syntax: `status, headers, body = dws.notification.handle(client, request, handler, opts?)`
+-- (`client:handle_notification`)
+-- @tparam dws.client.Client client
+-- @tparam table request as `verify` takes it
+-- @tparam function handler `handler(notification, binding)`
+-- @tparam[opt] table opts
+-- @treturn int HTTP status
+-- @treturn table headers
+-- @treturn string body
+-- @raise when `handler` is not a function
 function M.handle(client, request, handler, opts)
   opts = opts or {}
   if type(handler) ~= "function" then error("dws.notification.handle: handler must be a function", 2) end

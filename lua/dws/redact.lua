@@ -1,3 +1,7 @@
+--- Card-data redaction for anything that may reach a log line or an error message (the rule:
+-- README "Hardening"). Every error message, `tostring(err)` and log line goes through it.
+-- @module dws.redact
+
 -- Card-data redaction for anything that may reach a log line or an error message.
 --
 -- cardNo keeps its first six and last four characters (what PCI DSS allows to be shown);
@@ -24,6 +28,9 @@ local function as_string(v)
 end
 
 --- "4111111111111111" -> "411111******1111"; anything too short to keep ten characters is all stars.
+-- syntax: `masked = dws.redact.card_number(s)`
+-- @tparam string s a card number (a number is read as its digits)
+-- @treturn string
 function redact.card_number(s)
   s = as_string(s)
   local n = #s
@@ -31,6 +38,10 @@ function redact.card_number(s)
   return s:sub(1, 6) .. stars(n - 10) .. s:sub(-4)
 end
 
+--- A security code as stars, one per character.
+-- syntax: `stars = dws.redact.security_code(s)`
+-- @tparam string s
+-- @treturn string
 function redact.security_code(s)
   return stars(#as_string(s))
 end
@@ -141,6 +152,9 @@ end
 
 --- Redact JSON or free text: secret fields by name (quoted, escaped-quoted or bare values),
 -- security codes named in free text, then any card-number-like digit run left over.
+-- syntax: `safe = dws.redact.text(s)`
+-- @tparam string s JSON or free text (other values are returned as they are)
+-- @treturn string
 function redact.text(s)
   if type(s) ~= "string" then return s end
   for i = 1, #JSON_KEYS do
@@ -178,6 +192,11 @@ local function escape_control(c)
   return ESCAPES[c] or format("\\x%02X", byte(c))
 end
 
+--- Control characters escaped (`\n`, `\r`, `\t`, `\xHH`; NEL, U+2028, U+2029 as `\uXXXX`), so
+-- text cannot start a forged log line. Nothing is redacted.
+-- syntax: `one_line = dws.redact.escape(s)`
+-- @tparam string s (other values are returned as they are)
+-- @treturn string
 function redact.escape(s)
   if type(s) ~= "string" then return s end
   if find(s, "%c") then s = s:gsub("%c", escape_control) end
@@ -189,11 +208,16 @@ end
 
 --- What may be printed on a log line or in tostring(err): card data redacted, control characters
 -- escaped. Non-strings go through tostring first.
+-- syntax: `safe = dws.redact.printable(v)`
+-- @param v any value
+-- @treturn string
 function redact.printable(v)
   if type(v) ~= "string" then v = tostring(v) end
   return redact.escape(redact.text(v))
 end
 
+--- The same as `text` (an older name).
+-- @function json
 redact.json = redact.text
 
 local function copy(t, depth, seen)
@@ -223,12 +247,18 @@ local function copy(t, depth, seen)
 end
 
 --- A redacted deep copy of `t` (cycles and over-deep nesting are cut, never followed).
+-- syntax: `copy = dws.redact.table(t)`
+-- @tparam table t (other values go to `value`)
+-- @treturn table the copy; `t` is left alone
 function redact.table(t)
   if type(t) ~= "table" then return redact.value(t) end
   return copy(t, 1, {})
 end
 
 --- Redact any value: tables are copied, strings treated as JSON or free text.
+-- syntax: `safe = dws.redact.value(v)`
+-- @param v any value
+-- @return the redacted value
 function redact.value(v)
   local tv = type(v)
   if tv == "table" then return copy(v, 1, {}) end

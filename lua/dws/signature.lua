@@ -1,3 +1,7 @@
+--- Message signatures (RSASSA-PKCS1-v1_5, SHA-256) over `<METHOD> <PATH>\n<Client-Id>.<Request-Time>.<body>`,
+-- and the response verification policy.
+-- @module dws.signature
+
 -- Message signatures as ../shared/dws-api/SIGNING.md describes them, and the response
 -- verification policy. The crypto and header coding are in dws.core (C); this module handles
 -- arguments, key forms and the rules about which headers must be present.
@@ -32,6 +36,13 @@ end
 
 --- The Signature header value for a request:
 -- "algorithm=RSA256,keyVersion=<v>,signature=<url-encoded base64>".
+-- syntax: `header, err = dws.signature.sign{ private_key =, method =, path =, client_id =, time =, body = }`
+-- @tparam table args `private_key` (PEM or bare base64 text, or a `dws.core` key), `method`, `path`,
+-- `client_id`, `time` (string or number), `body` (the exact bytes sent), `key_version` (default "1")
+-- @treturn string the Signature header value
+-- @treturn[2] nil
+-- @treturn[2] string err when signing fails
+-- @raise on a missing or mistyped argument, or an unreadable key
 function signature.sign(args)
   if type(args) ~= "table" then error("dws.signature.sign: expects a table of arguments", 2) end
   local key = load_key(args.private_key, "private", "sign")
@@ -43,6 +54,12 @@ end
 
 --- Verify a Signature header value over a message with a parsed core public key.
 -- Returns true, or nil and the reason.
+-- syntax: `ok, why = dws.signature.verify_message{ key =, method =, path =, client_id =, time =, body =, signature = }`
+-- @tparam table args `key` (a `dws.core` public key), `method`, `path`, `client_id`, `time`, `body`,
+-- `signature` (the header value)
+-- @treturn bool true
+-- @treturn[2] nil
+-- @treturn[2] string why: missing, malformed, another algorithm, or does not verify
 function signature.verify_message(args)
   local header = args.signature
   if type(header) ~= "string" or header == "" then return nil, "signature header missing" end
@@ -57,8 +74,15 @@ function signature.verify_message(args)
   return true
 end
 
---- Public form: the key may be text (PEM or bare base64) or a parsed core key.
--- Returns true, or false and the reason.
+--- Verify a Signature header value over a message. Public form: the key may be text (PEM or
+-- bare base64) or a parsed core key. Returns true, or false and the reason.
+-- syntax: `ok, why = dws.signature.verify{ public_key =, method =, path =, client_id =, time =, body =, signature = }`
+-- @tparam table args `public_key`, `method`, `path`, `client_id`, `time`, `body`, `signature` (the
+-- Signature header value)
+-- @treturn bool true when it verifies
+-- @treturn[2] bool false
+-- @treturn[2] string why
+-- @raise on a missing or mistyped argument, or an unreadable key
 function signature.verify(args)
   if type(args) ~= "table" then error("dws.signature.verify: expects a table of arguments", 2) end
   local key = load_key(args.public_key, "public", "verify")
@@ -81,6 +105,11 @@ local WANTED = { ["signature"] = true, ["response-time"] = true, ["client-id"] =
 --- Pick signature, response-time and client-id out of a response's headers, whatever the letter
 -- case. Returns a table of the three (absent ones nil), or nil, reason when one is given twice
 -- (an array value, or two spellings): which copy was signed cannot be known.
+-- syntax: `h, why = dws.signature.response_headers(headers)`
+-- @tparam table headers name -> value (or array of values)
+-- @treturn table `{ signature =, ["response-time"] =, ["client-id"] = }`
+-- @treturn[2] nil
+-- @treturn[2] string why
 function signature.response_headers(headers)
   local out = {}
   if type(headers) ~= "table" then return out end
@@ -106,6 +135,16 @@ end
 --                             checks the signed time against its clock);
 --   "unsigned"                signature or response-time missing (the caller accepts only F or U);
 --   nil, reason               a signature present that does not verify, or malformed headers.
+-- syntax: `verdict, time_or_why = dws.signature.check_response(key, method, path, client_id, headers, body)`
+-- @param key a `dws.core` public key (the DWS key)
+-- @tparam string method
+-- @tparam string path the path as sent and signed
+-- @tparam string client_id
+-- @tparam table headers the response's headers
+-- @tparam string body the response's exact bytes
+-- @treturn string `"verified"` (and the response-time) or `"unsigned"`
+-- @treturn[2] nil
+-- @treturn[2] string reason
 function signature.check_response(key, method, path, client_id, headers, body)
   local h, why = signature.response_headers(headers)
   if not h then return nil, why end

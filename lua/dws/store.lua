@@ -109,23 +109,59 @@ local function put(self, key, value, ttl, existing)
   return true
 end
 
+--- A memory store, as `dws.store.memory` makes it: this process only, at most `max_entries` live
+-- entries (full: `nil, err`, never an eviction).
+-- @type Memory
+
+--- The value under `key`; nil when absent or expired.
+-- syntax: `value, err = store:get(key)` (see `dws.store`)
+-- @tparam string key
+-- @treturn string the value, or nil
+-- @treturn[2] nil
+-- @treturn[2] string err when the store cannot answer
 function Memory:get(key)
   check_key(key, "get")
   local e = live(self, key)
   return e and e.value or nil
 end
 
+--- Store `value` under `key` only when no live value is there (the notification claim).
+-- syntax: `ok, err = store:add(key, value, ttl?)` (see `dws.store`)
+-- @tparam string key
+-- @tparam string value
+-- @tparam[opt] number ttl seconds; nil: never expires
+-- @treturn bool true, or false when a live value is there
+-- @treturn[2] nil
+-- @treturn[2] string err when the store cannot answer
 function Memory:add(key, value, ttl)
   check_key(key, "add"); check_value(value, "add"); check_ttl(ttl, "add")
   if live(self, key) then return false end
   return put(self, key, value, ttl, false)
 end
 
+--- Store `value` under `key`, replacing any, with the new ttl.
+-- syntax: `ok, err = store:set(key, value, ttl?)` (see `dws.store`)
+-- @tparam string key
+-- @tparam string value
+-- @tparam[opt] number ttl seconds; nil: never expires
+-- @treturn bool true
+-- @treturn[2] nil
+-- @treturn[2] string err when the store cannot answer
 function Memory:set(key, value, ttl)
   check_key(key, "set"); check_value(value, "set"); check_ttl(ttl, "set")
   return put(self, key, value, ttl, live(self, key) ~= nil)
 end
 
+--- Replace the value under `key` by `new` only when it is `old`, atomically (the journal's
+-- transitions).
+-- syntax: `ok, err = store:cas(key, old, new, ttl?)` (see `dws.store`)
+-- @tparam string key
+-- @tparam string old the value read
+-- @tparam string new
+-- @tparam[opt] number ttl seconds; nil: never expires
+-- @treturn bool true, or false (absent, or not `old`)
+-- @treturn[2] nil
+-- @treturn[2] string err when the store cannot answer
 function Memory:cas(key, old, new, ttl)
   check_key(key, "cas"); check_value(old, "cas"); check_value(new, "cas"); check_ttl(ttl, "cas")
   local e = live(self, key)
@@ -133,6 +169,12 @@ function Memory:cas(key, old, new, ttl)
   return put(self, key, new, ttl, true)
 end
 
+--- Remove `key` (true also when absent).
+-- syntax: `ok, err = store:delete(key)` (see `dws.store`)
+-- @tparam string key
+-- @treturn bool true
+-- @treturn[2] nil
+-- @treturn[2] string err when the store cannot answer
 function Memory:delete(key)
   check_key(key, "delete")
   if live(self, key) then
@@ -142,6 +184,12 @@ function Memory:delete(key)
   return true
 end
 
+--- The live entries whose key starts with `prefix`, in any order.
+-- syntax: `entries, err = store:scan(prefix)` (see `dws.store`)
+-- @tparam string prefix
+-- @treturn {{string,string},...} `{ {key, value}, ... }`
+-- @treturn[2] nil
+-- @treturn[2] string err when the store cannot answer
 function Memory:scan(prefix)
   if type(prefix) ~= "string" then error("dws.store: scan: prefix must be a string", 2) end
   local out, n = {}, #prefix
@@ -154,11 +202,16 @@ function Memory:scan(prefix)
   return out
 end
 
+--- Release the store's connections; idempotent.
+-- syntax: `store:close()` (see `dws.store`)
 function Memory.close() end
 
 function Memory.__tostring(self)
   return "dws.store.memory(" .. self.count .. "/" .. self.max .. ")"
 end
+
+--- Opening stores.
+-- @section module
 
 --- Check that `store` has every call of the interface; raises (a programming error) if not.
 -- @treturn table the store

@@ -1,3 +1,7 @@
+--- The DWS sandbox (the dws-sandbox rock) from your own busted specs: start it on free loopback
+-- ports, arm faults, read what it received and delivered, stop it. README "dws.testing".
+-- @module dws.testing
+
 -- dws.testing: the DWS sandbox (the dws-sandbox rock) from a busted spec: a private directory, free
 -- loopback ports, ready when start returns; faults armed and deliveries read over its admin API.
 --
@@ -35,6 +39,7 @@ local function load_sandbox()
     tostring(err)
 end
 
+--- The client id of the default merchant `start` makes (a `SANDBOX_` id).
 M.TEST_CLIENT_ID = "SANDBOX_TEST_MERCHANT"
 
 local Sandbox = {}
@@ -49,6 +54,20 @@ local function curl(args)
   return tonumber(status), body or out
 end
 
+--- A running sandbox, as `start` returns it. Fields: `http_url`, `https_url`, `ca_file`, `dir`,
+-- `pid_file`, `dws_public_key` (bare base64), `dws_public_key_pem`, `dws_private_key_pem`,
+-- `merchant = { client_id, private_key, public_key }` (the default merchant), `admin_tokens`.
+-- Admin calls that fail raise: in a spec they are the test's own mistake.
+-- @type Sandbox
+
+--- A call to the sandbox's admin API (`/__sandbox/<name>`), decoded.
+-- syntax: `value = sb:admin(method, name, value?, headers?)`
+-- @tparam string method `"GET"` or `"POST"`
+-- @tparam string name the endpoint after `/__sandbox/`
+-- @param[opt] value a body, sent as JSON
+-- @tparam[opt] {string,...} headers `"Name: value"` lines
+-- @return the decoded answer
+-- @raise unless the answer is HTTP 200
 function Sandbox:admin(method, name, value, headers)
   local args = "-X " .. method .. " "
   for _, h in ipairs(headers or {}) do args = args .. "-H " .. nginx.sh_quote(h) .. " " end
@@ -64,8 +83,17 @@ function Sandbox:admin(method, name, value, headers)
   return decoded
 end
 
+--- The sandbox's health answer.
+-- syntax: `value = sb:health()`
 function Sandbox:health() return self:admin("GET", "health") end
+--- Every API request the sandbox received, oldest first (with its attempts' headers and bodies).
+-- syntax: `list = sb:requests()`
+-- @treturn {table,...}
 function Sandbox:requests() return self:admin("GET", "requests") end
+--- The notifications the sandbox delivered (or tried to) to a client's notify URL.
+-- syntax: `list = sb:deliveries(client_id?)`
+-- @tparam[opt] string client_id needed when the sandbox has several clients
+-- @treturn {table,...}
 function Sandbox:deliveries(client_id)
   if not client_id then
     for id in pairs(self.admin_tokens) do
@@ -76,15 +104,26 @@ function Sandbox:deliveries(client_id)
   return self:admin("GET", "deliveries?client_id=" .. client_id, nil,
     { "X-Sandbox-Admin-Token: " .. assert(self.admin_tokens[client_id], "no admin token for " .. client_id) })
 end
+--- Forget requests, deliveries, faults and bindings.
+-- syntax: `sb:reset()`
 function Sandbox:reset() return self:admin("POST", "reset") end
 
--- Arms `name` for the next `count` API requests; opts go along (e.g. { delay = 3 }).
+--- Arms `name` for the next `count` API requests; opts go along (e.g. { delay = 3 }).
+-- syntax: `sb:fault(name, count?, opts?)` (README "Fault matrix" lists the faults)
+-- @tparam string name e.g. `"tamper"`, `"timeout"`, `"drop"`
+-- @tparam[opt=1] int count
+-- @tparam[opt] table opts
 function Sandbox:fault(name, count, opts)
   local spec = { fault = name, count = count or 1 }
   for k, v in pairs(opts or {}) do spec[k] = v end
   return self:admin("POST", "faults", spec)
 end
 
+--- Poll `fn` until it returns a truthy value or `timeout` seconds pass.
+-- syntax: `v = sb:wait(fn, timeout?)`
+-- @tparam function fn
+-- @tparam[opt=10] number timeout seconds
+-- @return what `fn` returned last
 function Sandbox:wait(fn, timeout) -- luacheck: ignore 212/self
   local deadline = os.time() + (timeout or 10)
   repeat
@@ -95,17 +134,25 @@ function Sandbox:wait(fn, timeout) -- luacheck: ignore 212/self
   return fn()
 end
 
--- Options for dws.client.new as the default merchant against this sandbox (over TLS, its CA).
+--- Options for dws.client.new as the default merchant against this sandbox (over TLS, its CA).
+-- syntax: `opts = sb:client_options()`
+-- @treturn table `client_id`, `private_key`, `dws_public_key`, `gateway`, `ca_file`
+-- @raise when the sandbox was started with `clients` of its own
 function Sandbox:client_options()
   assert(self.merchant, "sandbox:client_options: only for the default merchant")
   return { client_id = self.merchant.client_id, private_key = self.merchant.private_key,
            dws_public_key = self.dws_public_key_pem, gateway = self.https_url, ca_file = self.ca_file }
 end
 
+--- nginx's error log of the sandbox (for a failing spec's message).
+-- syntax: `text = sb:error_log()`
+-- @treturn string
 function Sandbox:error_log()
   return nginx.read_file(self.dir .. "/logs/error.log") or ""
 end
 
+--- Stop nginx and remove the directory; safe to call twice.
+-- syntax: `sb:stop()`
 function Sandbox:stop()
   if self.stopped then return end
   self.stopped = true
@@ -113,6 +160,17 @@ function Sandbox:stop()
   nginx.rmdir(self.dir)
 end
 
+--- Starting a sandbox.
+-- @section module
+
+--- Start a sandbox in a private directory on free loopback ports; ready when it returns.
+-- syntax: `sb, err = require("dws.testing").start(opts?)`
+-- @tparam[opt] table opts `clients = { [client_id] = { public_key =, notify_url = } }` (default: one
+-- fresh test merchant, `TEST_CLIENT_ID`), `notify_url` (for the default merchant), `notify_scale`,
+-- `token_ttl`, `notify_delay`
+-- @treturn Sandbox the sandbox
+-- @treturn[2] nil
+-- @treturn[2] string err when the dws-sandbox rock is missing or nginx does not start
 function M.start(opts)
   opts = opts or {}
   local loaded, load_err = load_sandbox()

@@ -27,6 +27,7 @@ local floor, ceil = math.floor, math.ceil
 
 local M = {}
 
+--- The defaults of `new`, by option name (`DEFAULTS.port`, ...): read them here, not from a copy.
 M.DEFAULTS = {
   host = "127.0.0.1", port = 6379, db = 0, prefix = "", timeout = 1,
   -- nginx only: idle connections kept per worker, and for how long (seconds).
@@ -206,6 +207,16 @@ function M.new(opts)
   }, Redis)
 end
 
+--- A Redis store, as `dws.store.redis.new` makes it: single atomic commands, connecting on first
+-- use; any failure is `nil, err`.
+-- @type Redis
+
+--- The value under `key`; nil when absent or expired.
+-- syntax: `value, err = store:get(key)` (see `dws.store`)
+-- @tparam string key
+-- @treturn string the value, or nil
+-- @treturn[2] nil
+-- @treturn[2] string err when the store cannot answer
 function Redis:get(key)
   check_key(key, "get")
   local v, err = self.b:call(true, "get", self.prefix .. key)
@@ -213,6 +224,15 @@ function Redis:get(key)
   return v or nil
 end
 
+--- Store `value` under `key` only when no live value is there (the notification claim). `SET NX
+-- PX`.
+-- syntax: `ok, err = store:add(key, value, ttl?)` (see `dws.store`)
+-- @tparam string key
+-- @tparam string value
+-- @tparam[opt] number ttl seconds; nil: never expires
+-- @treturn bool true, or false when a live value is there
+-- @treturn[2] nil
+-- @treturn[2] string err when the store cannot answer
 function Redis:add(key, value, ttl)
   check_key(key, "add"); check_value(value, "add")
   local ms = px(ttl, "add")
@@ -223,6 +243,14 @@ function Redis:add(key, value, ttl)
   return v == "OK"
 end
 
+--- Store `value` under `key`, replacing any, with the new ttl.
+-- syntax: `ok, err = store:set(key, value, ttl?)` (see `dws.store`)
+-- @tparam string key
+-- @tparam string value
+-- @tparam[opt] number ttl seconds; nil: never expires
+-- @treturn bool true
+-- @treturn[2] nil
+-- @treturn[2] string err when the store cannot answer
 function Redis:set(key, value, ttl)
   check_key(key, "set"); check_value(value, "set")
   local ms = px(ttl, "set")
@@ -233,6 +261,16 @@ function Redis:set(key, value, ttl)
   return true
 end
 
+--- Replace the value under `key` by `new` only when it is `old`, atomically (the journal's
+-- transitions). A server-side script (`EVALSHA`).
+-- syntax: `ok, err = store:cas(key, old, new, ttl?)` (see `dws.store`)
+-- @tparam string key
+-- @tparam string old the value read
+-- @tparam string new
+-- @tparam[opt] number ttl seconds; nil: never expires
+-- @treturn bool true, or false (absent, or not `old`)
+-- @treturn[2] nil
+-- @treturn[2] string err when the store cannot answer
 function Redis:cas(key, old, new, ttl)
   check_key(key, "cas"); check_value(old, "cas"); check_value(new, "cas")
   local ms = px(ttl, "cas") or ""
@@ -251,6 +289,12 @@ function Redis:cas(key, old, new, ttl)
   return tonumber(v) == 1
 end
 
+--- Remove `key` (true also when absent).
+-- syntax: `ok, err = store:delete(key)` (see `dws.store`)
+-- @tparam string key
+-- @treturn bool true
+-- @treturn[2] nil
+-- @treturn[2] string err when the store cannot answer
 function Redis:delete(key)
   check_key(key, "delete")
   local v, err = self.b:call(true, "del", self.prefix .. key)
@@ -265,6 +309,12 @@ end
 
 local MGET_BATCH = 500
 
+--- The live entries whose key starts with `prefix`, in any order. `SCAN MATCH` + `MGET`.
+-- syntax: `entries, err = store:scan(prefix)` (see `dws.store`)
+-- @tparam string prefix
+-- @treturn {{string,string},...} `{ {key, value}, ... }`
+-- @treturn[2] nil
+-- @treturn[2] string err when the store cannot answer
 function Redis:scan(prefix)
   if type(prefix) ~= "string" then error("dws.store.redis: scan: prefix must be a string", 2) end
   local full = self.prefix .. prefix
@@ -295,6 +345,8 @@ function Redis:scan(prefix)
   return out
 end
 
+--- Release the store's connections; idempotent.
+-- syntax: `store:close()` (see `dws.store`)
 function Redis:close()
   self.b:close()
 end
@@ -303,8 +355,16 @@ function Redis.__tostring(self)
   return "dws.store.redis(" .. self.where .. ", " .. self.backend .. ")"
 end
 
--- redis://[user:pass@]host[:port][/db][?prefix=..&timeout=..&pool_size=..&keepalive=..]
--- (user name and password percent-encoded). Raises on a malformed spec.
+--- URL specs.
+-- @section module
+
+--- redis://[user:pass@]host[:port][/db][?prefix=..&timeout=..&pool_size=..&keepalive=..]
+-- (user name and password percent-encoded). Raises on a malformed spec. `dws.store.open` calls it
+-- for a `redis:` spec.
+-- syntax: `opts = dws.store.redis.parse_url(rest)`
+-- @tparam string rest the spec after `redis:` (`//host:port/db?...`)
+-- @treturn table options for `new`
+-- @raise on a malformed spec
 function M.parse_url(rest)
   local core = require "dws.core"
   local body = rest:match("^//(.*)$")

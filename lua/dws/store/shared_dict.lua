@@ -20,11 +20,11 @@ local type, error, setmetatable, tostring, pcall = type, error, setmetatable, to
 
 local M = {}
 
--- How long a lock slot may stay taken before a waiting worker frees it: long enough that no live
+--- How long a lock slot may stay taken before a waiting worker frees it: long enough that no live
 -- holder (two dict calls) can outlast it, even descheduled by the OS; short enough that a worker
 -- killed mid-write blocks its keys only briefly.
 M.LOCK_TTL = 5
--- How long a writer waits for another worker's lock before answering nil, err.
+--- How long a writer waits for another worker's lock before answering nil, err (seconds).
 M.LOCK_WAIT = 1
 
 -- Lock keys live under a prefix no caller's key starts with (callers use "dws:...").
@@ -132,6 +132,16 @@ local function decode(s)
   return s:sub(1, -s:byte(-1) - 1)
 end
 
+--- An `ngx.shared` store, as `dws.store.shared_dict.new` makes it: every worker of one nginx; a
+-- full dict answers `nil, err`.
+-- @type Shared
+
+--- The value under `key`; nil when absent or expired.
+-- syntax: `value, err = store:get(key)` (see `dws.store`)
+-- @tparam string key
+-- @treturn string the value, or nil
+-- @treturn[2] nil
+-- @treturn[2] string err when the store cannot answer
 function Shared:get(key)
   check_key(key, "get")
   return decode(self.dict:get(key))
@@ -144,6 +154,14 @@ local function do_add(dict, key, value, ttl)
   return full(err)
 end
 
+--- Store `value` under `key` only when no live value is there (the notification claim).
+-- syntax: `ok, err = store:add(key, value, ttl?)` (see `dws.store`)
+-- @tparam string key
+-- @tparam string value
+-- @tparam[opt] number ttl seconds; nil: never expires
+-- @treturn bool true, or false when a live value is there
+-- @treturn[2] nil
+-- @treturn[2] string err when the store cannot answer
 function Shared:add(key, value, ttl)
   check_key(key, "add"); check_value(value, "add")
   return locked(self, key, do_add, value, exptime(ttl, "add"))
@@ -155,6 +173,14 @@ local function do_set(dict, key, value, ttl)
   return full(err)
 end
 
+--- Store `value` under `key`, replacing any, with the new ttl.
+-- syntax: `ok, err = store:set(key, value, ttl?)` (see `dws.store`)
+-- @tparam string key
+-- @tparam string value
+-- @tparam[opt] number ttl seconds; nil: never expires
+-- @treturn bool true
+-- @treturn[2] nil
+-- @treturn[2] string err when the store cannot answer
 function Shared:set(key, value, ttl)
   check_key(key, "set"); check_value(value, "set")
   return locked(self, key, do_set, value, exptime(ttl, "set"))
@@ -165,6 +191,16 @@ local function do_cas(dict, key, old, new, ttl)
   return do_set(dict, key, new, ttl)
 end
 
+--- Replace the value under `key` by `new` only when it is `old`, atomically (the journal's
+-- transitions). Atomic across workers through a per-key lock.
+-- syntax: `ok, err = store:cas(key, old, new, ttl?)` (see `dws.store`)
+-- @tparam string key
+-- @tparam string old the value read
+-- @tparam string new
+-- @tparam[opt] number ttl seconds; nil: never expires
+-- @treturn bool true, or false (absent, or not `old`)
+-- @treturn[2] nil
+-- @treturn[2] string err when the store cannot answer
 function Shared:cas(key, old, new, ttl)
   check_key(key, "cas"); check_value(old, "cas"); check_value(new, "cas")
   return locked(self, key, do_cas, old, new, exptime(ttl, "cas"))
@@ -175,6 +211,12 @@ local function do_delete(dict, key)
   return true
 end
 
+--- Remove `key` (true also when absent).
+-- syntax: `ok, err = store:delete(key)` (see `dws.store`)
+-- @tparam string key
+-- @treturn bool true
+-- @treturn[2] nil
+-- @treturn[2] string err when the store cannot answer
 function Shared:delete(key)
   check_key(key, "delete")
   return locked(self, key, do_delete)
@@ -182,6 +224,11 @@ end
 
 --- Live entries under prefix. get_keys(0) holds the dict's mutex while it lists every key:
 -- meant for the journal's occasional recovery scan, not for a request path.
+-- syntax: `entries, err = store:scan(prefix)` (see `dws.store`)
+-- @tparam string prefix
+-- @treturn {{string,string},...} `{ {key, value}, ... }`
+-- @treturn[2] nil
+-- @treturn[2] string err when the store cannot answer
 function Shared:scan(prefix)
   if type(prefix) ~= "string" then error("dws.store.shared_dict: scan: prefix must be a string", 2) end
   local out, n = {}, #prefix
@@ -194,6 +241,8 @@ function Shared:scan(prefix)
   return out
 end
 
+--- Release the store's connections; idempotent.
+-- syntax: `store:close()` (see `dws.store`)
 function Shared.close() end
 
 function Shared.__tostring()

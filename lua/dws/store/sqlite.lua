@@ -145,6 +145,16 @@ local function sweep(self)
   run(self, format("DELETE FROM dws_store WHERE expires IS NOT NULL AND expires <= %.3f", t))
 end
 
+--- An SQLite store, as `dws.store.sqlite.open` makes it: each call one short statement (WAL,
+-- `synchronous=FULL`), connecting on first use.
+-- @type Sqlite
+
+--- The value under `key`; nil when absent or expired.
+-- syntax: `value, err = store:get(key)` (see `dws.store`)
+-- @tparam string key
+-- @treturn string the value, or nil
+-- @treturn[2] nil
+-- @treturn[2] string err when the store cannot answer
 function Sqlite:get(key)
   check_key(key, "get")
   local conn, err = conn_of(self)
@@ -155,6 +165,14 @@ function Sqlite:get(key)
   return rows[1] and rows[1][1] or nil
 end
 
+--- Store `value` under `key` only when no live value is there (the notification claim).
+-- syntax: `ok, err = store:add(key, value, ttl?)` (see `dws.store`)
+-- @tparam string key
+-- @tparam string value
+-- @tparam[opt] number ttl seconds; nil: never expires
+-- @treturn bool true, or false when a live value is there
+-- @treturn[2] nil
+-- @treturn[2] string err when the store cannot answer
 function Sqlite:add(key, value, ttl)
   check_key(key, "add"); check_value(value, "add"); check_ttl(ttl, "add")
   local conn, err = conn_of(self)
@@ -169,6 +187,14 @@ function Sqlite:add(key, value, ttl)
   return n > 0
 end
 
+--- Store `value` under `key`, replacing any, with the new ttl.
+-- syntax: `ok, err = store:set(key, value, ttl?)` (see `dws.store`)
+-- @tparam string key
+-- @tparam string value
+-- @tparam[opt] number ttl seconds; nil: never expires
+-- @treturn bool true
+-- @treturn[2] nil
+-- @treturn[2] string err when the store cannot answer
 function Sqlite:set(key, value, ttl)
   check_key(key, "set"); check_value(value, "set"); check_ttl(ttl, "set")
   local conn, err = conn_of(self)
@@ -180,6 +206,16 @@ function Sqlite:set(key, value, ttl)
   return true
 end
 
+--- Replace the value under `key` by `new` only when it is `old`, atomically (the journal's
+-- transitions).
+-- syntax: `ok, err = store:cas(key, old, new, ttl?)` (see `dws.store`)
+-- @tparam string key
+-- @tparam string old the value read
+-- @tparam string new
+-- @tparam[opt] number ttl seconds; nil: never expires
+-- @treturn bool true, or false (absent, or not `old`)
+-- @treturn[2] nil
+-- @treturn[2] string err when the store cannot answer
 function Sqlite:cas(key, old, new, ttl)
   check_key(key, "cas"); check_value(old, "cas"); check_value(new, "cas"); check_ttl(ttl, "cas")
   local conn, err = conn_of(self)
@@ -191,6 +227,12 @@ function Sqlite:cas(key, old, new, ttl)
   return n > 0
 end
 
+--- Remove `key` (true also when absent).
+-- syntax: `ok, err = store:delete(key)` (see `dws.store`)
+-- @tparam string key
+-- @treturn bool true
+-- @treturn[2] nil
+-- @treturn[2] string err when the store cannot answer
 function Sqlite:delete(key)
   check_key(key, "delete")
   local conn, err = conn_of(self)
@@ -201,6 +243,12 @@ function Sqlite:delete(key)
   return true
 end
 
+--- The live entries whose key starts with `prefix`, in any order.
+-- syntax: `entries, err = store:scan(prefix)` (see `dws.store`)
+-- @tparam string prefix
+-- @treturn {{string,string},...} `{ {key, value}, ... }`
+-- @treturn[2] nil
+-- @treturn[2] string err when the store cannot answer
 function Sqlite:scan(prefix)
   if type(prefix) ~= "string" then error("dws.store.sqlite: scan: prefix must be a string", 2) end
   local conn, err = conn_of(self)
@@ -211,6 +259,8 @@ function Sqlite:scan(prefix)
     .. " AND " .. live_clause())
 end
 
+--- Release the store's connections; idempotent.
+-- syntax: `store:close()` (see `dws.store`)
 function Sqlite:close()
   if self.conn then self.conn:close() end
   if self.env then self.env:close() end

@@ -1,3 +1,8 @@
+--- The transport over libcurl (`dws.curl`) that `dws.client` uses outside nginx. The interface a
+-- transport of your own (`opts.transport`) implements: `request`, and optionally `sleep`, `stats`,
+-- `close`.
+-- @module dws.transport.curl
+
 -- Transport over dws.curl (libcurl), for plain Lua 5.4 and LuaJIT.
 --
 --   local t = require("dws.transport.curl").new{ ca_file =, proxy =, user_agent =, verify =,
@@ -21,6 +26,12 @@ local DEFAULT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT = 15, 5
 -- dws.curl sends a dws.buffer body in place: dws.client then keeps request bodies out of Lua strings.
 Transport.body_buffers = true
 
+--- A transport: one libcurl handle, so sequential calls share one kept-alive connection.
+-- syntax: `t = require("dws.transport.curl").new{ ca_file =, proxy =, user_agent =, verify =,
+-- max_response_bytes =, timeout =, connect_timeout = }`
+-- @tparam[opt] table opts `verify` defaults to true (peer and host verified, TLS 1.2 at least)
+-- @treturn Transport the transport
+-- @raise when `opts` is not a table
 function M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("dws.transport.curl.new: opts must be a table", 2) end
@@ -60,6 +71,17 @@ local function header_lines(lines, headers)
   return lines
 end
 
+--- A transport, as `new` makes it.
+-- @type Transport
+
+--- Send one request; libcurl never resends it on its own.
+-- syntax: `res, kind, message = transport:request{ method =, url =, headers =, body =, timeout =, connect_timeout = }`
+-- @tparam table req `method` ("POST"), `url`, `headers` (name -> value), `body`, `timeout`,
+-- `connect_timeout` (seconds)
+-- @treturn table `{ status =, headers = { ["lower-name"] = value or {v1, v2} }, body = }`
+-- @treturn[2] nil
+-- @treturn[2] string kind: `"timeout"`, `"connect"`, `"tls"`, `"too_large"`, `"protocol"` or `"error"`
+-- @treturn[2] string message
 function Transport:request(req)
   local method, body = req.method, req.body
   if body == nil and method == "POST" then body = "" end
@@ -86,19 +108,32 @@ local function resolve_sleep()
   end
 end
 
+--- Wait between retries (`dws.core.sleep`).
+-- syntax: `transport:sleep(seconds)`
+-- @tparam number seconds
 function Transport:sleep(seconds) -- luacheck: ignore 212/self
   if not sleep_impl then sleep_impl = resolve_sleep() end
   if seconds and seconds > 0 then sleep_impl(seconds) end
 end
 
+--- Counters since the transport was made.
+-- syntax: `stats = transport:stats()`
+-- @treturn table `{ connects = <connections opened>, requests = <n> }`
 function Transport:stats()
   return self.handle:stats()
 end
 
+--- Close the connection and the handle; idempotent.
+-- syntax: `transport:close()`
 function Transport:close()
   self.handle:close()
 end
 
+--- Module functions.
+-- @section module
+
+--- The method table of transports (for wrapping them).
+-- @table Transport
 M.Transport = Transport
 
 return M

@@ -1,3 +1,7 @@
+--- The transport over OpenResty cosockets that `dws.client` uses inside nginx: HTTP/1.1 that never
+-- blocks the worker, a keep-alive pool per gateway; TLS trust from `lua_ssl_trusted_certificate`.
+-- @module dws.transport.ngx
+
 -- Transport over OpenResty cosockets (ngx.socket.tcp): a small HTTP/1.1 client that never blocks
 -- the nginx worker. Works wherever cosockets do (rewrite/access/content phases, ngx.timer).
 --
@@ -31,6 +35,12 @@ local function ms(seconds)
   return math.ceil(seconds * 1000)
 end
 
+--- A cosocket transport.
+-- syntax: `t = require("dws.transport.ngx").new{ verify =, max_response_bytes =, timeout =,
+-- connect_timeout =, pool_size =, idle_timeout =, user_agent =, server_name = }`
+-- @tparam[opt] table opts `server_name`: the certificate name to expect (for a gateway given by IP)
+-- @treturn Transport the transport
+-- @raise outside nginx, on a wrongly typed option, or with `proxy` (cosockets cannot use one)
 function M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("dws.transport.ngx.new: opts must be a table", 2) end
@@ -388,6 +398,18 @@ local function attempt(self, u, method, parts, timeout, connect_timeout)
   return { status = status, headers = headers, body = body }
 end
 
+--- A transport, as `new` makes it.
+-- @type Transport
+
+--- Send one request over a pooled connection (a stale pooled one is replaced once).
+-- syntax: `res, kind, message = transport:request{ method =, url =, headers =, body =, timeout =, connect_timeout = }`
+-- @tparam table req `method` ("POST"), `url`, `headers` (name -> value), `body`, `timeout`,
+-- `connect_timeout` (seconds)
+-- @treturn table `{ status =, headers = { ["lower-name"] = value or {v1, v2} }, body = }`
+-- @treturn[2] nil
+-- @treturn[2] string kind: `"timeout"`, `"connect"`, `"tls"`, `"too_large"`, `"protocol"` or `"error"`
+-- @treturn[2] string message
+-- @raise when `body` is not a string
 function Transport:request(req)
   local u, err = url_parts(self, req.url)
   if not u then return nil, "error", err end
@@ -407,18 +429,32 @@ function Transport:request(req)
   return res
 end
 
+--- Wait between retries (`ngx.sleep`, yielding the worker).
+-- syntax: `transport:sleep(seconds)`
+-- @tparam number seconds
 function Transport:sleep(seconds) -- luacheck: ignore 212/self
   if seconds and seconds > 0 then ngx.sleep(seconds) end
 end
 
+--- Counters since the transport was made.
+-- syntax: `stats = transport:stats()`
+-- @treturn table `{ connects = <connections opened>, requests = <n> }`
 function Transport:stats()
   return { connects = self.connects, requests = self.requests }
 end
 
 -- Pooled connections belong to the worker, not to this object: nothing to release.
+
+--- Nothing to release (pooled connections belong to the worker); for the interface.
+-- syntax: `transport:close()`
 function Transport:close() -- luacheck: ignore 212/self
 end
 
+--- Module functions.
+-- @section module
+
+--- The method table of transports (for wrapping them).
+-- @table Transport
 M.Transport = Transport
 
 return M

@@ -1,0 +1,38 @@
+-- What scripts/docs_check.lua (make docs-check) holds to a doc comment, besides every key of every
+-- module in config.ld: the modules the rock installs that are internal on purpose, and the classes
+-- whose methods users call: found as the named upvalue of the constructor, or (C userdata) as the
+-- __index of an object `instance` makes.
+return {
+  rockspec = "dws-scm-1.rockspec",
+  -- Internal: reached only through the documented modules (HACKING.md describes them).
+  internal = {
+    ["dws.api"] = true,          -- API definitions: paths, fields, limits
+    ["dws.validate"] = true,     -- request validation against dws.api
+    ["dws.card"] = true,         -- Luhn, expiry, brand for bind_card
+    ["dws.journal"] = true,      -- the binding journal behind client:binding and friends
+    ["dws.bind_card"] = true,    -- client:bind_card, binding, resume_binding, pending_bindings
+    ["dws.cli"] = true,          -- the dws command (README "Command line")
+    ["dws.cli.notify"] = true,
+    ["dws.cli.util"] = true,
+    ["dws.cli.verify"] = true,
+    ["dws.curl"] = true,         -- libcurl backend of dws.transport.curl (HACKING.md "dws.curl")
+    ["dws.redis"] = true,        -- hiredis backend of dws.store.redis (HACKING.md "dws.redis")
+  },
+  classes = {
+    { module = "dws.client", class = "Client", constructor = "new" },
+    { module = "dws.store", class = "Memory", constructor = "memory" },
+    { module = "dws.store.sqlite", class = "Sqlite", constructor = "open" },
+    { module = "dws.store.redis", class = "Redis", constructor = "new" },
+    { module = "dws.store.shared_dict", class = "Shared", constructor = "new" },
+    { module = "dws.transport.curl", class = "Transport", constructor = "new" },
+    { module = "dws.transport.ngx", class = "Transport", constructor = "new" },
+    { module = "dws.testing", class = "Sandbox", constructor = "start" },
+    { module = "dws.core", class = "key", instance = function()
+        local core = require "dws.core"
+        return assert(core.public_key(select(2, core.generate_key())))
+      end },
+    { module = "dws.core", class = "buffer", instance = function()
+        return assert(require("dws.core").json_encode_buffer({}))
+      end },
+  },
+}

@@ -1,0 +1,18 @@
+# The generated API reference (issue 11, item 4).
+#
+#   make docs        LDoc (Debian's lua-ldoc, lua-markdown) from the doc comments: build/docs/index.html
+#   make docs-check  fails when a public function or value has no doc comment (CI; about a second)
+#
+# config.ld lists the modules and writes to build/docs (its `dir`); docs/surface.lua names the
+# internal modules and the classes.
+
+.PHONY: docs docs-check
+
+docs:
+	@sh scripts/deps.sh
+	rm -rf build/docs
+	ldoc --fatalwarnings .
+
+docs-check: $(BUILD)/5.4/dws/core.so
+	@sh scripts/deps.sh
+	@LUA_PATH="$(LUA_PATH_DEV)" LUA_CPATH="$(CURDIR)/$(BUILD)/5.4/?.so;;" lua5.4 scripts/docs_check.lua

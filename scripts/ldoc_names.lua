@@ -1,0 +1,15 @@
+-- An LDoc filter (`ldoc --filter ldoc_names.print`): one line per documented item,
+-- "<module>\t<name>\t<kind>\t<local>", for scripts/docs-check.lua. Runs inside LDoc's own Lua.
+local M = {}
+
+function M.print(module_list)
+  for mod in module_list:iter() do
+    io.write(mod.name, "\t", "", "\tmodule\t", "\n")
+    for item in mod.items:iter() do
+      io.write(mod.name, "\t", item.name, "\t", tostring(item.type), "\t",
+        (item.tags["local"] or item["local"]) and "local" or "", "\n")
+    end
+  end
+end
+
+return M
