@@ -100,5 +100,7 @@ function Transport:close()
 end
 
 M.Transport = Transport
+-- dws.multi builds its requests' header lines the same way.
+M.header_lines = header_lines
 
 return M
