@@ -145,12 +145,18 @@ function M.run_all(client, requests, opts)
     return view:call(names[i], bodies[i])
   end
 
-  while next_i <= n or live > 0 do
+  -- Called after every finished call, not once per poll: a request waiting for a slot starts
+  -- before the other answers of the same poll are verified (they may be many, and slow).
+  local function fill()
     while live < concurrency and next_i <= n do
       local i = next_i
       next_i, live = i + 1, live + 1
       step(co_create(call), i, i)
     end
+  end
+
+  while next_i <= n or live > 0 do
+    fill()
     -- Wait for a transfer, at most until the earliest backoff ends.
     local now, wait = monotonic(), MAX_POLL
     for k = 1, #sleepers do
@@ -165,6 +171,7 @@ function M.run_all(client, requests, opts)
         local w = by_slot[slot]
         by_slot[slot] = nil
         step(w[1], w[2], pool:take(slot))
+        fill()
       end
     elseif #sleepers > 0 and wait > 0 then
       core.sleep(wait)
