@@ -37,7 +37,7 @@ build = {
          defines = { "_POSIX_C_SOURCE=200809L" },
       },
       ["dws.curl"] = {
-         sources = { "csrc/curl.c" },
+         sources = { "csrc/curl.c", "csrc/curl_multi.c" },
          libraries = { "curl" },
          libdirs = { "$(CURL_LIBDIR)" },
          defines = { "_POSIX_C_SOURCE=200809L" },
@@ -69,6 +69,7 @@ build = {
       ["dws.redact"] = "lua/dws/redact.lua",
       ["dws.signature"] = "lua/dws/signature.lua",
       ["dws.transport.curl"] = "lua/dws/transport/curl.lua",
+      ["dws.multi"] = "lua/dws/multi.lua",
       ["dws.transport.ngx"] = "lua/dws/transport/ngx.lua",
       ["dws.validate"] = "lua/dws/validate.lua",
    },

@@ -433,6 +433,105 @@ else
 end
 
 ------------------------------------------------------------------------------------------------
+-- 9. Issue 13: a call after a real wait, and many calls in flight
+------------------------------------------------------------------------------------------------
+local GAP = 0.05               -- the idle gap of §9.1 and the gateway latency of §9.2
+local GOAL_GAP = 1.35          -- call after a 50 ms gap / sign + verify after the same gap
+local GOAL_SPEEDUP = 25        -- run_all rate / sequential rate at 50 ms latency, concurrency 32
+local GAP_N = tonumber(os.getenv("DWS_BENCH_GAP_N")) or 24
+local MULTI_N = tonumber(os.getenv("DWS_BENCH_MULTI_N")) or 640
+if sb then
+  local ok, err = pcall(function()
+    -- 9.1 One steady consult call over HTTPS with GAP seconds idle before it, against dws.core's
+    -- sign + verify with the same gap: rounds interleaved, the cheapest of each kept.
+    local priv = assert(core.private_key(sb.merchant.private_key))
+    local pub = assert(core.public_key(sb.merchant.public_key))
+    local body = '{"customerId":"2162878776333","env":{"terminalType":"WEB"},"scenes":["TOPUP"]}'
+    local path, cid = "/ams/sandbox/api/v1/paymentMethods/consultAddablePaymentMethod", sb.merchant.client_id
+    local function crypto(n)
+      local c = 0
+      for _ = 1, n do
+        core.sleep(GAP)
+        local c0 = cpu()
+        local b64 = core.sign(priv, "POST", path, cid, "1700000000000", body)
+        assert(core.verify(pub, "POST", path, cid, "1700000000000", body, core.base64_decode(b64)))
+        c = c + cpu() - c0
+      end
+      return c / n
+    end
+    local client = new_client("https")
+    local state = {}
+    calls.prepare(client, state)
+    local function gapped(n)
+      local c = 0
+      for i = 1, n do
+        core.sleep(GAP)
+        local c0 = cpu()
+        local res, e = calls.consult(client, state, i)
+        c = c + cpu() - c0
+        if not res then error("consult failed: " .. tostring(e), 0) end
+      end
+      return c / n
+    end
+    local cg, call = math.huge, math.huge
+    for _ = 1, 3 do
+      cg = math.min(cg, crypto(GAP_N // 3))
+      call = math.min(call, gapped(GAP_N // 3))
+    end
+    client:close()
+    priv:close()
+    pub:close()
+    local r = call / cg
+    row("9", string.format("sign + verify, %d ms idle before each, N=%d", GAP * 1000, GAP_N), us(cg), to_floor(cg),
+      "dws.core; ratio to the hot floor")
+    row("9", string.format("consult HTTPS, %d ms idle before each, N=%d", GAP * 1000, GAP_N), us(call), x(r),
+      goal_at_most(r, GOAL_GAP) .. " (ratio to the line above)")
+    goals.gap = r
+
+    -- 9.2 The sandbox at GAP latency: sequential calls, then run_all at concurrency 32.
+    sb:latency(GAP)
+    local seq_client = new_client("https")
+    calls.prepare(seq_client, state)
+    local seq_n = 16
+    local c0, w0 = cpu(), util.wall()
+    for i = 1, seq_n do assert(calls.consult(seq_client, state, i)) end
+    local seq_cpu, seq_wall = (cpu() - c0) / seq_n, (util.wall() - w0) / seq_n
+    seq_client:close()
+    local mc = new_client("https")
+    local reqs = {}
+    for i = 1, MULTI_N do
+      reqs[i] = { "consultAddablePaymentMethod",
+        { customerId = "2162878776333", env = { terminalType = "WEB" }, scenes = { "TOPUP" } } }
+    end
+    mc:run_all({ table.unpack(reqs, 1, 32) }, { concurrency = 32 }) -- warm: the pool's 32 connections
+    c0, w0 = cpu(), util.wall()
+    local out = mc:run_all(reqs, { concurrency = 32 })
+    local m_cpu, m_wall = (cpu() - c0) / MULTI_N, (util.wall() - w0) / MULTI_N
+    for i = 1, #out do
+      if not out[i].res then error("run_all: request " .. i .. ": " .. tostring(out[i].err), 0) end
+    end
+    local conns = mc._multi:stats().connects
+    mc:close()
+    sb:latency(0)
+    local speed = seq_wall / m_wall
+    row("9", string.format("sequential consult HTTPS, gateway %d ms, N=%d", GAP * 1000, seq_n),
+      string.format("%.0f /s", 1 / seq_wall), "", string.format("CPU %.1f us per call", seq_cpu * 1e6))
+    row("9", string.format("run_all, concurrency 32, gateway %d ms, N=%d", GAP * 1000, MULTI_N),
+      string.format("%.0f /s", 1 / m_wall), x(speed),
+      (speed >= GOAL_SPEEDUP and "met (>= " or "missed (goal >= ") .. GOAL_SPEEDUP .. "x the sequential rate)"
+        .. string.format("; %d connections; RSA floor of one core: %.0f /s", conns, 1 / F.call))
+    row("9", "  run_all CPU per call vs sequential", us(m_cpu), x(m_cpu / seq_cpu), goal_at_most(m_cpu / seq_cpu, 1.0))
+    goals.speedup, goals.multi_cpu = speed, m_cpu / seq_cpu
+  end)
+  if not ok then
+    pcall(sb.latency, sb, 0)
+    skipped("9", "issue 13 rows", err)
+  end
+else
+  skipped("9", "issue 13 rows", sb_err)
+end
+
+------------------------------------------------------------------------------------------------
 -- 8. Notifications per second inside nginx, under wrk
 ------------------------------------------------------------------------------------------------
 do
@@ -486,6 +585,16 @@ do
   for _, e in ipairs(goals.json) do if e.v <= 1.0 then met = met + 1 end end
   row("G", string.format("JSON no slower than lua-cjson (%d of %d met)", met, #goals.json),
     j and x(j.v) or "n/a", "", j and (goal_at_most(j.v, 1.0) .. " [worst: " .. j.what .. "]") or "not measured")
+  if goals.gap then
+    row("G", string.format("call after a %d ms gap <= %.2fx sign + verify after it", GAP * 1000, GOAL_GAP),
+      x(goals.gap), "", goal_at_most(goals.gap, GOAL_GAP))
+  end
+  if goals.speedup then
+    row("G", string.format("run_all >= %dx the sequential rate at %d ms", GOAL_SPEEDUP, GAP * 1000),
+      x(goals.speedup), "", goals.speedup >= GOAL_SPEEDUP and "met"
+        or string.format("missed by %.1fx (goal >= %dx)", GOAL_SPEEDUP - goals.speedup, GOAL_SPEEDUP))
+    row("G", "run_all CPU per call <= sequential", x(goals.multi_cpu), "", goal_at_most(goals.multi_cpu, 1.0))
+  end
   local r = goals.rss[1]
   local rss_label = "VmRSS(" .. util.thousands(RSS_CALLS) .. " calls) - VmRSS(1,000) <= 1 MiB"
   row("G", rss_label, r and string.format("%+d KiB", r) or "n/a", "",

@@ -13,6 +13,9 @@
  * header callbacks only append to C buffers owned by the userdata, and results are pushed to
  * Lua after every libcurl resource of the call has been released, so a Lua error (out of
  * memory while pushing) can never leak or leave libcurl in the middle of a transfer.
+ *
+ * curl.multi (many transfers in flight, for dws.multi) lives in curl_multi.c and shares the
+ * option set-up, callbacks and result pushing below (curl_shared.h).
  */
 #include <limits.h>
 #include <malloc.h>
@@ -26,13 +29,7 @@
 #include "lauxlib.h"
 
 #include "buffer.h"
-
-/* Kept local (not csrc/compat.h) so this module builds on its own. */
-#if LUA_VERSION_NUM < 502
-#define dws_rawlen(L, i) lua_objlen((L), (i))
-#else
-#define dws_rawlen(L, i) lua_rawlen((L), (i))
-#endif
+#include "curl_shared.h"
 
 #define DWS_EXPORT __attribute__((visibility("default")))
 
@@ -43,34 +40,25 @@
 /* Header block limit, as transport.ngx's; libcurl itself caps one header line at 100 KiB. */
 #define MAX_HEADER_BYTES 65536
 
-typedef struct {
-    char *data;
-    size_t len;
-    size_t cap;
-    size_t limit;
-    int overflow; /* set when the limit stopped the transfer */
-} buffer;
+typedef dws_cbuf buffer;
+typedef dws_upload upload;
 
-/* The request body, read by libcurl through on_read straight from Lua-owned memory. */
-typedef struct {
-    const char *data;
-    size_t len;
-    size_t sent;
-} upload;
+enum { METHOD_UNSET, METHOD_GET, METHOD_POST, METHOD_HEAD };
 
 typedef struct {
     CURL *easy;
-    upload up;
-    buffer body;
-    buffer head; /* raw header lines of the latest response only */
+    dws_io io; /* the body is read straight from Lua-owned memory (argument 4 keeps it alive) */
     lua_Integer connects;
     lua_Integer requests;
-    char errbuf[CURL_ERROR_SIZE];
+    /* What the handle was last set to, so an unchanged option is not set again. libcurl's own
+     * defaults (no timeouts, GET) are what the zeroed fields say. */
+    long timeout_ms, connect_ms;
+    int method, custom;
 } handle;
 
 /* memset the compiler may not drop (the barrier says the bytes are used): buffers may have
  * held a response worth hiding. */
-static void cleanse(void *p, size_t n)
+void dws_cleanse(void *p, size_t n)
 {
     memset(p, 0, n);
     __asm__ __volatile__("" : : "r"(p) : "memory");
@@ -85,7 +73,7 @@ static void cleanse(void *p, size_t n)
 static void wiping_free(void *p)
 {
     if (p) {
-        cleanse(p, malloc_usable_size(p));
+        dws_cleanse(p, malloc_usable_size(p));
         free(p);
     }
 }
@@ -112,9 +100,9 @@ static char *wiping_strdup(const char *s)
     return q;
 }
 
-static void buffer_reset(buffer *b)
+void dws_cbuf_reset(dws_cbuf *b)
 {
-    if (b->data) cleanse(b->data, b->len);
+    if (b->data) dws_cleanse(b->data, b->len);
     if (b->cap > KEEP_BUFFER_BYTES) {
         free(b->data);
         b->data = NULL;
@@ -124,10 +112,10 @@ static void buffer_reset(buffer *b)
     b->overflow = 0;
 }
 
-static void buffer_free(buffer *b)
+void dws_cbuf_free(dws_cbuf *b)
 {
     if (b->data) {
-        cleanse(b->data, b->cap);
+        dws_cleanse(b->data, b->cap);
         free(b->data);
     }
     b->data = NULL;
@@ -150,7 +138,7 @@ static int buffer_append(buffer *b, const char *p, size_t n)
         /* realloc could leave a stale copy of the bytes behind: copy, cleanse, free. */
         if (b->data) {
             memcpy(q, b->data, b->len);
-            cleanse(b->data, b->len);
+            dws_cleanse(b->data, b->len);
             free(b->data);
         }
         b->data = q;
@@ -235,8 +223,8 @@ static void release(handle *h)
         curl_easy_cleanup(h->easy);
         h->easy = NULL;
     }
-    buffer_free(&h->body);
-    buffer_free(&h->head);
+    dws_cbuf_free(&h->io.body);
+    dws_cbuf_free(&h->io.head);
 }
 
 static int l_close(lua_State *L)
@@ -268,90 +256,63 @@ static int l_stats(lua_State *L)
 }
 
 /* Optional string field of the options table; raises on a wrong type. */
-static const char *opt_string(lua_State *L, int t, const char *name)
+static const char *opt_string(lua_State *L, int t, const char *who, const char *name)
 {
     const char *s = NULL;
     size_t len = 0;
     lua_getfield(L, t, name);
     if (!lua_isnil(L, -1)) {
         if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "dws.curl.new: option '%s' must be a string", name);
+            luaL_error(L, "%s: option '%s' must be a string", who, name);
         s = lua_tolstring(L, -1, &len);
-        if (strlen(s) != len) luaL_error(L, "dws.curl.new: option '%s' contains a NUL byte", name);
+        if (strlen(s) != len) luaL_error(L, "%s: option '%s' contains a NUL byte", who, name);
     }
     /* The string stays referenced by the options table, which stays on the stack. */
     lua_pop(L, 1);
     return s;
 }
 
-static void setopt_failed(lua_State *L, handle *h, const char *what, CURLcode rc)
+void dws_curl_read_conf(lua_State *L, int t, const char *who, dws_curl_conf *c)
 {
-    /* Environment problem (libcurl built without a feature), not a caller's mistake. */
-    release(h);
-    lua_pushnil(L);
-    lua_pushfstring(L, "dws.curl.new: %s: %s", what, curl_easy_strerror(rc));
-}
-
-static int l_new(lua_State *L)
-{
-    const char *ca_file, *proxy, *user_agent;
-    int verify = 1;
-    lua_Integer max_response = DEFAULT_MAX_RESPONSE;
-    handle *h;
-    CURL *e;
-    CURLcode rc = CURLE_OK;
-
-    /* Check every option before creating anything, so raising here leaks nothing. */
-    if (lua_isnoneornil(L, 1)) {
-        lua_settop(L, 0);
-        lua_newtable(L);
-    }
-    luaL_checktype(L, 1, LUA_TTABLE);
-    ca_file = opt_string(L, 1, "ca_file");
-    proxy = opt_string(L, 1, "proxy");
-    user_agent = opt_string(L, 1, "user_agent");
-    lua_getfield(L, 1, "verify");
+    c->ca_file = opt_string(L, t, who, "ca_file");
+    c->proxy = opt_string(L, t, who, "proxy");
+    c->user_agent = opt_string(L, t, who, "user_agent");
+    c->verify = 1;
+    c->max_response = DEFAULT_MAX_RESPONSE;
+    lua_getfield(L, t, "verify");
     if (!lua_isnil(L, -1)) {
-        if (!lua_isboolean(L, -1)) luaL_error(L, "dws.curl.new: option 'verify' must be a boolean");
-        verify = lua_toboolean(L, -1);
+        if (!lua_isboolean(L, -1)) luaL_error(L, "%s: option 'verify' must be a boolean", who);
+        c->verify = lua_toboolean(L, -1);
     }
     lua_pop(L, 1);
-    lua_getfield(L, 1, "max_response_bytes");
+    lua_getfield(L, t, "max_response_bytes");
     if (!lua_isnil(L, -1)) {
         lua_Number n;
         if (lua_type(L, -1) != LUA_TNUMBER)
-            luaL_error(L, "dws.curl.new: option 'max_response_bytes' must be a number");
+            luaL_error(L, "%s: option 'max_response_bytes' must be a number", who);
         n = lua_tonumber(L, -1);
         if (!(n >= 1 && n <= (lua_Number)INT_MAX) || n != (lua_Number)(long)n)
-            luaL_error(L, "dws.curl.new: option 'max_response_bytes' must be an integer in 1..%d", INT_MAX);
-        max_response = (lua_Integer)n;
+            luaL_error(L, "%s: option 'max_response_bytes' must be an integer in 1..%d", who, INT_MAX);
+        c->max_response = (lua_Integer)n;
     }
     lua_pop(L, 1);
+}
 
-    h = (handle *)lua_newuserdata(L, sizeof(handle));
-    memset(h, 0, sizeof(*h));
-    h->body.limit = (size_t)max_response;
-    h->head.limit = MAX_HEADER_BYTES;
-    luaL_getmetatable(L, HANDLE_MT);
-    lua_setmetatable(L, -2);
-
-    e = h->easy = curl_easy_init();
-    if (!e) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "dws.curl.new: curl_easy_init failed");
-        return 2;
-    }
-
-    /* From here on: no Lua call that can raise until every option is set. */
+/* Every option that never changes between transfers, set once per easy handle. */
+CURLcode dws_curl_configure(CURL *e, const dws_curl_conf *c, dws_io *io, const char **what)
+{
+    CURLcode rc = CURLE_OK;
+    io->body.limit = (size_t)c->max_response;
+    io->head.limit = MAX_HEADER_BYTES;
 #define SET(opt, val)                                                                         \
     do {                                                                                      \
         if ((rc = curl_easy_setopt(e, opt, val)) != CURLE_OK) {                               \
-            setopt_failed(L, h, #opt, rc);                                                    \
-            return 2;                                                                         \
+            *what = #opt;                                                                     \
+            return rc;                                                                        \
         }                                                                                     \
     } while (0)
 
-    SET(CURLOPT_ERRORBUFFER, h->errbuf);
+    SET(CURLOPT_ERRORBUFFER, io->errbuf);
     SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_TCP_NODELAY, 1L);
     SET(CURLOPT_TCP_KEEPALIVE, 1L);
@@ -362,35 +323,74 @@ static int l_new(lua_State *L)
     SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
     SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-    SET(CURLOPT_SSL_VERIFYPEER, verify ? 1L : 0L);
-    SET(CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
-    if (ca_file) SET(CURLOPT_CAINFO, ca_file); /* libcurl copies string options */
+    SET(CURLOPT_SSL_VERIFYPEER, c->verify ? 1L : 0L);
+    SET(CURLOPT_SSL_VERIFYHOST, c->verify ? 2L : 0L);
+    if (c->ca_file) SET(CURLOPT_CAINFO, c->ca_file); /* libcurl copies string options */
     /*
      * Only the proxy option is used: "" stops libcurl from taking one from http_proxy,
      * HTTPS_PROXY or ALL_PROXY (which would receive plain-HTTP bodies, card data included), and an
      * empty no-proxy list stops NO_PROXY from sending around a configured one.
      */
-    SET(CURLOPT_PROXY, proxy ? proxy : "");
+    SET(CURLOPT_PROXY, c->proxy ? c->proxy : "");
     SET(CURLOPT_NOPROXY, "");
-    /* One connection: a stale one is replaced (FRESH_CONNECT) and then closed as the oldest. */
-    SET(CURLOPT_MAXCONNECTS, 1L);
     SET(CURLOPT_READFUNCTION, on_read);
-    SET(CURLOPT_READDATA, &h->up);
+    SET(CURLOPT_READDATA, &io->up);
     SET(CURLOPT_SEEKFUNCTION, on_seek);
-    SET(CURLOPT_SEEKDATA, &h->up);
-    if (user_agent) SET(CURLOPT_USERAGENT, user_agent);
+    SET(CURLOPT_SEEKDATA, &io->up);
+    if (c->user_agent) SET(CURLOPT_USERAGENT, c->user_agent);
     /* Refuse early when Content-Length announces too much; the write callback catches the rest. */
-    SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max_response);
+    SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_response);
     SET(CURLOPT_WRITEFUNCTION, on_body);
-    SET(CURLOPT_WRITEDATA, &h->body);
+    SET(CURLOPT_WRITEDATA, &io->body);
     SET(CURLOPT_HEADERFUNCTION, on_header);
-    SET(CURLOPT_HEADERDATA, &h->head);
+    SET(CURLOPT_HEADERDATA, &io->head);
 #undef SET
+    return CURLE_OK;
+}
+
+static int l_new(lua_State *L)
+{
+    dws_curl_conf conf;
+    const char *what = NULL;
+    handle *h;
+    CURL *e;
+    CURLcode rc;
+
+    /* Check every option before creating anything, so raising here leaks nothing. */
+    if (lua_isnoneornil(L, 1)) {
+        lua_settop(L, 0);
+        lua_newtable(L);
+    }
+    luaL_checktype(L, 1, LUA_TTABLE);
+    dws_curl_read_conf(L, 1, "dws.curl.new", &conf);
+
+    h = (handle *)lua_newuserdata(L, sizeof(handle));
+    memset(h, 0, sizeof(*h));
+    luaL_getmetatable(L, HANDLE_MT);
+    lua_setmetatable(L, -2);
+
+    e = h->easy = curl_easy_init();
+    if (!e) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "dws.curl.new: curl_easy_init failed");
+        return 2;
+    }
+    /* From here on: no Lua call that can raise until every option is set. */
+    rc = dws_curl_configure(e, &conf, &h->io, &what);
+    /* One connection: a stale one is replaced (FRESH_CONNECT) and then closed as the oldest. */
+    if (rc == CURLE_OK && (rc = curl_easy_setopt(e, CURLOPT_MAXCONNECTS, 1L)) != CURLE_OK) what = "CURLOPT_MAXCONNECTS";
+    if (rc != CURLE_OK) {
+        /* Environment problem (libcurl built without a feature), not a caller's mistake. */
+        release(h);
+        lua_pushnil(L);
+        lua_pushfstring(L, "dws.curl.new: %s: %s", what, curl_easy_strerror(rc));
+        return 2;
+    }
     return 1;
 }
 
 /* Seconds (nil: none) to libcurl milliseconds; raises on a negative or non-number value. */
-static long check_timeout(lua_State *L, int i)
+long dws_curl_timeout_arg(lua_State *L, int i)
 {
     lua_Number s;
     if (lua_isnoneornil(L, i)) return 0;
@@ -458,7 +458,7 @@ static const char *error_kind(CURLcode rc, int overflow, const char *url)
 }
 
 /* Header lines collected by on_header -> table at the stack top. Names are lower-cased in place. */
-static void push_headers(lua_State *L, buffer *b)
+static void push_headers(lua_State *L, dws_cbuf *b)
 {
     char *p = b->data, *end = b->data ? b->data + b->len : NULL;
     lua_newtable(L);
@@ -520,43 +520,128 @@ static const dws_buffer *check_buffer(lua_State *L, int i)
     return (const dws_buffer *)lua_touserdata(L, i);
 }
 
+const char *dws_curl_body_arg(lua_State *L, int i, size_t *len)
+{
+    *len = 0;
+    if (lua_type(L, i) == LUA_TUSERDATA) {
+        const dws_buffer *b = check_buffer(L, i);
+        *len = b->len;
+        return (const char *)b->data;
+    }
+    if (lua_isnoneornil(L, i)) return NULL;
+    return luaL_checklstring(L, i, len);
+}
+
+size_t dws_curl_check_headers(lua_State *L, int t)
+{
+    size_t i, n;
+    if (lua_isnoneornil(L, t)) return 0;
+    luaL_checktype(L, t, LUA_TTABLE);
+    n = (size_t)dws_rawlen(L, t);
+    for (i = 1; i <= n; i++) {
+        size_t len;
+        const char *s;
+        lua_rawgeti(L, t, (int)i);
+        if (lua_type(L, -1) != LUA_TSTRING) luaL_argerror(L, t, "headers must be strings \"Name: value\"");
+        s = lua_tolstring(L, -1, &len);
+        /* A CR or LF would let a value smuggle extra headers into the request. */
+        if (strlen(s) != len || strpbrk(s, "\r\n") || !memchr(s, ':', len))
+            luaL_argerror(L, t, "header must be one \"Name: value\" line");
+        lua_pop(L, 1);
+    }
+    return n;
+}
+
+struct curl_slist *dws_curl_header_list(lua_State *L, int t, size_t n)
+{
+    struct curl_slist *list = NULL, *l;
+    size_t i;
+    for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, t, (int)i); /* a string, checked: no conversion, no error */
+        l = curl_slist_append(list, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        if (!l) goto oom;
+        list = l;
+    }
+    /* libcurl would otherwise wait for "100 Continue" on larger POST bodies. */
+    l = curl_slist_append(list, "Expect:");
+    if (!l) goto oom;
+    return l;
+oom:
+    curl_slist_free_all(list);
+    return NULL;
+}
+
+int dws_curl_push_failure(lua_State *L, CURLcode rc, const dws_io *io, const char *url)
+{
+    const char *kind = error_kind(rc, io->body.overflow || io->head.overflow, url);
+    lua_pushnil(L);
+    lua_pushstring(L, kind);
+    if (io->body.overflow || rc == CURLE_FILESIZE_EXCEEDED)
+        lua_pushfstring(L, "response body over %d bytes", (int)io->body.limit);
+    else if (io->head.overflow)
+        lua_pushliteral(L, "response headers too large");
+    else if (rc == CURLE_SEND_FAIL_REWIND)
+        lua_pushliteral(L, "the connection closed after the request was sent (not resent)");
+    else if (io->errbuf[0] && strcmp(io->errbuf, curl_easy_strerror(rc)) != 0)
+        lua_pushfstring(L, "%s: %s", curl_easy_strerror(rc), io->errbuf);
+    else
+        lua_pushstring(L, curl_easy_strerror(rc));
+    return 3;
+}
+
+int dws_curl_push_response(lua_State *L, long status, dws_io *io)
+{
+    lua_pushinteger(L, (lua_Integer)status);
+    push_headers(L, &io->head);
+    lua_pushlstring(L, io->body.data ? io->body.data : "", io->body.len);
+    return 3;
+}
+
+/*
+ * Per-transfer options. The method's three options are set only when it differs from the previous
+ * transfer's on this handle, and the timeouts only when they change: libcurl keeps them, and a
+ * call after a wait pays for every option it touches (issue 13, §1).
+ */
+static void set_method(handle *h, int kind, const char *custom)
+{
+    CURL *e = h->easy;
+    if (kind != h->method) {
+        if (kind == METHOD_HEAD) {
+            curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+        } else if (kind == METHOD_POST) {
+            curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
+            curl_easy_setopt(e, CURLOPT_POST, 1L);
+        } else {
+            curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
+            curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+        }
+        h->method = kind;
+    }
+    if (custom || h->custom) {
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, custom);
+        h->custom = custom != NULL;
+    }
+}
+
 static int l_request(lua_State *L)
 {
     handle *h = check_handle(L);
-    size_t url_len, body_len = 0, i, nheaders = 0;
+    size_t url_len, body_len = 0, nheaders;
     const char *url = luaL_checklstring(L, 2, &url_len);
-    const char *body = NULL, *method = NULL;
+    const char *body, *method = NULL;
     long timeout_ms, connect_ms, status = 0, nconn = 0;
-    struct curl_slist *list = NULL;
+    struct curl_slist *list;
     CURL *e = h->easy;
     CURLcode rc;
+    int n;
 
     /* 1. Check every argument; raising is only allowed here, before any resource exists. */
     luaL_argcheck(L, strlen(url) == url_len, 2, "URL contains a NUL byte");
-    if (!lua_isnoneornil(L, 3)) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-        nheaders = (size_t)dws_rawlen(L, 3);
-        for (i = 1; i <= nheaders; i++) {
-            size_t len;
-            const char *s;
-            lua_rawgeti(L, 3, (int)i);
-            if (lua_type(L, -1) != LUA_TSTRING) luaL_argerror(L, 3, "headers must be strings \"Name: value\"");
-            s = lua_tolstring(L, -1, &len);
-            /* A CR or LF would let a value smuggle extra headers into the request. */
-            if (strlen(s) != len || strpbrk(s, "\r\n") || !memchr(s, ':', len))
-                luaL_argerror(L, 3, "header must be one \"Name: value\" line");
-            lua_pop(L, 1);
-        }
-    }
-    if (lua_type(L, 4) == LUA_TUSERDATA) {
-        const dws_buffer *b = check_buffer(L, 4);
-        body = (const char *)b->data;
-        body_len = b->len;
-    } else if (!lua_isnoneornil(L, 4)) {
-        body = luaL_checklstring(L, 4, &body_len);
-    }
-    timeout_ms = check_timeout(L, 5);
-    connect_ms = check_timeout(L, 6);
+    nheaders = dws_curl_check_headers(L, 3);
+    body = dws_curl_body_arg(L, 4, &body_len);
+    timeout_ms = dws_curl_timeout_arg(L, 5);
+    connect_ms = dws_curl_timeout_arg(L, 6);
     if (!lua_isnoneornil(L, 7)) {
         size_t mlen;
         method = luaL_checklstring(L, 7, &mlen);
@@ -564,48 +649,35 @@ static int l_request(lua_State *L)
     }
 
     /* 2. Copy the headers into a curl_slist (no Lua call below can raise). */
-    for (i = 1; i <= nheaders; i++) {
-        struct curl_slist *l;
-        lua_rawgeti(L, 3, (int)i);
-        l = curl_slist_append(list, lua_tostring(L, -1));
-        lua_pop(L, 1);
-        if (!l) goto oom;
-        list = l;
-    }
-    {
-        /* libcurl would otherwise wait for "100 Continue" on larger POST bodies. */
-        struct curl_slist *l = curl_slist_append(list, "Expect:");
-        if (!l) goto oom;
-        list = l;
+    list = dws_curl_header_list(L, 3, nheaders);
+    if (!list) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "error");
+        lua_pushliteral(L, "out of memory building request headers");
+        return 3;
     }
 
     /* 3. Per-call options, perform, collect. Failures of setopt surface through perform. */
-    buffer_reset(&h->body);
-    buffer_reset(&h->head);
-    h->errbuf[0] = '\0';
+    dws_cbuf_reset(&h->io.body);
+    dws_cbuf_reset(&h->io.head);
+    h->io.errbuf[0] = '\0';
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, list);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+    if (timeout_ms != h->timeout_ms) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, h->timeout_ms = timeout_ms);
+    if (connect_ms != h->connect_ms) curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->connect_ms = connect_ms);
     if (method && strcmp(method, "HEAD") == 0) {
-        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+        set_method(h, METHOD_HEAD, NULL);
     } else if (body) {
-        curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
-        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        set_method(h, METHOD_POST, method && strcmp(method, "POST") != 0 ? method : NULL);
         /* Read through on_read from the string or buffer (argument 4 keeps it alive); no copy
          * of ours, and a rewind is refused (on_seek). */
-        h->up.data = body;
-        h->up.len = body_len;
-        h->up.sent = 0;
+        h->io.up.data = body;
+        h->io.up.len = body_len;
+        h->io.up.sent = 0;
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
     } else {
-        curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
-        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+        set_method(h, METHOD_GET, method && strcmp(method, "GET") != 0 ? method : NULL);
     }
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST,
-                     method && strcmp(method, body ? "POST" : "GET") != 0 && strcmp(method, "HEAD") != 0
-                         ? method
-                         : NULL);
 
     curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, connection_stale(e) ? 1L : 0L);
 
@@ -616,43 +688,15 @@ static int l_request(lua_State *L)
 
     /* Drop every pointer into Lua memory and the slist before freeing it. */
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
-    h->up.data = NULL;
-    h->up.len = h->up.sent = 0;
+    h->io.up.data = NULL;
+    h->io.up.len = h->io.up.sent = 0;
     curl_slist_free_all(list);
-    list = NULL;
 
     /* 4. Only now push results (may raise on out-of-memory; nothing is held). */
-    if (rc != CURLE_OK) {
-        const char *kind = error_kind(rc, h->body.overflow || h->head.overflow, url);
-        lua_pushnil(L);
-        lua_pushstring(L, kind);
-        if (h->body.overflow || rc == CURLE_FILESIZE_EXCEEDED)
-            lua_pushfstring(L, "response body over %d bytes", (int)h->body.limit);
-        else if (h->head.overflow)
-            lua_pushliteral(L, "response headers too large");
-        else if (rc == CURLE_SEND_FAIL_REWIND)
-            lua_pushliteral(L, "the connection closed after the request was sent (not resent)");
-        else if (h->errbuf[0] && strcmp(h->errbuf, curl_easy_strerror(rc)) != 0)
-            lua_pushfstring(L, "%s: %s", curl_easy_strerror(rc), h->errbuf);
-        else
-            lua_pushstring(L, curl_easy_strerror(rc));
-        buffer_reset(&h->body);
-        buffer_reset(&h->head);
-        return 3;
-    }
-    lua_pushinteger(L, (lua_Integer)status);
-    push_headers(L, &h->head);
-    lua_pushlstring(L, h->body.data ? h->body.data : "", h->body.len);
-    buffer_reset(&h->body);
-    buffer_reset(&h->head);
-    return 3;
-
-oom:
-    curl_slist_free_all(list);
-    lua_pushnil(L);
-    lua_pushliteral(L, "error");
-    lua_pushliteral(L, "out of memory building request headers");
-    return 3;
+    n = rc != CURLE_OK ? dws_curl_push_failure(L, rc, &h->io, url) : dws_curl_push_response(L, status, &h->io);
+    dws_cbuf_reset(&h->io.body);
+    dws_cbuf_reset(&h->io.head);
+    return n;
 }
 
 static int l_version(lua_State *L)
@@ -671,6 +715,7 @@ static const luaL_Reg handle_methods[] = {
 
 static const luaL_Reg module_functions[] = {
     {"new", l_new},
+    {"multi", dws_curl_multi_new},
     {"version", l_version},
     {NULL, NULL},
 };
@@ -705,7 +750,8 @@ DWS_EXPORT int luaopen_dws_curl(lua_State *L)
         lua_setfield(L, -2, "__name");
     }
     lua_pop(L, 1);
-    lua_createtable(L, 0, 3);
+    dws_curl_multi_register(L);
+    lua_createtable(L, 0, 4);
     luaL_setfuncs(L, module_functions, 0);
     lua_pushliteral(L, "dws.curl");
     lua_setfield(L, -2, "_NAME");

@@ -758,6 +758,11 @@ function Client:pending_bindings(opts)
   return require("dws.bind_card").pending(self, opts)
 end
 
+-- Many calls in flight (plain Lua, libcurl's multi interface): lua/dws/multi.lua.
+function Client:run_all(requests, opts)
+  return require("dws.multi").run_all(self, requests, opts)
+end
+
 --- Send an event to the configured logger, if any, shielded from its failures (for the
 -- notification and bind-card modules too: a failing logger must never break a payment flow).
 -- The message and every string field are redacted and have control characters escaped.
@@ -774,6 +779,7 @@ end
 function Client:close()
   local transport = self.transport
   if transport and type(transport.close) == "function" then transport:close() end
+  if self._multi then self._multi:close() end -- run_all's connection pool
 end
 
 return M

@@ -8,13 +8,14 @@
 --   local sb = assert(require("dws.testing").start{
 --     clients = { [id] = { public_key =, notify_url = } },  -- default: one fresh test merchant
 --     notify_url = "http://127.0.0.1:P/notify",             -- for the default merchant
---     notify_scale = 0.001, token_ttl = 1800, notify_delay = 0,
+--     notify_scale = 0.001, token_ttl = 1800, notify_delay = 0, latency = 0 (or { min =, max = }),
 --   })
 --   sb.http_url, sb.https_url, sb.ca_file, sb.dir, sb.pid_file
 --   sb.dws_public_key (bare base64 SPKI), sb.dws_public_key_pem, sb.dws_private_key_pem
 --   sb.merchant = { client_id, private_key (PEM), public_key (PEM) }   (default merchant only)
 --   sb:client_options() : options for dws.client.new for the default merchant
 --   sb:requests(), sb:deliveries([client_id]), sb:fault(name, count, opts), sb:reset(), sb:health()
+--   sb:latency(min [, max]): seconds each API answer waits from now on (reset goes back to opts.latency)
 --   sb.admin_tokens[client_id]: each client's admin token (made here unless the client has one);
 --   sb:deliveries() reads the only client's deliveries with it (name the client when there are several)
 --   sb:wait(fn, timeout) polls fn until it returns a truthy value; sb:error_log(); sb:stop()
@@ -119,6 +120,14 @@ function Sandbox:fault(name, count, opts)
   return self:admin("POST", "faults", spec)
 end
 
+--- Seconds every API answer waits (the gateway's latency): fixed, or drawn in [min, max] per request.
+-- syntax: `ok, err = sb:latency(min, max?)`
+-- @tparam number min seconds
+-- @tparam[opt=min] number max seconds
+function Sandbox:latency(min, max)
+  return self:admin("POST", "latency", { min = min, max = max or min })
+end
+
 --- Poll `fn` until it returns a truthy value or `timeout` seconds pass.
 -- syntax: `v = sb:wait(fn, timeout?)`
 -- @tparam function fn
@@ -201,6 +210,7 @@ function M.start(opts)
     notify_scale = opts.notify_scale or 1.0,
     token_ttl = opts.token_ttl or 1800,
     notify_delay = opts.notify_delay or 0,
+    latency = opts.latency,
   })
   local info, err = control.start(dir, { config = conf_path })
   if not info then

@@ -135,5 +135,7 @@ end
 --- The method table of transports (for wrapping them).
 -- @table Transport
 M.Transport = Transport
+-- dws.multi builds its requests' header lines the same way.
+M.header_lines = header_lines
 
 return M

@@ -6,6 +6,7 @@
 --                                admin_token from the config>: that client's notification attempts
 --                                (requestId, attempt, status, acknowledged, body with its card token)
 --   POST /__sandbox/faults       {"fault":NAME,"count":N,"delay":S} arms a fault for the next N requests
+--   POST /__sandbox/latency      {"min":A,"max":B} (seconds; or {"latency":S}) before each API answer
 --   POST /__sandbox/reset        clears faults, logs, idempotency records, tokens, pending re-deliveries,
 --                                challenges and the notifications kept for re-sending
 --   POST /__sandbox/notifications/resend  {"requestId":ID} sends that binding's last notification again
@@ -15,6 +16,7 @@ local store = require "dws_sandbox.store"
 local faults = require "dws_sandbox.faults"
 local notify = require "dws_sandbox.notify"
 local server = require "dws_sandbox.server"
+local latency = require "dws_sandbox.latency"
 
 local M = {}
 
@@ -76,6 +78,16 @@ routes["POST /__sandbox/faults"] = function()
   local ok, err = faults.arm(t.fault, t.count or 1, opts)
   if not ok then return reply(400, { error = err, fault = t.fault }) end
   return reply(200, { fault = t.fault, count = tonumber(t.count) or 1 })
+end
+
+routes["POST /__sandbox/latency"] = function()
+  ngx.req.read_body()
+  local t = core.json_decode(ngx.req.get_body_data() or "")
+  local lo, hi = nil, "expected {\"min\":A,\"max\":B} or {\"latency\":S}"
+  if type(t) == "table" then lo, hi = latency.bounds(t.latency ~= nil and t.latency or t) end
+  if not lo then return reply(400, { error = hi }) end
+  latency.set(lo, hi)
+  return reply(200, { min = lo, max = hi })
 end
 
 routes["POST /__sandbox/notifications/resend"] = function()

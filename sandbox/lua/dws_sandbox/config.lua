@@ -7,6 +7,7 @@
 --     notify_scale = 1.0,   -- multiplies Antom's re-delivery schedule
 --     token_ttl = 1800,     -- cardToken lifetime, seconds
 --     notify_delay = 0,     -- seconds before the pending card's notification
+--     latency = 0,          -- seconds before each API answer: a number, or { min = a, max = b }
 --   }
 local M = {}
 
@@ -26,6 +27,10 @@ local function check(conf, where)
     if c.admin_token ~= nil and (type(c.admin_token) ~= "string" or #c.admin_token < 16) then
       return nil, where .. ": clients." .. id .. ".admin_token must be a string of 16 characters or more"
     end
+  end
+  if conf.latency ~= nil then
+    local ok, err = require("dws_sandbox.latency").bounds(conf.latency)
+    if not ok then return nil, where .. ": " .. err end
   end
   for k, default in pairs(M.DEFAULTS) do
     if conf[k] == nil then conf[k] = default end

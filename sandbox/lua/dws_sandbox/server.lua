@@ -11,6 +11,7 @@ local faults = require "dws_sandbox.faults"
 local notify = require "dws_sandbox.notify"
 local testdata = require "dws_sandbox.testdata"
 local challenge = require "dws_sandbox.challenge"
+local latency = require "dws_sandbox.latency"
 
 local M = {}
 
@@ -241,6 +242,8 @@ local function handle_api()
   if api and not APIS[api] then api = nil end
 
   ngx.req.read_body()
+  -- The gateway's latency (config or admin setting), before anything is processed or signed.
+  if api then latency.wait(S.conf) end
   local body = ngx.req.get_body_data() or ""
   local spooled = ngx.req.get_body_file() ~= nil -- cannot happen with the buffer sizes in config.lua
   local headers = ngx.req.get_headers(100)
