@@ -17,6 +17,7 @@ return {
     ["dws.cli.verify"] = true,
     ["dws.curl"] = true,         -- libcurl backend of dws.transport.curl (HACKING.md "dws.curl")
     ["dws.redis"] = true,        -- hiredis backend of dws.store.redis (HACKING.md "dws.redis")
+    ["dws.multi"] = true,        -- the scheduler behind client:run_all
   },
   classes = {
     { module = "dws.client", class = "Client", constructor = "new" },

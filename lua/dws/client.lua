@@ -758,7 +758,13 @@ function Client:pending_bindings(opts)
   return require("dws.bind_card").pending(self, opts)
 end
 
--- Many calls in flight (plain Lua, libcurl's multi interface): lua/dws/multi.lua.
+--- Many calls in flight (plain Lua 5.4 / LuaJIT over libcurl's multi interface; raises inside
+-- nginx, where light threads do this). Each request runs the same pipeline as `client:call`.
+-- syntax: `results = client:run_all(requests, { concurrency = 32 })`
+-- @tparam table requests an array of `{ api, request }` (or `{ api = , request = }`)
+-- @tparam[opt] table opts `concurrency` (1 to 1024, default 32)
+-- @treturn table `results[i]` is `{ res = answer }` or `{ err = error object }`, in request order
+-- @raise on an unknown API name, a bad `concurrency`, or inside nginx
 function Client:run_all(requests, opts)
   return require("dws.multi").run_all(self, requests, opts)
 end

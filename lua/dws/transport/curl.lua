@@ -135,7 +135,13 @@ end
 --- The method table of transports (for wrapping them).
 -- @table Transport
 M.Transport = Transport
--- dws.multi builds its requests' header lines the same way.
+--- `{ Name = value | {v1, v2} }` into the array `lines` of "Name: value" strings (reused; extra
+-- entries cleared), as dws.curl takes them; dws.multi builds its requests' header lines with it too.
+-- syntax: `lines = transport.header_lines(lines, headers)`
+-- @tparam table lines the array to fill
+-- @tparam table headers
+-- @treturn table lines
+-- @local
 M.header_lines = header_lines
 
 return M
