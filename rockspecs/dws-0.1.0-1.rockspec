@@ -58,6 +58,7 @@ build = {
       ["dws.cli.util"] = "lua/dws/cli/util.lua",
       ["dws.cli.verify"] = "lua/dws/cli/verify.lua",
       ["dws.client"] = "lua/dws/client.lua",
+      ["dws.defaults"] = "lua/dws/defaults.lua",
       ["dws.errors"] = "lua/dws/errors.lua",
       ["dws"] = "lua/dws/init.lua",
       ["dws.notification"] = "lua/dws/notification.lua",

@@ -46,19 +46,9 @@ local M = {}
 --- The one version of lua-dws (the rockspec and the user agent carry it too).
 M.VERSION = "0.1.0"
 
-local DEFAULTS = {
-  key_version = "1",
-  request_time = "millis",
-  timeout = 15,
-  connect_timeout = 5,
-  max_retries = 2,
-  max_response_bytes = 1024 * 1024,
-  allow_insecure_http = false,
-  retry_base_delay = 0.5,
-  notification_tolerance = 300,
-  response_time_tolerance = 300,
-}
-local MAX_RETRY_DELAY = 5
+-- Option defaults and the backoff cap live in dws.defaults (README "Client options" documents them).
+local DEFAULTS = require("dws.defaults").options
+local MAX_RETRY_DELAY = require("dws.defaults").max_retry_delay
 
 -- Numeric options: { low, high, whole number?, low excluded? }. Every one must be a finite number in
 -- its range: NaN compares false with everything and would switch a check off (a NaN tolerance

@@ -10,6 +10,7 @@ local core = require "dws.core"
 local errors = require "dws.errors"
 local signature = require "dws.signature"
 local dstore = require "dws.store"
+local defaults = require "dws.defaults"
 
 local M = {}
 
@@ -34,12 +35,10 @@ M.REFUSAL_BODIES = {
     '"resultMessage":"notification refused: notifications are POSTed"}}',
 }
 
-local DEFAULT_TOLERANCE = 300
--- DWS re-sends for about 24 hours; remember a notification a while longer than that.
-local DEFAULT_SEEN_TTL = 2 * 24 * 3600
--- How long one delivery holds its claim while the handler runs; a crash mid-handler frees the
--- requestId after this, and DWS's next delivery runs the handler then.
-local DEFAULT_CLAIM_TTL = 60
+-- The tolerance and the de-dup TTLs: dws.defaults says why each is what it is.
+local DEFAULT_TOLERANCE = defaults.options.notification_tolerance
+local DEFAULT_SEEN_TTL = defaults.notification_seen_ttl
+local DEFAULT_CLAIM_TTL = defaults.notification_claim_ttl
 local REQUEST_ID_MAX = 64
 
 local function fail(code, message, http_status, field)
