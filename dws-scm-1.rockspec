@@ -68,6 +68,7 @@ build = {
       ["dws.store.shared_dict"] = "lua/dws/store/shared_dict.lua",
       ["dws.testing"] = "lua/dws/testing.lua",
       ["dws.redact"] = "lua/dws/redact.lua",
+      ["dws.retry"] = "lua/dws/retry.lua",
       ["dws.signature"] = "lua/dws/signature.lua",
       ["dws.transport.curl"] = "lua/dws/transport/curl.lua",
       ["dws.multi"] = "lua/dws/multi.lua",

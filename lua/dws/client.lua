@@ -26,15 +26,17 @@
 --
 -- Logger events (logger(level, message, fields), fields.event): "request" (debug; api,
 -- request_id, attempt, body), "response" (debug; + http_status, elapsed, body), "result" (info;
--- result_code, result_status), "retry" (warn; code, http_status, delay), "error" (error; code,
--- status, attempts, field, message). Every string handed over (message and fields, bodies
--- included) is redacted and has its control characters escaped (dws.redact.printable).
+-- result_code, result_status), "retry" (warn; code, http_status, delay, reason), "error" (error;
+-- code, status, attempts, field, message, reason: why it was not retried). Every string handed
+-- over (message and fields, bodies included) is redacted and has its control characters escaped
+-- (dws.redact.printable).
 local core = require "dws.core"
 local api = require "dws.api"
 local validate = require "dws.validate"
 local errors = require "dws.errors"
 local signature = require "dws.signature"
 local redact = require "dws.redact"
+local should_retry = require("dws.retry").should_retry
 -- Request-Time and response-time are read by one parser (milliseconds or ISO 8601).
 local parse_time = require("dws.notification").parse_time
 
@@ -361,14 +363,22 @@ local function log(self, level, message, fields)
   pcall(logger, level, printable(message), safe)
 end
 
+-- Transport kind -> error code (whether it is retried is dws.retry's to say).
 local TRANSPORT_ERRORS = {
-  timeout = { code = errors.TIMEOUT, retryable = true },
-  connect = { code = errors.CONNECTION_FAILED, retryable = true },
-  protocol = { code = errors.CONNECTION_FAILED, retryable = true },
-  error = { code = errors.CONNECTION_FAILED, retryable = true },
-  tls = { code = errors.TLS_ERROR, retryable = false },
-  too_large = { code = errors.RESPONSE_TOO_LARGE, retryable = false },
+  timeout = errors.TIMEOUT,
+  connect = errors.CONNECTION_FAILED,
+  protocol = errors.CONNECTION_FAILED,
+  error = errors.CONNECTION_FAILED,
+  tls = errors.TLS_ERROR,
+  too_large = errors.RESPONSE_TOO_LARGE,
 }
+
+-- An attempt's failure: err.retryable and the reason logged both come from dws.retry.
+local function failure(what, detail, fields)
+  local again, reason = should_retry(what, detail)
+  fields.retryable = again
+  return nil, errors.new(fields), reason
+end
 
 -- OpenSSL's words (through libcurl or nginx) for a chain that ends at a CA we do not trust.
 local MISSING_CA_WORDS = { "unable to get local issuer certificate", "unable to get issuer certificate",
@@ -386,7 +396,8 @@ local function missing_ca(message)
   return false
 end
 
--- One signed request and its classification. Returns the decoded S response, or nil, err.
+-- One signed request and its classification. Returns the decoded S response, or nil, err, and
+-- why it is (or is not) worth another attempt.
 local function attempt(self, entry, body, request_id, n, log_body)
   local o = self.options
   local time = self._time()
@@ -415,10 +426,10 @@ local function attempt(self, entry, body, request_id, n, log_body)
     timeout = o.timeout, connect_timeout = o.connect_timeout,
   }
   if not res then
-    local mapped = TRANSPORT_ERRORS[kind] or TRANSPORT_ERRORS.error
+    if not TRANSPORT_ERRORS[kind] then kind = "error" end
     message = tostring(kind) .. ": " .. tostring(message)
     if kind == "tls" and missing_ca(message) then message = message .. (self._in_nginx and CA_HINT_NGX or CA_HINT) end
-    return nil, errors.new{ code = mapped.code, retryable = mapped.retryable, message = message }
+    return failure("transport", kind, { code = TRANSPORT_ERRORS[kind], message = message })
   end
 
   local status = res.status
@@ -429,49 +440,48 @@ local function attempt(self, entry, body, request_id, n, log_body)
       attempt = n, http_status = status, elapsed = core.monotonic() - started, body = rbody })
   end
   if #rbody > o.max_response_bytes then
-    return nil, errors.new{ code = errors.RESPONSE_TOO_LARGE, http_status = status,
-      message = "response body is over max_response_bytes" }
+    return failure("response", "body over max_response_bytes", { code = errors.RESPONSE_TOO_LARGE,
+      http_status = status, message = "response body is over max_response_bytes" })
   end
   if status ~= 200 then
-    return nil, errors.new{ code = errors.HTTP_ERROR, http_status = status,
-      retryable = status == 429 or (type(status) == "number" and status >= 500),
-      message = "HTTP status " .. tostring(status) }
+    return failure("http", status, { code = errors.HTTP_ERROR, http_status = status,
+      message = "HTTP status " .. tostring(status) })
   end
 
   local verdict, why = signature.check_response(self.dws_key, "POST", entry.path, self.client_id, res.headers, rbody)
   if not verdict then
-    return nil, errors.new{ code = errors.SIGNATURE_INVALID, http_status = status,
-      message = "response rejected: " .. tostring(why) }
+    return failure("verification", "signature", { code = errors.SIGNATURE_INVALID, http_status = status,
+      message = "response rejected: " .. tostring(why) })
   end
   if verdict == "verified" then
     -- A genuine answer replayed from another time (or a gateway clock far off) is refused: the
     -- signed response-time must be within response_time_tolerance of the local clock.
     local sent = parse_time(why)
     if not sent then
-      return nil, errors.new{ code = errors.RESPONSE_TIME_INVALID, http_status = status,
-        message = "response-time is neither milliseconds nor ISO 8601" }
+      return failure("verification", "response-time", { code = errors.RESPONSE_TIME_INVALID, http_status = status,
+        message = "response-time is neither milliseconds nor ISO 8601" })
     end
     local skew = (core.time_ms() - sent) / 1000
     local tolerance = o.response_time_tolerance
     if not (skew <= tolerance and -skew <= tolerance) then
-      return nil, errors.new{ code = errors.RESPONSE_TIME_INVALID, http_status = status,
+      return failure("verification", "response-time", { code = errors.RESPONSE_TIME_INVALID, http_status = status,
         message = string.format("response-time is %.0f s from the local clock, outside the %g s tolerance",
-          skew, tolerance) }
+          skew, tolerance) })
     end
   end
 
   local decoded = core.json_decode(rbody)
   local result = type(decoded) == "table" and decoded.result
   if type(result) ~= "table" or type(result.resultStatus) ~= "string" then
-    return nil, errors.new{ code = errors.RESPONSE_MALFORMED, http_status = status,
-      message = "response is not JSON with result.resultStatus" }
+    return failure("response", "no result.resultStatus", { code = errors.RESPONSE_MALFORMED, http_status = status,
+      message = "response is not JSON with result.resultStatus" })
   end
   if result.resultMessage == nil and result.resultMsg ~= nil then result.resultMessage = result.resultMsg end
   local result_status = result.resultStatus
   if verdict == "unsigned" and result_status ~= "F" and result_status ~= "U" then
-    return nil, errors.new{ code = errors.SIGNATURE_MISSING, http_status = status,
+    return failure("verification", "unsigned", { code = errors.SIGNATURE_MISSING, http_status = status,
       message = "response with result status " .. (result_status == "S" and "S" or "other than F or U")
-        .. " arrived without signature or response-time" }
+        .. " arrived without signature or response-time" })
   end
   if request_id then
     -- An answer to an idempotent call must name the request it answers: a verified answer carrying
@@ -479,8 +489,8 @@ local function attempt(self, entry, body, request_id, n, log_body)
     -- customer's result. Unsigned F and U answers may lack it (gateway errors).
     local rid = decoded.requestId
     if rid ~= request_id and (rid ~= nil or result_status == "S") then
-      return nil, errors.new{ code = errors.RESPONSE_MISMATCH, http_status = status,
-        message = rid == nil and "answer carries no requestId" or "answer carries another requestId" }
+      return failure("verification", "requestId", { code = errors.RESPONSE_MISMATCH, http_status = status,
+        message = rid == nil and "answer carries no requestId" or "answer carries another requestId" })
     end
   end
   if logger then
@@ -491,10 +501,11 @@ local function attempt(self, entry, body, request_id, n, log_body)
     return decoded
   end
   if result_status == "F" or result_status == "U" then
-    return nil, errors.from_result(result, nil, verdict == "verified" and decoded or nil, status)
+    local err, reason = errors.from_result(result, nil, verdict == "verified" and decoded or nil, status)
+    return nil, err, reason
   end
-  return nil, errors.new{ code = errors.RESPONSE_MALFORMED, http_status = status,
-    message = "unknown result.resultStatus" }
+  return failure("response", "unknown result.resultStatus", { code = errors.RESPONSE_MALFORMED, http_status = status,
+    message = "unknown result.resultStatus" })
 end
 
 local function check_phase()
@@ -505,9 +516,10 @@ local function check_phase()
   end
 end
 
-local function log_error(self, def, request_id, n, err)
+local function log_error(self, def, request_id, n, err, reason)
   log(self, "error", "dws error", { event = "error", api = def.name, request_id = request_id, attempts = n,
-    code = err.code, status = err.status, field = err.field, http_status = err.http_status, message = err.message })
+    code = err.code, status = err.status, field = err.field, http_status = err.http_status, message = err.message,
+    reason = reason })
 end
 
 -- Validate and encode a request once. -> body, request_id | nil, err
@@ -572,18 +584,19 @@ local function send(self, entry, body, request_id, log_body)
   local n = 0
   while true do
     n = n + 1
-    local res, err = attempt(self, entry, body, request_id, n, log_body)
+    local res, err, reason = attempt(self, entry, body, request_id, n, log_body)
     if (res or not err.retryable or n >= max_attempts) and type(body) ~= "string" then body:wipe() end
     if res then return res, n end
     err.api, err.attempts, err.request_id = def.name, n, request_id
     if not err.retryable or n >= max_attempts then
-      log_error(self, def, request_id, n, err)
+      if err.retryable then reason = "no attempt left (max_retries = " .. o.max_retries .. "); " .. reason end
+      log_error(self, def, request_id, n, err, reason)
       return nil, err
     end
     -- Exponential backoff with full jitter: a random delay up to base * 2^(n-1), capped.
     local delay = random() * min(MAX_RETRY_DELAY, o.retry_base_delay * 2 ^ (n - 1))
     log(self, "warn", "dws retry", { event = "retry", api = def.name, request_id = request_id, attempt = n,
-      code = err.code, http_status = err.http_status, delay = delay })
+      code = err.code, http_status = err.http_status, delay = delay, reason = reason })
     local transport = self.transport
     if type(transport.sleep) == "function" then
       transport:sleep(delay)
