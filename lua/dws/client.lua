@@ -155,17 +155,10 @@ local function check_numbers(o)
   end
 end
 
-local function load_key(name, value, parse, kind)
-  local key, err = value, nil
-  if type(value) ~= "userdata" then key, err = parse(value) end
-  if not key then
-    -- core's messages never carry key material.
-    error("dws.client: option " .. name .. " is unreadable: " .. tostring(err), 3)
-  end
-  local ok, actual = pcall(function() return key:kind() end)
-  if not ok or actual ~= kind then
-    error("dws.client: option " .. name .. " must be a " .. kind .. " key", 3)
-  end
+-- Raises at the caller of dws.client: an unreadable key option is a programming error.
+local function load_key(name, value, kind)
+  local key, err = signature.load_key(value, kind)
+  if not key then error("dws.client: option " .. name .. " " .. err, 3) end
   return key
 end
 
@@ -296,8 +289,8 @@ function M.new(opts)
 
   local self = setmetatable({}, Client)
   self.client_id = o.client_id
-  self.private_key = load_key("private_key", o.private_key, core.private_key, "private")
-  self.dws_key = load_key("dws_public_key", o.dws_public_key, core.public_key, "public")
+  self.private_key = load_key("private_key", o.private_key, "private")
+  self.dws_key = load_key("dws_public_key", o.dws_public_key, "public")
   -- The most common integration failure: the merchant's own public key configured as the DWS
   -- key. Every answer would then fail verification; say so now, and which key goes where.
   if self.private_key:public_der() == self.dws_key:public_der() then
@@ -522,6 +515,13 @@ local function log_error(self, def, request_id, n, err, reason)
     reason = reason })
 end
 
+-- A request refused before any attempt: logged once, here, and returned.
+local function refuse(self, def, request_id, err)
+  err.attempts, err.request_id = 0, request_id
+  log_error(self, def, request_id, 0, err)
+  return nil, err
+end
+
 -- Validate and encode a request once. -> body, request_id | nil, err
 local function prepare(self, entry, request, as_buffer)
   local def = entry.def
@@ -550,11 +550,7 @@ local function prepare(self, entry, request, as_buffer)
       if type(id) == "string" and #id <= 64 and id:find("^[%w%-_.:]+$") then request_id = id end
     end
   end
-  if not req then
-    err.attempts, err.request_id = 0, request_id
-    log_error(self, def, request_id, 0, err)
-    return nil, err
-  end
+  if not req then return refuse(self, def, request_id, err) end
 
   -- Encoded once: the same bytes are signed and sent on every attempt. A transport that takes a
   -- dws.buffer gets one (as_buffer), so the body (card data) is never a Lua string and is wiped
@@ -562,10 +558,8 @@ local function prepare(self, entry, request, as_buffer)
   local encode = as_buffer and core.json_encode_buffer or core.json_encode
   local body, jerr = encode(req, true)
   if not body then
-    err = errors.param("request", "request cannot be encoded as JSON: " .. tostring(jerr), def.name)
-    err.attempts, err.request_id = 0, request_id
-    log_error(self, def, request_id, 0, err)
-    return nil, err
+    return refuse(self, def, request_id,
+      errors.param("request", "request cannot be encoded as JSON: " .. tostring(jerr), def.name))
   end
   local log_body
   if self.logger then
