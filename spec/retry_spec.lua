@@ -30,6 +30,7 @@ local CASES = {
   { "verification", "requestId", nil, false },
   { "response", "no result.resultStatus", nil, false },
   { "response", "body over max_response_bytes", nil, false },
+  { "signing", "out of memory", nil, false },
 }
 
 describe("dws.retry.should_retry", function()

@@ -224,8 +224,11 @@ function M.bind(client, params)
   if type(params) ~= "table" then error("dws bind_card: params must be a table", 2) end
   if type(params.card) ~= "table" then return card_invalid("card is required (a table)", "card") end
 
-  local c, why, field = card.check(params.card)
-  if not c then return card_invalid(why, field) end
+  local c, cerr = card.check(params.card)
+  if not c then
+    cerr.api = "bindCard"
+    return nil, cerr
+  end
   local mask, last4, brand = card.mask(c.cardNo), card.last4(c.cardNo), c.brand
   client:log("info", "bind_card: card checked locally", { mask = mask, brand = brand })
 

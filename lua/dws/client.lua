@@ -395,7 +395,12 @@ local function attempt(self, entry, body, request_id, n, log_body)
   local o = self.options
   local time = self._time()
   local b64, serr = core.sign(self.private_key, "POST", entry.path, self.client_id, time, body)
-  if not b64 then error("dws: signing failed: " .. tostring(serr), 0) end -- a parsed key that cannot sign
+  if not b64 then
+    -- OpenSSL could not sign (out of memory, a provider failure): not a caller's bug, so nil, err.
+    -- F when nothing has been sent yet; after an earlier attempt went out, its outcome is unknown.
+    return failure("signing", serr, { code = errors.SIGNING_FAILED, status = n == 1 and "F" or "U",
+      message = "the request could not be signed: " .. tostring(serr) })
+  end
   local headers = {
     ["Content-Type"] = entry.content_type,
     ["Client-Id"] = self.client_id,

@@ -50,6 +50,7 @@ errors.RESPONSE_TIME_INVALID = "RESPONSE_TIME_INVALID"
 --- U, not retried: an addPaymentMethod answer naming another `requestId`, or an `S` naming none; no
 -- data.
 errors.RESPONSE_MISMATCH = "RESPONSE_MISMATCH"
+errors.SIGNING_FAILED = "SIGNING_FAILED"
 -- The binding journal (dws.journal) and its calls.
 
 --- F: `bind_card`: cacheCard answered (signed) for another card's mask, last4 or brand; nothing

@@ -7,6 +7,7 @@
 --     "result", resultStatus, resultCode  a well-formed answer with status F or U
 --     "verification", why               the answer failed signature, time or requestId checks
 --     "response", why                   the answer is malformed or too large
+--     "signing", why                    OpenSSL could not sign the request (nothing was sent)
 -- Raises on any other `what`: the caller has a bug.
 local type, tostring, error = type, tostring, error
 
@@ -51,6 +52,8 @@ function M.should_retry(what, detail, code)
     return false, "answer failed verification: " .. tostring(detail)
   elseif what == "response" then
     return false, "answer unusable: " .. tostring(detail)
+  elseif what == "signing" then
+    return false, "signing failed: another attempt would fail alike"
   end
   error("dws.retry.should_retry: unknown failure kind " .. tostring(what), 2)
 end

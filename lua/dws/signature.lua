@@ -67,29 +67,29 @@ function signature.sign(args)
 end
 
 --- Verify a Signature header value over a message with a parsed core public key.
--- Returns true, or nil and the reason.
+-- A predicate (README "Conventions"): true, or false and the reason.
 -- syntax: `ok, why = dws.signature.verify_message{ key =, method =, path =, client_id =, time =, body =, signature = }`
 -- @tparam table args `key` (a `dws.core` public key), `method`, `path`, `client_id`, `time`, `body`,
 -- `signature` (the header value)
 -- @treturn bool true
--- @treturn[2] nil
+-- @treturn[2] bool false
 -- @treturn[2] string why: missing, malformed, another algorithm, or does not verify
 function signature.verify_message(args)
   local header = args.signature
-  if type(header) ~= "string" or header == "" then return nil, "signature header missing" end
+  if type(header) ~= "string" or header == "" then return false, "signature header missing" end
   local parsed, perr = core.parse_signature_header(header)
-  if not parsed then return nil, "signature header malformed: " .. tostring(perr) end
+  if not parsed then return false, "signature header malformed: " .. tostring(perr) end
   if parsed.algorithm ~= nil and parsed.algorithm ~= "RSA256" then
-    return nil, "unsupported signature algorithm"
+    return false, "unsupported signature algorithm"
   end
   local ok, why = core.verify(args.key, args.method, args.path, args.client_id, args.time, args.body,
     parsed.signature)
-  if ok ~= true then return nil, why or "signature does not verify" end
+  if ok ~= true then return false, why or "signature does not verify" end
   return true
 end
 
 --- Verify a Signature header value over a message. Public form: the key may be text (PEM or
--- bare base64) or a parsed core key. Returns true, or false and the reason.
+-- bare base64) or a parsed core key. A predicate, like verify_message: true, or false and the reason.
 -- syntax: `ok, why = dws.signature.verify{ public_key =, method =, path =, client_id =, time =, body =, signature = }`
 -- @tparam table args `public_key`, `method`, `path`, `client_id`, `time`, `body`, `signature` (the
 -- Signature header value)
@@ -100,7 +100,7 @@ end
 function signature.verify(args)
   if type(args) ~= "table" then error("dws.signature.verify: expects a table of arguments", 2) end
   local key = load_key(args.public_key, "public", "verify")
-  local ok, why = signature.verify_message{
+  return signature.verify_message{
     key = key,
     method = need_string(args, "method", "verify"),
     path = need_string(args, "path", "verify"),
@@ -109,8 +109,6 @@ function signature.verify(args)
     body = need_string(args, "body", "verify"),
     signature = args.signature,
   }
-  if not ok then return false, why end
-  return true
 end
 
 -- Response headers the policy reads, by lower-case name.
