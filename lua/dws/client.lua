@@ -561,14 +561,17 @@ local function prepare(self, entry, request, as_buffer)
   -- dws.buffer gets one (as_buffer), so the body (card data) is never a Lua string and is wiped
   -- after the last attempt; the logger then sees the request redacted before encoding instead.
   local encode = as_buffer and core.json_encode_buffer or core.json_encode
-  local body, jerr = encode(req, true)
+  -- No stringify flag: validate.request has made every scalar a string already. The request's
+  -- rules (UTF-8, NUL, lengths, depth, cycles) are validate.lua's; the encoder's own checks only
+  -- keep core.json_encode safe for its other callers, and cannot fire here.
+  local body, jerr = encode(req)
   if not body then
     return refuse(self, def, request_id,
       errors.param("request", "request cannot be encoded as JSON: " .. tostring(jerr), def.name))
   end
   local log_body
   if self.logger then
-    log_body = redact.text(type(body) == "string" and body or core.json_encode(redact.table(req), true))
+    log_body = redact.text(type(body) == "string" and body or core.json_encode(redact.table(req)))
   end
   return body, request_id, log_body
 end
