@@ -50,6 +50,8 @@ errors.RESPONSE_TIME_INVALID = "RESPONSE_TIME_INVALID"
 --- U, not retried: an addPaymentMethod answer naming another `requestId`, or an `S` naming none; no
 -- data.
 errors.RESPONSE_MISMATCH = "RESPONSE_MISMATCH"
+--- F (U after an earlier attempt went out), not retried: OpenSSL could not sign the request
+-- (out of memory, a provider failure); nothing was sent on this attempt.
 errors.SIGNING_FAILED = "SIGNING_FAILED"
 -- The binding journal (dws.journal) and its calls.
 

@@ -1,14 +1,7 @@
--- Whether a failed attempt is worth another one: the one place that decides (the attempt loop in
--- client.lua asks, err.retryable is its answer, and the retry log line carries its reason).
---
---   should_retry(what, detail, code) -> retry (boolean), reason (string)
---     "transport", kind                 kind as dws.curl / the transport interface names it
---     "http", status                    a status other than 200
---     "result", resultStatus, resultCode  a well-formed answer with status F or U
---     "verification", why               the answer failed signature, time or requestId checks
---     "response", why                   the answer is malformed or too large
---     "signing", why                    OpenSSL could not sign the request (nothing was sent)
--- Raises on any other `what`: the caller has a bug.
+--- Whether a failed attempt is worth another one: the one place that decides.
+-- The attempt loop in dws.client asks, `err.retryable` is its answer, and the logger's `retry` and
+-- `error` events carry its reason.
+-- @module dws.retry
 local type, tostring, error = type, tostring, error
 
 local M = {}
@@ -28,6 +21,17 @@ local RESULT_CODES = {
   REQUEST_TRAFFIC_EXCEED_LIMIT = true,
 }
 
+--- Decide whether a failure is retried, and say why.
+-- syntax: `retry, reason = require("dws.retry").should_retry(what, detail, code?)`
+-- @tparam string what `"transport"` (detail: the kind, as dws.curl names it), `"http"` (the status,
+-- not 200), `"result"` (detail: resultStatus F or U, code: resultCode), `"verification"` (the answer
+-- failed its signature, time or requestId check), `"response"` (malformed or too large), `"signing"`
+-- (OpenSSL could not sign; nothing was sent)
+-- @param detail what failed (see `what`)
+-- @tparam[opt] string code the resultCode, for `"result"`
+-- @treturn bool retry
+-- @treturn string reason
+-- @raise on any other `what`: the caller has a bug
 function M.should_retry(what, detail, code)
   if what == "transport" then
     if TRANSPORT[detail] then return true, "transport " .. tostring(detail) .. ": the request may not have arrived" end
