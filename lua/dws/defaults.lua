@@ -30,6 +30,9 @@ M.notification_claim_ttl = 60
 -- How long binding-journal records in a final state are kept (seconds).
 M.journal_retention = 90 * 24 * 3600
 
+-- client:run_all: transfers in flight at once (dws.multi; curl.multi's slots).
+M.concurrency = 32
+
 -- transport.ngx: the cosocket keep-alive pool per worker, and how long an idle connection stays.
 M.pool_size = 32
 M.idle_timeout = 60
