@@ -228,7 +228,7 @@ if sb and steady.http then
     -- A bare keep-alive POST through dws.curl, no signing, no verification: what HTTP on
     -- loopback costs this process per round trip (the sandbox refuses the unsigned request).
     local curl = require "dws.curl"
-    local h = curl.new{}
+    local h = curl.new{ max_response_bytes = require("dws.defaults").options.max_response_bytes }
     local url = sb.http_url .. "/ams/sandbox/api/v1/paymentMethods/consultAddablePaymentMethod"
     local hdrs = { "Content-Type: application/json; charset=UTF-8", "Client-Id: " .. cid }
     local function bare(n)

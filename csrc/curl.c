@@ -1,7 +1,8 @@
 /*
  * dws.curl: one libcurl easy handle per userdata, for the plain-Lua transport.
  *
- *   local h = curl.new{ ca_file=, proxy=, user_agent=, verify=true, max_response_bytes=1048576 }
+ *   local h = curl.new{ max_response_bytes=, ca_file=, proxy=, user_agent=, verify=true }
+ *       max_response_bytes required (dws.transport.curl passes dws.defaults' when not given)
  *   h:request(url, headers, body, timeout_s, connect_timeout_s [, method])
  *       -> status, headers, body  |  nil, kind, message
  *       GET without a body, POST with one; method (optional) names another (HEAD: no body read).
@@ -34,7 +35,6 @@
 #define DWS_EXPORT __attribute__((visibility("default")))
 
 #define HANDLE_MT "dws.curl"
-#define DEFAULT_MAX_RESPONSE 1048576L
 /* Buffers larger than this are released after a call instead of kept for the next one. */
 #define KEEP_BUFFER_BYTES 65536
 /* Header block limit, as transport.ngx's; libcurl itself caps one header line at 100 KiB. */
@@ -278,18 +278,18 @@ void dws_curl_read_conf(lua_State *L, int t, const char *who, dws_curl_conf *c)
     c->proxy = opt_string(L, t, who, "proxy");
     c->user_agent = opt_string(L, t, who, "user_agent");
     c->verify = 1;
-    c->max_response = DEFAULT_MAX_RESPONSE;
     lua_getfield(L, t, "verify");
     if (!lua_isnil(L, -1)) {
         if (!lua_isboolean(L, -1)) luaL_error(L, "%s: option 'verify' must be a boolean", who);
         c->verify = lua_toboolean(L, -1);
     }
     lua_pop(L, 1);
+    /* Required: the default is dws.defaults' (Lua), so this file keeps no second copy of it. */
     lua_getfield(L, t, "max_response_bytes");
-    if (!lua_isnil(L, -1)) {
+    {
         lua_Number n;
         if (lua_type(L, -1) != LUA_TNUMBER)
-            luaL_error(L, "%s: option 'max_response_bytes' must be a number", who);
+            luaL_error(L, "%s: option 'max_response_bytes' is required (a number)", who);
         n = lua_tonumber(L, -1);
         if (!(n >= 1 && n <= (lua_Number)INT_MAX) || n != (lua_Number)(long)n)
             luaL_error(L, "%s: option 'max_response_bytes' must be an integer in 1..%d", who, INT_MAX);
@@ -357,10 +357,6 @@ static int l_new(lua_State *L)
     CURLcode rc;
 
     /* Check every option before creating anything, so raising here leaks nothing. */
-    if (lua_isnoneornil(L, 1)) {
-        lua_settop(L, 0);
-        lua_newtable(L);
-    }
     luaL_checktype(L, 1, LUA_TTABLE);
     dws_curl_read_conf(L, 1, "dws.curl.new", &conf);
 

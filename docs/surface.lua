@@ -9,6 +9,7 @@ return {
     ["dws.api"] = true,          -- API definitions: paths, fields, limits
     ["dws.validate"] = true,     -- request validation against dws.api
     ["dws.card"] = true,         -- Luhn, expiry, brand for bind_card
+    ["dws.defaults"] = true,     -- defaults and limits; README "Client options" documents them
     ["dws.journal"] = true,      -- the binding journal behind client:binding and friends
     ["dws.bind_card"] = true,    -- client:bind_card, binding, resume_binding, pending_bindings
     ["dws.cli"] = true,          -- the dws command (README "Command line")

@@ -129,7 +129,7 @@ local function bind(number, cvv, over)
 end
 
 local function admin_raw(name)
-  local h = curl.new{}
+  local h = curl.new{ max_response_bytes = require("dws.defaults").options.max_response_bytes }
   local headers = {}
   if name == "deliveries" then
     -- per client, with its admin token

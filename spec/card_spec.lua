@@ -76,11 +76,11 @@ describe("dws.card", function()
     it("reads 2 and 4 digit years, string or number months", function()
       assert.are.same({ 2030, 7 }, { card.expiry("30", "07") })
       assert.are.same({ 2030, 7 }, { card.expiry(2030, 7) })
-      local y, why, field = card.expiry("2030", "13")
+      local y, err = card.expiry("2030", "13")
       assert.is_nil(y)
-      assert.matches("expiryMonth", why)
-      assert.are.equal("card.expiryMonth", field)
-      assert.are.equal("card.expiryYear", select(3, card.expiry("20x0", "1")))
+      assert.matches("expiryMonth", err.message)
+      assert.are.equal("card.expiryMonth", err.field)
+      assert.are.equal("card.expiryYear", select(2, card.expiry("20x0", "1")).field)
     end)
   end)
 
@@ -103,9 +103,10 @@ describe("dws.card", function()
       local c = {}
       for k, v in pairs(good) do c[k] = v end
       for k, v in pairs(over) do c[k] = v end
-      local ok, why, f = card.check(c, NOW)
+      local ok, err = card.check(c, NOW)
       assert.is_nil(ok)
-      assert.are.equal(field, f)
+      assert.are.same({ "CARD_INVALID", "F", field }, { err.code, err.status, err.field })
+      local why = err.message
       assert.matches(pattern, why)
       -- never the number, nor the security code
       assert.is_nil(why:find("4111", 1, true))
@@ -122,7 +123,7 @@ describe("dws.card", function()
       refused({ brand = "MASTERCARD" }, "card.brand", "does not match")
       refused({ securityCode = "98" }, "card.securityCode", "3 digits")
       refused({ cardNo = "378282246310005", securityCode = "987" }, "card.securityCode", "4 digits")
-      assert.are.equal("card", select(3, card.check("4111111111111111", NOW)))
+      assert.are.equal("card", select(2, card.check("4111111111111111", NOW)).field)
     end)
 
     it("keeps a given brand that agrees with the BIN, in upper case", function()

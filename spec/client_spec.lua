@@ -464,6 +464,27 @@ describe("dws.client", function()
       assert.has_no.errors(function() c:log("info", "x", {}) end)
       assert.are.equal("x", events[#events].message)
     end)
+
+    local function events_of(script, over)
+      local events = {}
+      over = over or {}
+      over.logger = function(_, _, fields) events[#events + 1] = fields end
+      local c = make(script, over)
+      c:consult_addable_payment_method(CONSULT)
+      return events
+    end
+
+    it("the retry event carries dws.retry's reason", function()
+      local events = events_of({ U, S })
+      local _, reason = require("dws.retry").should_retry("result", "U", "UNKNOWN_EXCEPTION")
+      assert.are.equal(reason, events[4].reason)
+    end)
+
+    it("the error event says why the last failure was not retried", function()
+      local events = events_of({ U }, { max_retries = 0 })
+      local _, reason = require("dws.retry").should_retry("result", "U", "UNKNOWN_EXCEPTION")
+      assert.are.equal("no attempt left (max_retries = 0); " .. reason, events[#events].reason)
+    end)
   end)
 
   describe("transport choice", function()

@@ -18,7 +18,7 @@ local TIMEOUT, CONNECT_TIMEOUT, MAX_RETRIES, BASE_DELAY = 1, 1, 2, 0.01
 -- Rows that wait out the timeout (TIMED below) use a fraction of a second, so the file does not
 -- spend its time waiting; every other call keeps TIMEOUT, far above a loopback answer's time.
 local FAULT_TIMEOUT = 0.4
-local MAX_RETRY_DELAY = 5 -- the client's backoff cap (README "Retries and idempotency")
+local MAX_RETRY_DELAY = require("dws.defaults").max_retry_delay -- the client's backoff cap
 
 -- What the client guarantees: each attempt ends within its timeout, each pause within the capped
 -- backoff; 5 s of slack for signing, verification and a loaded machine.
@@ -589,7 +589,7 @@ return M
       if ok then break end
     end
     assert(ok, err)
-    http = curl.new{}
+    http = curl.new{ max_response_bytes = require("dws.defaults").options.max_response_bytes }
   end)
 
   teardown(function()

@@ -12,6 +12,7 @@ local httpd = require "helpers.httpd"
 local sandbox = require "helpers.sandbox"
 local files = require "helpers.files"
 local curl = require "dws.curl"
+local MAX_RESPONSE = require("dws.defaults").options.max_response_bytes
 
 local MERCHANT_PRIVATE = files.read(files.EXAMPLE .. "/merchant_private.pem")
 -- A DWS public key for clients that never verify an answer (the merchant's own would be refused).
@@ -76,7 +77,7 @@ describe("hardening round 2", function()
     location = /__mode { content_by_lua_block { require("hostile").set_mode() } }
     location /ams/ { content_by_lua_block { require("hostile").answer() } }
 ]] })
-    admin = curl.new{}
+    admin = curl.new{ max_response_bytes = MAX_RESPONSE }
   end)
 
   teardown(function()
@@ -340,7 +341,7 @@ describe("hardening round 2", function()
     end)
 
     local function get(query, token)
-      local h = curl.new{}
+      local h = curl.new{ max_response_bytes = MAX_RESPONSE }
       local status, _, body = h:request(sb.http_url .. "/__sandbox/deliveries" .. query,
         token and { "X-Sandbox-Admin-Token: " .. token } or {}, nil, 5, 5)
       h:close()

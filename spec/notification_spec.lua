@@ -128,6 +128,18 @@ describe("verify_notification", function()
     refused(req, "SIGNATURE_INVALID", "more than once")
   end)
 
+  it("refuses a signed header given as a number (signature.pick_headers: no conversion)", function()
+    local req = signed(body_of())
+    req.headers["Request-Time"] = tonumber(req.headers["Request-Time"])
+    refused(req, "SIGNATURE_INVALID", "not text")
+  end)
+
+  it("accepts a notification whatever shape headers it does not verify have", function()
+    local req = signed(body_of())
+    req.headers["X-Forwarded-For"] = { "10.0.0.1", "10.0.0.2" }
+    assert.is_table((client:verify_notification(req)))
+  end)
+
   it("refuses a replay older than the tolerance, and one from too far ahead", function()
     local now = core.time_ms()
     assert(client:verify_notification(signed(body_of(), { time = tostring(now - 200 * 1000) })))

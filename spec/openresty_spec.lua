@@ -249,7 +249,7 @@ describe("the example merchant server in nginx #nginx", function()
     local lines = {}
     for i = 1, 150 do lines[#lines + 1] = "X-Proxy-Hop-" .. i .. ": " .. i end
     for name, value in pairs(signed_notification(body)) do lines[#lines + 1] = name .. ": " .. value end
-    local h = require("dws.curl").new{}
+    local h = require("dws.curl").new{ max_response_bytes = 65536 }
     local status, _, answer = h:request(server.url .. "/notify", lines, body, 20, 5, "POST")
     h:close()
     assert.are.same({ 200, ACK }, { status, answer })

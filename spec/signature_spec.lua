@@ -146,11 +146,11 @@ describe("dws.signature", function()
       assert.is_false(signature.verify(message{ public_key = PUBLIC }))
     end)
 
-    it("verify_message takes a parsed key and answers true or nil, reason", function()
+    it("verify_message takes a parsed key and answers true or false, reason (a predicate)", function()
       local key = core.public_key(PUBLIC)
       assert.is_true(signature.verify_message(message{ key = key, signature = header }))
       local ok, why = signature.verify_message(message{ key = key, signature = header, body = "{}" })
-      assert.is_nil(ok)
+      assert.is_false(ok)
       assert.is_string(why)
     end)
   end)
@@ -207,6 +207,51 @@ describe("dws.signature", function()
       assert.truthy(why:find("more than once", 1, true))
       assert.is_nil(signature.check_response(key, "POST", path, "C1",
         { signature = sig, Signature = sig, ["response-time"] = "123" }, body))
+    end)
+  end)
+
+  describe("pick_headers (the one header rule, answers and notifications)", function()
+    local WANT = { ["signature"] = true, ["request-time"] = true }
+
+    it("reads wanted names in any letter case, an array of one as its value", function()
+      assert.are.same({ signature = "s", ["request-time"] = "1" },
+        signature.pick_headers({ SIGNATURE = "s", ["Request-Time"] = { "1" } }, WANT))
+    end)
+
+    it("refuses a wanted name given twice in two spellings", function()
+      assert.are.same({ nil, "signature header given more than once" },
+        { signature.pick_headers({ Signature = "s", signature = "s" }, WANT) })
+    end)
+
+    it("refuses a wanted name given as an array of two", function()
+      assert.are.same({ nil, "request-time header given more than once" },
+        { signature.pick_headers({ ["Request-Time"] = { "1", "1" } }, WANT) })
+    end)
+
+    it("refuses a wanted value that is not a string, rather than converting it", function()
+      assert.are.same({ nil, "request-time header is not text" },
+        { signature.pick_headers({ ["Request-Time"] = 1700000000000 }, WANT) })
+    end)
+
+    it("does not look at names it was not asked for, whatever their shape", function()
+      assert.are.same({ signature = "s" },
+        signature.pick_headers({ Signature = "s", Accept = { "a", "b" }, ["X-N"] = 5 }, WANT))
+    end)
+  end)
+
+  describe("load_key (the one key loader, dws.client's options too)", function()
+    it("parses key text of the kind asked for", function()
+      assert.are.equal("private", signature.load_key(PRIVATE, "private"):kind())
+    end)
+
+    it("refuses a parsed key of the other kind", function()
+      assert.are.same({ nil, "must be a public key" },
+        { signature.load_key(core.private_key(PRIVATE), "public") })
+    end)
+
+    it("says unreadable without quoting the text", function()
+      local key, err = signature.load_key("not a key at all", "public")
+      assert.are.same({ nil, false }, { key, err:find("not a key at all", 1, true) ~= nil })
     end)
   end)
 end)

@@ -113,7 +113,7 @@ describe("the OpenResty synopsis #nginx", function()
     local body = assert(core.json_encode{ requestId = core.uuid4(), referenceCustomerId = "synopsis-42",
       paymentMethodDetail = { paymentMethodDetailType = "CARD", card = { cardToken = "ALIPAYforged" } } })
     local time = tostring(core.time_ms())
-    local h = require("dws.curl").new{}
+    local h = require("dws.curl").new{ max_response_bytes = 65536 }
     local status, _, answer = h:request(url .. "/notify", {
       "Content-Type: application/json", "Client-Id: " .. CLIENT_ID, "Request-Time: " .. time,
       "Signature: " .. assert(dws.signature.sign{ private_key = assert(nginx.read_file(priv)), method = "POST",

@@ -2,6 +2,8 @@
 local httpd = require "helpers.httpd"
 local curl = require "dws.curl"
 local transport = require "dws.transport.curl"
+-- dws.curl keeps no defaults of its own: every handle is given its response limit.
+local OPTS = { max_response_bytes = require("dws.defaults").options.max_response_bytes }
 
 describe("dws.curl", function()
   it("reports the libcurl version", function()
@@ -9,15 +11,19 @@ describe("dws.curl", function()
   end)
 
   it("raises on wrong option types", function()
-    assert.has_error(function() curl.new{ ca_file = 1 } end)
-    assert.has_error(function() curl.new{ verify = "no" } end)
+    assert.has_error(function() curl.new{ ca_file = 1, max_response_bytes = 1 } end)
+    assert.has_error(function() curl.new{ verify = "no", max_response_bytes = 1 } end)
     assert.has_error(function() curl.new{ max_response_bytes = "big" } end)
     assert.has_error(function() curl.new{ max_response_bytes = 0 } end)
     assert.has_error(function() curl.new("x") end)
   end)
 
+  it("has no response limit of its own: max_response_bytes is required", function()
+    assert.has_error(function() curl.new{} end, "dws.curl.new: option 'max_response_bytes' is required (a number)")
+  end)
+
   it("raises on wrong request arguments, and rejects header injection", function()
-    local h = curl.new()
+    local h = curl.new(OPTS)
     assert.has_error(function() h:request(nil) end)
     assert.has_error(function() h:request("http://127.0.0.1/", { 1 }) end)
     assert.has_error(function() h:request("http://127.0.0.1/", { "A: b\r\nX-Injected: 1" }) end)
@@ -26,7 +32,7 @@ describe("dws.curl", function()
   end)
 
   it("closes idempotently, and refuses requests once closed", function()
-    local h = curl.new()
+    local h = curl.new(OPTS)
     h:close()
     h:close()
     assert.equal("dws.curl (closed)", tostring(h))
@@ -34,21 +40,21 @@ describe("dws.curl", function()
   end)
 
   it("closes through __close and __gc as well", function()
-    local h, g = curl.new(), curl.new()
+    local h, g = curl.new(OPTS), curl.new(OPTS)
     local mt = getmetatable(h)
     mt.__gc(g)
     assert.equal("dws.curl (closed)", tostring(g))
     if _VERSION == "Lua 5.4" and not rawget(_G, "jit") then
       -- The to-be-closed syntax only parses on 5.4; load keeps this file valid for LuaJIT.
-      local f = assert(load("local curl = ...; local h <close> = curl.new(); return h"))
-      assert.equal("dws.curl (closed)", tostring(f(curl)))
+      local f = assert(load("local curl, opts = ...; local h <close> = curl.new(opts); return h"))
+      assert.equal("dws.curl (closed)", tostring(f(curl, OPTS)))
     end
     mt.__close(h)
     assert.equal("dws.curl (closed)", tostring(h))
   end)
 
   it("answers 'connect' for a closed port", function()
-    local h = curl.new()
+    local h = curl.new(OPTS)
     local ok, kind, msg = h:request("http://127.0.0.1:" .. httpd.closed_port() .. "/", {}, "secret-body", 5, 5)
     assert.is_nil(ok)
     assert.equal("connect", kind)
@@ -58,7 +64,7 @@ describe("dws.curl", function()
   end)
 
   it("answers 'error' for a scheme other than http and https", function()
-    local h = curl.new()
+    local h = curl.new(OPTS)
     local ok, kind = h:request("file:///etc/passwd", {}, nil, 5, 5)
     assert.is_nil(ok)
     assert.equal("error", kind)
@@ -279,7 +285,7 @@ describe("dws.curl with a dws.buffer body", function()
 
   it("sends the buffer's bytes as the body, in place", function()
     local b = core.json_encode_buffer({ cardNo = "4111111111111111" }, true)
-    local h = curl.new()
+    local h = curl.new(OPTS)
     local status, headers, body = h:request(srv:url("/echo"), {}, b, 5, 5)
     h:close()
     assert.equal(200, status)
@@ -288,7 +294,7 @@ describe("dws.curl with a dws.buffer body", function()
   end)
 
   it("raises for any other userdata as a body", function()
-    local h = curl.new()
+    local h = curl.new(OPTS)
     assert.has_error(function() h:request(srv:url("/echo"), {}, h, 5, 5) end)
     h:close()
   end)

@@ -4,6 +4,7 @@
 -- send a request a second time on its own.
 local httpd = require "helpers.httpd"
 local curl = require "dws.curl"
+local MAX_RESPONSE = require("dws.defaults").options.max_response_bytes
 local core = require "dws.core"
 local nginx = require "dws_sandbox.nginx"
 local dws = require "dws"
@@ -86,7 +87,7 @@ describe("a hostile gateway on raw sockets (libcurl transport)", function()
   end)
 
   local function count(tag)
-    local h = curl.new()
+    local h = curl.new{ max_response_bytes = MAX_RESPONSE }
     local status, _, body = h:request(srv:url("/count?tag=" .. tag), {}, nil, 5, 5)
     h:close()
     assert.equal(200, status)
@@ -102,7 +103,7 @@ describe("a hostile gateway on raw sockets (libcurl transport)", function()
 
     for _, mode in ipairs{ "desync", "desync_same" } do
       it("never reads an unasked-for response as the next answer (" .. mode .. ", " .. scheme .. ")", function()
-        local h = curl.new{ ca_file = srv.ca }
+        local h = curl.new{ ca_file = srv.ca, max_response_bytes = MAX_RESPONSE }
         local tag = mode .. "-" .. scheme
         local answers = {}
         for seq = 1, 3 do
@@ -116,7 +117,7 @@ describe("a hostile gateway on raw sockets (libcurl transport)", function()
     end
 
     it("drops the connection the extra response came on and connects afresh (" .. scheme .. ")", function()
-      local h = curl.new{ ca_file = srv.ca }
+      local h = curl.new{ ca_file = srv.ca, max_response_bytes = MAX_RESPONSE }
       assert(post(h, url("/desync"), "stats-" .. scheme, 1))
       core.sleep(0.5)
       assert(post(h, url("/desync"), "stats-" .. scheme, 2))
@@ -126,7 +127,7 @@ describe("a hostile gateway on raw sockets (libcurl transport)", function()
     end)
 
     it("does not resend a request whose reused connection closed after it was sent (" .. scheme .. ")", function()
-      local h = curl.new{ ca_file = srv.ca }
+      local h = curl.new{ ca_file = srv.ca, max_response_bytes = MAX_RESPONSE }
       local tag = "close-" .. scheme
       assert(post(h, url("/close_second"), tag, 1))
       local status, kind, message = post(h, url("/close_second"), tag, 2)
@@ -191,7 +192,8 @@ describe("environment proxies (libcurl transport)", function()
     local script = dir .. "/child.lua"
     nginx.write_file(script, [[
       local curl = require "dws.curl"
-      local h = curl.new(]] .. (extra or "") .. [[{ ca_file = arg[2] })
+local MAX_RESPONSE = require("dws.defaults").options.max_response_bytes
+      local h = curl.new(]] .. (extra or "") .. [[{ ca_file = arg[2], max_response_bytes = 65536 })
       local status, kind, body = h:request(arg[1], { "Content-Type: application/json" },
         '{"cardNo":"4111111111111111"}', 5, 5)
       io.write(tostring(status), " ", tostring(status and body or kind))

@@ -262,7 +262,7 @@ describe("dws.transport.ngx inside nginx #nginx", function()
       lua_files = { ngxcases = CASES },
       locations = "location = /t { content_by_lua_block { require('ngxcases').run() } }",
     })
-    h = curl.new()
+    h = curl.new{ max_response_bytes = require("dws.defaults").options.max_response_bytes }
     closed = httpd.closed_port()
   end)
 

@@ -53,6 +53,11 @@ describe("validate: normalisation", function()
     assert.are.equal("TOPUP", out.scenes[1])
   end)
 
+  it("leaves only strings, so encoding with or without stringify gives the same bytes", function()
+    local out = assert(validate.request(ADD, add{ isTemp = false, more = { n = 20, f = 1.5, list = { 1, true } } }))
+    assert.are.equal(core.json_encode(out, true), core.json_encode(out))
+  end)
+
   it("sends scenes as an array even when empty", function()
     local out = assert(validate.request(CONSULT, consult{ scenes = {} }))
     assert.are.equal(core.array_mt, getmetatable(out.scenes))

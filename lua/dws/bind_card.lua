@@ -10,12 +10,6 @@ local M = {}
 -- paymentMethodType values that mean "a card may be added here".
 M.CARD_OPTION_TYPES = { MIXEDCARD = true, CARD = true, DEBITCARD = true, CREDITCARD = true }
 
--- Through the client, which shields the flow from a logger that raises: a card already bound
--- at DWS must come back as an outcome, not as an exception from logging.
-local function log(client, level, message, fields)
-  client:log(level, message, fields or {})
-end
-
 local function card_invalid(message, field)
   return nil, errors.new{ api = "bindCard", status = "F", code = errors.CARD_INVALID, message = message,
                           field = field }
@@ -178,7 +172,7 @@ local function send_recorded(client, rec, resuming)
     if err.status == "F" and resuming and err.code == errors.REPEAT_REQ_INCONSISTENT then
       -- We re-sent the journaled bytes and DWS says they differ: our bug, never the customer's.
       -- The first request may still have bound the card, so the record stays UNKNOWN.
-      log(client, "error", "resume_binding: DWS answered REPEAT_REQ_INCONSISTENT to the journaled bytes",
+      client:log("error", "resume_binding: DWS answered REPEAT_REQ_INCONSISTENT to the journaled bytes",
         { requestId = id, sends = sent.sends })
       local cause = err
       err = errors.new{ api = "addPaymentMethod", code = errors.RESUME_INCONSISTENT, request_id = id,
@@ -207,7 +201,7 @@ local function send_recorded(client, rec, resuming)
   if not after then
     -- DWS answered but the record could not be updated: it stays SENT and will be found by
     -- pending_bindings; a resume re-sends the same bytes and gets the same answer.
-    log(client, "error", "bind_card: the journal could not record the answer", { requestId = id,
+    client:log("error", "bind_card: the journal could not record the answer", { requestId = id,
       state = to, error = tostring(jerr) })
     after = sent
     after.state = to
@@ -221,7 +215,7 @@ local function send_recorded(client, rec, resuming)
     if err.code == errors.RESUME_INCONSISTENT then return nil, err end
     outcome.error = err
   end
-  log(client, "info", "bind_card: " .. outcome.status, { requestId = id, mask = outcome.mask })
+  client:log("info", "bind_card: " .. outcome.status, { requestId = id, mask = outcome.mask })
   return outcome
 end
 
@@ -230,10 +224,13 @@ function M.bind(client, params)
   if type(params) ~= "table" then error("dws bind_card: params must be a table", 2) end
   if type(params.card) ~= "table" then return card_invalid("card is required (a table)", "card") end
 
-  local c, why, field = card.check(params.card)
-  if not c then return card_invalid(why, field) end
+  local c, cerr = card.check(params.card)
+  if not c then
+    cerr.api = "bindCard"
+    return nil, cerr
+  end
   local mask, last4, brand = card.mask(c.cardNo), card.last4(c.cardNo), c.brand
-  log(client, "info", "bind_card: card checked locally", { mask = mask, brand = brand })
+  client:log("info", "bind_card: card checked locally", { mask = mask, brand = brand })
 
   local journal = client.journal
   if params.requestId ~= nil then
@@ -250,7 +247,7 @@ function M.bind(client, params)
   if not options then return nil, err end
   local option, detail = M.choose_option(options.paymentOptions, brand)
   if not option then return not_addable(detail) end
-  log(client, "info", "bind_card: addable card option found",
+  client:log("info", "bind_card: addable card option found",
     { paymentMethodType = option.paymentMethodType, brands = table.concat(detail, ",") })
 
   local cached
@@ -268,7 +265,7 @@ function M.bind(client, params)
     and cached.paymentMethodDetail.card or {}
   local same, mismatch = M.same_card(card_no, brand, cached_card)
   if not same then
-    log(client, "error", "bind_card: " .. mismatch, { mask = mask })
+    client:log("error", "bind_card: " .. mismatch, { mask = mask })
     return nil, errors.new{ api = "cacheCard", code = errors.CARD_MISMATCH,
                             message = mismatch .. "; nothing was added" }
   end
@@ -280,7 +277,7 @@ function M.bind(client, params)
   -- DWS's own mask (now known to be this card's) is preferred.
   mask = string_or_nil(cached_card.mask) or mask
   brand = string_or_nil(cached_card.brand) or brand
-  log(client, "info", "bind_card: card cached", { mask = mask, expiryTime = cached.expiryTime })
+  client:log("info", "bind_card: card cached", { mask = mask, expiryTime = cached.expiryTime })
 
   local card_detail = { cardToken = temp_token, paymentMethodDetailMetadata = params.paymentMethodDetailMetadata }
   local body, request_id = client:encode_request("addPaymentMethod", {
@@ -365,7 +362,7 @@ function M.resume(client, request_id)
   end
   -- ACCEPTED / ACTION_REQUIRED: DWS has it; only the notification can tell more.
   if not journal.RESUMABLE[rec.state] then return M.outcome_of(rec) end
-  log(client, "info", "resume_binding: re-sending the journaled request", { requestId = request_id,
+  client:log("info", "resume_binding: re-sending the journaled request", { requestId = request_id,
     state = rec.state, sends = rec.sends })
   return send_recorded(client, rec, true)
 end

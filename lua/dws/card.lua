@@ -82,12 +82,19 @@ local function as_int(v)
   return nil
 end
 
--- Year and month as given ("2030"/"30", "07"/7) -> 4-digit year, month | nil, reason, field.
+-- A CARD_INVALID error naming the field (README "Conventions": nil, err for what a caller handles).
+-- dws.errors is required here, not above: it loads dws.redact, which loads this module.
+local function invalid(field, reason)
+  local errors = require "dws.errors"
+  return nil, errors.new{ code = errors.CARD_INVALID, status = "F", field = field, message = reason }
+end
+
+-- Year and month as given ("2030"/"30", "07"/7) -> 4-digit year, month | nil, err (CARD_INVALID).
 function M.expiry(year, month)
   local y, m = as_int(year), as_int(month)
   if y and y < 100 then y = 2000 + y end
-  if not y or y < 1000 then return nil, "expiryYear must be a 2 or 4 digit year", "card.expiryYear" end
-  if not m or m < 1 or m > 12 then return nil, "expiryMonth must be a month, 1 to 12", "card.expiryMonth" end
+  if not y or y < 1000 then return invalid("card.expiryYear", "expiryYear must be a 2 or 4 digit year") end
+  if not m or m < 1 or m > 12 then return invalid("card.expiryMonth", "expiryMonth must be a month, 1 to 12") end
   return y, m
 end
 
@@ -97,13 +104,9 @@ function M.expired(year, month, now)
   return year < now.year or (year == now.year and month < now.month)
 end
 
-local function invalid(field, reason)
-  return nil, reason, field
-end
-
 -- Check a card as the caller gave it. Returns a new table with cardNo normalised to digits,
 -- brand filled in from the BIN when absent, expiryYear/expiryMonth as "YYYY"/"MM"; or
--- nil, reason, field.
+-- nil, err (CARD_INVALID, err.field naming the field).
 function M.check(card, now)
   if type(card) ~= "table" then return invalid("card", "card must be a table") end
   local number = M.digits(card.cardNo)
@@ -113,8 +116,8 @@ function M.check(card, now)
   if not M.luhn(number) then
     return invalid("card.cardNo", "card number fails the Luhn check (mistyped?)")
   end
-  local year, month, field = M.expiry(card.expiryYear, card.expiryMonth)
-  if not year then return invalid(field, month) end
+  local year, month = M.expiry(card.expiryYear, card.expiryMonth)
+  if not year then return nil, month end
   if M.expired(year, month, now) then
     return invalid("card.expiryYear", string.format("card expired (%04d-%02d)", year, month))
   end

@@ -26,15 +26,17 @@
 --
 -- Logger events (logger(level, message, fields), fields.event): "request" (debug; api,
 -- request_id, attempt, body), "response" (debug; + http_status, elapsed, body), "result" (info;
--- result_code, result_status), "retry" (warn; code, http_status, delay), "error" (error; code,
--- status, attempts, field, message). Every string handed over (message and fields, bodies
--- included) is redacted and has its control characters escaped (dws.redact.printable).
+-- result_code, result_status), "retry" (warn; code, http_status, delay, reason), "error" (error;
+-- code, status, attempts, field, message, reason: why it was not retried). Every string handed
+-- over (message and fields, bodies included) is redacted and has its control characters escaped
+-- (dws.redact.printable).
 local core = require "dws.core"
 local api = require "dws.api"
 local validate = require "dws.validate"
 local errors = require "dws.errors"
 local signature = require "dws.signature"
 local redact = require "dws.redact"
+local should_retry = require("dws.retry").should_retry
 -- Request-Time and response-time are read by one parser (milliseconds or ISO 8601).
 local parse_time = require("dws.notification").parse_time
 
@@ -46,19 +48,9 @@ local M = {}
 --- The one version of lua-dws (the rockspec and the user agent carry it too).
 M.VERSION = "0.1.0"
 
-local DEFAULTS = {
-  key_version = "1",
-  request_time = "millis",
-  timeout = 15,
-  connect_timeout = 5,
-  max_retries = 2,
-  max_response_bytes = 1024 * 1024,
-  allow_insecure_http = false,
-  retry_base_delay = 0.5,
-  notification_tolerance = 300,
-  response_time_tolerance = 300,
-}
-local MAX_RETRY_DELAY = 5
+-- Option defaults and the backoff cap live in dws.defaults (README "Client options" documents them).
+local DEFAULTS = require("dws.defaults").options
+local MAX_RETRY_DELAY = require("dws.defaults").max_retry_delay
 
 -- Numeric options: { low, high, whole number?, low excluded? }. Every one must be a finite number in
 -- its range: NaN compares false with everything and would switch a check off (a NaN tolerance
@@ -163,17 +155,10 @@ local function check_numbers(o)
   end
 end
 
-local function load_key(name, value, parse, kind)
-  local key, err = value, nil
-  if type(value) ~= "userdata" then key, err = parse(value) end
-  if not key then
-    -- core's messages never carry key material.
-    error("dws.client: option " .. name .. " is unreadable: " .. tostring(err), 3)
-  end
-  local ok, actual = pcall(function() return key:kind() end)
-  if not ok or actual ~= kind then
-    error("dws.client: option " .. name .. " must be a " .. kind .. " key", 3)
-  end
+-- Raises at the caller of dws.client: an unreadable key option is a programming error.
+local function load_key(name, value, kind)
+  local key, err = signature.load_key(value, kind)
+  if not key then error("dws.client: option " .. name .. " " .. err, 3) end
   return key
 end
 
@@ -304,8 +289,8 @@ function M.new(opts)
 
   local self = setmetatable({}, Client)
   self.client_id = o.client_id
-  self.private_key = load_key("private_key", o.private_key, core.private_key, "private")
-  self.dws_key = load_key("dws_public_key", o.dws_public_key, core.public_key, "public")
+  self.private_key = load_key("private_key", o.private_key, "private")
+  self.dws_key = load_key("dws_public_key", o.dws_public_key, "public")
   -- The most common integration failure: the merchant's own public key configured as the DWS
   -- key. Every answer would then fail verification; say so now, and which key goes where.
   if self.private_key:public_der() == self.dws_key:public_der() then
@@ -371,14 +356,22 @@ local function log(self, level, message, fields)
   pcall(logger, level, printable(message), safe)
 end
 
+-- Transport kind -> error code (whether it is retried is dws.retry's to say).
 local TRANSPORT_ERRORS = {
-  timeout = { code = errors.TIMEOUT, retryable = true },
-  connect = { code = errors.CONNECTION_FAILED, retryable = true },
-  protocol = { code = errors.CONNECTION_FAILED, retryable = true },
-  error = { code = errors.CONNECTION_FAILED, retryable = true },
-  tls = { code = errors.TLS_ERROR, retryable = false },
-  too_large = { code = errors.RESPONSE_TOO_LARGE, retryable = false },
+  timeout = errors.TIMEOUT,
+  connect = errors.CONNECTION_FAILED,
+  protocol = errors.CONNECTION_FAILED,
+  error = errors.CONNECTION_FAILED,
+  tls = errors.TLS_ERROR,
+  too_large = errors.RESPONSE_TOO_LARGE,
 }
+
+-- An attempt's failure: err.retryable and the reason logged both come from dws.retry.
+local function failure(what, detail, fields)
+  local again, reason = should_retry(what, detail)
+  fields.retryable = again
+  return nil, errors.new(fields), reason
+end
 
 -- OpenSSL's words (through libcurl or nginx) for a chain that ends at a CA we do not trust.
 local MISSING_CA_WORDS = { "unable to get local issuer certificate", "unable to get issuer certificate",
@@ -396,12 +389,18 @@ local function missing_ca(message)
   return false
 end
 
--- One signed request and its classification. Returns the decoded S response, or nil, err.
+-- One signed request and its classification. Returns the decoded S response, or nil, err, and
+-- why it is (or is not) worth another attempt.
 local function attempt(self, entry, body, request_id, n, log_body)
   local o = self.options
   local time = self._time()
   local b64, serr = core.sign(self.private_key, "POST", entry.path, self.client_id, time, body)
-  if not b64 then error("dws: signing failed: " .. tostring(serr), 0) end -- a parsed key that cannot sign
+  if not b64 then
+    -- OpenSSL could not sign (out of memory, a provider failure): not a caller's bug, so nil, err.
+    -- F when nothing has been sent yet; after an earlier attempt went out, its outcome is unknown.
+    return failure("signing", serr, { code = errors.SIGNING_FAILED, status = n == 1 and "F" or "U",
+      message = "the request could not be signed: " .. tostring(serr) })
+  end
   local headers = {
     ["Content-Type"] = entry.content_type,
     ["Client-Id"] = self.client_id,
@@ -425,10 +424,10 @@ local function attempt(self, entry, body, request_id, n, log_body)
     timeout = o.timeout, connect_timeout = o.connect_timeout,
   }
   if not res then
-    local mapped = TRANSPORT_ERRORS[kind] or TRANSPORT_ERRORS.error
+    if not TRANSPORT_ERRORS[kind] then kind = "error" end
     message = tostring(kind) .. ": " .. tostring(message)
     if kind == "tls" and missing_ca(message) then message = message .. (self._in_nginx and CA_HINT_NGX or CA_HINT) end
-    return nil, errors.new{ code = mapped.code, retryable = mapped.retryable, message = message }
+    return failure("transport", kind, { code = TRANSPORT_ERRORS[kind], message = message })
   end
 
   local status = res.status
@@ -439,49 +438,48 @@ local function attempt(self, entry, body, request_id, n, log_body)
       attempt = n, http_status = status, elapsed = core.monotonic() - started, body = rbody })
   end
   if #rbody > o.max_response_bytes then
-    return nil, errors.new{ code = errors.RESPONSE_TOO_LARGE, http_status = status,
-      message = "response body is over max_response_bytes" }
+    return failure("response", "body over max_response_bytes", { code = errors.RESPONSE_TOO_LARGE,
+      http_status = status, message = "response body is over max_response_bytes" })
   end
   if status ~= 200 then
-    return nil, errors.new{ code = errors.HTTP_ERROR, http_status = status,
-      retryable = status == 429 or (type(status) == "number" and status >= 500),
-      message = "HTTP status " .. tostring(status) }
+    return failure("http", status, { code = errors.HTTP_ERROR, http_status = status,
+      message = "HTTP status " .. tostring(status) })
   end
 
   local verdict, why = signature.check_response(self.dws_key, "POST", entry.path, self.client_id, res.headers, rbody)
   if not verdict then
-    return nil, errors.new{ code = errors.SIGNATURE_INVALID, http_status = status,
-      message = "response rejected: " .. tostring(why) }
+    return failure("verification", "signature", { code = errors.SIGNATURE_INVALID, http_status = status,
+      message = "response rejected: " .. tostring(why) })
   end
   if verdict == "verified" then
     -- A genuine answer replayed from another time (or a gateway clock far off) is refused: the
     -- signed response-time must be within response_time_tolerance of the local clock.
     local sent = parse_time(why)
     if not sent then
-      return nil, errors.new{ code = errors.RESPONSE_TIME_INVALID, http_status = status,
-        message = "response-time is neither milliseconds nor ISO 8601" }
+      return failure("verification", "response-time", { code = errors.RESPONSE_TIME_INVALID, http_status = status,
+        message = "response-time is neither milliseconds nor ISO 8601" })
     end
     local skew = (core.time_ms() - sent) / 1000
     local tolerance = o.response_time_tolerance
     if not (skew <= tolerance and -skew <= tolerance) then
-      return nil, errors.new{ code = errors.RESPONSE_TIME_INVALID, http_status = status,
+      return failure("verification", "response-time", { code = errors.RESPONSE_TIME_INVALID, http_status = status,
         message = string.format("response-time is %.0f s from the local clock, outside the %g s tolerance",
-          skew, tolerance) }
+          skew, tolerance) })
     end
   end
 
   local decoded = core.json_decode(rbody)
   local result = type(decoded) == "table" and decoded.result
   if type(result) ~= "table" or type(result.resultStatus) ~= "string" then
-    return nil, errors.new{ code = errors.RESPONSE_MALFORMED, http_status = status,
-      message = "response is not JSON with result.resultStatus" }
+    return failure("response", "no result.resultStatus", { code = errors.RESPONSE_MALFORMED, http_status = status,
+      message = "response is not JSON with result.resultStatus" })
   end
   if result.resultMessage == nil and result.resultMsg ~= nil then result.resultMessage = result.resultMsg end
   local result_status = result.resultStatus
   if verdict == "unsigned" and result_status ~= "F" and result_status ~= "U" then
-    return nil, errors.new{ code = errors.SIGNATURE_MISSING, http_status = status,
+    return failure("verification", "unsigned", { code = errors.SIGNATURE_MISSING, http_status = status,
       message = "response with result status " .. (result_status == "S" and "S" or "other than F or U")
-        .. " arrived without signature or response-time" }
+        .. " arrived without signature or response-time" })
   end
   if request_id then
     -- An answer to an idempotent call must name the request it answers: a verified answer carrying
@@ -489,8 +487,8 @@ local function attempt(self, entry, body, request_id, n, log_body)
     -- customer's result. Unsigned F and U answers may lack it (gateway errors).
     local rid = decoded.requestId
     if rid ~= request_id and (rid ~= nil or result_status == "S") then
-      return nil, errors.new{ code = errors.RESPONSE_MISMATCH, http_status = status,
-        message = rid == nil and "answer carries no requestId" or "answer carries another requestId" }
+      return failure("verification", "requestId", { code = errors.RESPONSE_MISMATCH, http_status = status,
+        message = rid == nil and "answer carries no requestId" or "answer carries another requestId" })
     end
   end
   if logger then
@@ -501,10 +499,11 @@ local function attempt(self, entry, body, request_id, n, log_body)
     return decoded
   end
   if result_status == "F" or result_status == "U" then
-    return nil, errors.from_result(result, nil, verdict == "verified" and decoded or nil, status)
+    local err, reason = errors.from_result(result, nil, verdict == "verified" and decoded or nil, status)
+    return nil, err, reason
   end
-  return nil, errors.new{ code = errors.RESPONSE_MALFORMED, http_status = status,
-    message = "unknown result.resultStatus" }
+  return failure("response", "unknown result.resultStatus", { code = errors.RESPONSE_MALFORMED, http_status = status,
+    message = "unknown result.resultStatus" })
 end
 
 local function check_phase()
@@ -515,9 +514,17 @@ local function check_phase()
   end
 end
 
-local function log_error(self, def, request_id, n, err)
+local function log_error(self, def, request_id, n, err, reason)
   log(self, "error", "dws error", { event = "error", api = def.name, request_id = request_id, attempts = n,
-    code = err.code, status = err.status, field = err.field, http_status = err.http_status, message = err.message })
+    code = err.code, status = err.status, field = err.field, http_status = err.http_status, message = err.message,
+    reason = reason })
+end
+
+-- A request refused before any attempt: logged once, here, and returned.
+local function refuse(self, def, request_id, err)
+  err.attempts, err.request_id = 0, request_id
+  log_error(self, def, request_id, 0, err)
+  return nil, err
 end
 
 -- Validate and encode a request once. -> body, request_id | nil, err
@@ -548,26 +555,23 @@ local function prepare(self, entry, request, as_buffer)
       if type(id) == "string" and #id <= 64 and id:find("^[%w%-_.:]+$") then request_id = id end
     end
   end
-  if not req then
-    err.attempts, err.request_id = 0, request_id
-    log_error(self, def, request_id, 0, err)
-    return nil, err
-  end
+  if not req then return refuse(self, def, request_id, err) end
 
   -- Encoded once: the same bytes are signed and sent on every attempt. A transport that takes a
   -- dws.buffer gets one (as_buffer), so the body (card data) is never a Lua string and is wiped
   -- after the last attempt; the logger then sees the request redacted before encoding instead.
   local encode = as_buffer and core.json_encode_buffer or core.json_encode
-  local body, jerr = encode(req, true)
+  -- No stringify flag: validate.request has made every scalar a string already. The request's
+  -- rules (UTF-8, NUL, lengths, depth, cycles) are validate.lua's; the encoder's own checks only
+  -- keep core.json_encode safe for its other callers, and cannot fire here.
+  local body, jerr = encode(req)
   if not body then
-    err = errors.param("request", "request cannot be encoded as JSON: " .. tostring(jerr), def.name)
-    err.attempts, err.request_id = 0, request_id
-    log_error(self, def, request_id, 0, err)
-    return nil, err
+    return refuse(self, def, request_id,
+      errors.param("request", "request cannot be encoded as JSON: " .. tostring(jerr), def.name))
   end
   local log_body
   if self.logger then
-    log_body = redact.text(type(body) == "string" and body or core.json_encode(redact.table(req), true))
+    log_body = redact.text(type(body) == "string" and body or core.json_encode(redact.table(req)))
   end
   return body, request_id, log_body
 end
@@ -582,18 +586,19 @@ local function send(self, entry, body, request_id, log_body)
   local n = 0
   while true do
     n = n + 1
-    local res, err = attempt(self, entry, body, request_id, n, log_body)
+    local res, err, reason = attempt(self, entry, body, request_id, n, log_body)
     if (res or not err.retryable or n >= max_attempts) and type(body) ~= "string" then body:wipe() end
     if res then return res, n end
     err.api, err.attempts, err.request_id = def.name, n, request_id
     if not err.retryable or n >= max_attempts then
-      log_error(self, def, request_id, n, err)
+      if err.retryable then reason = "no attempt left (max_retries = " .. o.max_retries .. "); " .. reason end
+      log_error(self, def, request_id, n, err, reason)
       return nil, err
     end
     -- Exponential backoff with full jitter: a random delay up to base * 2^(n-1), capped.
     local delay = random() * min(MAX_RETRY_DELAY, o.retry_base_delay * 2 ^ (n - 1))
     log(self, "warn", "dws retry", { event = "retry", api = def.name, request_id = request_id, attempt = n,
-      code = err.code, http_status = err.http_status, delay = delay })
+      code = err.code, http_status = err.http_status, delay = delay, reason = reason })
     local transport = self.transport
     if type(transport.sleep) == "function" then
       transport:sleep(delay)

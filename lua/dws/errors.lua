@@ -12,6 +12,7 @@
 -- from the gateway's resultMessage and resultCode, which are passed through the redactor.
 -- tostring(err) prints every part redacted and with control characters escaped (one line, always).
 local redact = require "dws.redact"
+local should_retry = require("dws.retry").should_retry
 
 local errors = {}
 
@@ -49,6 +50,9 @@ errors.RESPONSE_TIME_INVALID = "RESPONSE_TIME_INVALID"
 --- U, not retried: an addPaymentMethod answer naming another `requestId`, or an `S` naming none; no
 -- data.
 errors.RESPONSE_MISMATCH = "RESPONSE_MISMATCH"
+--- F (U after an earlier attempt went out), not retried: OpenSSL could not sign the request
+-- (out of memory, a provider failure); nothing was sent on this attempt.
+errors.SIGNING_FAILED = "SIGNING_FAILED"
 -- The binding journal (dws.journal) and its calls.
 
 --- F: `bind_card`: cacheCard answered (signed) for another card's mask, last4 or brand; nothing
@@ -81,12 +85,6 @@ errors.REPEAT_REQ_INCONSISTENT = "REPEAT_REQ_INCONSISTENT"
 --- An API result code (F): the temporary card token expired or is unknown (`resume_binding` sets
 -- `err.reenter_card`).
 errors.INVALID_PAYMENTMETHOD_TOKEN = "INVALID_PAYMENTMETHOD_TOKEN"
-
--- Gateway U codes worth another attempt (the pages say "call the interface again").
-local RETRYABLE_RESULT = {
-  UNKNOWN_EXCEPTION = true,
-  REQUEST_TRAFFIC_EXCEED_LIMIT = true,
-}
 
 local Error = {}
 Error.__index = Error
@@ -150,27 +148,29 @@ function errors.param(field, message, api)
 end
 
 --- The error for a gateway answer with result status F or U. `response` only when verified.
--- syntax: `err = dws.errors.from_result(result, api, response?, http_status?)`
+-- syntax: `err, reason = dws.errors.from_result(result, api, response?, http_status?)`
 -- @tparam table result the answer's `result` (`resultStatus`, `resultCode`, `resultMessage`)
 -- @tparam[opt] string api the API's name
 -- @tparam[opt] table response the decoded answer, only when it verified
 -- @tparam[opt] int http_status
--- @treturn Error the error (retryable for U with UNKNOWN_EXCEPTION or REQUEST_TRAFFIC_EXCEED_LIMIT)
+-- @treturn Error the error (`retryable` as dws.retry.should_retry decides)
+-- @treturn string dws.retry's reason for retrying it or not
 function errors.from_result(result, api, response, http_status)
   local status = result.resultStatus
   -- The gateway's code is text like its message: a card number echoed into it is masked too.
   local code = type(result.resultCode) == "string" and redact.text(result.resultCode) or "UNKNOWN"
   local message = result.resultMessage
   if type(message) ~= "string" then message = code end
+  local again, reason = should_retry("result", status, code)
   return errors.new{
     status = status,
     code = code,
     message = message,
-    retryable = status == "U" and RETRYABLE_RESULT[code] == true,
+    retryable = again,
     response = response,
     http_status = http_status,
     api = api,
-  }
+  }, reason
 end
 
 --- Whether `v` is an error object made here.

@@ -31,7 +31,7 @@ local M = {}
 
 M.PREFIX = "dws:binding:"
 --- How long records in a final state are kept (seconds) unless the client says otherwise.
-M.DEFAULT_RETENTION = 90 * 24 * 3600
+M.DEFAULT_RETENTION = require("dws.defaults").journal_retention
 
 M.FINAL = { BOUND = true, FAILED = true }
 M.PENDING = { NEW = true, SENT = true, ACCEPTED = true, ACTION_REQUIRED = true, UNKNOWN = true }

@@ -23,7 +23,7 @@ local monotonic = core.monotonic
 
 local M = {}
 
-M.DEFAULT_CONCURRENCY = 32
+M.DEFAULT_CONCURRENCY = require("dws.defaults").concurrency
 M.MAX_CONCURRENCY = 1024   -- curl.multi's slot limit
 -- The longest single wait in curl_multi_poll: transfers have their own timeouts, this only bounds
 -- how late a retry's backoff can notice that its time has come when nothing else finishes.

@@ -10,6 +10,7 @@ local core = require "dws.core"
 local errors = require "dws.errors"
 local signature = require "dws.signature"
 local dstore = require "dws.store"
+local defaults = require "dws.defaults"
 
 local M = {}
 
@@ -34,12 +35,10 @@ M.REFUSAL_BODIES = {
     '"resultMessage":"notification refused: notifications are POSTed"}}',
 }
 
-local DEFAULT_TOLERANCE = 300
--- DWS re-sends for about 24 hours; remember a notification a while longer than that.
-local DEFAULT_SEEN_TTL = 2 * 24 * 3600
--- How long one delivery holds its claim while the handler runs; a crash mid-handler frees the
--- requestId after this, and DWS's next delivery runs the handler then.
-local DEFAULT_CLAIM_TTL = 60
+-- The tolerance and the de-dup TTLs: dws.defaults says why each is what it is.
+local DEFAULT_TOLERANCE = defaults.options.notification_tolerance
+local DEFAULT_SEEN_TTL = defaults.notification_seen_ttl
+local DEFAULT_CLAIM_TTL = defaults.notification_claim_ttl
 local REQUEST_ID_MAX = 64
 
 local function fail(code, message, http_status, field)
@@ -47,28 +46,8 @@ local function fail(code, message, http_status, field)
                           http_status = http_status, field = field }
 end
 
--- Through the client, which pcalls the logger: a failing logger must not cost an acknowledgement.
-local function log(client, level, message, fields)
-  if client and client.log then client:log(level, message, fields or {}) end
-end
-
--- One value per header name, whatever letter case the caller's table uses. A name given twice
--- (two spellings, or an array of values) is refused: which copy was signed is unknowable.
-local function header_values(headers)
-  local out = {}
-  for name, value in pairs(headers or {}) do
-    if type(name) == "string" then
-      local lname = name:lower()
-      if type(value) == "table" then
-        if #value ~= 1 then return nil, lname end
-        value = value[1]
-      end
-      if out[lname] ~= nil then return nil, lname end
-      out[lname] = tostring(value)
-    end
-  end
-  return out
-end
+-- The headers a notification's signature covers (signature.pick_headers is the one rule).
+local SIGNED_HEADERS = { ["signature"] = true, ["client-id"] = true, ["request-time"] = true }
 
 -- Days since 1970-01-01 for a proleptic Gregorian date (H. Hinnant's days_from_civil), so no
 -- local time zone or os.time() is involved.
@@ -146,7 +125,7 @@ local function check_body(client, body)
   if refs == 0 then notes[#notes + 1] = "neither referenceCustomerId nor referenceUserId" end
   if refs == 2 then notes[#notes + 1] = "both referenceCustomerId and referenceUserId" end
   if #notes > 0 then
-    log(client, "info", "notification accepted with " .. table.concat(notes, ", "), { requestId = id })
+    client:log("info", "notification accepted with " .. table.concat(notes, ", "), { requestId = id })
   end
   return n
 end
@@ -191,8 +170,8 @@ function M.verify(client, request, opts)
   end
   path = path:match("^[^?#]*")
 
-  local h, dup = header_values(request.headers)
-  if not h then return fail("SIGNATURE_INVALID", "header " .. dup .. " given more than once", 401) end
+  local h, bad = signature.pick_headers(request.headers, SIGNED_HEADERS)
+  if not h then return fail("SIGNATURE_INVALID", bad, 401) end
   for _, name in ipairs{ "signature", "client-id", "request-time" } do
     if not h[name] or h[name] == "" then return fail("SIGNATURE_MISSING", "header " .. name .. " is missing", 401) end
   end
@@ -294,7 +273,7 @@ local DONE = "done"
 
 -- Not acknowledged: DWS re-sends later.
 local function unknown(client, n, level, message)
-  log(client, level, message, { requestId = n.requestId })
+  client:log(level, message, { requestId = n.requestId })
   return answer(500, M.UNKNOWN_BODY)
 end
 
@@ -316,13 +295,13 @@ local function record(client, n)
   end)
   if not rec then
     if err then return nil, err end
-    log(client, "info", "notification for a requestId the binding journal does not know; handed to the handler",
+    client:log("info", "notification for a requestId the binding journal does not know; handed to the handler",
       { requestId = n.requestId })
     return nil
   end
   if rec.state ~= state then
     -- Final already (a repeat from another node's memory, or FAILED then BOUND): the first word stays.
-    log(client, "warn", "notification says " .. state .. " for a binding already " .. rec.state .. "; kept "
+    client:log("warn", "notification says " .. state .. " for a binding already " .. rec.state .. "; kept "
       .. rec.state, { requestId = n.requestId })
   end
   return require("dws.bind_card").binding(client, n.requestId)
@@ -349,7 +328,7 @@ function M.handle(client, request, handler, opts)
   if type(handler) ~= "function" then error("dws.notification.handle: handler must be a function", 2) end
   local n, err = M.verify(client, request, opts)
   if not n then
-    log(client, "warn", "notification refused: " .. err.message, { code = err.code })
+    client:log("warn", "notification refused: " .. err.message, { code = err.code })
     return refusal(err)
   end
 
@@ -370,7 +349,7 @@ function M.handle(client, request, handler, opts)
     if seen == nil or seen == PROCESSING then
       return unknown(client, n, "info", "notification is being processed by another delivery; asked to re-send")
     end
-    log(client, "info", "notification already processed, acknowledged again", { requestId = n.requestId })
+    client:log("info", "notification already processed, acknowledged again", { requestId = n.requestId })
     return answer(200, M.ACK_BODY)
   end
   local function release()
@@ -393,7 +372,7 @@ function M.handle(client, request, handler, opts)
     return unknown(client, n, "error", "notification handler failed: " .. tostring(reason))
   end
   if result == false then
-    log(client, "warn", "notification handler reported a business failure (acknowledged): " .. tostring(reason),
+    client:log("warn", "notification handler reported a business failure (acknowledged): " .. tostring(reason),
       { requestId = n.requestId })
   end
 
@@ -402,7 +381,7 @@ function M.handle(client, request, handler, opts)
   if not stored then
     -- The handler has run: acknowledging is right; a re-delivery after the claim expires
     -- would run it again, so say so loudly.
-    log(client, "error", "could not remember notification: " .. tostring(serr), { requestId = n.requestId })
+    client:log("error", "could not remember notification: " .. tostring(serr), { requestId = n.requestId })
   end
   return answer(200, M.ACK_BODY)
 end

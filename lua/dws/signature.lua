@@ -7,7 +7,7 @@
 -- arguments, key forms and the rules about which headers must be present.
 local core = require "dws.core"
 
-local type, pairs, tostring, format = type, pairs, tostring, string.format
+local type, pairs, pcall, tostring, format = type, pairs, pcall, tostring, string.format
 
 local signature = {}
 
@@ -20,18 +20,32 @@ local function need_string(args, name, fn)
   return v
 end
 
--- A key given as text is parsed here; a parsed core key (userdata) is used as it is.
-local function load_key(k, kind, fn)
+--- A key as text (PEM or bare base64) parsed, or a parsed dws.core key checked for its kind.
+-- The one key loader: dws.client's key options and the public sign/verify go through it.
+-- syntax: `key, err = dws.signature.load_key(k, kind)`
+-- @tparam string|userdata k key text or a `dws.core` key
+-- @tparam string kind "private" or "public"
+-- @treturn userdata the `dws.core` key
+-- @treturn[2] nil
+-- @treturn[2] string err (never key material)
+function signature.load_key(k, kind)
+  local key = k
   if type(k) == "string" then
-    local parse = kind == "private" and core.private_key or core.public_key
-    local key, err = parse(k)
-    if not key then error(format("dws.signature.%s: unreadable %s key: %s", fn, kind, tostring(err)), 3) end
-    return key
+    local err
+    key, err = (kind == "private" and core.private_key or core.public_key)(k)
+    if not key then return nil, "is unreadable: " .. tostring(err) end
+  elseif type(k) ~= "userdata" then
+    return nil, "must be key text or a dws.core key"
   end
-  if type(k) ~= "userdata" then
-    error(format("dws.signature.%s: %s key must be key text or a dws.core key", fn, kind), 3)
-  end
-  return k
+  local ok, actual = pcall(function() return key:kind() end)
+  if not ok or actual ~= kind then return nil, "must be a " .. kind .. " key" end
+  return key
+end
+
+local function load_key(k, kind, fn)
+  local key, err = signature.load_key(k, kind)
+  if not key then error(format("dws.signature.%s: %s_key %s", fn, kind, err), 3) end
+  return key
 end
 
 --- The Signature header value for a request:
@@ -53,29 +67,29 @@ function signature.sign(args)
 end
 
 --- Verify a Signature header value over a message with a parsed core public key.
--- Returns true, or nil and the reason.
+-- A predicate (README "Conventions"): true, or false and the reason.
 -- syntax: `ok, why = dws.signature.verify_message{ key =, method =, path =, client_id =, time =, body =, signature = }`
 -- @tparam table args `key` (a `dws.core` public key), `method`, `path`, `client_id`, `time`, `body`,
 -- `signature` (the header value)
 -- @treturn bool true
--- @treturn[2] nil
+-- @treturn[2] bool false
 -- @treturn[2] string why: missing, malformed, another algorithm, or does not verify
 function signature.verify_message(args)
   local header = args.signature
-  if type(header) ~= "string" or header == "" then return nil, "signature header missing" end
+  if type(header) ~= "string" or header == "" then return false, "signature header missing" end
   local parsed, perr = core.parse_signature_header(header)
-  if not parsed then return nil, "signature header malformed: " .. tostring(perr) end
+  if not parsed then return false, "signature header malformed: " .. tostring(perr) end
   if parsed.algorithm ~= nil and parsed.algorithm ~= "RSA256" then
-    return nil, "unsupported signature algorithm"
+    return false, "unsupported signature algorithm"
   end
   local ok, why = core.verify(args.key, args.method, args.path, args.client_id, args.time, args.body,
     parsed.signature)
-  if ok ~= true then return nil, why or "signature does not verify" end
+  if ok ~= true then return false, why or "signature does not verify" end
   return true
 end
 
 --- Verify a Signature header value over a message. Public form: the key may be text (PEM or
--- bare base64) or a parsed core key. Returns true, or false and the reason.
+-- bare base64) or a parsed core key. A predicate, like verify_message: true, or false and the reason.
 -- syntax: `ok, why = dws.signature.verify{ public_key =, method =, path =, client_id =, time =, body =, signature = }`
 -- @tparam table args `public_key`, `method`, `path`, `client_id`, `time`, `body`, `signature` (the
 -- Signature header value)
@@ -86,7 +100,7 @@ end
 function signature.verify(args)
   if type(args) ~= "table" then error("dws.signature.verify: expects a table of arguments", 2) end
   local key = load_key(args.public_key, "public", "verify")
-  local ok, why = signature.verify_message{
+  return signature.verify_message{
     key = key,
     method = need_string(args, "method", "verify"),
     path = need_string(args, "path", "verify"),
@@ -95,28 +109,30 @@ function signature.verify(args)
     body = need_string(args, "body", "verify"),
     signature = args.signature,
   }
-  if not ok then return false, why end
-  return true
 end
 
 -- Response headers the policy reads, by lower-case name.
 local WANTED = { ["signature"] = true, ["response-time"] = true, ["client-id"] = true }
 
---- Pick signature, response-time and client-id out of a response's headers, whatever the letter
--- case. Returns a table of the three (absent ones nil), or nil, reason when one is given twice
--- (an array value, or two spellings): which copy was signed cannot be known.
--- syntax: `h, why = dws.signature.response_headers(headers)`
+--- The one rule for reading signed headers out of a caller's table, for answers and notifications
+-- alike: `wanted` is a set of lower-case names; any letter case matches. Returns a table of the
+-- wanted ones present (empty values dropped), or nil, reason when one is given twice (an array
+-- value, or two spellings: which copy was signed cannot be known) or is not a string (headers are
+-- text on the wire; anything else was made by code that might not send what it shows). Names
+-- outside `wanted` are not looked at, whatever their shape.
+-- syntax: `h, why = dws.signature.pick_headers(headers, wanted)`
 -- @tparam table headers name -> value (or array of values)
--- @treturn table `{ signature =, ["response-time"] =, ["client-id"] = }`
+-- @tparam table wanted lower-case name -> true
+-- @treturn table lower-case name -> value, for the wanted names present
 -- @treturn[2] nil
 -- @treturn[2] string why
-function signature.response_headers(headers)
+function signature.pick_headers(headers, wanted)
   local out = {}
   if type(headers) ~= "table" then return out end
   for name, value in pairs(headers) do
     if type(name) == "string" then
-      local lname = WANTED[name] and name or name:lower()
-      if WANTED[lname] then
+      local lname = wanted[name] and name or name:lower()
+      if wanted[lname] then
         if type(value) == "table" then
           if #value ~= 1 then return nil, lname .. " header given more than once" end
           value = value[1]
@@ -128,6 +144,16 @@ function signature.response_headers(headers)
     end
   end
   return out
+end
+
+--- Pick signature, response-time and client-id out of a response's headers, by pick_headers' rule.
+-- syntax: `h, why = dws.signature.response_headers(headers)`
+-- @tparam table headers name -> value (or array of values)
+-- @treturn table `{ signature =, ["response-time"] =, ["client-id"] = }`
+-- @treturn[2] nil
+-- @treturn[2] string why
+function signature.response_headers(headers)
+  return signature.pick_headers(headers, WANTED)
 end
 
 --- The response policy of SIGNING.md, signature part. Returns

@@ -5,6 +5,11 @@
 -- the core array marker, so the encoder's output follows the definition and not the accident of
 -- an empty Lua table. Failures return nil, err (PARAM_ILLEGAL, err.field = "env.terminalType");
 -- messages name fields and rules, never values.
+--
+-- This is the home of the request rules: UTF-8 (lengths are counted in characters, so it must
+-- know), NUL bytes, lengths, depth and cycles (its own walk needs them to end). json.c checks
+-- UTF-8, depth and cycles again for every other caller of core.json_encode; on the client path
+-- it only ever sees this module's output, all strings, so dws.client encodes without stringify.
 local core = require "dws.core"
 local api = require "dws.api"
 local errors = require "dws.errors"

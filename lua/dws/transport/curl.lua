@@ -12,6 +12,7 @@
 --
 -- One libcurl handle per transport, so sequential calls share one kept-alive connection.
 local curl = require "dws.curl"
+local defaults = require("dws.defaults").options
 
 local pairs, type, tostring, setmetatable, error = pairs, type, tostring, setmetatable, error
 local concat = table.concat
@@ -20,8 +21,6 @@ local M = {}
 
 local Transport = {}
 Transport.__index = Transport
-
-local DEFAULT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT = 15, 5
 
 -- dws.curl sends a dws.buffer body in place: dws.client then keeps request bodies out of Lua strings.
 Transport.body_buffers = true
@@ -40,12 +39,12 @@ function M.new(opts)
     proxy = opts.proxy,
     user_agent = opts.user_agent,
     verify = opts.verify,
-    max_response_bytes = opts.max_response_bytes,
+    max_response_bytes = opts.max_response_bytes or defaults.max_response_bytes,
   }
   return setmetatable({
     handle = handle,
-    timeout = opts.timeout or DEFAULT_TIMEOUT,
-    connect_timeout = opts.connect_timeout or DEFAULT_CONNECT_TIMEOUT,
+    timeout = opts.timeout or defaults.timeout,
+    connect_timeout = opts.connect_timeout or defaults.connect_timeout,
     -- Reused for every call: only its contents change.
     lines = {},
   }, Transport)

@@ -18,12 +18,13 @@ local type, tostring, tonumber, pairs, setmetatable, error = type, tostring, ton
 local concat = table.concat
 local lower, byte, find, sub = string.lower, string.byte, string.find, string.sub
 
+local defaults = require "dws.defaults"
+
 local M = {}
 
 local Transport = {}
 Transport.__index = Transport
 
-local DEFAULT_MAX_RESPONSE = 1048576
 local MAX_HEADER_BYTES = 65536
 local READ_MAX = 65536
 local MAX_CACHED_URLS = 64
@@ -53,17 +54,17 @@ function M.new(opts)
   -- Cosockets cannot tunnel through a proxy: refuse rather than silently go direct.
   -- (ca_file is ignored: trust comes from nginx's lua_ssl_trusted_certificate.)
   if opts.proxy ~= nil then error("dws.transport.ngx.new: proxy is not supported inside nginx", 2) end
-  local max = opts.max_response_bytes or DEFAULT_MAX_RESPONSE
+  local max = opts.max_response_bytes or defaults.options.max_response_bytes
   if type(max) ~= "number" or max < 1 then
     error("dws.transport.ngx.new: max_response_bytes must be a positive number", 2)
   end
   return setmetatable({
     verify = opts.verify ~= false,
     max_response_bytes = max,
-    timeout = opts.timeout or 15,
-    connect_timeout = opts.connect_timeout or 5,
-    pool_size = opts.pool_size or 32,
-    idle_timeout_ms = ms(opts.idle_timeout or 60),
+    timeout = opts.timeout or defaults.options.timeout,
+    connect_timeout = opts.connect_timeout or defaults.options.connect_timeout,
+    pool_size = opts.pool_size or defaults.pool_size,
+    idle_timeout_ms = ms(opts.idle_timeout or defaults.idle_timeout),
     user_agent = opts.user_agent,
     server_name = opts.server_name,
     urls = {},
