@@ -25,7 +25,7 @@ local function lua54(args)
     ROOT, ROOT, ROOT, args)
 end
 
-setup(function()
+lazy_setup(function()
   dir = nginx.tmpdir("dws-crash")
   journal_spec = "sqlite:" .. dir .. "/journal.db"
   local merchant_port = nginx.free_ports(1)[1]
@@ -43,7 +43,7 @@ setup(function()
     sb.http_url, journal_spec, sb.http_url, dir .. "/request_id", CARD))
 end)
 
-teardown(function()
+lazy_teardown(function()
   if server then server:stop() end
   if sb then sb:stop() end
   nginx.rmdir(dir)
