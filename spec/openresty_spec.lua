@@ -102,7 +102,7 @@ local function notification_body(request_id)
   })
 end
 
-setup(function()
+lazy_setup(function()
   dir = nginx.tmpdir("dws-openresty")
   local priv = nginx.make_keypair(dir, "merchant")
   local port = nginx.free_ports(1)[1]
@@ -119,7 +119,7 @@ setup(function()
   http = require("dws.transport.curl").new{}
 end)
 
-teardown(function()
+lazy_teardown(function()
   if server then server:stop() end
   if sb then sb:stop() end
   nginx.rmdir(dir)
