@@ -514,7 +514,9 @@ function M.handle()
     max_retries = p.max_retries or %s, retry_base_delay = %s,
     logger = function(_, _, f)
       if f and (f.event == "retry" or f.event == "error") then
-        events[#events + 1] = f.event .. " " .. tostring(f.code) .. " attempt " .. tostring(f.attempt or f.attempts)
+        -- a retry event names the attempt that failed, the error event how many there were
+        local n = f.event == "retry" and f.attempt or f.attempts
+        events[#events + 1] = f.event .. " " .. tostring(f.code) .. " attempt " .. tostring(n)
       end
     end }
   local t0 = ngx.now()
