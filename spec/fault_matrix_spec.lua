@@ -553,10 +553,8 @@ return M
       MAX_RETRIES, BASE_DELAY))
     local paths = nginx.lua_paths():gsub('lua_package_path "', 'lua_package_path "' .. prefix .. '/lua/?.lua;', 1)
     local tmp = prefix .. "/tmp"
-    local ok, err
-    for _ = 1, 3 do -- free_ports is a snapshot: retry when another process took the port first
-      port = nginx.free_ports(1)[1]
-      ok, err = nginx.start(prefix, nginx.preamble(prefix) .. table.concat({
+    local ports, err = nginx.start_on_free_ports(prefix, 1, function(p)
+      return nginx.preamble(prefix) .. table.concat({
         "events { worker_connections 256; }",
         "http {",
         paths,
@@ -569,14 +567,13 @@ return M
         "    scgi_temp_path " .. tmp .. "/scgi;",
         "    client_body_buffer_size 1m;",
         "    server {",
-        "        listen 127.0.0.1:" .. port .. ";",
+        "        listen 127.0.0.1:" .. p[1] .. ";",
         "        location = /call { content_by_lua_block { require(\"fm_call\").handle() } }",
         "    }",
         "}",
-      }, "\n") .. "\n", { port })
-      if ok then break end
-    end
-    assert(ok, err)
+      }, "\n") .. "\n"
+    end)
+    port = assert(ports, err)[1]
     http = curl.new{ max_response_bytes = require("dws.defaults").options.max_response_bytes }
   end)
 

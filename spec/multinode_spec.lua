@@ -124,16 +124,12 @@ http {
 ]]
 
 local function start(prefix, conf_fmt, ...)
-  local why
-  for _ = 1, 3 do -- free_ports is a snapshot: another process may take the port first
-    local port = nginx.free_ports(1)[1]
-    local conf = nginx.preamble(prefix):gsub("worker_processes 1", "worker_processes 2") ..
-      string.format(conf_fmt, nginx.lua_paths(), ...):gsub("@PORT@", tostring(port))
-    local ok
-    ok, why = nginx.start(prefix, conf, { port })
-    if ok then return port end
-  end
-  error(why)
+  local body = string.format(conf_fmt, nginx.lua_paths(), ...)
+  local ports, why = nginx.start_on_free_ports(prefix, 1, function(p)
+    return nginx.preamble(prefix):gsub("worker_processes 1", "worker_processes 2") ..
+      body:gsub("@PORT@", tostring(p[1]))
+  end)
+  return assert(ports, why)[1]
 end
 
 -- n notifications signed now, one JSON line each, in a file for the driver.

@@ -50,15 +50,11 @@ http {
 lazy_setup(function()
   dir = nginx.tmpdir("dws-store-nginx")
   redis = assert(redis_server.start())
-  local started, why
-  for _ = 1, 3 do
-    port = nginx.free_ports(1)[1]
-    local conf = nginx.preamble(dir) .. string.format(CONF,
-      nginx.lua_paths():match("lua_package_cpath[^\n]*"), root, root, root, port, redis.port)
-    started, why = nginx.start(dir, conf, { port })
-    if started then break end
-  end
-  assert(started, why)
+  local ports, why = nginx.start_on_free_ports(dir, 1, function(p)
+    return nginx.preamble(dir) .. string.format(CONF,
+      nginx.lua_paths():match("lua_package_cpath[^\n]*"), root, root, root, p[1], redis.port)
+  end)
+  port = assert(ports, why)[1]
   curl = require("dws.transport.curl").new{}
 end)
 

@@ -189,6 +189,24 @@ function M.start(prefix, conf, ports, timeout)
   return nil, "nginx did not come up: " .. ((read_file(prefix .. "/logs/error.log") or ""):sub(-2000))
 end
 
+-- Start nginx on n free loopback ports; conf_for(ports) gives the nginx.conf text. free_ports is a
+-- snapshot, so another process (a parallel spec) may bind a port first: that lost race, and only
+-- that, is tried again with other ports; any other failure is returned at once.
+-- -> ports | nil, err
+function M.start_on_free_ports(prefix, n, conf_for, timeout)
+  local err
+  for _ = 1, 5 do
+    local ports = M.free_ports(n)
+    M.mkdir(prefix .. "/logs")
+    write_file(prefix .. "/logs/error.log", "") -- so the log read on failure is this try's
+    local ok
+    ok, err = M.start(prefix, conf_for(ports), ports, timeout)
+    if ok then return ports end
+    if not tostring(err):find("Address already in use", 1, true) then break end
+  end
+  return nil, err
+end
+
 -- Stop by pid: SIGQUIT lets workers finish, SIGKILL after timeout seconds.
 function M.stop(prefix, timeout)
   local pid = pid_of(prefix)
