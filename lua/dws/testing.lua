@@ -48,8 +48,11 @@ Sandbox.__index = Sandbox
 
 -- Admin calls go over dws.curl on one kept-alive connection per sandbox: a spec makes hundreds of
 -- them, and a curl process per call cost more than the calls. -> status, body | nil, message
+-- The request and delivery logs can outgrow a DWS answer's size limit: the sandbox's own cap on
+-- them (its 64 MiB log zone) is the limit here.
+local ADMIN_MAX_BYTES = 64 * 1024 * 1024
 local function http(sb, method, path, headers, body)
-  sb.handle = sb.handle or require("dws.curl").new{}
+  sb.handle = sb.handle or require("dws.curl").new{ max_response_bytes = ADMIN_MAX_BYTES }
   local status, kind, answer = sb.handle:request(sb.http_url .. path, headers or {}, body, 10, 5, method)
   if not status then return nil, tostring(kind) .. ": " .. tostring(answer) end
   return status, answer
