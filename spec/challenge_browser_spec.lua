@@ -4,6 +4,9 @@
 -- server (examples/openresty: handle_notification over a SQLite journal shared with this spec's
 -- client), and sends the browser back to the shop's redirectUrl. The binding then reads BOUND (or
 -- FAILED) through client:binding, as a merchant would read it.
+-- Tagged #nginx (run under one busted flavour): what is under test runs outside the busted process
+-- (the challenge page and its notification in the sandbox, the browser, the merchant server);
+-- bind_card and the journal's reads run under both flavours in their own specs.
 local dws = require "dws"
 local core = require "dws.core"
 local nginx = require "dws_sandbox.nginx"
@@ -82,7 +85,7 @@ local function browse_and_type(url, otp, expect_prefix)
   return result
 end
 
-describe("the challenge card in headless Chromium", function()
+describe("the challenge card in headless Chromium #nginx", function()
   setup(function()
     dir = nginx.tmpdir("dws-browser")
     local ports = nginx.free_ports(3)

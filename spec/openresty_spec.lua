@@ -102,7 +102,7 @@ local function notification_body(request_id)
   })
 end
 
-setup(function()
+lazy_setup(function()
   dir = nginx.tmpdir("dws-openresty")
   local priv = nginx.make_keypair(dir, "merchant")
   local port = nginx.free_ports(1)[1]
@@ -119,7 +119,7 @@ setup(function()
   http = require("dws.transport.curl").new{}
 end)
 
-teardown(function()
+lazy_teardown(function()
   if server then server:stop() end
   if sb then sb:stop() end
   nginx.rmdir(dir)
@@ -284,8 +284,13 @@ describe("make demo (examples/demo.sh) #nginx", function()
     assert.matches("exit=0", out)
     assert.matches("MIXEDCARD%s+enabled=true%s+brands=MASTERCARD,VISA", out)
     assert.matches("cached card: 411111%*%*%*%*%*%*1111 %(VISA%), card token expires %d%d%d%d%-", out)
-    assert.matches("binding:%s+ACCEPTED", out)
-    assert.matches("state:%s+BOUND %(was ACCEPTED%), final card token %S+", out)
+    -- bind_card's outcome is ACCEPTED, or BOUND when the notification (sent as the sandbox answers)
+    -- reached the merchant server's journal before the answer reached bind_card: both are the
+    -- documented outcomes of that race (README "Binding a card"), and a loaded machine shows both.
+    -- Either way the journal ends BOUND, and the demo says which it was.
+    local said = out:match("binding:%s+(%u+)")
+    assert.is_true(said == "ACCEPTED" or said == "BOUND", "binding: " .. tostring(said))
+    assert.matches("state:%s+BOUND %(was " .. tostring(said) .. "%), final card token %S+", out)
     assert.matches("answered:%s+HTTP 200, resultStatus S", out)
     assert.is_nil(out:find("4111111111111111", 1, true))
     assert.is_nil(sandbox_pid)

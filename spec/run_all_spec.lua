@@ -154,7 +154,7 @@ describe("client:run_all", function()
   end)
 
   it("does not hold the other requests behind a slow one", function()
-    sb:fault("slow", 1, { delay = 2 })
+    sb:fault("slow", 1, { delay = 0.8 }) -- the others answer in milliseconds
     local reqs = {}
     for i = 1, 6 do reqs[i] = add(string.format("run-all-slow-%d", i)) end
     client:run_all(reqs, { concurrency = 6 })
@@ -171,7 +171,7 @@ describe("client:run_all", function()
   it("times out one transfer without failing the others", function()
     client:close()
     local o = sb:client_options()
-    o.max_retries, o.timeout = 0, 1
+    o.max_retries, o.timeout = 0, 0.5 -- waited out once; the others answer in milliseconds
     client = dws.client(o)
     sb:fault("never_answer", 1, { delay = 5 })
     local reqs = {}

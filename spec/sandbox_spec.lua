@@ -190,8 +190,8 @@ describe("dws sandbox #nginx", function()
     receiver_dir = tmp .. "/receiver"
     receiver_port = nginx.free_ports(1)[1]
     assert(start_receiver(receiver_dir, receiver_port))
-    -- 0.00002: Antom's 24-hour schedule in about 1.7 s.
-    sb = assert(sandbox.start{ notify_scale = 0.00002, notify_delay = 0.3,
+    -- 0.00001: Antom's 24-hour schedule in about 0.9 s.
+    sb = assert(sandbox.start{ notify_scale = 0.00001, notify_delay = 0.3,
                                notify_url = "http://127.0.0.1:" .. receiver_port .. "/notify/dws?from=dws" })
     sb.merchant_key = assert(core.private_key(sb.merchant.private_key))
     sb.dws_key = assert(core.public_key(sb.dws_public_key))
@@ -1063,12 +1063,12 @@ describe("dws sandbox #nginx", function()
   end)
 end)
 
-describe("dws sandbox with a one-second token_ttl #nginx", function()
+describe("dws sandbox with a 0.3-second token_ttl #nginx", function()
   local sb
 
   setup(function()
     tmp = nginx.tmpdir("dws-sbspec")
-    sb = assert(sandbox.start{ token_ttl = 1 })
+    sb = assert(sandbox.start{ token_ttl = 0.3 })
     sb.merchant_key = assert(core.private_key(sb.merchant.private_key))
   end)
 
@@ -1079,7 +1079,7 @@ describe("dws sandbox with a one-second token_ttl #nginx", function()
 
   it("refuses a token past its expiry", function()
     local token = cache(sb, "4111111111111111")
-    nginx.sleep(1.5)
+    nginx.sleep(0.6) -- twice the token's lifetime
     local r = call(sb, "addPaymentMethod", add_body("e-1", token))
     assert.are.same({ "F", "INVALID_PAYMENTMETHOD_TOKEN" }, { sc(r) })
   end)

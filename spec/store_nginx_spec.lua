@@ -1,6 +1,7 @@
 -- The stores that run inside nginx, against the store contract in a real nginx: ngx.shared
 -- (dws.store.shared_dict) and Redis over cosockets (dws.store.redis with nginx.redis). Each
 -- contract case runs in a content handler, one request per case, and becomes an `it` here.
+-- Tagged #nginx (run under one busted flavour): the stores under test run inside nginx.
 local contract = require "helpers.store_contract"
 local redis_server = require "helpers.redis"
 local nginx = require "dws_sandbox.nginx"
@@ -46,22 +47,18 @@ http {
 }
 ]]
 
-setup(function()
+lazy_setup(function()
   dir = nginx.tmpdir("dws-store-nginx")
   redis = assert(redis_server.start())
-  local started, why
-  for _ = 1, 3 do
-    port = nginx.free_ports(1)[1]
-    local conf = nginx.preamble(dir) .. string.format(CONF,
-      nginx.lua_paths():match("lua_package_cpath[^\n]*"), root, root, root, port, redis.port)
-    started, why = nginx.start(dir, conf, { port })
-    if started then break end
-  end
-  assert(started, why)
+  local ports, why = nginx.start_on_free_ports(dir, 1, function(p)
+    return nginx.preamble(dir) .. string.format(CONF,
+      nginx.lua_paths():match("lua_package_cpath[^\n]*"), root, root, root, p[1], redis.port)
+  end)
+  port = assert(ports, why)[1]
   curl = require("dws.transport.curl").new{}
 end)
 
-teardown(function()
+lazy_teardown(function()
   if dir then nginx.stop(dir) end
   if redis then redis:stop() end
   nginx.rmdir(dir)
@@ -80,7 +77,7 @@ local function case(kind, i)
 end
 
 for _, kind in ipairs{ "shared_dict", "redis" } do
-  describe("dws.store." .. kind .. " inside nginx (store contract)", function()
+  describe("dws.store." .. kind .. " inside nginx (store contract) #nginx", function()
     for i, c in ipairs(contract.cases) do it(c[1], case(kind, i)) end
   end)
 end

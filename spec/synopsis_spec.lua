@@ -41,7 +41,7 @@ local function request(method, path, body)
   return res.status, dws.decode_json(res.body)
 end
 
-setup(function()
+lazy_setup(function()
   dir = nginx.tmpdir("dws-synopsis")
   prefix = dir .. "/server"
   priv = nginx.make_keypair(dir, "merchant")
@@ -75,7 +75,7 @@ setup(function()
   http = require("dws.transport.curl").new{}
 end)
 
-teardown(function()
+lazy_teardown(function()
   if prefix then nginx.stop(prefix) end
   if sb then sb:stop() end
   nginx.rmdir(dir)

@@ -81,8 +81,7 @@ local function start_front()
       "    }",
     }, "\n")
   end
-  local ports
-  local function conf_for()
+  local function conf_for(ports)
     return nginx.preamble(front_prefix) .. table.concat({
       "events { worker_connections 64; }",
       "http {",
@@ -103,14 +102,7 @@ local function start_front()
       "}",
     }, "\n") .. "\n"
   end
-  -- free_ports is a snapshot: another process may take a port before nginx binds it; try again.
-  local ok, err
-  for _ = 1, 3 do
-    ports = nginx.free_ports(5)
-    ok, err = nginx.start(front_prefix, conf_for(), ports)
-    if ok then break end
-  end
-  assert(ok, err)
+  local ports = assert(nginx.start_on_free_ports(front_prefix, 5, conf_for))
   return { ca = right.ca, right_port = ports[1], wrong_port = ports[2], tls11_port = ports[3],
            dup_time_port = ports[4], dup_client_port = ports[5] }
 end

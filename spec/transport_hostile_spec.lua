@@ -34,22 +34,26 @@ local function response(body)
   return "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body
 end
 
--- mode: "desync" (an extra response 0.3 s after the real one), "desync_same" (the extra one in
--- the same write), "close_second" (answer the first request, read the second, close).
+-- mode: "desync" (an extra response 0.1 s after the real one), "desync_same" (the extra one in
+-- the same write), "close_second" (answer the first request, read the second, close). Each extra
+-- response sent is counted under "<tag>:extra", so a spec waits for it rather than for a clock.
 function M.serve(mode, tag)
   ngx.req.read_body()
   local h = ngx.req.get_headers()
   local dict = ngx.shared.hostile
-  dict:incr(tag or h["x-tag"] or "-", 1, 0)
+  local counter = tag or h["x-tag"] or "-"
+  dict:incr(counter, 1, 0)
   local sock = assert(ngx.req.socket(true))
   sock:settimeout(10000)
   local first = response("answer-to-" .. tostring(h["x-seq"]))
   if mode == "desync" then
     sock:send(first)
-    ngx.sleep(0.3)
+    ngx.sleep(0.1)
     sock:send(response("extra"))
+    dict:incr(counter .. ":extra", 1, 0)
   elseif mode == "desync_same" then
     sock:send(first .. response("extra"))
+    dict:incr(counter .. ":extra", 1, 0)
   else
     sock:send(first)
   end
@@ -94,6 +98,13 @@ describe("a hostile gateway on raw sockets (libcurl transport)", function()
     return tonumber(body)
   end
 
+  -- Until the server has sent the extra response of call `seq` (on the wire before the next call).
+  local function extra_sent(tag, seq)
+    local deadline = core.monotonic() + 10
+    while count(tag .. ":extra") < seq and core.monotonic() < deadline do core.sleep(0.01) end
+    assert.is_true(count(tag .. ":extra") >= seq, "the server sent its extra response " .. seq)
+  end
+
   local function post(h, url, tag, seq)
     return h:request(url, { "X-Tag: " .. tag, "X-Seq: " .. seq }, "body-" .. seq, 5, 5)
   end
@@ -109,7 +120,7 @@ describe("a hostile gateway on raw sockets (libcurl transport)", function()
         for seq = 1, 3 do
           local status, kind, body = post(h, url("/" .. mode), tag, seq)
           answers[seq] = status and body or kind
-          core.sleep(0.5) -- the extra response is on the wire before the next call
+          extra_sent(tag, seq)
         end
         h:close()
         assert.same({ "answer-to-1", "answer-to-2", "answer-to-3" }, answers)
@@ -119,7 +130,7 @@ describe("a hostile gateway on raw sockets (libcurl transport)", function()
     it("drops the connection the extra response came on and connects afresh (" .. scheme .. ")", function()
       local h = curl.new{ ca_file = srv.ca, max_response_bytes = MAX_RESPONSE }
       assert(post(h, url("/desync"), "stats-" .. scheme, 1))
-      core.sleep(0.5)
+      extra_sent("stats-" .. scheme, 1)
       assert(post(h, url("/desync"), "stats-" .. scheme, 2))
       local stats = h:stats()
       h:close()

@@ -216,15 +216,10 @@ function M.start(opts)
   for name, src in pairs(opts.lua_files or {}) do
     nginx.write_file(prefix .. "/lua/" .. name:gsub("%.", "/") .. ".lua", src)
   end
-  local ports, ok, err
-  -- A port can still be taken between choosing and binding: choose again a few times.
-  for _ = 1, 4 do
-    ports = nginx.free_ports(3 + extra + extra_tls)
-    ok, err = nginx.start(prefix, config(prefix, certs, wrong, ports, opts), ports)
-    if ok or not tostring(err):find("in use", 1, true) then break end
-    nginx.stop(prefix)
-  end
-  if not ok then
+  local ports, err = nginx.start_on_free_ports(prefix, 3 + extra + extra_tls, function(p)
+    return config(prefix, certs, wrong, p, opts)
+  end)
+  if not ports then
     nginx.stop(prefix)
     nginx.rmdir(prefix)
     return nil, err

@@ -8,6 +8,10 @@
 -- store of small capacity, for stores that have one.
 local M = {}
 
+-- Every store keeps expiry to the millisecond (ngx.shared, Redis PX, SQLite's stored times, the
+-- memory store's clock), so a short ttl and a wait a little past it show expiry without waiting seconds.
+local TTL, PAST_TTL = 0.2, 0.5
+
 local function eq(a, b, what)
   if a ~= b then error(string.format("%s: expected %s, got %s", what, tostring(b), tostring(a)), 2) end
 end
@@ -68,25 +72,25 @@ M.cases = {
   end },
   { "an entry with a ttl expires, and its key can be claimed again", function(s, env)
     local k = env.fresh_key("ttl")
-    ok(s:add(k, "claim", 0.2))
-    env.sleep(1.2)
+    ok(s:add(k, "claim", TTL))
+    env.sleep(PAST_TTL)
     eq(ok(s:get(k)), nil, "get after expiry")
     eq(ok(s:add(k, "again", 60)), true, "add after expiry")
   end },
   { "an entry without a ttl does not expire; cas without a ttl clears one", function(s, env)
     local a, b = env.fresh_key("nottl"), env.fresh_key("casttl")
     ok(s:set(a, "kept"))
-    ok(s:set(b, "old", 0.2))
+    ok(s:set(b, "old", TTL))
     ok(s:cas(b, "old", "new"))
-    env.sleep(1.2)
+    env.sleep(PAST_TTL)
     eq(ok(s:get(a)), "kept", "no ttl")
     eq(ok(s:get(b)), "new", "cas cleared the ttl")
   end },
   { "scan returns the live entries under a prefix and nothing else", function(s, env)
     local p = env.fresh_key("scan") .. ":"
-    ok(s:set(p .. "1", "one")); ok(s:set(p .. "2", "two")); ok(s:set(p .. "3", "gone", 0.2))
+    ok(s:set(p .. "1", "one")); ok(s:set(p .. "2", "two")); ok(s:set(p .. "3", "gone", TTL))
     ok(s:set(env.fresh_key("other"), "x"))
-    env.sleep(1.2)
+    env.sleep(PAST_TTL)
     local rows = ok(s:scan(p))
     local got = {}
     for _, row in ipairs(rows) do got[row[1]] = row[2] end

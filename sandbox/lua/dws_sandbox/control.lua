@@ -84,26 +84,30 @@ function M.start(dir, opts)
   local ok, err = config.load(paths.config)
   if not ok then return nil, err end
 
-  local fixed = opts.http_port or opts.https_port
-  for _ = 1, fixed and 1 or 5 do
-    local free = nginx.free_ports(2)
-    local http, https = tonumber(opts.http_port) or free[1], tonumber(opts.https_port) or free[2]
-    local conf = config.nginx_conf{
+  local function conf_for(ports)
+    return config.nginx_conf{
       preamble = nginx.preamble(dir), lua_paths = nginx.lua_paths(), prefix = dir,
-      http_port = http, https_port = https, cert = paths.cert, cert_key = paths.cert_key,
+      http_port = ports[1], https_port = ports[2], cert = paths.cert, cert_key = paths.cert_key,
       config = paths.config, dws_private_key = paths.dws_private_key,
       foreign_private_key = paths.foreign_private_key,
     }
+  end
+  local ports
+  if opts.http_port or opts.https_port then
+    -- A port asked for is used as given: one try.
+    local free = nginx.free_ports(2)
+    ports = { tonumber(opts.http_port) or free[1], tonumber(opts.https_port) or free[2] }
     nginx.mkdir(dir .. "/logs")
     nginx.write_file(dir .. "/logs/error.log", "") -- so the tail on failure is this start's
-    ok, err = nginx.start(dir, conf, { http, https }, 10)
-    if ok then
-      nginx.write_file(dir .. "/ports", "http=" .. http .. " https=" .. https .. "\n")
-      paths.http_port, paths.https_port, paths.dir = http, https, dir
-      return paths
-    end
-    -- Only a lost race for a port is worth another try.
-    if not tostring(err):find("Address already in use", 1, true) then break end
+    ok, err = nginx.start(dir, conf_for(ports), ports, 10)
+    if not ok then ports = nil end
+  else
+    ports, err = nginx.start_on_free_ports(dir, 2, conf_for, 10)
+  end
+  if ports then
+    nginx.write_file(dir .. "/ports", "http=" .. ports[1] .. " https=" .. ports[2] .. "\n")
+    paths.http_port, paths.https_port, paths.dir = ports[1], ports[2], dir
+    return paths
   end
   return nil, err
 end

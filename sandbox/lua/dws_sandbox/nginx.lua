@@ -189,6 +189,24 @@ function M.start(prefix, conf, ports, timeout)
   return nil, "nginx did not come up: " .. ((read_file(prefix .. "/logs/error.log") or ""):sub(-2000))
 end
 
+-- Start nginx on n free loopback ports; conf_for(ports) gives the nginx.conf text. free_ports is a
+-- snapshot, so another process (a parallel spec) may bind a port first: that lost race, and only
+-- that, is tried again with other ports; any other failure is returned at once.
+-- -> ports | nil, err
+function M.start_on_free_ports(prefix, n, conf_for, timeout)
+  local err
+  for _ = 1, 5 do
+    local ports = M.free_ports(n)
+    M.mkdir(prefix .. "/logs")
+    write_file(prefix .. "/logs/error.log", "") -- so the log read on failure is this try's
+    local ok
+    ok, err = M.start(prefix, conf_for(ports), ports, timeout)
+    if ok then return ports end
+    if not tostring(err):find("Address already in use", 1, true) then break end
+  end
+  return nil, err
+end
+
 -- Stop by pid: SIGQUIT lets workers finish, SIGKILL after timeout seconds.
 function M.stop(prefix, timeout)
   local pid = pid_of(prefix)
@@ -206,23 +224,29 @@ end
 -- makes one per run), each piece is generated once per run under its name there and copied where
 -- it is wanted: the same name gives the same material within a run, different names different keys.
 -- `paths` are the files one generation writes (a CA's key and certificate go together).
+-- Several processes fill the cache at once (spec/run runs spec files in parallel): the first to
+-- create `<name>.lock` generates, into a directory of its own renamed into place whole, and the
+-- others wait for it rather than spend the same CPU; a reader never sees a CA key without its
+-- certificate. A lock whose holder died is waited out (60 s), then the piece is generated anyway.
 local function cached(paths, cache_name, generate)
   local cache = os.getenv("DWS_KEY_CACHE")
   if not cache or cache == "" then return generate(paths) end
-  local srcs, tmps = {}, {}
-  for i = 1, #paths do
-    srcs[i] = cache .. "/" .. cache_name .. "." .. i
-    -- unique per process and call (two runs may race to generate the same piece)
-    tmps[i] = srcs[i] .. ".tmp" .. tostring({}):match("%x+$") .. os.time()
+  local dst = cache .. "/" .. cache_name
+  local function present() return read_file(dst .. "/" .. #paths) ~= nil end
+  if not present() and not run("mkdir " .. sh_quote(dst .. ".lock") .. " 2>/dev/null") then
+    local deadline = os.time() + 60
+    while not present() and os.time() <= deadline do sleep(0.05) end
   end
-  if not read_file(srcs[#srcs]) then
-    -- Generated beside the final names and renamed, the last one last, so that a reader that
-    -- finds the last one finds them all whole.
+  if not present() then
+    local tmp = dst .. ".tmp-" .. assert(read_file("/proc/sys/kernel/random/uuid")):gsub("%W", "")
+    assert(M.mkdir(tmp), "key cache: mkdir")
+    local tmps = {}
+    for i = 1, #paths do tmps[i] = tmp .. "/" .. i end
     generate(tmps)
-    for i = 1, #tmps do assert(os.rename(tmps[i], srcs[i]), "key cache: rename") end
+    if not os.rename(tmp, dst) then run("rm -rf " .. sh_quote(tmp)) end -- lost a race: theirs is whole
   end
   for i = 1, #paths do
-    write_file(paths[i], assert(read_file(srcs[i])))
+    write_file(paths[i], (assert(read_file(dst .. "/" .. i), "key cache: " .. cache_name)))
     run("chmod 600 " .. sh_quote(paths[i]))
   end
 end
