@@ -171,7 +171,13 @@ function redact.text(s)
     end
   end
   if s:find("%d%d%d") then
-    for i = 1, #CODE_PATTERNS do s = s:gsub(CODE_PATTERNS[i], mask_codes) end
+    -- Every pattern needs "security", "cvv" or "cvc" in some letter case: two plain finds in a
+    -- lower-cased copy rule them out for almost every text (a requestId, a message) before three
+    -- case-blind gsubs, 7 us per log field under LuaJIT (issue 13, notifications).
+    local lower = s:lower()
+    if lower:find("security", 1, true) or lower:find("cv", 1, true) then
+      for i = 1, #CODE_PATTERNS do s = s:gsub(CODE_PATTERNS[i], mask_codes) end
+    end
   end
   if s:find("%d%d%d%d%d%d%d%d%d%d%d%d") then
     s = s:gsub("%d+", mask_digit_run)
