@@ -82,6 +82,11 @@ describe("dws.redact", function()
     assert.are.equal(plain, redact.text(plain))
   end)
 
+  it("leaves grouped digits too few for a card alone", function()
+    local text = "call 555-123-4567 or 555 123 4567 before 2026-11-30 12:00"
+    assert.are.equal(text, redact.text(text))
+  end)
+
   it("passes other values through", function()
     assert.are.equal(42, redact.value(42))
     assert.is_nil(redact.value(nil))

@@ -94,6 +94,9 @@ local GROUPED_HINT = "%d%d%d" .. SEP .. "+%d%d%d"
 local GROUPED_RUN = "%d[%d%s%-%./_,]*%d"
 
 local function mask_grouped(run)
+  -- Under 13 digits in the whole run no card fits: most runs (dates, ids) end here, tableless.
+  local _, ndigits = run:gsub("%d", "")
+  if ndigits < 13 then return run end
   local groups = {}
   for digits, sep in run:gmatch("(%d+)(%D*)") do groups[#groups + 1] = { digits, sep } end
   local count = #groups
