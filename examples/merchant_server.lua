@@ -42,7 +42,8 @@ function Server:stop()
   return nginx.stop(self.prefix)
 end
 
--- start(opts) -> server | nil, err
+-- start(opts) -> server | nil, err. opts.workers: nginx worker processes (default 1); opts.log_level
+-- goes into the config (default: the level of the error_log).
 function M.start(opts)
   assert(type(opts) == "table", "merchant_server.start: options table required")
   for _, k in ipairs{ "dir", "gateway", "client_id", "private_key_file", "dws_public_key_file" } do
@@ -57,7 +58,7 @@ function M.start(opts)
   local config_file = prefix .. "/conf/merchant.json"
   local fields = {}
   for _, k in ipairs{ "client_id", "private_key_file", "dws_public_key_file", "gateway", "ca_file", "server_name",
-                       "journal", "store" } do
+                       "journal", "store", "log_level" } do
     if opts[k] then fields[#fields + 1] = json_string(k) .. ":" .. json_string(opts[k]) end
   end
   fields[#fields + 1] = '"test_hooks":' .. (opts.test_hooks and "true" or "false")
@@ -79,6 +80,10 @@ function M.start(opts)
     CONFIG_FILE = config_file,
     PORT = tostring(port),
   })
+  if opts.workers then
+    -- More than the preamble's one worker (the bench's two-worker row): all share the dicts.
+    conf = conf:gsub("worker_processes 1;", "worker_processes " .. math.floor(opts.workers) .. ";", 1)
+  end
   local ok, err = nginx.start(prefix, conf, { port })
   if not ok then return nil, err end
   return setmetatable({

@@ -468,6 +468,25 @@ describe("dws.client", function()
       assert.are.equal("x", events[#events].message)
     end)
 
+    it("log_level drops the events under it; client:log obeys it too", function()
+      local events = {}
+      local c = make({ U, S }, { log_level = "warn", logger = function(level, message)
+        events[#events + 1] = level .. " " .. message
+      end })
+      assert.is_table(c:consult_addable_payment_method(CONSULT))
+      c:log("info", "dropped")
+      c:log("error", "kept")
+      for _, e in ipairs(events) do assert.is_truthy(e:find("^warn ") or e:find("^error "), e) end
+      assert.are.equal("error kept", events[#events])
+      assert.is_true(#events >= 2) -- the retry's warn line and the error
+    end)
+
+    it("refuses a log_level that is not a level", function()
+      local ok, err = pcall(make, { S }, { log_level = "verbose" })
+      assert.is_false(ok)
+      assert.matches('option log_level must be "debug", "info", "warn" or "error"', err, 1, true)
+    end)
+
     local function events_of(script, over)
       local events = {}
       over = over or {}

@@ -73,6 +73,20 @@ describe("dws.redact", function()
     assert.is_nil(out.note:find(CARD, 1, true))
   end)
 
+  it("masks security codes named in free text in any letter case, and no other digits", function()
+    for _, text in ipairs{ "Security Code: 737", "SECURITY_CODE='737'", "cvv2=4567", "CVC 737", "sEcUrItY-cOdE 737" } do
+      local out = redact.text("declined: " .. text .. " at 12:00")
+      assert.is_nil(out:find("737", 1, true) or out:find("4567", 1, true), out)
+    end
+    local plain = "requestId bench-00000001-62484013-28fe-4935 at 12:00"
+    assert.are.equal(plain, redact.text(plain))
+  end)
+
+  it("leaves grouped digits too few for a card alone", function()
+    local text = "call 555-123-4567 or 555 123 4567 before 2026-11-30 12:00"
+    assert.are.equal(text, redact.text(text))
+  end)
+
   it("passes other values through", function()
     assert.are.equal(42, redact.value(42))
     assert.is_nil(redact.value(nil))

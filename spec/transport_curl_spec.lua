@@ -112,6 +112,16 @@ describe("transports over a live nginx", function()
       assert.is_nil(res.headers["x-echo-h-expect"])
     end)
 
+    it("sends a body larger than libcurl's upload and receive buffers whole, HTTP and HTTPS", function()
+      -- dws.curl gives libcurl a 16 KiB upload buffer and a 4 KiB receive buffer (csrc/curl.c):
+      -- a 100 KiB body goes out in several reads and comes back in several writes.
+      local body = string.rep("0123456789abcdef", 6400)
+      for _, url in ipairs{ srv:url("/echo"), srv:surl("/echo") } do
+        local res = assert(t:request{ method = "POST", url = url, body = body })
+        assert.equal(body, res.body)
+      end
+    end)
+
     it("sends the configured User-Agent", function()
       local named = transport.new{ user_agent = "lua-dws/test" }
       local res = assert(named:request{ method = "GET", url = srv:url("/echo") })

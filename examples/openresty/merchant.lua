@@ -4,7 +4,8 @@
 -- Configuration comes from a JSON file named in nginx.conf (see examples/merchant_server.lua):
 --   { "client_id": ..., "private_key_file": ..., "dws_public_key_file": ..., "gateway": ...,
 --     "ca_file": ..., "journal": "sqlite:/path/file.db",
---     "store": "redis://10.0.0.5:6379/0?prefix=shop:", "test_hooks": false }
+--     "store": "redis://10.0.0.5:6379/0?prefix=shop:", "test_hooks": false,
+--     "log_level": "warn" (default: the level of nginx's error_log) }
 -- With a journal shared with the scripts that call bind_card, a notification received here
 -- moves their binding to BOUND or FAILED, and client:binding(requestId) anywhere reads it.
 -- Without "store", de-duplication lives in this node's lua_shared_dict (all its workers); with a
@@ -36,6 +37,19 @@ local function logger(level, message, fields)
   ngx.log(lvl, "dws: ", message, extra)
 end
 
+-- The level nginx's error_log keeps, as the SDK's log_level: events nginx would drop are not
+-- even built (their redaction costs microseconds per notification). "log_level" in the config
+-- overrides it.
+local function error_log_level()
+  local ok, errlog = pcall(require, "ngx.errlog")
+  local got, level = pcall(function() return ok and errlog.get_sys_filter_level() end)
+  if not (got and type(level) == "number") then return "debug" end
+  if level >= ngx.DEBUG then return "debug" end
+  if level >= ngx.INFO then return "info" end
+  if level >= ngx.WARN then return "warn" end
+  return "error"
+end
+
 -- Called from init_by_lua_block.
 function M.init(config_file)
   config = assert(dws.decode_json(read_file(config_file)))
@@ -53,6 +67,7 @@ function M.init(config_file)
     gateway = config.gateway,
     ca_file = config.ca_file,
     logger = logger,
+    log_level = config.log_level or error_log_level(),
     -- One de-dup store for all workers (and, with Redis, all nodes): a notification re-sent to
     -- another worker or node is still a repeat. Both connect lazily, from the request handlers.
     notification_store = config.store and assert(require("dws.store").open(config.store))

@@ -50,6 +50,9 @@ M.VERSION = "0.1.0"
 
 -- Option defaults and the backoff cap live in dws.defaults (README "Client options" documents them).
 local DEFAULTS = require("dws.defaults").options
+-- Logger levels, lowest first. Events under the client's log_level are dropped before their
+-- fields are built or redacted (redaction of a requestId alone costs microseconds).
+local LOG_RANK = { debug = 1, info = 2, warn = 3, error = 4 }
 local MAX_RETRY_DELAY = require("dws.defaults").max_retry_delay
 
 -- Numeric options: { low, high, whole number?, low excluded? }. Every one must be a finite number in
@@ -83,6 +86,7 @@ local OPTION_TYPES = {
   user_agent = { string = true },
   transport = { table = true, userdata = true },
   logger = { ["function"] = true },
+  log_level = { string = true },
   max_response_bytes = { number = true },
   allow_insecure_http = { boolean = true },
   retry_base_delay = { number = true },
@@ -239,7 +243,7 @@ end
 -- syntax: `client = dws.client(opts)`
 -- @tparam table opts `client_id`, `private_key`, `dws_public_key`, `gateway` (required); `key_version`,
 -- `request_time`, `timeout`, `connect_timeout`, `max_retries`, `retry_base_delay`, `max_response_bytes`,
--- `ca_file`, `proxy`, `user_agent`, `transport`, `logger`, `allow_insecure_http`,
+-- `ca_file`, `proxy`, `user_agent`, `transport`, `logger`, `log_level`, `allow_insecure_http`,
 -- `notification_tolerance`, `response_time_tolerance`, `notification_store`, `journal`,
 -- `journal_retention`, `server_name` (README "Client options": defaults and ranges)
 -- @treturn client the client
@@ -286,6 +290,7 @@ function M.new(opts)
   end
   o.gateway = base
   if o.journal_retention == true then fail_option("journal_retention", "must be seconds or false (kept forever)") end
+  if not LOG_RANK[o.log_level] then fail_option("log_level", 'must be "debug", "info", "warn" or "error"') end
 
   local self = setmetatable({}, Client)
   self.client_id = o.client_id
@@ -299,6 +304,8 @@ function M.new(opts)
   end
   o.private_key, o.dws_public_key = nil, nil -- keep key text out of the options table
   self.logger = o.logger
+  -- No logger: no level is wanted, so every log path is one comparison.
+  self._log_min = o.logger and LOG_RANK[o.log_level] or math.huge
   self.options = o
   self._time = time_source(o.request_time)
   -- On by default (memory): an UNKNOWN outcome is only worth something if it can be resumed.
@@ -336,9 +343,14 @@ end
 -- gateway or the caller, a body or a requestId, can neither leak card data nor forge a log line).
 local printable = redact.printable
 
+-- Whether an event of this level reaches the logger: callers skip building its fields otherwise.
+local function wants(self, level)
+  return LOG_RANK[level] >= self._log_min
+end
+
 local function log(self, level, message, fields)
   local logger = self.logger
-  if not logger then return end
+  if not logger or (LOG_RANK[level] or LOG_RANK.error) < self._log_min then return end
   local safe = {}
   if type(fields) == "table" then
     for k, v in pairs(fields) do
@@ -408,9 +420,9 @@ local function attempt(self, entry, body, request_id, n, log_body)
     ["Signature"] = core.signature_header(b64, o.key_version),
     ["User-Agent"] = o.user_agent,
   }
-  local logger = self.logger
+  local debug = wants(self, "debug")
   local started
-  if logger then
+  if debug then
     started = core.monotonic()
     log(self, "debug", "dws request", { event = "request", api = entry.def.name, request_id = request_id,
       attempt = n, body = log_body })
@@ -433,7 +445,7 @@ local function attempt(self, entry, body, request_id, n, log_body)
   local status = res.status
   local rbody = res.body
   if type(rbody) ~= "string" then rbody = "" end
-  if logger then
+  if debug then
     log(self, "debug", "dws response", { event = "response", api = entry.def.name, request_id = request_id,
       attempt = n, http_status = status, elapsed = core.monotonic() - started, body = rbody })
   end
@@ -491,7 +503,7 @@ local function attempt(self, entry, body, request_id, n, log_body)
         message = rid == nil and "answer carries no requestId" or "answer carries another requestId" })
     end
   end
-  if logger then
+  if wants(self, "info") then
     log(self, "info", "dws result", { event = "result", api = entry.def.name, request_id = request_id, attempt = n,
       http_status = status, result_code = result.resultCode, result_status = result_status })
   end
@@ -570,7 +582,7 @@ local function prepare(self, entry, request, as_buffer)
       errors.param("request", "request cannot be encoded as JSON: " .. tostring(jerr), def.name))
   end
   local log_body
-  if self.logger then
+  if wants(self, "debug") then
     log_body = redact.text(type(body) == "string" and body or core.json_encode(redact.table(req)))
   end
   return body, request_id, log_body
@@ -580,7 +592,7 @@ end
 -- wiped once no attempt is left. -> decoded S response, attempts | nil, err (err.attempts)
 local function send(self, entry, body, request_id, log_body)
   local def = entry.def
-  if log_body == nil and self.logger then log_body = redact.text(body) end
+  if log_body == nil and wants(self, "debug") then log_body = redact.text(body) end
   local o = self.options
   local max_attempts = o.max_retries + 1
   local n = 0

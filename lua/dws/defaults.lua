@@ -14,6 +14,7 @@ M.options = {
   retry_base_delay = 0.5,         -- seconds; the backoff doubles from here, up to max_retry_delay
   max_response_bytes = 1024 * 1024,
   allow_insecure_http = false,
+  log_level = "debug",            -- every event reaches the logger
   notification_tolerance = 300,   -- seconds either way of the local clock
   response_time_tolerance = 300,  -- seconds either way of the local clock
 }

@@ -94,6 +94,9 @@ local GROUPED_HINT = "%d%d%d" .. SEP .. "+%d%d%d"
 local GROUPED_RUN = "%d[%d%s%-%./_,]*%d"
 
 local function mask_grouped(run)
+  -- Under 13 digits in the whole run no card fits: most runs (dates, ids) end here, tableless.
+  local _, ndigits = run:gsub("%d", "")
+  if ndigits < 13 then return run end
   local groups = {}
   for digits, sep in run:gmatch("(%d+)(%D*)") do groups[#groups + 1] = { digits, sep } end
   local count = #groups
@@ -171,7 +174,13 @@ function redact.text(s)
     end
   end
   if s:find("%d%d%d") then
-    for i = 1, #CODE_PATTERNS do s = s:gsub(CODE_PATTERNS[i], mask_codes) end
+    -- Every pattern needs "security", "cvv" or "cvc" in some letter case: two plain finds in a
+    -- lower-cased copy rule them out for almost every text (a requestId, a message) before three
+    -- case-blind gsubs, 7 us per log field under LuaJIT (issue 13, notifications).
+    local lower = s:lower()
+    if lower:find("security", 1, true) or lower:find("cv", 1, true) then
+      for i = 1, #CODE_PATTERNS do s = s:gsub(CODE_PATTERNS[i], mask_codes) end
+    end
   end
   if s:find("%d%d%d%d%d%d%d%d%d%d%d%d") then
     s = s:gsub("%d+", mask_digit_run)

@@ -111,6 +111,22 @@ function signature.verify(args)
   }
 end
 
+-- Header name -> its lower-case spelling, remembered: every answer and notification brings the
+-- same few names, so no new string is made per header per call. A sender choosing names at will
+-- only makes it start over (names are not secrets).
+local LOWER_MAX = 256
+local lower_of, lower_count = {}, 0
+local function lower_name(name)
+  local l = lower_of[name]
+  if l == nil then
+    l = name:lower()
+    if lower_count >= LOWER_MAX then lower_of, lower_count = {}, 0 end
+    lower_of[name] = l
+    lower_count = lower_count + 1
+  end
+  return l
+end
+
 -- Response headers the policy reads, by lower-case name.
 local WANTED = { ["signature"] = true, ["response-time"] = true, ["client-id"] = true }
 
@@ -131,7 +147,7 @@ function signature.pick_headers(headers, wanted)
   if type(headers) ~= "table" then return out end
   for name, value in pairs(headers) do
     if type(name) == "string" then
-      local lname = wanted[name] and name or name:lower()
+      local lname = wanted[name] and name or lower_name(name)
       if wanted[lname] then
         if type(value) == "table" then
           if #value ~= 1 then return nil, lname .. " header given more than once" end
