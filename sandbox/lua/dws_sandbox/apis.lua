@@ -405,7 +405,8 @@ function M.addPaymentMethod(ctx, req)
     return final(success(answer))
   end
   return final(success(answer), {
-    notify = { delay = class == "pending" and ctx.conf.notify_delay or 0, body = bound },
+    notify = { delay = class == "pending" and ctx.conf.notify_delay or ctx.conf.bound_notify_delay or 0,
+               body = bound },
   })
 end
 

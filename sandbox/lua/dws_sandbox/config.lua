@@ -7,11 +7,13 @@
 --     notify_scale = 1.0,   -- multiplies Antom's re-delivery schedule
 --     token_ttl = 1800,     -- cardToken lifetime, seconds
 --     notify_delay = 0,     -- seconds before the pending card's notification
+--     bound_notify_delay = 0, -- seconds before the notification of a card that binds at once
+--                           -- (0: sent as the answer leaves, so it may beat the answer to the merchant)
 --     latency = 0,          -- seconds before each API answer: a number, or { min = a, max = b }
 --   }
 local M = {}
 
-M.DEFAULTS = { notify_scale = 1.0, token_ttl = 1800, notify_delay = 0 }
+M.DEFAULTS = { notify_scale = 1.0, token_ttl = 1800, notify_delay = 0, bound_notify_delay = 0 }
 
 local function check(conf, where)
   if type(conf) ~= "table" then return nil, where .. ": must return a table" end

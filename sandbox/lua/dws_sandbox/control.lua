@@ -57,7 +57,7 @@ function M.prepare(dir, opts)
     local _, merchant_pub = nginx.make_keypair(keys_dir, "merchant")
     config.write(conf_path, {
       clients = { [M.DEMO_CLIENT_ID] = { public_key = nginx.read_file(merchant_pub), admin_token = M.random_token() } },
-      notify_scale = 1.0, token_ttl = 1800, notify_delay = 0,
+      notify_scale = 1.0, token_ttl = 1800, notify_delay = 0, bound_notify_delay = 0,
     })
   end
   return {
