@@ -55,6 +55,9 @@ merchant_port=$3
     echo "    },"
     echo "  },"
     echo "  notify_scale = 0.01,"
+    # The notification leaves a second after the answer, so the demo shows ACCEPTED first, then
+    # BOUND (with 0, as at DWS, the notification may reach the merchant before the answer does).
+    echo "  bound_notify_delay = 1,"
     echo "}"
 } > "$demo/sandbox_config.lua"
 
