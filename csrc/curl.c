@@ -30,6 +30,7 @@
 #include "lauxlib.h"
 
 #include "buffer.h"
+#include "class.h"
 #include "curl_shared.h"
 
 #define DWS_EXPORT __attribute__((visibility("default")))
@@ -722,6 +723,11 @@ static const luaL_Reg handle_methods[] = {
     {NULL, NULL},
 };
 
+static const dws_class handle_class = {
+    .name = HANDLE_MT, .methods = handle_methods, .methods_in_metatable = 1,
+    .release = l_close, .tostring = l_tostring, .len = NULL,
+};
+
 static const luaL_Reg module_functions[] = {
     {"new", l_new},
     {"multi", dws_curl_multi_new},
@@ -745,20 +751,7 @@ DWS_EXPORT int luaopen_dws_curl(lua_State *L)
             return luaL_error(L, "dws.curl: curl_global_init failed");
         initialized = 1;
     }
-    if (luaL_newmetatable(L, HANDLE_MT)) {
-        luaL_setfuncs(L, handle_methods, 0);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, l_tostring);
-        lua_setfield(L, -2, "__tostring");
-        lua_pushliteral(L, HANDLE_MT);
-        lua_setfield(L, -2, "__name");
-    }
-    lua_pop(L, 1);
+    dws_class_register(L, &handle_class);
     dws_curl_multi_register(L);
     lua_createtable(L, 0, 4);
     luaL_setfuncs(L, module_functions, 0);

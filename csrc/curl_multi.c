@@ -32,6 +32,7 @@
 #include "lua.h"
 #include "lauxlib.h"
 
+#include "class.h"
 #include "curl_shared.h"
 
 #define MULTI_MT "dws.curl.multi"
@@ -368,20 +369,12 @@ static const luaL_Reg multi_methods[] = {
     {NULL, NULL},
 };
 
+static const dws_class multi_class = {
+    .name = MULTI_MT, .methods = multi_methods, .methods_in_metatable = 1,
+    .release = l_close, .tostring = l_tostring, .len = NULL,
+};
+
 void dws_curl_multi_register(lua_State *L)
 {
-    if (luaL_newmetatable(L, MULTI_MT)) {
-        luaL_setfuncs(L, multi_methods, 0);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, l_tostring);
-        lua_setfield(L, -2, "__tostring");
-        lua_pushliteral(L, MULTI_MT);
-        lua_setfield(L, -2, "__name");
-    }
-    lua_pop(L, 1);
+    dws_class_register(L, &multi_class);
 }
