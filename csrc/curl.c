@@ -251,12 +251,7 @@ static int l_tostring(lua_State *L)
 static int l_stats(lua_State *L)
 {
     handle *h = (handle *)luaL_checkudata(L, 1, HANDLE_MT);
-    lua_createtable(L, 0, 2);
-    lua_pushinteger(L, h->connects);
-    lua_setfield(L, -2, "connects");
-    lua_pushinteger(L, h->requests);
-    lua_setfield(L, -2, "requests");
-    return 1;
+    return dws_curl_push_stats(L, h->connects, h->requests);
 }
 
 /* Optional string field of the options table; raises on a wrong type. */
@@ -598,6 +593,16 @@ int dws_curl_push_failure(lua_State *L, CURLcode rc, const dws_io *io, const cha
     else
         lua_pushstring(L, curl_easy_strerror(rc));
     return 3;
+}
+
+int dws_curl_push_stats(lua_State *L, lua_Integer connects, lua_Integer requests)
+{
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, connects);
+    lua_setfield(L, -2, "connects");
+    lua_pushinteger(L, requests);
+    lua_setfield(L, -2, "requests");
+    return 1;
 }
 
 int dws_curl_push_response(lua_State *L, long status, dws_io *io)

@@ -131,12 +131,7 @@ static int l_tostring(lua_State *L)
 static int l_stats(lua_State *L)
 {
     multi *m = (multi *)luaL_checkudata(L, 1, MULTI_MT);
-    lua_createtable(L, 0, 2);
-    lua_pushinteger(L, m->connects);
-    lua_setfield(L, -2, "connects");
-    lua_pushinteger(L, m->requests);
-    lua_setfield(L, -2, "requests");
-    return 1;
+    return dws_curl_push_stats(L, m->connects, m->requests);
 }
 
 static int l_running(lua_State *L)
