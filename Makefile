@@ -21,7 +21,7 @@ LDFLAGS_ALL = -shared $(EXTRA_LDFLAGS)
 
 CORE_SRC = csrc/core.c csrc/key.c csrc/encoding.c csrc/sigheader.c csrc/random.c csrc/clock.c \
            csrc/json.c
-CORE_HDR = csrc/compat.h csrc/dws.h csrc/buffer.h
+CORE_HDR = csrc/compat.h csrc/dws.h csrc/buffer.h csrc/class.h
 CURL_SRC = csrc/curl.c csrc/curl_multi.c
 CORE_LIBS = -lcrypto -lcjson
 CURL_LIBS = -lcurl
@@ -52,16 +52,16 @@ $(BUILD)/5.4/dws/core.so: $(CORE_SRC) $(CORE_HDR) | $(BUILD)/5.4/dws
 $(BUILD)/jit/dws/core.so: $(CORE_SRC) $(CORE_HDR) | $(BUILD)/jit/dws
 	$(CC) $(CFLAGS_ALL) $(LUAJIT_CFLAGS) -o $@ $(CORE_SRC) $(LDFLAGS_ALL) $(CORE_LIBS)
 
-$(BUILD)/5.4/dws/curl.so: $(CURL_SRC) csrc/compat.h csrc/buffer.h csrc/curl_shared.h | $(BUILD)/5.4/dws
+$(BUILD)/5.4/dws/curl.so: $(CURL_SRC) csrc/compat.h csrc/buffer.h csrc/curl_shared.h csrc/class.h | $(BUILD)/5.4/dws
 	$(CC) $(CFLAGS_ALL) $(LUA54_CFLAGS) -o $@ $(CURL_SRC) $(LDFLAGS_ALL) $(CURL_LIBS)
 
-$(BUILD)/jit/dws/curl.so: $(CURL_SRC) csrc/compat.h csrc/buffer.h csrc/curl_shared.h | $(BUILD)/jit/dws
+$(BUILD)/jit/dws/curl.so: $(CURL_SRC) csrc/compat.h csrc/buffer.h csrc/curl_shared.h csrc/class.h | $(BUILD)/jit/dws
 	$(CC) $(CFLAGS_ALL) $(LUAJIT_CFLAGS) -o $@ $(CURL_SRC) $(LDFLAGS_ALL) $(CURL_LIBS)
 
-$(BUILD)/5.4/dws/redis.so: $(REDIS_SRC) | $(BUILD)/5.4/dws
+$(BUILD)/5.4/dws/redis.so: $(REDIS_SRC) csrc/class.h | $(BUILD)/5.4/dws
 	$(CC) $(CFLAGS_ALL) $(LUA54_CFLAGS) -o $@ $(REDIS_SRC) $(LDFLAGS_ALL) $(REDIS_LIBS)
 
-$(BUILD)/jit/dws/redis.so: $(REDIS_SRC) | $(BUILD)/jit/dws
+$(BUILD)/jit/dws/redis.so: $(REDIS_SRC) csrc/class.h | $(BUILD)/jit/dws
 	$(CC) $(CFLAGS_ALL) $(LUAJIT_CFLAGS) -o $@ $(REDIS_SRC) $(LDFLAGS_ALL) $(REDIS_LIBS)
 
 $(BUILD)/%/dws:

@@ -25,13 +25,7 @@ else
   M.wall = function() return os.time() - t0 + os.clock() % 1 end
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read_file = require("dws_sandbox.nginx").read_file
 M.read_file = read_file
 
 function M.rss_kib(pid)

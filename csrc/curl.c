@@ -30,6 +30,7 @@
 #include "lauxlib.h"
 
 #include "buffer.h"
+#include "class.h"
 #include "curl_shared.h"
 
 #define DWS_EXPORT __attribute__((visibility("default")))
@@ -250,12 +251,7 @@ static int l_tostring(lua_State *L)
 static int l_stats(lua_State *L)
 {
     handle *h = (handle *)luaL_checkudata(L, 1, HANDLE_MT);
-    lua_createtable(L, 0, 2);
-    lua_pushinteger(L, h->connects);
-    lua_setfield(L, -2, "connects");
-    lua_pushinteger(L, h->requests);
-    lua_setfield(L, -2, "requests");
-    return 1;
+    return dws_curl_push_stats(L, h->connects, h->requests);
 }
 
 /* Optional string field of the options table; raises on a wrong type. */
@@ -599,6 +595,16 @@ int dws_curl_push_failure(lua_State *L, CURLcode rc, const dws_io *io, const cha
     return 3;
 }
 
+int dws_curl_push_stats(lua_State *L, lua_Integer connects, lua_Integer requests)
+{
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, connects);
+    lua_setfield(L, -2, "connects");
+    lua_pushinteger(L, requests);
+    lua_setfield(L, -2, "requests");
+    return 1;
+}
+
 int dws_curl_push_response(lua_State *L, long status, dws_io *io)
 {
     lua_pushinteger(L, (lua_Integer)status);
@@ -722,6 +728,11 @@ static const luaL_Reg handle_methods[] = {
     {NULL, NULL},
 };
 
+static const dws_class handle_class = {
+    .name = HANDLE_MT, .methods = handle_methods, .methods_in_metatable = 1,
+    .release = l_close, .tostring = l_tostring, .len = NULL,
+};
+
 static const luaL_Reg module_functions[] = {
     {"new", l_new},
     {"multi", dws_curl_multi_new},
@@ -745,20 +756,7 @@ DWS_EXPORT int luaopen_dws_curl(lua_State *L)
             return luaL_error(L, "dws.curl: curl_global_init failed");
         initialized = 1;
     }
-    if (luaL_newmetatable(L, HANDLE_MT)) {
-        luaL_setfuncs(L, handle_methods, 0);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, l_tostring);
-        lua_setfield(L, -2, "__tostring");
-        lua_pushliteral(L, HANDLE_MT);
-        lua_setfield(L, -2, "__name");
-    }
-    lua_pop(L, 1);
+    dws_class_register(L, &handle_class);
     dws_curl_multi_register(L);
     lua_createtable(L, 0, 4);
     luaL_setfuncs(L, module_functions, 0);

@@ -32,6 +32,7 @@
 #include "lua.h"
 #include "lauxlib.h"
 
+#include "class.h"
 #include "curl_shared.h"
 
 #define MULTI_MT "dws.curl.multi"
@@ -130,12 +131,7 @@ static int l_tostring(lua_State *L)
 static int l_stats(lua_State *L)
 {
     multi *m = (multi *)luaL_checkudata(L, 1, MULTI_MT);
-    lua_createtable(L, 0, 2);
-    lua_pushinteger(L, m->connects);
-    lua_setfield(L, -2, "connects");
-    lua_pushinteger(L, m->requests);
-    lua_setfield(L, -2, "requests");
-    return 1;
+    return dws_curl_push_stats(L, m->connects, m->requests);
 }
 
 static int l_running(lua_State *L)
@@ -368,20 +364,12 @@ static const luaL_Reg multi_methods[] = {
     {NULL, NULL},
 };
 
+static const dws_class multi_class = {
+    .name = MULTI_MT, .methods = multi_methods, .methods_in_metatable = 1,
+    .release = l_close, .tostring = l_tostring, .len = NULL,
+};
+
 void dws_curl_multi_register(lua_State *L)
 {
-    if (luaL_newmetatable(L, MULTI_MT)) {
-        luaL_setfuncs(L, multi_methods, 0);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, l_tostring);
-        lua_setfield(L, -2, "__tostring");
-        lua_pushliteral(L, MULTI_MT);
-        lua_setfield(L, -2, "__name");
-    }
-    lua_pop(L, 1);
+    dws_class_register(L, &multi_class);
 }

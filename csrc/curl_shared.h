@@ -68,6 +68,8 @@ long dws_curl_timeout_arg(lua_State *L, int i);
 int dws_curl_push_failure(lua_State *L, CURLcode rc, const dws_io *io, const char *url);
 /* Pushes status, headers, body (3 values); lower-cases the header names in place. */
 int dws_curl_push_response(lua_State *L, long status, dws_io *io);
+/* Pushes { connects =, requests = } (1 value): h:stats() and m:stats() return the same shape. */
+int dws_curl_push_stats(lua_State *L, lua_Integer connects, lua_Integer requests);
 /* memset the compiler may not drop. */
 void dws_cleanse(void *p, size_t n);
 

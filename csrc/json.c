@@ -22,6 +22,7 @@
 #include <openssl/crypto.h>
 
 #include "buffer.h"
+#include "class.h"
 #include "dws.h"
 
 #define JSON_MAX_DEPTH 64
@@ -921,6 +922,12 @@ static const luaL_Reg buffer_methods[] = {
     {NULL, NULL}
 };
 
+/* The wipe is the release: the bytes are gone before Lua frees them. */
+static const dws_class buffer_class = {
+    .name = DWS_BUFFER_MT, .methods = buffer_methods, .methods_in_metatable = 0,
+    .release = buffer_wipe, .tostring = buffer_tostring, .len = buffer_len,
+};
+
 void dws_open_json(lua_State *L)
 {
     json_state *st = lua_newuserdata(L, sizeof *st);
@@ -935,22 +942,7 @@ void dws_open_json(lua_State *L)
         lua_setfield(L, -2, "__gc");
     }
     lua_pop(L, 1);
-    if (luaL_newmetatable(L, DWS_BUFFER_MT)) {
-        lua_newtable(L);
-        luaL_setfuncs(L, buffer_methods, 0);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, buffer_wipe);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, buffer_wipe);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, buffer_len);
-        lua_setfield(L, -2, "__len");
-        lua_pushcfunction(L, buffer_tostring);
-        lua_setfield(L, -2, "__tostring");
-        lua_pushliteral(L, DWS_BUFFER_MT);
-        lua_setfield(L, -2, "__name");
-    }
-    lua_pop(L, 1);
+    dws_class_register(L, &buffer_class);
     /* stack: module, array_mt, null, state: all three become upvalues of each function */
     luaL_setfuncs(L, json_funcs, 3);
 }

@@ -17,6 +17,7 @@
 #include <openssl/x509.h>
 
 #include "buffer.h"
+#include "class.h"
 #include "dws.h"
 
 #define KEY_MT "dws.key"
@@ -515,11 +516,9 @@ static const luaL_Reg key_methods[] = {
     {NULL, NULL}
 };
 
-static const luaL_Reg key_meta[] = {
-    {"__gc", m_close},
-    {"__close", m_close},
-    {"__tostring", m_tostring},
-    {NULL, NULL}
+static const dws_class key_class = {
+    .name = KEY_MT, .methods = key_methods, .methods_in_metatable = 0,
+    .release = m_close, .tostring = m_tostring, .len = NULL,
 };
 
 /*
@@ -589,14 +588,6 @@ static const luaL_Reg key_funcs[] = {
 
 void dws_open_key(lua_State *L)
 {
-    if (luaL_newmetatable(L, KEY_MT)) {
-        luaL_setfuncs(L, key_meta, 0);
-        lua_newtable(L);
-        luaL_setfuncs(L, key_methods, 0);
-        lua_setfield(L, -2, "__index");
-        lua_pushliteral(L, KEY_MT);
-        lua_setfield(L, -2, "__name");
-    }
-    lua_pop(L, 1);
+    dws_class_register(L, &key_class);
     luaL_setfuncs(L, key_funcs, 0);
 }

@@ -26,6 +26,8 @@
 #include "lua.h"
 #include "lauxlib.h"
 
+#include "class.h"
+
 #define DWS_EXPORT __attribute__((visibility("default")))
 
 #define CONN_MT "dws.redis"
@@ -242,24 +244,16 @@ static const luaL_Reg conn_methods[] = {
     {NULL, NULL},
 };
 
+static const dws_class conn_class = {
+    .name = CONN_MT, .methods = conn_methods, .methods_in_metatable = 0,
+    .release = l_close, .tostring = l_tostring, .len = NULL,
+};
+
 DWS_EXPORT int luaopen_dws_redis(lua_State *L);
 
 DWS_EXPORT int luaopen_dws_redis(lua_State *L)
 {
-    if (luaL_newmetatable(L, CONN_MT)) {
-        lua_createtable(L, 0, 2);
-        luaL_setfuncs(L, conn_methods, 0);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, l_tostring);
-        lua_setfield(L, -2, "__tostring");
-        lua_pushliteral(L, CONN_MT);
-        lua_setfield(L, -2, "__name");
-    }
-    lua_pop(L, 1);
+    dws_class_register(L, &conn_class);
     if (luaL_newmetatable(L, GUARD_MT)) {
         lua_pushcfunction(L, l_guard_gc);
         lua_setfield(L, -2, "__gc");

@@ -61,8 +61,12 @@ describe("core.base64_encode / base64_decode", function()
     local good = core.base64_encode(core.random_bytes(36)) -- 48 characters, no padding
     for pos = 1, #good do
       for _, c in ipairs{ "!", "-", "_", "\0", " ", "\n", "=", "\255" } do
-        local s = good:sub(1, pos - 1) .. c .. good:sub(pos + 1)
-        assert.is_nil(core.base64_decode(s), "accepted " .. string.format("%q", s))
+        -- "=" in the last place is padding, valid whenever the random bits before it are canonical
+        -- (one run in four); misplaced and non-canonical padding are checked above.
+        if not (c == "=" and pos == #good) then
+          local s = good:sub(1, pos - 1) .. c .. good:sub(pos + 1)
+          assert.is_nil(core.base64_decode(s), "accepted " .. string.format("%q", s))
+        end
       end
     end
     bad(good:sub(1, 20) .. "!" .. good:sub(22), "invalid character")

@@ -57,19 +57,42 @@ function M.memory(opts)
   }, Memory)
 end
 
-local function check_key(key, who)
-  if type(key) ~= "string" or key == "" then error("dws.store: " .. who .. ": key must be a non-empty string", 3) end
-end
+--- Argument checks, shared by every store.
+-- Each is called by a store method as its first statement and raises (a programming error) in the
+-- method's caller, as `"<store>: <method>: <what> must be ..."`; the message is built only then.
+-- @section checks
 
-local function check_value(value, who)
-  if type(value) ~= "string" then error("dws.store: " .. who .. ": value must be a string", 3) end
-end
-
-local function check_ttl(ttl, who)
-  if ttl ~= nil and (type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0 or ttl == math.huge) then
-    error("dws.store: " .. who .. ": ttl must be a positive number of seconds, or nil", 3)
+--- `key` is a non-empty string (and, where the store keeps a prefix for itself, does not start
+-- with it).
+-- syntax: `store.check_key(key, store_name, method, reserved?)`
+function M.check_key(key, store_name, method, reserved)
+  if type(key) ~= "string" or key == "" or (reserved and key:sub(1, #reserved) == reserved) then
+    error(store_name .. ": " .. method .. ": key must be a non-empty string", 3)
   end
 end
+
+--- `value` is a string.
+-- syntax: `store.check_value(value, store_name, method)`
+function M.check_value(value, store_name, method)
+  if type(value) ~= "string" then error(store_name .. ": " .. method .. ": value must be a string", 3) end
+end
+
+--- `ttl` is nil (never expires) or a positive, finite number of seconds.
+-- syntax: `store.check_ttl(ttl, store_name, method)`
+function M.check_ttl(ttl, store_name, method)
+  if ttl ~= nil and (type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0 or ttl == math.huge) then
+    error(store_name .. ": " .. method .. ": ttl must be a positive number of seconds, or nil", 3)
+  end
+end
+
+--- `prefix` (of `scan`) is a string.
+-- syntax: `store.check_prefix(prefix, store_name)`
+function M.check_prefix(prefix, store_name)
+  if type(prefix) ~= "string" then error(store_name .. ": scan: prefix must be a string", 3) end
+end
+
+local check_key, check_value, check_ttl = M.check_key, M.check_value, M.check_ttl
+local NAME = "dws.store"
 
 -- The live entry for key, dropping it when it has expired.
 local function live(self, key)
@@ -120,7 +143,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string err when the store cannot answer
 function Memory:get(key)
-  check_key(key, "get")
+  check_key(key, NAME, "get")
   local e = live(self, key)
   return e and e.value or nil
 end
@@ -134,7 +157,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string err when the store cannot answer
 function Memory:add(key, value, ttl)
-  check_key(key, "add"); check_value(value, "add"); check_ttl(ttl, "add")
+  check_key(key, NAME, "add"); check_value(value, NAME, "add"); check_ttl(ttl, NAME, "add")
   if live(self, key) then return false end
   return put(self, key, value, ttl, false)
 end
@@ -148,7 +171,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string err when the store cannot answer
 function Memory:set(key, value, ttl)
-  check_key(key, "set"); check_value(value, "set"); check_ttl(ttl, "set")
+  check_key(key, NAME, "set"); check_value(value, NAME, "set"); check_ttl(ttl, NAME, "set")
   return put(self, key, value, ttl, live(self, key) ~= nil)
 end
 
@@ -163,7 +186,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string err when the store cannot answer
 function Memory:cas(key, old, new, ttl)
-  check_key(key, "cas"); check_value(old, "cas"); check_value(new, "cas"); check_ttl(ttl, "cas")
+  check_key(key, NAME, "cas"); check_value(old, NAME, "cas"); check_value(new, NAME, "cas"); check_ttl(ttl, NAME, "cas")
   local e = live(self, key)
   if not e or e.value ~= old then return false end
   return put(self, key, new, ttl, true)
@@ -176,7 +199,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string err when the store cannot answer
 function Memory:delete(key)
-  check_key(key, "delete")
+  check_key(key, NAME, "delete")
   if live(self, key) then
     self.entries[key] = nil
     self.count = self.count - 1
@@ -191,7 +214,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string err when the store cannot answer
 function Memory:scan(prefix)
-  if type(prefix) ~= "string" then error("dws.store: scan: prefix must be a string", 2) end
+  M.check_prefix(prefix, NAME)
   local out, n = {}, #prefix
   for k in pairs(self.entries) do
     if k:sub(1, n) == prefix then

@@ -22,7 +22,32 @@ local function ok(v, err, what)
   return v
 end
 
+-- fn is a one-line closure that calls the store with a bad argument. The store must raise a
+-- programming error at that line (the caller's, not its own) that reads "<store>: <rest>", the
+-- store being dws.store or one of dws.store.*.
+local function raises_at_caller(fn, rest)
+  local info = debug.getinfo(fn, "S")
+  local ran, err = pcall(fn)
+  eq(ran, false, "raised")
+  local at = info.short_src .. ":" .. info.linedefined .. ": "
+  eq(type(err) == "string" and err:sub(1, #at), at, "where")
+  eq((err:sub(#at + 1):gsub("^dws%.store[%w_.]*: ", "<store>: ")), "<store>: " .. rest, "message")
+end
+
 M.cases = {
+  { "a bad key raises at the caller, naming the store and the method", function(s)
+    raises_at_caller(function() s:get("") end, "get: key must be a non-empty string")
+  end },
+  { "a bad value raises at the caller, naming the store and the method", function(s, env)
+    raises_at_caller(function() s:set(env.fresh_key("badvalue"), 42) end, "set: value must be a string")
+  end },
+  { "a bad ttl raises at the caller, naming the store and the method", function(s, env)
+    raises_at_caller(function() s:add(env.fresh_key("badttl"), "v", -1) end,
+      "add: ttl must be a positive number of seconds, or nil")
+  end },
+  { "a bad scan prefix raises at the caller, naming the store", function(s)
+    raises_at_caller(function() s:scan(1) end, "scan: prefix must be a string")
+  end },
   { "get of an absent key is nil without an error", function(s, env)
     local v, err = s:get(env.fresh_key("absent"))
     eq(v, nil, "value"); eq(err, nil, "err")

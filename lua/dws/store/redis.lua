@@ -159,22 +159,12 @@ end
 local Redis = {}
 Redis.__index = Redis
 
-local function check_key(key, who)
-  if type(key) ~= "string" or key == "" then
-    error("dws.store.redis: " .. who .. ": key must be a non-empty string", 3)
-  end
-end
+local NAME = "dws.store.redis"
+local check_key, check_value, check_ttl = store.check_key, store.check_value, store.check_ttl
 
-local function check_value(value, who)
-  if type(value) ~= "string" then error("dws.store.redis: " .. who .. ": value must be a string", 3) end
-end
-
--- ttl (seconds) as whole milliseconds for PX, or nil; raises on a bad one, as every store does.
-local function px(ttl, who)
+-- A checked ttl (seconds) as whole milliseconds for PX, or nil.
+local function px(ttl)
   if ttl == nil then return nil end
-  if type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0 or ttl == math.huge then
-    error("dws.store.redis: " .. who .. ": ttl must be a positive number of seconds, or nil", 3)
-  end
   return string.format("%d", ceil(ttl * 1000))
 end
 
@@ -218,7 +208,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string err when the store cannot answer
 function Redis:get(key)
-  check_key(key, "get")
+  check_key(key, NAME, "get")
   local v, err = self.b:call(true, "get", self.prefix .. key)
   if v == nil then return nil, err end
   return v or nil
@@ -234,8 +224,8 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string err when the store cannot answer
 function Redis:add(key, value, ttl)
-  check_key(key, "add"); check_value(value, "add")
-  local ms = px(ttl, "add")
+  check_key(key, NAME, "add"); check_value(value, NAME, "add"); check_ttl(ttl, NAME, "add")
+  local ms = px(ttl)
   local v, err
   if ms then v, err = self.b:call(false, "set", self.prefix .. key, value, "NX", "PX", ms)
   else v, err = self.b:call(false, "set", self.prefix .. key, value, "NX") end
@@ -252,8 +242,8 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string err when the store cannot answer
 function Redis:set(key, value, ttl)
-  check_key(key, "set"); check_value(value, "set")
-  local ms = px(ttl, "set")
+  check_key(key, NAME, "set"); check_value(value, NAME, "set"); check_ttl(ttl, NAME, "set")
+  local ms = px(ttl)
   local v, err
   if ms then v, err = self.b:call(true, "set", self.prefix .. key, value, "PX", ms)
   else v, err = self.b:call(true, "set", self.prefix .. key, value) end
@@ -272,8 +262,8 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string err when the store cannot answer
 function Redis:cas(key, old, new, ttl)
-  check_key(key, "cas"); check_value(old, "cas"); check_value(new, "cas")
-  local ms = px(ttl, "cas") or ""
+  check_key(key, NAME, "cas"); check_value(old, NAME, "cas"); check_value(new, NAME, "cas"); check_ttl(ttl, NAME, "cas")
+  local ms = px(ttl) or ""
   local k = self.prefix .. key
   if not self.sha then
     local sha, err = self.b:call(true, "script", "LOAD", CAS)
@@ -296,7 +286,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string err when the store cannot answer
 function Redis:delete(key)
-  check_key(key, "delete")
+  check_key(key, NAME, "delete")
   local v, err = self.b:call(true, "del", self.prefix .. key)
   if v == nil then return nil, err end
   return true
@@ -316,7 +306,7 @@ local MGET_BATCH = 500
 -- @treturn[2] nil
 -- @treturn[2] string err when the store cannot answer
 function Redis:scan(prefix)
-  if type(prefix) ~= "string" then error("dws.store.redis: scan: prefix must be a string", 2) end
+  store.check_prefix(prefix, NAME)
   local full = self.prefix .. prefix
   local pattern, cursor = glob_escape(full) .. "*", "0"
   local keys, seen = {}, {}

@@ -16,6 +16,8 @@
 -- number beside each value would need the same lock to update both, so the lock alone is simpler.
 -- Waiting for a lock sleeps 1 ms at a time where ngx.sleep may yield, else spins.
 -- @module dws.store.shared_dict
+local store = require "dws.store"
+
 local type, error, setmetatable, tostring, pcall = type, error, setmetatable, tostring, pcall
 
 local M = {}
@@ -41,22 +43,12 @@ function M.new(dict)
   return setmetatable({ dict = dict, busy_since = {} }, Shared)
 end
 
-local function check_key(key, who)
-  if type(key) ~= "string" or key == "" or key:sub(1, #LOCK) == LOCK then
-    error("dws.store.shared_dict: " .. who .. ": key must be a non-empty string", 3)
-  end
-end
+local NAME = "dws.store.shared_dict"
+local check_key, check_value, check_ttl = store.check_key, store.check_value, store.check_ttl
 
-local function check_value(value, who)
-  if type(value) ~= "string" then error("dws.store.shared_dict: " .. who .. ": value must be a string", 3) end
-end
-
--- ttl in seconds (ngx.shared keeps milliseconds) or nil = 0, which ngx.shared reads as "never".
-local function exptime(ttl, who)
+-- A checked ttl in seconds (ngx.shared keeps milliseconds) or nil = 0, which ngx.shared reads as "never".
+local function exptime(ttl)
   if ttl == nil then return 0 end
-  if type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0 or ttl == math.huge then
-    error("dws.store.shared_dict: " .. who .. ": ttl must be a positive number of seconds, or nil", 3)
-  end
   return ttl < 0.001 and 0.001 or ttl
 end
 
@@ -143,7 +135,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string err when the store cannot answer
 function Shared:get(key)
-  check_key(key, "get")
+  check_key(key, NAME, "get", LOCK)
   return decode(self.dict:get(key))
 end
 
@@ -163,8 +155,8 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string err when the store cannot answer
 function Shared:add(key, value, ttl)
-  check_key(key, "add"); check_value(value, "add")
-  return locked(self, key, do_add, value, exptime(ttl, "add"))
+  check_key(key, NAME, "add", LOCK); check_value(value, NAME, "add"); check_ttl(ttl, NAME, "add")
+  return locked(self, key, do_add, value, exptime(ttl))
 end
 
 local function do_set(dict, key, value, ttl)
@@ -182,8 +174,8 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string err when the store cannot answer
 function Shared:set(key, value, ttl)
-  check_key(key, "set"); check_value(value, "set")
-  return locked(self, key, do_set, value, exptime(ttl, "set"))
+  check_key(key, NAME, "set", LOCK); check_value(value, NAME, "set"); check_ttl(ttl, NAME, "set")
+  return locked(self, key, do_set, value, exptime(ttl))
 end
 
 local function do_cas(dict, key, old, new, ttl)
@@ -202,8 +194,9 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string err when the store cannot answer
 function Shared:cas(key, old, new, ttl)
-  check_key(key, "cas"); check_value(old, "cas"); check_value(new, "cas")
-  return locked(self, key, do_cas, old, new, exptime(ttl, "cas"))
+  check_key(key, NAME, "cas", LOCK); check_value(old, NAME, "cas"); check_value(new, NAME, "cas")
+  check_ttl(ttl, NAME, "cas")
+  return locked(self, key, do_cas, old, new, exptime(ttl))
 end
 
 local function do_delete(dict, key)
@@ -218,7 +211,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string err when the store cannot answer
 function Shared:delete(key)
-  check_key(key, "delete")
+  check_key(key, NAME, "delete", LOCK)
   return locked(self, key, do_delete)
 end
 
@@ -230,7 +223,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string err when the store cannot answer
 function Shared:scan(prefix)
-  if type(prefix) ~= "string" then error("dws.store.shared_dict: scan: prefix must be a string", 2) end
+  store.check_prefix(prefix, NAME)
   local out, n = {}, #prefix
   for _, k in ipairs(self.dict:get_keys(0)) do
     if k:sub(1, n) == prefix and k:sub(1, #LOCK) ~= LOCK then

@@ -36,21 +36,8 @@ local function now()
   return core.time_ms() / 1000
 end
 
-local function check_key(key, who)
-  if type(key) ~= "string" or key == "" then
-    error("dws.store.sqlite: " .. who .. ": key must be a non-empty string", 3)
-  end
-end
-
-local function check_value(value, who)
-  if type(value) ~= "string" then error("dws.store.sqlite: " .. who .. ": value must be a string", 3) end
-end
-
-local function check_ttl(ttl, who)
-  if ttl ~= nil and (type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0 or ttl == math.huge) then
-    error("dws.store.sqlite: " .. who .. ": ttl must be a positive number of seconds, or nil", 3)
-  end
-end
+local NAME = "dws.store.sqlite"
+local check_key, check_value, check_ttl = store.check_key, store.check_value, store.check_ttl
 
 --- A store on the file at `path` (created when absent). Raises on a malformed path (a
 -- programming error); a file that cannot be opened shows as nil, err on the first call.
@@ -156,7 +143,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string err when the store cannot answer
 function Sqlite:get(key)
-  check_key(key, "get")
+  check_key(key, NAME, "get")
   local conn, err = conn_of(self)
   if not conn then return nil, err end
   local rows
@@ -174,7 +161,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string err when the store cannot answer
 function Sqlite:add(key, value, ttl)
-  check_key(key, "add"); check_value(value, "add"); check_ttl(ttl, "add")
+  check_key(key, NAME, "add"); check_value(value, NAME, "add"); check_ttl(ttl, NAME, "add")
   local conn, err = conn_of(self)
   if not conn then return nil, err end
   sweep(self)
@@ -196,7 +183,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string err when the store cannot answer
 function Sqlite:set(key, value, ttl)
-  check_key(key, "set"); check_value(value, "set"); check_ttl(ttl, "set")
+  check_key(key, NAME, "set"); check_value(value, NAME, "set"); check_ttl(ttl, NAME, "set")
   local conn, err = conn_of(self)
   if not conn then return nil, err end
   local n
@@ -217,7 +204,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string err when the store cannot answer
 function Sqlite:cas(key, old, new, ttl)
-  check_key(key, "cas"); check_value(old, "cas"); check_value(new, "cas"); check_ttl(ttl, "cas")
+  check_key(key, NAME, "cas"); check_value(old, NAME, "cas"); check_value(new, NAME, "cas"); check_ttl(ttl, NAME, "cas")
   local conn, err = conn_of(self)
   if not conn then return nil, err end
   local n
@@ -234,7 +221,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string err when the store cannot answer
 function Sqlite:delete(key)
-  check_key(key, "delete")
+  check_key(key, NAME, "delete")
   local conn, err = conn_of(self)
   if not conn then return nil, err end
   local n
@@ -250,7 +237,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string err when the store cannot answer
 function Sqlite:scan(prefix)
-  if type(prefix) ~= "string" then error("dws.store.sqlite: scan: prefix must be a string", 2) end
+  store.check_prefix(prefix, NAME)
   local conn, err = conn_of(self)
   if not conn then return nil, err end
   -- substr over bytes rather than LIKE: a prefix holding % or _ must match itself only.

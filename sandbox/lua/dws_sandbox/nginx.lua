@@ -1,7 +1,8 @@
 -- Start and stop a private nginx (with the Lua module) from Lua 5.4 or LuaJIT.
 --
 -- Used by sandbox/bin/dws-sandbox, the specs and the examples: each server gets its own prefix
--- directory, free loopback ports, and is stopped by pid. Nothing here runs inside nginx.
+-- directory, free loopback ports, and is stopped by pid. Nothing here runs inside nginx but
+-- read_file, the sandbox's one file reader (dws_sandbox.server reads its keys with it).
 local M = {}
 
 local MODULES_DIR = os.getenv("DWS_NGINX_MODULES") or "/usr/lib/nginx/modules"
@@ -20,9 +21,10 @@ local function run(cmd)
 end
 M.run = run
 
+-- A whole file, or nil, err (io.open's message, which names the path).
 local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
   local s = f:read("*a")
   f:close()
   return s

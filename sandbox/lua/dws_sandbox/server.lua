@@ -12,6 +12,7 @@ local notify = require "dws_sandbox.notify"
 local testdata = require "dws_sandbox.testdata"
 local challenge = require "dws_sandbox.challenge"
 local latency = require "dws_sandbox.latency"
+local read_file = require("dws_sandbox.nginx").read_file
 
 local M = {}
 
@@ -25,13 +26,6 @@ local APIS = {
   addPaymentMethod = true,
 }
 
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
 -- init_by_lua: parse the config and every key once. A bad config stops nginx from starting.
 function M.init(opts)
   local conf = assert(config.load(opts.config))
@@ -42,8 +36,8 @@ function M.init(opts)
     if not key then error("dws sandbox: client " .. id .. ": public key: " .. tostring(err), 0) end
     S.clients[id] = { key = key, notify_url = c.notify_url }
   end
-  S.dws_key = assert(core.private_key(read_file(opts.dws_private_key)))
-  S.foreign_key = assert(core.private_key(read_file(opts.foreign_private_key)))
+  S.dws_key = assert(core.private_key(assert(read_file(opts.dws_private_key))))
+  S.foreign_key = assert(core.private_key(assert(read_file(opts.foreign_private_key))))
   -- hashCode salt: a card's hashCode is stable while the sandbox runs and says nothing about the
   -- number to anyone without this process's memory.
   S.salt = core.random_bytes(32)
