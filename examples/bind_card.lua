@@ -19,8 +19,12 @@ local function env(name, optional)
   return v ~= "" and v or nil
 end
 
--- A whole file, or nil, err.
-local read_file = require("dws.cli.util").read_file
+local function read_file(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
 
 local function say(fmt, ...)
   io.write(string.format(fmt, ...), "\n")
@@ -38,8 +42,8 @@ end
 
 local client = dws.client{
   client_id = env("DWS_CLIENT_ID"),
-  private_key = assert(read_file(env("DWS_PRIVATE_KEY_FILE"))),
-  dws_public_key = assert(read_file(env("DWS_PUBLIC_KEY_FILE"))),
+  private_key = read_file(env("DWS_PRIVATE_KEY_FILE")),
+  dws_public_key = read_file(env("DWS_PUBLIC_KEY_FILE")),
   gateway = env("DWS_GATEWAY"),
   ca_file = env("DWS_CA_FILE", true),
   max_retries = 2,

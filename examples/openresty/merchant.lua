@@ -21,8 +21,12 @@ local M = {}
 local client
 local config
 
--- A whole file, or nil, err.
-local read_file = require("dws.cli.util").read_file
+local function read_file(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
 
 -- The SDK's log lines go to nginx's error log; they never carry card numbers (the SDK only
 -- hands loggers masked data).
@@ -48,7 +52,7 @@ end
 
 -- Called from init_by_lua_block.
 function M.init(config_file)
-  config = assert(dws.decode_json(assert(read_file(config_file))))
+  config = assert(dws.decode_json(read_file(config_file)))
   local transport
   if config.server_name then
     -- nginx verifies certificates by DNS name only: a gateway addressed by IP (the local sandbox
@@ -58,8 +62,8 @@ function M.init(config_file)
   client = dws.client{
     transport = transport,
     client_id = config.client_id,
-    private_key = assert(read_file(config.private_key_file)),
-    dws_public_key = assert(read_file(config.dws_public_key_file)),
+    private_key = read_file(config.private_key_file),
+    dws_public_key = read_file(config.dws_public_key_file),
     gateway = config.gateway,
     ca_file = config.ca_file,
     logger = logger,
