@@ -218,6 +218,17 @@ describe("dws against the sandbox", function()
     assert.are.equal("S", core.json_decode(out).result.resultStatus)
   end)
 
+  it("bind --card - reads the card and security code from stdin, never echoing them", function()
+    local status, out, err = dws_cmd("bind " .. profile() .. " --card -", CARD .. "\n" .. CVC .. "\n")
+    assert.are.same({ 0, true, nil, nil }, { status, out:find("status%s+ACCEPTED") ~= nil,
+      (out .. err):find(CARD, 1, true), (out .. err):find("%f[%w]" .. CVC .. "%f[%W]") })
+  end)
+
+  it("bind --card - refuses stdin without a security code (usage, exit 64)", function()
+    local status = dws_cmd("bind " .. profile() .. " --card -", CARD .. "\n")
+    assert.are.equal(64, status)
+  end)
+
   it("bind prints each step and the outcome, and no card number or security code", function()
     local status, out, err = dws_cmd("bind " .. profile() .. " --card " .. CARD .. " --security-code " .. CVC)
     assert.are.equal(0, status, err)

@@ -73,7 +73,9 @@ local function parser()
   local bind = p:command("bind", "Bind a test card, printing each step (masked).")
   profile_options(bind)
   bind:option("--customer-id", "customerId.", "2162878776333")
-  bind:option("--card", "Card number (default: the sandbox's test VISA).", "4111111111111111")
+  bind:option("--card", "Card number (default: the sandbox's test VISA); - reads the card number and " ..
+    "security code from stdin (a real card: never on a command line, which other users can see).",
+    "4111111111111111")
   bind:option("--security-code", "Security code.", "123")
   bind:option("--expiry", "MM/YYYY (default: December of next year).")
   bind:option("--first-name", "Card holder first name.", "Ada")
@@ -237,6 +239,12 @@ local function cmd_bind(a)
   local month, year = (a.expiry or ""):match("^(%d%d?)/(%d%d%d%d)$")
   if a.expiry and not month then return fail("--expiry must be MM/YYYY", EXIT_USAGE) end
   if not month then month, year = "12", tostring(tonumber(os.date("!%Y")) + 1) end
+  if a.card == "-" then
+    -- "NUMBER CODE" (one line, or two): read here so the digits never appear in argv (ps, history).
+    local number, code = (io.read("a") or ""):match("^%s*(%d+)%s+(%d+)%s*$")
+    if not number then return fail("--card -: stdin must hold the card number and the security code", EXIT_USAGE) end
+    a.card, a.security_code = number, code
+  end
   local card = { cardNo = a.card, securityCode = a.security_code, expiryMonth = string.format("%02d", tonumber(month)),
                  expiryYear = year, instUserName = { firstName = a.first_name, lastName = a.last_name } }
   out("binding ", redact.card_number(a.card), " for customer ", a.customer_id, "\n")
