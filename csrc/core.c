@@ -1,6 +1,6 @@
 /*
  * luaopen_dws_core: the module table, the array marker and the null sentinel, and the topic
- * files (key.c, encoding.c, sigheader.c, random.c, clock.c, json.c), each registered by its
+ * files (key.c, encoding.c, sigheader.c, random.c, clock.c, redact.c, json.c), each registered by its
  * dws_open_<topic>. Per-module state lives in upvalues and the registry, never in C globals, so
  * independent Lua states (nginx workers, coroutines' owners) never share it.
  */
@@ -45,6 +45,7 @@ DWS_EXPORT int luaopen_dws_core(lua_State *L)
     dws_open_sigheader(L);
     dws_open_random(L);
     dws_open_clock(L);
+    dws_open_redact(L);
     lua_pushcfunction(L, l_versions);
     lua_setfield(L, -2, "versions");
 

@@ -166,6 +166,45 @@
 -- @function versions
 -- @treturn table `{ openssl = "OpenSSL 3.0.x", cjson = "1.7.15", lua = _VERSION }`
 
+--- Free text with every card-number-like digit run masked (the rule of `dws.redact.text`): a run
+-- of 12 to 19 digits that could be a card (Luhn-valid; a 13-digit run starting with 1 is a
+-- millisecond timestamp), also written in groups of 3 or more digits split by up to three
+-- separators (space, tab, newline, `-`, `.`, `/`, `_`, `,`); separators kept. Works on a copy it
+-- cleanses; returns `s` itself when nothing is masked.
+-- syntax: `masked = core.mask_card_digits(s)`
+-- @function mask_card_digits
+-- @tparam string s
+-- @treturn string
+
+--- The first six and last four characters kept when `#s >= 13`, every other character a star;
+-- all stars when shorter (`dws.redact.card_number`).
+-- syntax: `masked = core.mask_card(s)`
+-- @function mask_card
+-- @tparam string s
+-- @treturn string
+
+--- The Luhn check over a string of ASCII digits (false for anything else, or an empty string).
+-- The one Luhn check of the SDK: `dws.card` and the redaction use it.
+-- syntax: `ok = core.luhn(digits)`
+-- @function luhn
+-- @tparam string digits
+-- @treturn bool
+
+--- Whether text could name a security code: three digits in a row and `security` or `cv` in any
+-- letter case (`dws.redact.text` runs its security-code patterns only then).
+-- syntax: `maybe = core.code_hint(s)`
+-- @function code_hint
+-- @tparam string s
+-- @treturn bool
+
+--- Control characters escaped (`\n`, `\r`, `\t`, other C0 bytes and DEL as `\xHH`) and the
+-- Unicode line breaks NEL, U+2028, U+2029 as `\u0085`, `\u2028`, `\u2029` (`dws.redact.escape`);
+-- `s` itself when there is nothing to escape.
+-- syntax: `one_line = core.escape_text(s)`
+-- @function escape_text
+-- @tparam string s
+-- @treturn string
+
 --- A parsed RSA key (userdata): it only signs or verifies; `tostring` shows its kind and size,
 -- never its material. `__gc` and `__close` release it as `close` does.
 -- @type key

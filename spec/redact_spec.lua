@@ -92,4 +92,57 @@ describe("dws.redact", function()
     assert.is_nil(redact.value(nil))
     assert.are.equal(true, redact.value(true))
   end)
+  it("masks a 12-digit Luhn-valid run entirely and leaves millisecond timestamps readable", function()
+    assert.are.equal("id ************ ok", redact.text("id 411111111117 ok"))
+    assert.are.equal("at 1700000000000 ms", redact.text("at 1700000000000 ms"))
+  end)
+
+  it("joins groups across at most three separators and at most 19 digits", function()
+    assert.are.equal("4111 - 11** - **** - 1111", redact.text("4111 - 1111 - 1111 - 1111"))
+    assert.are.equal("4111    1111 1111 1111", redact.text("4111    1111 1111 1111"))
+    assert.are.equal("4111 11** **** 1111 1111 1111", redact.text("4111 1111 1111 1111 1111 1111"))
+    assert.are.equal("ref 12 4111 11** **** 1111.", redact.text("ref 12 4111 1111 1111 1111."))
+    assert.are.equal("411111******1111,555555******4444", redact.text("4111111111111111,5555555555554444"))
+  end)
+
+  it("masks text longer than the C core's stack buffer", function()
+    local long = string.rep("lorem ipsum ", 900) .. CARD
+    local out = redact.text(long)
+    assert.are.equal(#long, #out)
+    assert.are.equal("sum 411111******1111", out:sub(-20))
+  end)
+
+  it("escapes every control byte and the Unicode line breaks, nothing else", function()
+    assert.are.equal("x\\x00y\\x01z\\x1F\\x7F\\u0085\\u2028\\u2029\194\160\226\130\172\226\128",
+      redact.escape("x\0y\1z\31\127\194\133\226\128\168\226\128\169\194\160\226\130\172\226\128"))
+    assert.are.equal("a\\nb\\rc\\td", redact.escape("a\nb\rc\td"))
+    for c = 0, 31 do
+      assert.is_nil(redact.escape("<" .. string.char(c) .. ">"):find("%c"), "byte " .. c)
+    end
+    assert.are.equal("plain text 123", redact.escape("plain text 123"))
+  end)
+
+  describe("the C core's half (csrc/redact.c)", function()
+    local core = require "dws.core"
+
+    it("checks Luhn over digit strings only", function()
+      assert.is_true(core.luhn(CARD))
+      assert.is_false(core.luhn("4111111111111112"))
+      assert.is_false(core.luhn(""))
+      assert.is_false(core.luhn("4111 1111 1111 1111"))
+    end)
+
+    it("hints at security codes only with three digits and a code's name", function()
+      assert.is_true(core.code_hint("CVV2: 737"))
+      assert.is_true(core.code_hint("Security code 1234"))
+      assert.is_false(core.code_hint("cvv 73"))
+      assert.is_false(core.code_hint("declined 737"))
+    end)
+
+    it("masks every character but the first six and last four, all of a short one", function()
+      assert.are.equal("411111******1111", core.mask_card(CARD))
+      assert.are.equal("4111-1*********1111", core.mask_card("4111-1111-1111-1111"))
+      assert.are.equal("************", core.mask_card("411111111117"))
+    end)
+  end)
 end)

@@ -2,6 +2,9 @@
 -- the BIN, masking. Reasons returned here never contain the card number or security code.
 local M = {}
 
+-- The one Luhn check of the SDK (dws.redact's digit runs use it too): csrc/redact.c.
+local luhn = require("dws.core").luhn
+
 -- BIN ranges, most specific first: Discover's 6011/644-649/65 must win over UnionPay's 62,
 -- Mir's 2200-2204 over Mastercard's 2221-2720. { brand, low, high } compare the leading
 -- #low digits of the number as an integer.
@@ -37,18 +40,7 @@ end
 
 function M.luhn(number)
   local d = M.digits(number)
-  if not d then return false end
-  local sum, double = 0, false
-  for i = #d, 1, -1 do
-    local n = d:byte(i) - 48
-    if double then
-      n = n * 2
-      if n > 9 then n = n - 9 end
-    end
-    sum = sum + n
-    double = not double
-  end
-  return sum % 10 == 0
+  return d ~= nil and luhn(d)
 end
 
 function M.brand(number)

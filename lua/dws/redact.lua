@@ -11,7 +11,13 @@
 -- card number; a 3-4 digit value after cvv, cvc or security code is masked as a security code).
 local redact = {}
 
-local byte, find, format = string.byte, string.find, string.format
+local core = require "dws.core"
+
+local find = string.find
+
+-- The byte-level rules (card-like digit runs, the mask, escaping) are dws.core's: csrc/redact.c.
+local mask_card, mask_card_digits, code_hint, escape_text =
+  core.mask_card, core.mask_card_digits, core.code_hint, core.escape_text
 
 local MAX_DEPTH = 64
 
@@ -32,10 +38,7 @@ end
 -- @tparam string s a card number (a number is read as its digits)
 -- @treturn string
 function redact.card_number(s)
-  s = as_string(s)
-  local n = #s
-  if n < 13 then return stars(n) end
-  return s:sub(1, 6) .. stars(n - 10) .. s:sub(-4)
+  return mask_card(as_string(s))
 end
 
 --- A security code as stars, one per character.
@@ -65,78 +68,6 @@ local JSON_KEYS = {
   { "cvc", redact.security_code },
 }
 
--- One Luhn check for the whole SDK (card.lua): a digit run is masked only when it could be a card.
-local luhn_valid = require("dws.card").luhn
-
--- Whether a run of digits (separators removed) could be a card number: 12 to 19 digits, Luhn-valid.
--- Millisecond timestamps from 2001 to 2286 are 13 digits starting with 1, and no card number is
--- (13-digit cards are Visa's, starting with 4; issuer 1 numbers are 15 digits), so they stay readable.
-local function could_be_card(d)
-  local n = #d
-  if n < 12 or n > 19 then return false end
-  if n == 13 and byte(d) == 49 then return false end
-  return luhn_valid(d)
-end
-
-local function mask_digit_run(run)
-  if could_be_card(run) then return redact.card_number(run) end
-  return run
-end
-
--- A card number as people type or print it: groups of 3 or more digits split by up to three
--- separator characters (space, tab, newline, dash, dot, slash, underscore, comma):
--- "4111 1111 1111 1111", "4242.4242.4242.4242", "3782 - 822463 - 10005". Any run of consecutive
--- groups holding 13 to 19 digits that could be a card is masked, separators kept; dates and times
--- (2-digit groups) are left alone.
-local SEP = "[%s%-%./_,]"
-local MAX_SEP = 3
-local GROUPED_HINT = "%d%d%d" .. SEP .. "+%d%d%d"
-local GROUPED_RUN = "%d[%d%s%-%./_,]*%d"
-
-local function mask_grouped(run)
-  -- Under 13 digits in the whole run no card fits: most runs (dates, ids) end here, tableless.
-  local _, ndigits = run:gsub("%d", "")
-  if ndigits < 13 then return run end
-  local groups = {}
-  for digits, sep in run:gmatch("(%d+)(%D*)") do groups[#groups + 1] = { digits, sep } end
-  local count = #groups
-  -- group g can be followed by group g + 1 in one number
-  local function continues(g)
-    local sep = groups[g][2]
-    return g < count and #sep >= 1 and #sep <= MAX_SEP and #groups[g + 1][1] >= 3
-  end
-  local i = 1
-  while i <= count do
-    local digits, j = groups[i][1], i
-    if #digits >= 3 then
-      while #digits < 13 and continues(j) do
-        j = j + 1
-        digits = digits .. groups[j][1]
-      end
-      -- extend up to 19 digits while the number is not (yet) a possible card
-      while not could_be_card(digits) and continues(j) and #digits + #groups[j + 1][1] <= 19 do
-        j = j + 1
-        digits = digits .. groups[j][1]
-      end
-    end
-    if #digits >= 13 and could_be_card(digits) then
-      local masked = redact.card_number(digits)
-      local pos = 1
-      for g = i, j do
-        local n = #groups[g][1]
-        groups[g][1] = masked:sub(pos, pos + n - 1)
-        pos = pos + n
-      end
-      i = j + 1
-    else
-      i = i + 1
-    end
-  end
-  local out = {}
-  for g = 1, count do out[g] = groups[g][1] .. groups[g][2] end
-  return table.concat(out)
-end
-
 -- Security codes in free text: cvv, cvv2, cvc, cvc2, securityCode, security_code, "security code"
 -- (any letter case), then =, : or spaces (quotes and JSON escapes allowed around them), then 3 or 4
 -- digits: "cvv=739", "CVC2: 1234", "security code 739", "securityCode\":\"739".
@@ -160,9 +91,11 @@ end
 -- @treturn string
 function redact.text(s)
   if type(s) ~= "string" then return s end
-  for i = 1, #JSON_KEYS do
+  -- Every key holds "card", "security" or "cv": three plain finds rule out most text.
+  local keys = find(s, "card", 1, true) or find(s, "security", 1, true) or find(s, "cv", 1, true)
+  for i = 1, keys and #JSON_KEYS or 0 do
     local key, mask = JSON_KEYS[i][1], JSON_KEYS[i][2]
-    if s:find(key, 1, true) then
+    if find(s, key, 1, true) then
       -- "key":"value" and \"key\":\"value\" (JSON inside a JSON string)
       s = s:gsub('(\\*"' .. key .. '\\*"%s*:%s*\\*")([^"\\]*)', function(prefix, value)
         return prefix .. mask(value)
@@ -173,32 +106,14 @@ function redact.text(s)
       end)
     end
   end
-  if s:find("%d%d%d") then
-    -- Every pattern needs "security", "cvv" or "cvc" in some letter case: two plain finds in a
-    -- lower-cased copy rule them out for almost every text (a requestId, a message) before three
-    -- case-blind gsubs, 7 us per log field under LuaJIT (issue 13, notifications).
-    local lower = s:lower()
-    if lower:find("security", 1, true) or lower:find("cv", 1, true) then
-      for i = 1, #CODE_PATTERNS do s = s:gsub(CODE_PATTERNS[i], mask_codes) end
-    end
+  -- The gate and the digit runs are C (dws.core, csrc/redact.c): one pass each instead of a dozen
+  -- patterns, since every log line and error message comes through here (issue 13).
+  if code_hint(s) then
+    for i = 1, #CODE_PATTERNS do s = s:gsub(CODE_PATTERNS[i], mask_codes) end
   end
-  if s:find("%d%d%d%d%d%d%d%d%d%d%d%d") then
-    s = s:gsub("%d+", mask_digit_run)
-  end
-  if s:find(GROUPED_HINT) then
-    s = s:gsub(GROUPED_RUN, mask_grouped)
-  end
-  return s
-end
-
--- Control characters as escapes, so that text from a gateway or a caller cannot start a new log
--- line or rewrite one: \n, \r, \t, other C0 bytes and DEL as \xHH, and the Unicode line breaks
--- NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR as \u0085, \u2028, \u2029.
-local ESCAPES = { ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
-local UNICODE_BREAKS = { ["\194\133"] = "\\u0085", ["\226\128\168"] = "\\u2028", ["\226\128\169"] = "\\u2029" }
-
-local function escape_control(c)
-  return ESCAPES[c] or format("\\x%02X", byte(c))
+  -- Card numbers left: any run of 12 to 19 digits that could be a card (Luhn-valid; a 13-digit
+  -- run starting with 1 is a millisecond timestamp), also grouped with separators.
+  return mask_card_digits(s)
 end
 
 --- Control characters escaped (`\n`, `\r`, `\t`, `\xHH`; NEL, U+2028, U+2029 as `\uXXXX`), so
@@ -208,11 +123,7 @@ end
 -- @treturn string
 function redact.escape(s)
   if type(s) ~= "string" then return s end
-  if find(s, "%c") then s = s:gsub("%c", escape_control) end
-  if find(s, "[\194\226]") then
-    s = s:gsub("\194\133", UNICODE_BREAKS):gsub("\226\128[\168\169]", UNICODE_BREAKS)
-  end
-  return s
+  return escape_text(s)
 end
 
 --- What may be printed on a log line or in tostring(err): card data redacted, control characters
@@ -243,7 +154,7 @@ local function copy(t, depth, seen)
       out[k] = copy(v, depth + 1, seen)
     elseif tv == "string" then
       out[k] = redact.text(v)
-    elseif tv == "number" and mask_digit_run(as_string(v)) ~= as_string(v) then
+    elseif tv == "number" and mask_card_digits(as_string(v)) ~= as_string(v) then
       out[k] = redact.card_number(v)
     else
       out[k] = v
