@@ -30,8 +30,10 @@ end
 
 -- The SDK's log lines go to nginx's error log; they never carry card numbers (the SDK only
 -- hands loggers masked data).
+local NGX_LEVEL = { error = ngx.ERR, warn = ngx.WARN, info = ngx.INFO }
+
 local function logger(level, message, fields)
-  local lvl = ({ error = ngx.ERR, warn = ngx.WARN, info = ngx.INFO })[level] or ngx.DEBUG
+  local lvl = NGX_LEVEL[level] or ngx.DEBUG
   local extra = ""
   if fields and next(fields) then extra = " " .. (core.json_encode(fields) or "") end
   ngx.log(lvl, "dws: ", message, extra)
