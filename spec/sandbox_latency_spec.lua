@@ -18,4 +18,14 @@ describe("sandbox latency", function()
   it("refuses a range whose max is under its min", function()
     assert.has_error(function() sb:latency(0.2, 0.1) end)
   end)
+
+  it("logs when each API request arrived, before its latency, and when the wait ended", function()
+    sb:reset()
+    local client = require("dws").client(sb:client_options())
+    client:call("consultAddablePaymentMethod", { customerId = "2162878776333", env = { terminalType = "WEB" } })
+    client:close()
+    local r = sb:requests()[1]
+    assert.is_true(type(r.received) == "number" and r.received <= r.time,
+      tostring(r.received) .. " " .. tostring(r.time))
+  end)
 end)

@@ -178,7 +178,7 @@ local function config(prefix, certs, wrong, ports, opts)
     "    scgi_temp_path " .. tmp .. "/scgi;",
     "    client_body_buffer_size 4m;",
     "    client_max_body_size 16m;",
-    opts.trust == false and "" or "    lua_ssl_trusted_certificate " .. certs.ca .. ";",
+    opts.trust == false and "" or "    lua_ssl_trusted_certificate " .. (opts.trust or certs.ca) .. ";",
     "    lua_ssl_verify_depth 3;",
     opts.http or "",
     "    server {",
@@ -203,7 +203,8 @@ end
 
 -- opts.locations: extra location blocks for the main server; opts.http: extra http-block lines;
 -- opts.lua_files: { modname = source } written where the server's Lua can require them;
--- opts.trust = false: no lua_ssl_trusted_certificate, so cosockets in it trust no server;
+-- opts.trust = false: no lua_ssl_trusted_certificate, so cosockets in it trust no server; a path:
+-- cosockets trust that CA instead of the server's own (e.g. the sandbox's, sb.ca_file);
 -- opts.extra_ports / opts.extra_tls_ports: how many more plain-HTTP / HTTPS ports the main server
 -- listens on (srv.extra_ports, srv.extra_tls_ports), e.g. for a connection pool no other test uses.
 function M.start(opts)

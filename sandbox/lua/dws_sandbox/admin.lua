@@ -1,7 +1,8 @@
 -- Admin endpoints, served on the HTTP port only (nginx listens on 127.0.0.1 alone):
 --   GET  /__sandbox/health       {"status":"ok"}
 --   GET  /__sandbox/requests     every API request: api, path, client id, request-time, requestId,
---                                sha256 of the body, signature header, verified, fault, result (no bodies)
+--                                sha256 of the body, signature header, verified, fault, result, received
+--                                and time (ms: arrival, end of the latency wait) (no bodies)
 --   GET  /__sandbox/deliveries?client_id=ID   with header X-Sandbox-Admin-Token: <that client's
 --                                admin_token from the config>: that client's notification attempts
 --                                (requestId, attempt, status, acknowledged, body with its card token)

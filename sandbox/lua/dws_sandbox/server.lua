@@ -236,6 +236,9 @@ local function handle_api()
   if api and not APIS[api] then api = nil end
 
   ngx.req.read_body()
+  -- Arrival and the end of the latency wait (record.time) bound the time a request was in flight
+  -- here, so a spec can count how many were at once from the log.
+  local received = core.time_ms()
   -- The gateway's latency (config or admin setting), before anything is processed or signed.
   if api then latency.wait(S.conf) end
   local body = ngx.req.get_body_data() or ""
@@ -255,7 +258,7 @@ local function handle_api()
   end
   local sig_header = joined(headers["signature"])
   local record = {
-    time = core.time_ms(), api = api, method = method, path = path,
+    received = received, time = core.time_ms(), api = api, method = method, path = path,
     client_id = ctx.client_id, request_time = joined(headers["request-time"]),
     signature = sig_header, body_sha256 = ctx.body_hash, verified = false,
   }
