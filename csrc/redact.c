@@ -215,7 +215,12 @@ static int l_mask_card_digits(lua_State *L)
     size_t len;
     unsigned char *b = copy_arg(L, 1, stackbuf, &len);
     int changed = mask_runs(b, len);
-    changed |= mask_grouped_runs(b, len);
+    /* Again until nothing changes: a number masked can end inside a group that also starts
+     * another possible card ("3782 - 822463782 - 841111123": 3782 822463782, then
+     * 3782 841111123), which the pass, going on after the first, does not look at. Each pass
+     * masks at least one more digit, so this ends. */
+    while (mask_grouped_runs(b, len))
+        changed = 1;
     if (changed)
         lua_pushlstring(L, (const char *)b, len);
     else

@@ -17,12 +17,12 @@ deps-checks:
 
 FUZZ_CC       ?= clang-14
 FUZZ_SECONDS  ?= 30
-FUZZ_TARGETS   = json_decode json_encode sigheader codec key_load
+FUZZ_TARGETS   = json_decode json_encode sigheader codec key_load redact
 FUZZ_BINS      = $(addprefix fuzz/out/,$(FUZZ_TARGETS))
 FUZZ_CFLAGS    = -std=c99 -D_POSIX_C_SOURCE=200809L -g -O1 -fno-omit-frame-pointer \
                  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                  -Icsrc $(LUA54_CFLAGS) $(CJSON_CFLAGS)
-# Only json_decode needs a Lua state; linking it everywhere keeps one rule.
+# Only json_decode and redact need a Lua state; linking it everywhere keeps one rule.
 FUZZ_LIBS      = -llua5.4 $(CORE_LIBS)
 
 fuzz/out:
