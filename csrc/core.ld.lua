@@ -1,5 +1,6 @@
---- `dws.core`, the C core (csrc/core.c, key.c, encoding.c, sigheader.c, redact.c, json.c): RSA keys, signatures, base64 and
--- percent coding, JSON, clocks. Most callers need only `dws`; this is for scripts and tools.
+--- `dws.core`, the C core (csrc/core.c, key.c, encoding.c, sigheader.c, redact.c, json.c): RSA keys,
+-- signatures, base64 and percent coding, JSON, redaction, clocks. Most callers need only `dws`; this
+-- is for scripts and tools.
 -- Every function raises only on programming errors (wrong argument types) and returns `nil, err`
 -- for everything a caller must handle; messages never contain key material or input bytes.
 --
