@@ -64,23 +64,35 @@ static int hidden(size_t k, size_t n)
     return n < 13 || (k >= 6 && k + 4 < n);
 }
 
+/*
+ * The next run at or after *i: digits, with separators inside when seps is set. [*from, *end)
+ * spans it from its first digit to its last; returns 0 when no digit is left.
+ */
+static int next_run(const unsigned char *b, size_t len, size_t *i, int seps, size_t *from, size_t *end)
+{
+    while (*i < len && !is_digit(b[*i]))
+        (*i)++;
+    if (*i >= len)
+        return 0;
+    *from = *end = *i;
+    while (*i < len && (is_digit(b[*i]) || (seps && is_sep(b[*i])))) {
+        if (is_digit(b[*i]))
+            *end = *i + 1;
+        (*i)++;
+    }
+    return 1;
+}
+
 /* Pass 1: every maximal digit run that could be a card. Returns whether anything changed. */
 static int mask_runs(unsigned char *b, size_t len)
 {
     int changed = 0;
-    size_t i = 0;
-    while (i < len) {
-        if (!is_digit(b[i])) {
-            i++;
-            continue;
-        }
-        size_t start = i;
-        while (i < len && is_digit(b[i]))
-            i++;
-        if (could_be_card(b + start, i - start)) {
-            for (size_t k = 0; k < i - start; k++)
-                if (hidden(k, i - start))
-                    b[start + k] = '*';
+    size_t i = 0, from, end;
+    while (next_run(b, len, &i, 0, &from, &end)) {
+        if (could_be_card(b + from, end - from)) {
+            for (size_t k = from; k < end; k++)
+                if (hidden(k - from, end - from))
+                    b[k] = '*';
             changed = 1;
         }
     }
@@ -181,21 +193,10 @@ static int mask_grouped(unsigned char *b, size_t from, size_t end)
 static int mask_grouped_runs(unsigned char *b, size_t len)
 {
     int changed = 0;
-    size_t i = 0;
-    while (i < len) {
-        if (!is_digit(b[i])) {
-            i++;
-            continue;
-        }
-        size_t from = i, end = i;
-        while (i < len && (is_digit(b[i]) || is_sep(b[i]))) {
-            if (is_digit(b[i]))
-                end = i + 1;
-            i++;
-        }
+    size_t i = 0, from, end;
+    while (next_run(b, len, &i, 1, &from, &end))
         if (mask_grouped(b, from, end))
             changed = 1;
-    }
     return changed;
 }
 
