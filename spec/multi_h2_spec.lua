@@ -156,6 +156,42 @@ describe("client:run_all against a gateway that offers HTTP/2", function()
     assert.same({ S = CONCURRENCY - 1, SIGNATURE_INVALID = 1 },
       tally(client:run_all(reqs, { concurrency = CONCURRENCY })))
   end)
+
+  it("fails only the request whose stream is reset mid-answer", function()
+    -- Over h2 the sandbox's `reset` fault cuts one stream (RST_STREAM), not the connection.
+    local o = sb:client_options()
+    o.max_retries = 0
+    local c = dws.client(o)
+    sb:reset()
+    sb:fault("reset", 1)
+    local reqs = {}
+    for i = 1, CONCURRENCY do reqs[i] = consult(OK_CUSTOMER) end
+    local got = tally(c:run_all(reqs, { concurrency = CONCURRENCY }))
+    c:close()
+    assert.same({ S = CONCURRENCY - 1, CONNECTION_FAILED = 1 }, got)
+  end)
+
+  it("keeps the other streams on their connection when one is reset", function()
+    local o = sb:client_options()
+    o.max_retries = 0
+    local c = dws.client(o)
+    sb:reset()
+    sb:fault("reset", 1)
+    local reqs = {}
+    for i = 1, CONCURRENCY do reqs[i] = consult(OK_CUSTOMER) end
+    c:run_all(reqs, { concurrency = CONCURRENCY })
+    local before = {}
+    for _, conn in ipairs(connections(sb:requests())) do before[conn] = true end
+    sb:reset()
+    c:run_all(reqs, { concurrency = CONCURRENCY })
+    c:close()
+    -- had the reset taken the connection down, the next batch would need a new one
+    local fresh = {}
+    for _, conn in ipairs(connections(sb:requests())) do
+      if not before[conn] then fresh[#fresh + 1] = conn end
+    end
+    assert.same({}, fresh)
+  end)
 end)
 
 describe("client:run_all against a gateway that offers HTTP/1.1 only (the sandbox's default)", function()
