@@ -10,6 +10,7 @@
 --     notify_url = "http://127.0.0.1:P/notify",             -- for the default merchant
 --     notify_scale = 0.001, token_ttl = 1800, notify_delay = 0, bound_notify_delay = 0,
 --     latency = 0 (or { min =, max = }),
+--     http2 = false,                                       -- true: the HTTPS port offers h2 too
 --   })
 --   sb.http_url, sb.https_url, sb.ca_file, sb.dir, sb.pid_file
 --   sb.dws_public_key (bare base64 SPKI), sb.dws_public_key_pem, sb.dws_private_key_pem
@@ -182,7 +183,8 @@ end
 -- syntax: `sb, err = require("dws.testing").start(opts?)`
 -- @tparam[opt] table opts `clients = { [client_id] = { public_key =, notify_url = } }` (default: one
 -- fresh test merchant, `TEST_CLIENT_ID`), `notify_url` (for the default merchant), `notify_scale`,
--- `token_ttl`, `notify_delay`, `bound_notify_delay`
+-- `token_ttl`, `notify_delay`, `bound_notify_delay`, `latency`, `http2` (true: the HTTPS port offers
+-- HTTP/2 besides HTTP/1.1)
 -- @treturn Sandbox the sandbox
 -- @treturn[2] nil
 -- @treturn[2] string err when the dws-sandbox rock is missing or nginx does not start
@@ -218,6 +220,7 @@ function M.start(opts)
     notify_delay = opts.notify_delay or 0,
     bound_notify_delay = opts.bound_notify_delay or 0,
     latency = opts.latency,
+    http2 = opts.http2,
   })
   local info, err = control.start(dir, { config = conf_path })
   if not info then

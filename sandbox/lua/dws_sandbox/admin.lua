@@ -2,7 +2,8 @@
 --   GET  /__sandbox/health       {"status":"ok"}
 --   GET  /__sandbox/requests     every API request: api, path, client id, request-time, requestId,
 --                                sha256 of the body, signature header, verified, fault, result, received
---                                and time (ms: arrival, end of the latency wait) (no bodies)
+--                                and time (ms: arrival, end of the latency wait), connection (nginx's
+--                                serial of the connection) and protocol ("HTTP/1.1", "HTTP/2.0") (no bodies)
 --   GET  /__sandbox/deliveries?client_id=ID   with header X-Sandbox-Admin-Token: <that client's
 --                                admin_token from the config>: that client's notification attempts
 --                                (requestId, attempt, status, acknowledged, body with its card token)

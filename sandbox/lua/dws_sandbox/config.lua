@@ -10,7 +10,10 @@
 --     bound_notify_delay = 0, -- seconds before the notification of a card that binds at once
 --                           -- (0: sent as the answer leaves, so it may beat the answer to the merchant)
 --     latency = 0,          -- seconds before each API answer: a number, or { min = a, max = b }
+--     http2 = false,        -- the HTTPS port offers HTTP/2 (ALPN h2) besides HTTP/1.1
 --   }
+-- http2 is a listen parameter: fixed while nginx runs (no admin endpoint changes it). Off by default:
+-- the API pages do not say which protocols DWS speaks, so HTTP/1.1 is what a client must handle.
 local M = {}
 
 M.DEFAULTS = { notify_scale = 1.0, token_ttl = 1800, notify_delay = 0, bound_notify_delay = 0 }
@@ -34,6 +37,10 @@ local function check(conf, where)
     local ok, err = require("dws_sandbox.latency").bounds(conf.latency)
     if not ok then return nil, where .. ": " .. err end
   end
+  if conf.http2 ~= nil and type(conf.http2) ~= "boolean" then
+    return nil, where .. ": http2 must be a boolean"
+  end
+  conf.http2 = conf.http2 == true
   for k, default in pairs(M.DEFAULTS) do
     if conf[k] == nil then conf[k] = default end
     if type(conf[k]) ~= "number" or conf[k] < 0 then return nil, where .. ": " .. k .. " must be a number >= 0" end
@@ -88,7 +95,7 @@ function M.write(path, conf)
 end
 
 -- p: { preamble, lua_paths, prefix, http_port, https_port, cert, cert_key, config, dws_private_key,
---      foreign_private_key }
+--      foreign_private_key, http2 }
 function M.nginx_conf(p)
   local q = function(s) return string.format("%q", s) end
   local init = string.format("require(\"dws_sandbox.server\").init{ config = %s, dws_private_key = %s, " ..
@@ -128,7 +135,7 @@ http {
     }
 
     server {
-        listen 127.0.0.1:]] .. p.https_port .. [[ ssl;
+        listen 127.0.0.1:]] .. p.https_port .. [[ ssl]] .. (p.http2 and " http2" or "") .. [[;
         ssl_certificate ]] .. p.cert .. [[;
         ssl_certificate_key ]] .. p.cert_key .. [[;
         ssl_protocols TLSv1.2 TLSv1.3;

@@ -81,15 +81,16 @@ function M.start(dir, opts)
   local jit, jit_err = nginx.jit_cpath()
   if not jit then return nil, jit_err end
   local paths = M.prepare(dir, opts)
-  local ok, err = config.load(paths.config)
-  if not ok then return nil, err end
+  local conf, err = config.load(paths.config)
+  if not conf then return nil, err end
+  local ok
 
   local function conf_for(ports)
     return config.nginx_conf{
       preamble = nginx.preamble(dir), lua_paths = nginx.lua_paths(), prefix = dir,
       http_port = ports[1], https_port = ports[2], cert = paths.cert, cert_key = paths.cert_key,
       config = paths.config, dws_private_key = paths.dws_private_key,
-      foreign_private_key = paths.foreign_private_key,
+      foreign_private_key = paths.foreign_private_key, http2 = conf.http2,
     }
   end
   local ports

@@ -91,8 +91,28 @@ local function put_headers(list)
   for _, h in ipairs(list) do ngx.header[h[1]] = h[2] end
 end
 
+-- The same faults over HTTP/2, where there is no raw connection to write to (ngx.req.socket raises
+-- "http v2 not supported yet") and closing it would fail every stream on it: the headers and part of
+-- the body go out as frames, then 444 resets this stream alone (RST_STREAM), as a proxy that dies
+-- mid-answer does to one request among many multiplexed ones.
+local function h2_cut_answer(list, wire, name)
+  local length, sent = #wire, wire
+  if name == "short_body" then
+    length = #wire + 64
+  else
+    sent = wire:sub(1, math.floor(#wire / 2))
+  end
+  ngx.status = 200
+  put_headers(list)
+  ngx.header["Content-Length"] = length
+  ngx.print(sent)
+  ngx.flush(true)
+  return ngx.exit(444)
+end
+
 -- Faults that need the raw connection: a status line and headers, part of a body, then close.
 local function raw_answer(list, wire, name)
+  if ngx.req.http_version() == 2 then return h2_cut_answer(list, wire, name) end
   local sock, err = ngx.req.socket(true)
   if not sock then
     ngx.log(ngx.ERR, "dws sandbox: raw socket: ", err)
@@ -261,6 +281,9 @@ local function handle_api()
     received = received, time = core.time_ms(), api = api, method = method, path = path,
     client_id = ctx.client_id, request_time = joined(headers["request-time"]),
     signature = sig_header, body_sha256 = ctx.body_hash, verified = false,
+    -- nginx's serial of the connection and "HTTP/1.1" or "HTTP/2.0": a spec counts the connections a
+    -- batch used, and sees h2 multiplexing, without timing anything.
+    connection = tonumber(ngx.var.connection), protocol = ngx.var.server_protocol,
   }
 
   local req
