@@ -77,22 +77,29 @@ local function peak_in_flight(log)
   return peak
 end
 
+-- A sandbox started with opts, a client of it, and one run_all of batch() through it:
+-- sandbox, client, results, the codes wanted, the sandbox's request log.
+local function run_batch(opts)
+  local sb = assert(sandbox.start(opts))
+  local client = dws.client(sb:client_options())
+  local reqs, want = batch()
+  local results = client:run_all(reqs, { concurrency = CONCURRENCY })
+  return sb, client, results, want, sb:requests()
+end
+
+local function stop(sb, client)
+  if client then client:close() end
+  if sb then sb:stop() end
+end
+
 describe("client:run_all against a gateway that offers HTTP/2", function()
   local sb, client, results, want, log
 
   setup(function()
-    sb = assert(sandbox.start{ http2 = true, latency = LATENCY })
-    client = dws.client(sb:client_options())
-    local reqs
-    reqs, want = batch()
-    results = client:run_all(reqs, { concurrency = CONCURRENCY })
-    log = sb:requests()
+    sb, client, results, want, log = run_batch{ http2 = true, latency = LATENCY }
   end)
 
-  teardown(function()
-    if client then client:close() end
-    if sb then sb:stop() end
-  end)
+  teardown(function() stop(sb, client) end)
 
   it("returns every result verified, in the order of the requests", function()
     -- F answers are signed too: a code other than SIGNATURE_INVALID is a verified answer
@@ -198,18 +205,10 @@ describe("client:run_all against a gateway that offers HTTP/1.1 only (the sandbo
   local sb, client, results, want, log
 
   setup(function()
-    sb = assert(sandbox.start{ latency = LATENCY })
-    client = dws.client(sb:client_options())
-    local reqs
-    reqs, want = batch()
-    results = client:run_all(reqs, { concurrency = CONCURRENCY })
-    log = sb:requests()
+    sb, client, results, want, log = run_batch{ latency = LATENCY }
   end)
 
-  teardown(function()
-    if client then client:close() end
-    if sb then sb:stop() end
-  end)
+  teardown(function() stop(sb, client) end)
 
   it("returns every result verified, in the order of the requests", function()
     assert.same(want, codes_of(results))
