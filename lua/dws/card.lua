@@ -54,6 +54,8 @@ function M.brand(number)
 end
 
 -- First six, stars, last four: the form DWS itself uses ("523945******1949").
+-- Not core.mask_card (redaction's rule): that hides all of a 12-digit number, where DWS, and
+-- bind_card's check of cacheCard's mask, show six and four of it here too.
 function M.mask(number)
   local d = M.digits(number)
   if not d then return nil end
