@@ -411,6 +411,20 @@ describe("the API pages, as a black-box tester reads them", function()
         assert.are.equal("SIGNATURE_MISSING", err.code)
       end)
 
+      it("two signature headers (two spellings): rejected, no data", function()
+        local res, err = consult{ header = function(h) return h .. "\r\nsignature: " .. h end }
+        assert.is_nil(res)
+        assert.are.same({ "SIGNATURE_INVALID", true }, { err.code, err.response == nil })
+      end)
+
+      it("an answer whose client-id header names another client: rejected", function()
+        local res, err = consult{ client_id_name = "X-Ignored", header = function(h)
+          return h .. "\r\nclient-id: 2022000000000002"
+        end }
+        assert.is_nil(res)
+        assert.are.equal("SIGNATURE_INVALID", err.code)
+      end)
+
       it("the signature= item is read wherever it stands in the header", function()
         local res = consult{ header = function(h)
           local sig = h:match("(signature=[^,]*)")
@@ -428,7 +442,7 @@ describe("the API pages, as a black-box tester reads them", function()
       opts = opts or {}
       local time = opts.time or string.format("%d", core.time_ms())
       local body = opts.body or SAMPLE
-      local header = assert(dws.signature.sign{ private_key = dws_private, method = "POST",
+      local header = assert(dws.signature.sign{ private_key = opts.key or dws_private, method = "POST",
         path = opts.signed_path or "/notify", client_id = "2022000000000001", time = time, body = body })
       return { method = "POST", path = opts.path or "/notify", body = body,
                headers = { ["client-id"] = "2022000000000001", ["request-time"] = time, signature = header } }
@@ -455,6 +469,24 @@ describe("the API pages, as a black-box tester reads them", function()
     it("a business failure in the handler is still acknowledged with S (the page)", function()
       local status, _, body = client():handle_notification(notification(), function() return false, "no wallet" end)
       assert.are.same({ 200, ACK }, { status, body })
+    end)
+
+    local function refused(request)
+      local runs = 0
+      local status, _, body = client():handle_notification(request, function() runs = runs + 1; return true end)
+      return { status, runs, (dws.decode_json(body) or {}).result.resultStatus }
+    end
+
+    it("a forged notification (signed with another key) is refused, the handler not run", function()
+      assert.are.same({ 401, 0, "F" }, refused(notification{ key = merchant_pem }))
+    end)
+
+    it("a replayed notification (Request-Time 10 minutes old) is refused, the handler not run", function()
+      assert.are.same({ 401, 0, "F" }, refused(notification{ time = string.format("%d", core.time_ms() - 600000) }))
+    end)
+
+    it("a signed body that is not a notification is refused, the handler not run", function()
+      assert.are.same({ 400, 0, "F" }, refused(notification{ body = "[1,2]" }))
     end)
 
     it("a re-sent notification is acknowledged again and handled once", function()
