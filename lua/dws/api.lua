@@ -170,6 +170,17 @@ api.cacheCard = {
       card = card_t{ required = true },
     }, { required = true }),
   },
+  rules = {
+    function(req)
+      -- The page caches cards only (its sample says "card"; addPaymentMethod's says "CARD"), and
+      -- the sandbox refuses anything else: any letter case, as there.
+      local t = req.paymentMethodDetail.paymentMethodDetailType
+      if type(t) == "string" and t:lower() ~= "card" then
+        return "paymentMethodDetail.paymentMethodDetailType", "must be card"
+      end
+      return nil
+    end,
+  },
 }
 
 api.addPaymentMethod = {

@@ -268,16 +268,9 @@ function M.new(opts)
   local o = {}
   for name, value in pairs(DEFAULTS) do o[name] = value end
   for name, value in pairs(opts) do o[name] = value end
-  if type(o.key_version) == "number" then
-    local v = o.key_version
-    if not (v >= 0 and v < 2^31) or v ~= math.floor(v) then
-      fail_option("key_version", "must be a whole number >= 0")
-    end
-    o.key_version = string.format("%d", v)
-  end
-  if o.key_version == "" or o.key_version:find("[^%w%.%-_]") then
-    fail_option("key_version", "must be a plain version string")
-  end
+  local version, verr = signature.key_version(o.key_version)
+  if not version then fail_option("key_version", verr) end
+  o.key_version = version
   check_numbers(o)
   if o.transport ~= nil and type(o.transport.request) ~= "function" then
     fail_option("transport", "must have a request method")

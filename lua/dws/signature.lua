@@ -11,6 +11,9 @@ local type, pairs, pcall, tostring, format = type, pairs, pcall, tostring, strin
 
 local signature = {}
 
+-- keyVersion when none is given: SIGNING.md's default, kept with the client's other defaults.
+local DEFAULT_KEY_VERSION = require("dws.defaults").options.key_version
+
 local function need_string(args, name, fn)
   local v = args[name]
   if type(v) == "number" then return format("%d", v) end -- Request-Time given as a number
@@ -48,22 +51,42 @@ local function load_key(k, kind, fn)
   return key
 end
 
+--- A keyVersion as the Signature header carries it: a version string (letters, digits, `.-_`) as
+-- it is, or a whole number written without a fraction (Lua 5.4 would write 2.0 as "2.0").
+-- The one rule: dws.client's key_version option and `sign` both go through it.
+-- syntax: `v, err = dws.signature.key_version(v)`
+-- @tparam string|number v
+-- @treturn string the keyVersion text
+-- @treturn[2] nil
+-- @treturn[2] string err
+function signature.key_version(v)
+  if type(v) == "number" then
+    if not (v >= 0 and v < 2^31) or v ~= math.floor(v) then return nil, "must be a whole number >= 0" end
+    return format("%d", v)
+  end
+  if type(v) ~= "string" or v == "" or v:find("[^%w%.%-_]") then return nil, "must be a plain version string" end
+  return v
+end
+
 --- The Signature header value for a request:
 -- "algorithm=RSA256,keyVersion=<v>,signature=<url-encoded base64>".
 -- syntax: `header, err = dws.signature.sign{ private_key =, method =, path =, client_id =, time =, body = }`
 -- @tparam table args `private_key` (PEM or bare base64 text, or a `dws.core` key), `method`, `path`,
--- `client_id`, `time` (string or number), `body` (the exact bytes sent), `key_version` (default "1")
+-- `client_id`, `time` (string or number), `body` (the exact bytes sent), `key_version` (default "1";
+-- a string, or a whole number)
 -- @treturn string the Signature header value
 -- @treturn[2] nil
 -- @treturn[2] string err when signing fails
--- @raise on a missing or mistyped argument, or an unreadable key
+-- @raise on a missing or mistyped argument, an unreadable key or a malformed `key_version`
 function signature.sign(args)
   if type(args) ~= "table" then error("dws.signature.sign: expects a table of arguments", 2) end
   local key = load_key(args.private_key, "private", "sign")
   local b64, err = core.sign(key, need_string(args, "method", "sign"), need_string(args, "path", "sign"),
     need_string(args, "client_id", "sign"), need_string(args, "time", "sign"), need_string(args, "body", "sign"))
   if not b64 then return nil, err end
-  return core.signature_header(b64, tostring(args.key_version or "1"))
+  local version, verr = signature.key_version(args.key_version or DEFAULT_KEY_VERSION)
+  if not version then error("dws.signature.sign: key_version " .. verr, 2) end
+  return core.signature_header(b64, version)
 end
 
 --- Verify a Signature header value over a message with a parsed core public key.
