@@ -70,6 +70,31 @@ teardown(function()
 end)
 
 describe("verify_notification", function()
+  -- README (Errors): a refused notification is F whatever its code; err.http_status is the answer.
+  local refusals = {
+    { "a GET", function(r) r.method = "GET" end, "METHOD_NOT_SUPPORTED", 405 },
+    { "a forged signature", function(r) r.body = r.body:gsub("ALIPAYtoken", "ALIPAYforged") end,
+      "SIGNATURE_INVALID", 401 },
+    { "no Signature header", function(r) r.headers.Signature = nil end, "SIGNATURE_MISSING", 401 },
+    { "a stale Request-Time", nil, "NOTIFICATION_EXPIRED", 401 },
+    { "no requestId", false, "PARAM_ILLEGAL", 400 },
+  }
+  for _, case in ipairs(refusals) do
+    it("refuses " .. case[1] .. " as " .. case[3] .. " with status F and HTTP " .. case[4], function()
+      local req
+      if case[2] == nil then
+        req = signed(body_of(), { time = tostring(core.time_ms() - 3600 * 1000) })
+      elseif case[2] == false then
+        req = signed(body_of{ requestId = false })
+      else
+        req = signed(body_of())
+        case[2](req)
+      end
+      local err = refused(req, case[3])
+      assert.are.same({ "F", case[4] }, { err.status, err.http_status })
+    end)
+  end
+
   it("returns the notification when signature, time and body are good", function()
     local n = assert(client:verify_notification(signed(body_of())))
     assert.are.equal("9c0b6c8e-4c7e-4d8f-9a57-6a1d2f3b4c5d", n.requestId)
