@@ -140,7 +140,6 @@ function M.measure(root, prefix, url, file, seconds, opts)
   return {
     rate = rate, total = total, workers = #workers, cpu_per = (cpu1 - cpu0) / total,
     wrk_cpu_per = wrk_cpu and wrk_cpu / total or nil,
-    wrk_sys_per = ws and secs(ws) / total or nil,
     -- CPU seconds of the machine that went neither to the workers nor to wrk while they ran.
     others = idle1 and wrk_cpu and M.cpus() * wall - (idle1 - idle0) - (cpu1 - cpu0) - wrk_cpu or nil,
     wall = wall,
