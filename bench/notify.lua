@@ -19,7 +19,7 @@ local GOAL_SCALING = 0.9      -- two workers' rate / twice one worker's
 -- The scaling measurement that spares the workers' cores: wrk writes PIPELINE notifications at once
 -- on each of PIPE_CONNECTIONS connections per worker (HTTP/1.1 pipelining), so it wakes, reads and
 -- writes less often per notification. Measured in the bench: 16 deep roughly halves wrk's CPU per
--- notification beside two workers (about 14 -> 7 us); deeper or more connections gain nothing more.
+-- notification beside two workers (about 14 -> 8 us); deeper or more connections gain nothing more.
 local PIPELINE, PIPE_CONNECTIONS = 16, 2
 
 local function verdict(scale)
