@@ -39,6 +39,10 @@ describe("README Stores", function()
       raised(function() return mine:get(7) end))
   end)
 
+  it("check_key refuses a key in the reserved prefix", function()
+    assert.matches("mystore: get: key must not start with \"lock:\"$", raised(function() return mine:get("lock:a") end))
+  end)
+
   it("check_value refuses a value that is not a string", function()
     assert.matches("readme_claims_spec%.lua:%d+: mystore: set: value must be a string$",
       raised(function() return mine:set("k", 1) end))

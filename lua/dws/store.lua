@@ -66,8 +66,12 @@ end
 -- with it).
 -- syntax: `store.check_key(key, store_name, method, reserved?)`
 function M.check_key(key, store_name, method, reserved)
-  if type(key) ~= "string" or key == "" or (reserved and key:sub(1, #reserved) == reserved) then
+  if type(key) ~= "string" or key == "" then
     error(store_name .. ": " .. method .. ": key must be a non-empty string", 3)
+  end
+  if reserved and key:sub(1, #reserved) == reserved then
+    -- said as such: "must be a non-empty string" would send the caller looking for the wrong mistake
+    error(store_name .. ": " .. method .. ": key must not start with \"" .. reserved .. "\"", 3)
   end
 end
 
