@@ -3,6 +3,257 @@
 -- and run against the real sandbox. Where a block must differ to run here (a real gateway's URL, a
 -- placeholder key), the spec substitutes that exact text and fails if it is no longer there.
 local dws = require "dws"
+local core = require "dws.core"
+local nginx = require "dws_sandbox.nginx"
+local sandbox = require "helpers.sandbox"
+local files = require "helpers.files"
+
+local ROOT = os.getenv("DWS_ROOT")
+local README = files.read(ROOT .. "/README.md")
+local q = nginx.sh_quote
+
+-- Quick start's client id; the sandbox knows it, so the block runs with its own client id.
+local CLIENT_ID = "SANDBOX_5YBX2N2ZPJ8B05030"
+local CUSTOMER = "2162878776333"
+
+-- The one fenced block of README.md of `lang` that contains `marker` (plain text).
+local function block(lang, marker)
+  local found
+  for body in README:gmatch("\n *```" .. lang .. "\n(.-)\n *```") do
+    if body:find(marker, 1, true) then
+      assert(not found, "README.md: more than one " .. lang .. " block holds " .. marker)
+      found = body
+    end
+  end
+  return assert(found, "README.md: no " .. lang .. " block holds " .. marker)
+end
+
+-- `text` with `old` (plain, exactly once) replaced by `new`.
+local function substitute(text, old, new)
+  local i, j = text:find(old, 1, true)
+  assert(i, "README block no longer holds: " .. old)
+  assert(not text:find(old, j + 1, true), "README block holds more than once: " .. old)
+  return text:sub(1, i - 1) .. new .. text:sub(j + 1)
+end
+
+-- Runs a block with `vars` as its upvalues-to-be (client, request, ...) and print captured.
+-- Returns the lines printed and what the chunk returned (`tail` is appended to the block).
+local function run(code, vars, tail)
+  local printed = {}
+  local env = setmetatable({ print = function(...)
+    local parts = {}
+    for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+    printed[#printed + 1] = table.concat(parts, "\t")
+  end }, { __index = function(_, k)
+    if vars and vars[k] ~= nil then return vars[k] end
+    return _G[k]
+  end })
+  local chunk = assert(load(code .. "\n" .. (tail or ""), "=README.md", "t", env))
+  return printed, chunk()
+end
+
+-- Runs a shell command -> exit status, stdout (os.execute's results differ between 5.4 and LuaJIT).
+local function sh(cmd)
+  local dir = nginx.tmpdir("dws-readme-sh")
+  os.execute("(" .. cmd .. ") >" .. dir .. "/out 2>&1 </dev/null; echo $? >" .. dir .. "/rc")
+  local status, out = tonumber(files.read(dir .. "/rc")), files.read(dir .. "/out")
+  nginx.rmdir(dir)
+  return status, out
+end
+
+local dir, sb, private_pem, public_pem, dws_private
+
+local function new_client(extra)
+  local opts = { client_id = CLIENT_ID, private_key = private_pem, dws_public_key = sb.dws_public_key,
+                 gateway = sb.https_url, ca_file = sb.ca_file }
+  for k, v in pairs(extra or {}) do opts[k] = v end
+  return dws.client(opts)
+end
+
+local function card(number)
+  return { cardNo = number, securityCode = "123", expiryMonth = "12",
+           expiryYear = tostring(tonumber(os.date("!%Y")) + 2),
+           instUserName = { firstName = "Ada", lastName = "Lovelace" } }
+end
+
+-- A notification as DWS sends it, signed with the sandbox's DWS key.
+local function notification(request_id, time)
+  local body = assert(core.json_encode{ requestId = request_id, referenceCustomerId = "shop-customer-17",
+    paymentMethodDetail = { paymentMethodDetailType = "CARD",
+      card = { cardToken = "ALIPAYfinal", brand = "VISA", mask = "411111******1111" } } })
+  time = time or tostring(core.time_ms())
+  local header = assert(dws.signature.sign{ private_key = dws_private, method = "POST", path = "/notify",
+    client_id = CLIENT_ID, time = time, body = body })
+  return { method = "POST", path = "/notify", body = body,
+           headers = { ["Client-Id"] = CLIENT_ID, ["Request-Time"] = time, ["Signature"] = header } }
+end
+
+setup(function()
+  dir = nginx.tmpdir("dws-readme")
+  local priv = nginx.make_keypair(dir, "merchant")
+  private_pem, public_pem = nginx.read_file(priv), nginx.read_file(dir .. "/merchant_public.pem")
+  sb = assert(sandbox.start{ clients = { [CLIENT_ID] = { public_key = public_pem } } })
+  dws_private = assert(dws.signature.load_key(sb.dws_private_key_pem, "private"))
+end)
+
+teardown(function()
+  if sb then sb:stop() end
+  if dir then nginx.rmdir(dir) end
+end)
+
+describe("README Quick start", function()
+  -- The block as written, but for the gateway (a real one, here the sandbox with its CA) and the
+  -- DWS key (elided in the README).
+  local function quick_start(customer)
+    local code = block("lua", "client:consult_addable_payment_method{\n")
+    code = substitute(code, 'io.open("merchant_private.pem")', "io.open(" .. string.format("%q", dir ..
+      "/merchant_private.pem") .. ")")
+    code = substitute(code, '"MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA..."', string.format("%q", sb.dws_public_key))
+    code = substitute(code, 'gateway        = "https://open-sea-global.alipay.com",',
+      "gateway = " .. string.format("%q", sb.https_url) .. ", ca_file = " .. string.format("%q", sb.ca_file) .. ",")
+    if customer then code = substitute(code, '"2162878776333"', string.format("%q", customer)) end
+    return (run(code))
+  end
+
+  it("prints each payment option and whether it is enabled", function()
+    assert.are.same({ "MIXEDCARD\ttrue", "GCASH_EBANK\ttrue" }, quick_start())
+  end)
+
+  it("prints an F as the comment shows", function()
+    local printed = quick_start("2100000000000009")
+    assert.matches("^dws: consultAddablePaymentMethod USER_NOT_EXIST %(F%): ", printed[1])
+  end)
+end)
+
+describe("README Calls", function()
+  it("runs the run_all block: one line per customer, in request order", function()
+    local printed = run(block("lua", "client:run_all(reqs"), { client = new_client(),
+      customer_ids = { CUSTOMER, "2188000000000004", "2188000000000001" } })
+    -- each line: the customer, then "S" or tostring(err) (its code and status; the message is DWS's)
+    for i, line in ipairs(printed) do printed[i] = line:match("^[^:]*: %S+ %S+ %(.%)") or line end
+    assert.are.same({ CUSTOMER .. "\tS", "2188000000000004\tdws: consultAddablePaymentMethod NO_PAY_OPTIONS (F)",
+      "2188000000000001\tdws: consultAddablePaymentMethod USER_STATUS_ABNORMAL (F)" }, printed)
+  end)
+
+  it("generates a UUID v4 requestId for an addPaymentMethod without one and reports it", function()
+    local client = new_client()
+    local cached = assert(client:cache_card{ paymentMethodDetail = { paymentMethodDetailType = "card",
+      card = card("4111111111111111") } })
+    local res = assert(client:add_payment_method{ customerId = CUSTOMER, env = { terminalType = "WEB" },
+      referenceCustomerId = "shop-customer-17", paymentMethodDetail = { paymentMethodDetailType = "CARD",
+        card = { cardToken = cached.paymentMethodDetail.card.cardToken } } })
+    assert.matches("^%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$", res.requestId)
+  end)
+end)
+
+describe("README Errors", function()
+  it("has a dws.errors constant for every code of the table", function()
+    local section = README:match("\n## Errors\n(.-)\n## ")
+    local missing = {}
+    for cell in section:gmatch("\n| ([^|]-) | [FU]") do
+      for code in cell:gmatch("`([A-Z_]+)`") do
+        if dws.errors[code] ~= code then missing[#missing + 1] = code end
+      end
+    end
+    assert.are.same({}, missing)
+  end)
+
+  it("NOTIFICATION_EXPIRED is F, as the table says", function()
+    local client = new_client()
+    local _, err = client:verify_notification(notification("expired-1", tostring(core.time_ms() - 301 * 1000)))
+    assert.are.same({ "NOTIFICATION_EXPIRED", "F" }, { err.code, err.status })
+  end)
+end)
+
+describe("README Binding a card", function()
+  local client, outcome
+
+  setup(function()
+    -- max_retries = 0: the sandbox's "unknown once" card then leaves an UNKNOWN binding to sweep.
+    client = new_client{ max_retries = 0 }
+    local err
+    outcome, err = select(2, run(block("lua", "local outcome, err = client:bind_card{"), { client = client },
+      "return outcome, err"))
+    assert(outcome, tostring(err))
+  end)
+
+  it("the bind_card block binds the test card: ACCEPTED", function()
+    assert.are.equal("ACCEPTED", outcome.status)
+  end)
+
+  it("the outcome has the documented fields", function()
+    assert.are.same({ "411111******1111", "1111", "VISA", "string", "string" },
+      { outcome.mask, outcome.last4, outcome.brand, type(outcome.requestId), type(outcome.expiryTime) })
+  end)
+
+  it("the binding block reads the record back with its status and state", function()
+    local _, b = run(block("lua", "local b, err = client:binding(requestId)"),
+      { client = client, requestId = outcome.requestId }, "return b, err")
+    assert.are.same({ "ACCEPTED", "ACCEPTED", outcome.requestId }, { b.status, b.state, b.requestId })
+  end)
+
+  it("client:binding of an unknown requestId is nil without an error", function()
+    assert.are.same({ n = 1 }, table.pack(client:binding("never-journaled")))
+  end)
+
+  it("the resume_binding block returns an ACCEPTED record as it is", function()
+    local _, resumed = run(block("lua", "local outcome, err = client:resume_binding(requestId)"),
+      { client = client, requestId = outcome.requestId }, "return outcome, err")
+    assert.are.equal("ACCEPTED", resumed.status)
+  end)
+
+  it("the sweeper block resumes an UNKNOWN binding", function()
+    local unknown = assert(client:bind_card{ customerId = CUSTOMER, env = { terminalType = "WEB" },
+      referenceCustomerId = "shop-customer-17", card = card("4000000000000119") })
+    assert.are.equal("UNKNOWN", unknown.status)
+    -- older_than = 0: the record was made a moment ago, not ten minutes.
+    run(substitute(block("lua", "client:pending_bindings{"), "older_than = 600", "older_than = 0"),
+      { client = client })
+    assert.are.equal("ACCEPTED", client:binding(unknown.requestId).status)
+  end)
+end)
+
+describe("README Notifications", function()
+  local client, outcome
+
+  setup(function()
+    client = new_client()
+    outcome = assert(client:bind_card{ customerId = CUSTOMER, env = { terminalType = "WEB" },
+      referenceCustomerId = "shop-customer-17", card = card("4111111111111111") })
+  end)
+
+  local function notification_block(request)
+    return select(2, run(block("lua", "client:handle_notification(request, function(notification, binding)"),
+      { client = client, request = request, h = request.headers, raw = request.body },
+      "return n, err, status, headers, body"))
+  end
+
+  it("the block verifies, then acknowledges with the page's exact answer", function()
+    local n, err, status, headers, body = notification_block(notification(outcome.requestId))
+    assert(n, tostring(err))
+    assert.are.same({ 200, "application/json",
+      '{"result":{"resultCode":"SUCCESS","resultStatus":"S","resultMessage":"success"}}' },
+      { status, headers["Content-Type"], body })
+  end)
+
+  it("after the block, the binding is BOUND with the notification's token", function()
+    local b = client:binding(outcome.requestId)
+    assert.are.same({ "BOUND", "ALIPAYfinal" }, { b.status, b.cardToken })
+  end)
+
+  it("a repeat within seen_ttl is acknowledged without the handler, after it runs it again", function()
+    local runs = 0
+    local function handler() runs = runs + 1 return true end
+    local store = dws.store.memory()
+    local opts = { store = store, seen_ttl = 1 }
+    client:handle_notification(notification("seen-ttl-1"), handler, opts)
+    client:handle_notification(notification("seen-ttl-1"), handler, opts)
+    local before = runs
+    core.sleep(1.2)
+    client:handle_notification(notification("seen-ttl-1"), handler, opts)
+    assert.are.same({ 1, 2 }, { before, runs })
+  end)
+end)
 
 describe("README Stores", function()
   -- A store of one's own, checking its arguments with dws.store's checks as the README says.
@@ -77,3 +328,35 @@ describe("README Stores", function()
   end)
 end)
 
+describe("README The DWS sandbox", function()
+  it("starts from the config file block as written (but for the key)", function()
+    local d = nginx.tmpdir("dws-readme-sb")
+    local conf = substitute(block("lua", "notify_scale = 1.0,"), '"<PEM or bare base64>"',
+      string.format("%q", public_pem))
+    files.write(d .. "/config.lua", conf)
+    local launcher = q(ROOT .. "/sandbox/bin/dws-sandbox")
+    local status, out = sh("lua5.4 " .. launcher .. " start --dir " .. q(d .. "/sb")
+      .. " --config " .. q(d .. "/config.lua"))
+    local http = out:match("http=(%d+)")
+    local health = http and select(2, sh("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:" .. http ..
+      "/__sandbox/health"))
+    sh("lua5.4 " .. launcher .. " stop --dir " .. q(d .. "/sb"))
+    nginx.rmdir(d)
+    assert.are.same({ 0, "200" }, { status, health })
+  end)
+
+  it("dws sandbox status exits 3 when no sandbox runs in DIR", function()
+    local d = nginx.tmpdir("dws-readme-none")
+    local status = sh("lua5.4 " .. q(ROOT .. "/bin/dws") .. " sandbox status --dir " .. q(d))
+    nginx.rmdir(d)
+    assert.are.equal(3, status)
+  end)
+end)
+
+-- README "dws.testing": the merchant's spec block, registered here as a describe of this file.
+do
+  local code = block("lua", "-- merchant_spec.lua")
+  local env = setmetatable({ describe = describe, it = it, lazy_setup = lazy_setup,
+    lazy_teardown = lazy_teardown, assert = assert }, { __index = _G })
+  assert(load(code, "=README.md", "t", env))()
+end
