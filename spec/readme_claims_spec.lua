@@ -67,7 +67,8 @@ local function new_client(extra)
   local opts = { client_id = CLIENT_ID, private_key = private_pem, dws_public_key = sb.dws_public_key,
                  gateway = sb.https_url, ca_file = sb.ca_file }
   for k, v in pairs(extra or {}) do opts[k] = v end
-  return dws.client(opts)
+  local client = dws.client(opts) -- not a tail call: an option error names this line
+  return client
 end
 
 local function card(number)
@@ -99,6 +100,25 @@ end)
 teardown(function()
   if sb then sb:stop() end
   if dir then nginx.rmdir(dir) end
+end)
+
+describe("README Client options", function()
+  it("journal_retention out of its range raises as an option error at the caller", function()
+    local messages = {}
+    for i, v in ipairs{ 0, -1, 0 / 0, math.huge, 10 * 365 * 86400 + 1, true } do
+      local ok, err = pcall(new_client, { journal_retention = v })
+      messages[i] = not ok and
+        tostring(err):match("readme_claims_spec%.lua:%d+: (dws%.client: option journal_retention)")
+    end
+    local expected = "dws.client: option journal_retention"
+    assert.are.same({ expected, expected, expected, expected, expected, expected }, messages)
+  end)
+
+  it("journal_retention may be false or a number of seconds up to 10 years", function()
+    local oks = {}
+    for i, v in ipairs{ false, 1, 10 * 365 * 86400 } do oks[i] = (pcall(new_client, { journal_retention = v })) end
+    assert.are.same({ true, true, true }, oks)
+  end)
 end)
 
 describe("README Quick start", function()
