@@ -178,6 +178,10 @@ describe("README Errors", function()
     assert.are.same({}, missing)
   end)
 
+  it("errors.is is a predicate: false and the reason for anything else", function()
+    assert.are.same({ false, "not a dws error object (a table)" }, { dws.errors.is({ code = "TIMEOUT" }) })
+  end)
+
   it("NOTIFICATION_EXPIRED is F, as the table says", function()
     local client = new_client()
     local _, err = client:verify_notification(notification("expired-1", tostring(core.time_ms() - 301 * 1000)))
