@@ -216,6 +216,16 @@ describe("README Binding a card", function()
     assert.are.same({ "ACCEPTED", "ACCEPTED", outcome.requestId }, { b.status, b.state, b.requestId })
   end)
 
+  it("the binding has the record's documented fields, never the request bytes", function()
+    local b = client:binding(outcome.requestId)
+    local kinds = {}
+    for k, v in pairs(b) do kinds[k] = type(v) end
+    assert.are.same({ status = "string", state = "string", requestId = "string", mask = "string", last4 = "string",
+      brand = "string", expiryTime = "string", paymentMethodType = "string", resultCode = "string",
+      customerId = "string", referenceCustomerId = "string", sends = "number", attempts = "number",
+      createdAt = "number", updatedAt = "number", resultStatus = "string", resultMessage = "string" }, kinds)
+  end)
+
   it("client:binding of an unknown requestId is nil without an error", function()
     assert.are.same({ n = 1 }, table.pack(client:binding("never-journaled")))
   end)
