@@ -362,6 +362,56 @@ describe("README Stores", function()
   end)
 end)
 
+describe("README Command line", function()
+  local d
+  before_each(function() d = nginx.tmpdir("dws-readme-cli") end)
+  after_each(function() nginx.rmdir(d) end)
+
+  local function dws_cli(args)
+    return sh("lua5.4 " .. q(ROOT .. "/bin/dws") .. " " .. args)
+  end
+
+  it("keygen --out makes the directory, owner-only, when it does not exist", function()
+    local status = dws_cli("keygen --out " .. q(d .. "/keys/new") .. " --name shop --bits 3072")
+    local mode = select(2, sh("stat -c %a " .. q(d .. "/keys/new") .. " " .. q(d .. "/keys/new/shop_private.pem")))
+    local key = core.private_key(files.read(d .. "/keys/new/shop_private.pem"))
+    assert.are.same({ 0, "700\n600\n", 3072 }, { status, mode, key:bits() })
+  end)
+
+  -- A profile: client options, the keys as files.
+  local function profile(ext)
+    files.write(d .. "/merchant_private.pem", private_pem)
+    files.write(d .. "/dws_public.pem", sb.dws_public_key_pem)
+    local opts = { client_id = CLIENT_ID, private_key_file = d .. "/merchant_private.pem",
+      dws_public_key_file = d .. "/dws_public.pem", gateway = sb.https_url, ca_file = sb.ca_file }
+    local path = d .. "/profile." .. ext
+    if ext == "json" then
+      files.write(path, assert(core.json_encode(opts)))
+    else
+      local lines = { "return {" }
+      for k, v in pairs(opts) do lines[#lines + 1] = string.format("  %s = %q,", k, v) end
+      files.write(path, table.concat(lines, "\n") .. "\n}\n")
+    end
+    return path
+  end
+
+  local function call_cache_card(profile_path)
+    files.write(d .. "/req.json", assert(core.json_encode{ paymentMethodDetail = { paymentMethodDetailType = "card",
+      card = card("4111111111111111") } }))
+    local status, out = dws_cli("call cache_card " .. q(d .. "/req.json") .. " --profile " .. q(profile_path))
+    local res = dws.decode_json(out)
+    return { status, res and res.paymentMethodDetail.card.mask }
+  end
+
+  it("call takes the method's name and a Lua profile with the keys as files", function()
+    assert.are.same({ 0, "411111******1111" }, call_cache_card(profile("lua")))
+  end)
+
+  it("call takes a JSON profile", function()
+    assert.are.same({ 0, "411111******1111" }, call_cache_card(profile("json")))
+  end)
+end)
+
 describe("README The DWS sandbox", function()
   it("starts from the config file block as written (but for the key)", function()
     local d = nginx.tmpdir("dws-readme-sb")
