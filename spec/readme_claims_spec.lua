@@ -412,6 +412,52 @@ describe("README Command line", function()
   end)
 end)
 
+describe("README Command line: the console session", function()
+  -- What differs from run to run, the same in the README's text and in a run's output.
+  local function normalize(text)
+    return (text:gsub("%x+%-%x+%-%x+%-%x+%-%x+", "<uuid>")
+      :gsub("MII[%w+/=]+%.*", "<key>")
+      :gsub("%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d[+-]%d%d:%d%d", "<time>")
+      :gsub("=%d+", "=<port>"))
+  end
+
+  -- The session as { { command, expected output }, ... }.
+  local function session()
+    local steps = {}
+    for line in (block("console", "$ dws keygen") .. "\n"):gmatch("(.-)\n") do
+      local last = steps[#steps]
+      if line:sub(1, 2) == "$ " then
+        steps[#steps + 1] = { line:sub(3), {} }
+      elseif last and #last[2] == 0 and last[1]:sub(-1) == "\\" then
+        last[1] = last[1]:sub(1, -2) .. line -- a command continued on the next line
+      else
+        local out = steps[#steps][2]
+        out[#out + 1] = line
+      end
+    end
+    return steps
+  end
+
+  it("runs as shown, up to the first elided output", function()
+    local d = nginx.tmpdir("dws-readme-console")
+    local script, expected = { "dws() { lua5.4 " .. q(ROOT .. "/bin/dws") .. " \"$@\"; }", "cd " .. q(d) }, {}
+    for i, step in ipairs(session()) do
+      -- verify and notify send are shown with their output elided (cli_spec runs them)
+      if step[2][1] == "..." then break end
+      script[#script + 1] = step[1]:gsub("/tmp/sb", d .. "/sb")
+      -- a marker after each output, keeping $? for the session's `echo $?`
+      script[#script + 1] = "st=$?; echo @@" .. i .. "; (exit $st)"
+      expected[#expected + 1] = table.concat(step[2], "\n") .. "\n@@" .. i
+    end
+    script[#script + 1] = "dws sandbox stop --dir " .. q(d .. "/sb")
+    files.write(d .. "/session.sh", table.concat(script, "\n") .. "\n")
+    local _, out = sh("sh " .. q(d .. "/session.sh"))
+    nginx.rmdir(d)
+    out = out:gsub(d:gsub("%p", "%%%0") .. "/sb", "/tmp/sb"):gsub("\n$", "")
+    assert.are.equal(normalize(table.concat(expected, "\n")), normalize(out))
+  end)
+end)
+
 describe("README The DWS sandbox", function()
   it("starts from the config file block as written (but for the key)", function()
     local d = nginx.tmpdir("dws-readme-sb")
