@@ -357,6 +357,27 @@ describe("README Stores", function()
     assert.are.same({ nil, "down for the spec" }, { dws.store.open("readmedown:x") })
   end)
 
+  it("the SQLite store waits busy_timeout 5000 ms for a lock by default", function()
+    local store = require("dws.store.sqlite").open(dir .. "/busy.db")
+    assert(store:set("k", "v"))
+    local cur = store.conn:execute("PRAGMA busy_timeout")
+    local ms = cur:fetch(); cur:close(); store:close()
+    assert.are.equal(5000, tonumber(ms))
+  end)
+
+  it("the SQLite store takes busy_timeout from open's options", function()
+    local store = require("dws.store.sqlite").open(dir .. "/busy2.db", { busy_timeout = 1234 })
+    assert(store:set("k", "v"))
+    local cur = store.conn:execute("PRAGMA busy_timeout")
+    local ms = cur:fetch(); cur:close(); store:close()
+    assert.are.equal(1234, tonumber(ms))
+  end)
+
+  it("the Redis store's defaults are the README's", function()
+    assert.are.same({ host = "127.0.0.1", port = 6379, db = 0, prefix = "", timeout = 1, pool_size = 32,
+      keepalive = 60 }, require("dws.store.redis").DEFAULTS)
+  end)
+
   it("open raises on a spec no kind is registered for", function()
     assert.matches("unknown store", raised(function() return dws.store.open("no-such-kind:x") end))
   end)
@@ -409,6 +430,11 @@ describe("README Command line", function()
 
   it("call takes a JSON profile", function()
     assert.are.same({ 0, "411111******1111" }, call_cache_card(profile("json")))
+  end)
+
+  it("notify resend of a requestId no notification was sent for fails (the sandbox's 404): exit 1", function()
+    local status, out = dws_cli("notify resend never-sent-1 --sandbox " .. q(sb.dir))
+    assert.are.same({ 1, "HTTP 404" }, { status, out:match("^HTTP %d+") })
   end)
 end)
 
