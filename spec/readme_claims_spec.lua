@@ -178,6 +178,24 @@ describe("README Errors", function()
     assert.are.same({}, missing)
   end)
 
+  local function risk_reject()
+    local _, err = new_client():bind_card{ customerId = CUSTOMER, env = { terminalType = "WEB" },
+      referenceCustomerId = "shop-customer-17", card = card("4000000000000101") }
+    return err
+  end
+
+  it("tostring(err) reads as the example", function()
+    local example = README:match("`tostring%(err%)` reads\n`([^`]+)`")
+    assert.are.equal(example, (tostring(risk_reject()):gsub("requestId=%S+$", "requestId=...")))
+  end)
+
+  it("an F answer's error has the documented fields, with the verified body", function()
+    local err = risk_reject()
+    assert.are.same({ "F", "RISK_REJECT", "Risk reject", false, 200, "string", 1, "RISK_REJECT", "addPaymentMethod" },
+      { err.status, err.code, err.message, err.retryable, err.http_status, type(err.request_id), err.attempts,
+        err.response.result.resultCode, err.api })
+  end)
+
   it("errors.is is a predicate: false and the reason for anything else", function()
     assert.are.same({ false, "not a dws error object (a table)" }, { dws.errors.is({ code = "TIMEOUT" }) })
   end)
