@@ -207,6 +207,32 @@ describe("README Errors", function()
   end)
 end)
 
+describe("README Signatures and verification", function()
+  local function args(over)
+    local a = { private_key = private_pem, public_key = public_pem, method = "POST",
+      path = "/ams/api/v1/paymentMethods/cacheCard", client_id = CLIENT_ID, time = "1700000000000", body = "{}" }
+    for k, v in pairs(over or {}) do a[k] = v end
+    return a
+  end
+
+  it("sign raises on an unreadable key", function()
+    assert.has_error(function() dws.signature.sign(args{ private_key = "not a key" }) end,
+      "dws.signature.sign: private_key is unreadable: private key: neither PEM nor base64 DER")
+  end)
+
+  it("verify raises on a missing argument", function()
+    assert.has_error(function() dws.signature.verify(args{ body = false }) end,
+      "dws.signature.verify: body must be a string")
+  end)
+
+  it("verify answers false and the reason for other bytes", function()
+    local a = args()
+    a.signature = assert(dws.signature.sign(a))
+    a.body = "{ }"
+    assert.are.same({ false, "signature does not match" }, { dws.signature.verify(a) })
+  end)
+end)
+
 describe("README Binding a card", function()
   local client, outcome
 
