@@ -427,6 +427,56 @@ describe("README Stores", function()
   end)
 end)
 
+describe("README OpenResty: inside nginx #nginx", function()
+  local srv
+
+  -- In a content handler: what dws.client with a proxy, and client:run_all, do there.
+  local HANDLER = [==[
+local dws = require "dws"
+local conf = require "readmeconf"
+local M = {}
+function M.run()
+  local opts = { client_id = conf.client_id, private_key = conf.private_key, dws_public_key = conf.dws_public_key,
+                 gateway = conf.gateway, server_name = "localhost" }
+  local client = dws.client(opts)
+  local ok, err = pcall(client.run_all, client, { { "consultAddablePaymentMethod",
+    { customerId = "2162878776333", env = { terminalType = "WEB" } } } })
+  ngx.say(ok and "run_all: no raise" or "run_all: " .. tostring(err))
+  opts.proxy = "http://127.0.0.1:3128"
+  ok, err = pcall(dws.client, opts)
+  ngx.say(ok and "proxy: no raise" or "proxy: " .. tostring(err))
+end
+return M
+]==]
+
+  setup(function()
+    srv = assert(require("helpers.httpd").start{
+      trust = sb.ca_file,
+      lua_files = { readmecase = HANDLER, readmeconf = string.format(
+        "return { client_id = %q, private_key = %q, dws_public_key = %q, gateway = %q }",
+        CLIENT_ID, private_pem, sb.dws_public_key, sb.https_url) },
+      locations = "location = /t { content_by_lua_block { require('readmecase').run() } }",
+    })
+  end)
+
+  teardown(function()
+    if srv then srv:stop() end
+  end)
+
+  local function answer()
+    return select(2, sh("curl -s " .. q(srv:url("/t"))))
+  end
+
+  it("run_all raises, pointing at light threads", function()
+    assert.matches("run_all: [^\n]*dws: run_all is for plain Lua; inside OpenResty run calls in light threads",
+      answer())
+  end)
+
+  it("a proxy raises rather than going direct", function()
+    assert.matches("proxy: [^\n]*proxy is not supported inside nginx", answer())
+  end)
+end)
+
 describe("README Command line", function()
   local d
   before_each(function() d = nginx.tmpdir("dws-readme-cli") end)
