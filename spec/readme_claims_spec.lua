@@ -422,6 +422,16 @@ describe("README Stores", function()
       keepalive = 60 }, require("dws.store.redis").DEFAULTS)
   end)
 
+  it("register raises on a scheme open could never read", function()
+    assert.matches("dws%.store%.register: scheme must be a URL scheme",
+      raised(function() return dws.store.register("my store", function() end) end))
+  end)
+
+  it("register raises on an opener that is not a function", function()
+    assert.matches("dws%.store%.register: opener must be a function",
+      raised(function() return dws.store.register("readmenone", "memory") end))
+  end)
+
   it("open raises on a spec no kind is registered for", function()
     assert.matches("unknown store", raised(function() return dws.store.open("no-such-kind:x") end))
   end)

@@ -261,6 +261,11 @@ local SCHEMES = {
 --- Register a store kind for `open` ("sqlite", "redis"): `opener(rest_of_spec)` returns a store or
 -- nil, err.
 function M.register(scheme, opener)
+  -- the scheme as open reads one from a spec, so that a registered kind can be opened at all
+  if type(scheme) ~= "string" or not scheme:find("^%a[%w+.-]*$") then
+    error("dws.store.register: scheme must be a URL scheme (a letter, then letters, digits, +.-)", 2)
+  end
+  if type(opener) ~= "function" then error("dws.store.register: opener must be a function", 2) end
   SCHEMES[scheme] = opener
 end
 
