@@ -129,6 +129,8 @@ local function cmd_keygen(a)
   for _, f in ipairs(files) do
     if util.exists(f[1]) then return fail(f[1] .. " exists; refusing to overwrite a key") end
   end
+  local dok, derr = util.mkdir_private(a.out)
+  if not dok then return fail(derr) end
   for _, f in ipairs(files) do
     local wok, werr = util.write_file(f[1], f[2], f[3])
     if not wok then return fail(werr) end

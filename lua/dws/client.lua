@@ -68,6 +68,9 @@ local NUMERIC_OPTIONS = {
   retry_base_delay = { 0, 60, false },
   notification_tolerance = { 0, 86400, false },
   response_time_tolerance = { 1, 86400, false },
+  -- seconds a final binding is kept; false: forever (a NaN or infinite one would be forever unasked)
+  -- (nil: dws.journal's default, dws.defaults.journal_retention)
+  journal_retention = { 0, 10 * 365 * 86400, false, true, true },
 }
 
 -- Option name -> accepted Lua types (checked in client.new; a wrong type is a programming error).
@@ -150,12 +153,17 @@ end
 -- Raises (at the caller of dws.client) unless every numeric option is finite and in range.
 local function check_numbers(o)
   for name, range in pairs(NUMERIC_OPTIONS) do
-    local v, low, high, whole, open = o[name], range[1], range[2], range[3], range[4]
-    -- written so that NaN fails: every comparison with NaN is false
-    if not (v >= low and v <= high) or (open and v == low) then
-      fail_option(name, string.format("must be a number %s %s and <= %s", open and ">" or ">=", low, high), 4)
+    local v, low, high, whole, open, or_false = o[name], range[1], range[2], range[3], range[4], range[5]
+    if v == true then fail_option(name, "must be a number or false", 4) end
+    -- nil (the default, set where the option is used) or false (no limit) where false is allowed
+    if not (or_false and not v) then
+      -- written so that NaN fails: every comparison with NaN is false
+      if not (v >= low and v <= high) or (open and v == low) then
+        fail_option(name, string.format("must be a number %s %s and <= %s%s", open and ">" or ">=", low, high,
+          or_false and ", or false" or ""), 4)
+      end
+      if whole and v ~= math.floor(v) then fail_option(name, "must be a whole number", 4) end
     end
-    if whole and v ~= math.floor(v) then fail_option(name, "must be a whole number", 4) end
   end
 end
 
@@ -282,7 +290,6 @@ function M.new(opts)
       .. "or set allow_insecure_http = true for a test gateway", 2)
   end
   o.gateway = base
-  if o.journal_retention == true then fail_option("journal_retention", "must be seconds or false (kept forever)") end
   if not LOG_RANK[o.log_level] then fail_option("log_level", 'must be "debug", "info", "warn" or "error"') end
 
   local self = setmetatable({}, Client)

@@ -173,12 +173,14 @@ function errors.from_result(result, api, response, http_status)
   }, reason
 end
 
---- Whether `v` is an error object made here.
--- syntax: `yes = dws.errors.is(v)`
+--- Whether `v` is an error object made here (a predicate: `true`, or `false` and the reason).
+-- syntax: `yes, why = dws.errors.is(v)`
 -- @param v any value
 -- @treturn bool
+-- @treturn[2] string why not
 function errors.is(v)
-  return getmetatable(v) == Error
+  if getmetatable(v) == Error then return true end
+  return false, "not a dws error object (a " .. type(v) .. ")"
 end
 
 --- The metatable of error objects: `tostring(err)` gives

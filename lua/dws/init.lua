@@ -8,11 +8,13 @@ local core = require "dws.core"
 local client = require "dws.client"
 local errors = require "dws.errors"
 local signature = require "dws.signature"
+local store = require "dws.store"
 
 local dws = {
   VERSION = client.VERSION,
   errors = errors,
   signature = signature,
+  store = store,
   null = core.null,
 }
 
@@ -25,6 +27,10 @@ local dws = {
 
 --- Request signatures: `dws.signature.sign`, `dws.signature.verify` (see `dws.signature`).
 -- @field signature
+
+--- Stores for the binding journal and notification de-duplication: `dws.store.open(spec)`,
+-- `dws.store.memory{...}`, `dws.store.register(scheme, opener)` (see `dws.store`).
+-- @field store
 
 --- The JSON `null`: decoded answers hold it where DWS sent `null`; put it in a request to send one.
 -- A lightuserdata (`dws.core.null`), so it is true in a test: compare with `==`.

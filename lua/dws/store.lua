@@ -66,8 +66,12 @@ end
 -- with it).
 -- syntax: `store.check_key(key, store_name, method, reserved?)`
 function M.check_key(key, store_name, method, reserved)
-  if type(key) ~= "string" or key == "" or (reserved and key:sub(1, #reserved) == reserved) then
+  if type(key) ~= "string" or key == "" then
     error(store_name .. ": " .. method .. ": key must be a non-empty string", 3)
+  end
+  if reserved and key:sub(1, #reserved) == reserved then
+    -- said as such: "must be a non-empty string" would send the caller looking for the wrong mistake
+    error(store_name .. ": " .. method .. ": key must not start with \"" .. reserved .. "\"", 3)
   end
 end
 
@@ -257,6 +261,11 @@ local SCHEMES = {
 --- Register a store kind for `open` ("sqlite", "redis"): `opener(rest_of_spec)` returns a store or
 -- nil, err.
 function M.register(scheme, opener)
+  -- the scheme as open reads one from a spec, so that a registered kind can be opened at all
+  if type(scheme) ~= "string" or not scheme:find("^%a[%w+.-]*$") then
+    error("dws.store.register: scheme must be a URL scheme (a letter, then letters, digits, +.-)", 2)
+  end
+  if type(opener) ~= "function" then error("dws.store.register: opener must be a function", 2) end
   SCHEMES[scheme] = opener
 end
 

@@ -45,7 +45,8 @@ end
 -- by others, not even for a moment).
 function M.write_file(path, data, private)
   if private then
-    local ok = os.execute("umask 077 && : > " .. sh_quote(path))
+    -- stderr first: the shell's own complaint would be a second, unprefixed error line
+    local ok = os.execute("umask 077 && : 2>/dev/null > " .. sh_quote(path))
     if not ok then return nil, "cannot create " .. path end
   end
   local f, err = io.open(path, "wb")
@@ -54,6 +55,14 @@ function M.write_file(path, data, private)
   f:close()
   if not ok then return nil, werr end
   return true
+end
+
+--- Make directory `path` (and its parents) when missing, readable by its owner only (it may hold
+-- a private key). Returns true, or nil, err.
+function M.mkdir_private(path)
+  local ok = os.execute("umask 077 && mkdir -p -- " .. sh_quote(path) .. " 2>/dev/null")
+  if ok == true or ok == 0 then return true end
+  return nil, "cannot create directory " .. path
 end
 
 -- Profile keys that name a file holding the option's value.
