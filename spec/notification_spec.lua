@@ -516,4 +516,11 @@ describe("notifications and the binding journal", function()
       assert.is_nil(j:ttl(state))
     end
   end)
+
+  it("refuses a retention that is not a positive finite number of seconds, NaN included", function()
+    for _, v in ipairs{ 0, -1, 0 / 0, math.huge, "60", true } do
+      assert.has_error(function() journal.open(nil, { retention = v }) end,
+        "dws.journal: retention must be a positive number of seconds or false")
+    end
+  end)
 end)

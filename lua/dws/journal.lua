@@ -59,7 +59,9 @@ function M.open(spec, opts)
   opts = opts or {}
   local retention = opts.retention
   if retention == nil then retention = M.DEFAULT_RETENTION end
-  if retention ~= false and (type(retention) ~= "number" or retention <= 0) then
+  -- dws.client checks the option's range (NUMERIC_OPTIONS); this guards internal callers, NaN and
+  -- infinity included (written so that NaN fails).
+  if retention ~= false and not (type(retention) == "number" and retention > 0 and retention < math.huge) then
     error("dws.journal: retention must be a positive number of seconds or false", 2)
   end
   return setmetatable({ store = store.open(spec, "dws.client: option journal"), retention = retention }, Journal)
