@@ -71,7 +71,7 @@ function M.check_key(key, store_name, method, reserved)
   end
   if reserved and key:sub(1, #reserved) == reserved then
     -- said as such: "must be a non-empty string" would send the caller looking for the wrong mistake
-    error(store_name .. ": " .. method .. ": key must not start with \"" .. reserved .. "\"", 3)
+    error(store_name .. ": " .. method .. ": key must not start with " .. string.format("%q", reserved), 3)
   end
 end
 
