@@ -28,8 +28,11 @@
  * response sent after the real one would be read as the next transfer's answer. The connections
  * left idle by finished transfers are noted (socket, local and peer port); before libcurl next
  * picks connections, one with bytes waiting is drained and shut for reading, which libcurl then
- * sees as closed and discards. A connection leaves the list when a transfer takes it up again
- * (CURLOPT_PREREQFUNCTION names its ports), so bytes meant for a transfer are never touched.
+ * sees as closed and discards. Each slot knows the connection its transfer sends on
+ * (CURLOPT_PREREQFUNCTION names its ports), and a connection a running transfer holds is never
+ * noted nor touched: over h2 other streams go on after one ends, and libcurl may hand a freed
+ * connection to a waiting transfer before the finished one is collected. Bytes meant for a transfer
+ * are thus never drained.
  */
 #include <limits.h>
 #include <poll.h>
@@ -66,6 +69,8 @@ typedef struct {
     long timeout_ms, connect_ms; /* what the easy handle is set to */
     int posting;                 /* likewise: POST (1) or GET (0) */
     int pipewait;                /* likewise: CURLOPT_PIPEWAIT */
+    int conn_local, conn_peer;   /* ports of the connection the transfer sends on; 0: none yet */
+    void *pool;                  /* the multi this slot belongs to (for on_prereq) */
 } slot;
 
 /* A kept-alive connection no transfer is using, as its socket and ports (a closed socket's number
@@ -184,29 +189,48 @@ static void idle_remove(multi *m, int i)
     m->idle[i] = m->idle[--m->nidle];
 }
 
+/* Whether a running transfer other than `self` sends on the connection with these ports. */
+static int held(const multi *m, const slot *self, int local_port, int peer_port)
+{
+    int i;
+    for (i = 0; i < m->n; i++) {
+        const slot *s = &m->slots[i];
+        if (s != self && s->state == SLOT_RUNNING && s->conn_local == local_port && s->conn_peer == peer_port)
+            return 1;
+    }
+    return 0;
+}
+
 /* A finished transfer's connection, still in libcurl's pool (CURLINFO_ACTIVESOCKET answers only
- * while the handle is in the multi), is idle until a transfer takes it up again. */
-static void idle_add(multi *m, CURL *easy)
+ * while the handle is in the multi), is idle until a transfer takes it up again, unless another
+ * running transfer holds it already. */
+static void idle_add(multi *m, slot *s)
 {
     curl_socket_t fd = CURL_SOCKET_BAD;
-    int i;
-    if (curl_easy_getinfo(easy, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || fd == CURL_SOCKET_BAD) return;
+    int i, local_port, peer_port;
+    if (curl_easy_getinfo(s->easy, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || fd == CURL_SOCKET_BAD) return;
     for (i = 0; i < m->nidle; i++)
         if (m->idle[i].fd == fd) idle_remove(m, i--);
+    local_port = port_of(fd, 0);
+    peer_port = port_of(fd, 1);
+    if (held(m, s, local_port, peer_port)) return;
     if (m->nidle == 2 * m->n) return; /* not watched: no worse than libcurl alone */
     m->idle[m->nidle].fd = fd;
-    m->idle[m->nidle].local_port = port_of(fd, 0);
-    m->idle[m->nidle].peer_port = port_of(fd, 1);
+    m->idle[m->nidle].local_port = local_port;
+    m->idle[m->nidle].peer_port = peer_port;
     m->nidle++;
 }
 
 /* CURLOPT_PREREQFUNCTION: a transfer is about to send on this connection (new or reused). */
 static int on_prereq(void *ud, char *peer_ip, char *local_ip, int peer_port, int local_port)
 {
-    multi *m = (multi *)ud;
+    slot *s = (slot *)ud;
+    multi *m = (multi *)s->pool;
     int i;
     (void)peer_ip;
     (void)local_ip;
+    s->conn_local = local_port;
+    s->conn_peer = peer_port;
     for (i = 0; i < m->nidle; i++)
         if (m->idle[i].local_port == local_port && m->idle[i].peer_port == peer_port) idle_remove(m, i--);
     return CURL_PREREQFUNC_OK;
@@ -222,8 +246,10 @@ static void drop_stale(multi *m)
         struct pollfd p;
         char sink[4096];
         int guard;
-        if (port_of(c->fd, 0) != c->local_port || port_of(c->fd, 1) != c->peer_port) {
-            idle_remove(m, i--); /* closed by libcurl; the number may be another socket's now */
+        if (port_of(c->fd, 0) != c->local_port || port_of(c->fd, 1) != c->peer_port
+            || held(m, NULL, c->local_port, c->peer_port)) {
+            /* closed by libcurl (the number may be another socket's now), or taken up again */
+            idle_remove(m, i--);
             continue;
         }
         p.fd = c->fd;
@@ -300,7 +326,8 @@ int dws_curl_multi_new(lua_State *L)
             what = "CURLOPT_PREREQFUNCTION";
             rc = curl_easy_setopt(s->easy, CURLOPT_PREREQFUNCTION, on_prereq);
         }
-        if (rc == CURLE_OK) rc = curl_easy_setopt(s->easy, CURLOPT_PREREQDATA, (void *)m);
+        s->pool = m;
+        if (rc == CURLE_OK) rc = curl_easy_setopt(s->easy, CURLOPT_PREREQDATA, (void *)s);
         if (rc != CURLE_OK) goto fail;
     }
     return 1;
@@ -390,6 +417,7 @@ static int l_start(lua_State *L)
         return 3;
     }
     s->state = SLOT_RUNNING;
+    s->conn_local = s->conn_peer = 0; /* until libcurl names its connection (on_prereq) */
     m->busy++;
     m->requests++;
     lua_pushinteger(L, (lua_Integer)(s - m->slots) + 1);
@@ -416,7 +444,7 @@ static int collect(multi *m)
         s->rc = msg->data.result;
         if (s->rc == CURLE_OK) curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &s->status);
         if (curl_easy_getinfo(s->easy, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK) m->connects += nconn;
-        idle_add(m, s->easy);
+        idle_add(m, s);
         end_transfer(m, s); /* msg is not used after this */
         s->state = SLOT_DONE;
         m->finished[done++] = (int)(s - m->slots) + 1;
