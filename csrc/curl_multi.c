@@ -22,10 +22,26 @@
  * slot's C buffers, and nothing that can raise (a Lua allocation) happens while a libcurl call is
  * on the stack, so an error never longjmps through libcurl frames. As in h:request, a rewind is
  * refused, so libcurl never resends a request on its own.
+ *
+ * As h:request drops a kept-alive connection with anything waiting on it, so does the pool: libcurl
+ * 7.88 reuses a connection that has unread bytes (it only looks for the server's close), so a
+ * response sent after the real one would be read as the next transfer's answer. The connections
+ * left idle by finished transfers are noted (socket, local and peer port); before libcurl next
+ * picks connections, one with bytes waiting is drained and shut for reading, which libcurl then
+ * sees as closed and discards. Each slot knows the connection its transfer sends on
+ * (CURLOPT_PREREQFUNCTION names its ports), and a connection a running transfer holds is never
+ * noted nor touched: over h2 other streams go on after one ends, and libcurl may hand a freed
+ * connection to a waiting transfer before the finished one is collected. Bytes meant for a transfer
+ * are thus never drained.
  */
 #include <limits.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <curl/curl.h>
 
@@ -52,13 +68,26 @@ typedef struct {
     long status;
     long timeout_ms, connect_ms; /* what the easy handle is set to */
     int posting;                 /* likewise: POST (1) or GET (0) */
+    int pipewait;                /* likewise: CURLOPT_PIPEWAIT */
+    int conn_local, conn_peer;   /* ports of the connection the transfer sends on; 0: none yet */
+    void *pool;                  /* the multi this slot belongs to (for on_prereq) */
 } slot;
+
+/* A kept-alive connection no transfer is using, as its socket and ports (a closed socket's number
+ * may come back as another connection's: the ports tell them apart). */
+typedef struct {
+    curl_socket_t fd;
+    int local_port, peer_port;
+} idle_conn;
 
 typedef struct {
     CURLM *multi;
     slot *slots;
+    idle_conn *idle; /* up to 2 * n: libcurl may hold a few more connections than slots, briefly */
+    int nidle;
     int n;
     int busy; /* slots not free */
+    int multiplex;
     int *finished; /* n entries: filled by collect, pushed afterwards */
     lua_Integer connects, requests;
 } multi;
@@ -105,6 +134,9 @@ static void release(multi *m)
     }
     free(m->finished);
     m->finished = NULL;
+    free(m->idle);
+    m->idle = NULL;
+    m->nidle = 0;
     if (m->multi) {
         curl_multi_cleanup(m->multi);
         m->multi = NULL;
@@ -138,6 +170,99 @@ static int l_running(lua_State *L)
 {
     lua_pushinteger(L, check_multi(L)->busy);
     return 1;
+}
+
+/* A socket's local or peer port (-1 when it is not an open IP socket). */
+static int port_of(curl_socket_t fd, int peer)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &len) : getsockname(fd, (struct sockaddr *)&ss, &len);
+    if (rc != 0) return -1;
+    if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -1;
+}
+
+static void idle_remove(multi *m, int i)
+{
+    m->idle[i] = m->idle[--m->nidle];
+}
+
+/* Whether a running transfer other than `self` sends on the connection with these ports. */
+static int held(const multi *m, const slot *self, int local_port, int peer_port)
+{
+    int i;
+    for (i = 0; i < m->n; i++) {
+        const slot *s = &m->slots[i];
+        if (s != self && s->state == SLOT_RUNNING && s->conn_local == local_port && s->conn_peer == peer_port)
+            return 1;
+    }
+    return 0;
+}
+
+/* A finished transfer's connection, still in libcurl's pool (CURLINFO_ACTIVESOCKET answers only
+ * while the handle is in the multi), is idle until a transfer takes it up again, unless another
+ * running transfer holds it already. */
+static void idle_add(multi *m, slot *s)
+{
+    curl_socket_t fd = CURL_SOCKET_BAD;
+    int i, local_port, peer_port;
+    if (curl_easy_getinfo(s->easy, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || fd == CURL_SOCKET_BAD) return;
+    for (i = 0; i < m->nidle; i++)
+        if (m->idle[i].fd == fd) idle_remove(m, i--);
+    local_port = port_of(fd, 0);
+    peer_port = port_of(fd, 1);
+    if (held(m, s, local_port, peer_port)) return;
+    if (m->nidle == 2 * m->n) return; /* not watched: no worse than libcurl alone */
+    m->idle[m->nidle].fd = fd;
+    m->idle[m->nidle].local_port = local_port;
+    m->idle[m->nidle].peer_port = peer_port;
+    m->nidle++;
+}
+
+/* CURLOPT_PREREQFUNCTION: a transfer is about to send on this connection (new or reused). */
+static int on_prereq(void *ud, char *peer_ip, char *local_ip, int peer_port, int local_port)
+{
+    slot *s = (slot *)ud;
+    multi *m = (multi *)s->pool;
+    int i;
+    (void)peer_ip;
+    (void)local_ip;
+    s->conn_local = local_port;
+    s->conn_peer = peer_port;
+    for (i = 0; i < m->nidle; i++)
+        if (m->idle[i].local_port == local_port && m->idle[i].peer_port == peer_port) idle_remove(m, i--);
+    return CURL_PREREQFUNC_OK;
+}
+
+/* Before libcurl picks connections: an idle one with bytes waiting (or closed) is drained and shut
+ * for reading, so that libcurl's own check finds it closed and never sends on it. */
+static void drop_stale(multi *m)
+{
+    int i;
+    for (i = 0; i < m->nidle; i++) {
+        idle_conn *c = &m->idle[i];
+        struct pollfd p;
+        char sink[4096];
+        int guard;
+        if (port_of(c->fd, 0) != c->local_port || port_of(c->fd, 1) != c->peer_port
+            || held(m, NULL, c->local_port, c->peer_port)) {
+            /* closed by libcurl (the number may be another socket's now), or taken up again */
+            idle_remove(m, i--);
+            continue;
+        }
+        p.fd = c->fd;
+        p.events = POLLIN;
+        p.revents = 0;
+        if (poll(&p, 1, 0) == 0) continue;
+        /* Bounded: a gateway that keeps sending is cut off by the shutdown all the same. */
+        for (guard = 0; guard < 64 && recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; guard++) {
+        }
+        dws_cleanse(sink, sizeof(sink));
+        shutdown(c->fd, SHUT_RD);
+        idle_remove(m, i--);
+    }
 }
 
 int dws_curl_multi_new(lua_State *L)
@@ -178,8 +303,10 @@ int dws_curl_multi_new(lua_State *L)
     m->multi = curl_multi_init();
     m->slots = (slot *)calloc((size_t)n, sizeof(slot));
     m->finished = (int *)calloc((size_t)n, sizeof(int));
-    if (!m->multi || !m->slots || !m->finished) goto fail;
+    m->idle = (idle_conn *)calloc((size_t)n * 2, sizeof(idle_conn));
+    if (!m->multi || !m->slots || !m->finished || !m->idle) goto fail;
     m->n = (int)n;
+    m->multiplex = multiplex;
     /* The pool: at most one connection per slot, all kept alive between batches. */
     curl_multi_setopt(m->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)n);
     curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)n);
@@ -195,11 +322,12 @@ int dws_curl_multi_new(lua_State *L)
             what = "CURLOPT_PRIVATE";
             rc = curl_easy_setopt(s->easy, CURLOPT_PRIVATE, (void *)s);
         }
-        /* Wait for a connection that may multiplex (h2) rather than open one per transfer. */
-        if (rc == CURLE_OK && multiplex) {
-            what = "CURLOPT_PIPEWAIT";
-            rc = curl_easy_setopt(s->easy, CURLOPT_PIPEWAIT, 1L);
+        if (rc == CURLE_OK) {
+            what = "CURLOPT_PREREQFUNCTION";
+            rc = curl_easy_setopt(s->easy, CURLOPT_PREREQFUNCTION, on_prereq);
         }
+        s->pool = m;
+        if (rc == CURLE_OK) rc = curl_easy_setopt(s->easy, CURLOPT_PREREQDATA, (void *)s);
         if (rc != CURLE_OK) goto fail;
     }
     return 1;
@@ -262,6 +390,13 @@ static int l_start(lua_State *L)
     if (timeout_ms != s->timeout_ms) curl_easy_setopt(s->easy, CURLOPT_TIMEOUT_MS, s->timeout_ms = timeout_ms);
     if (connect_ms != s->connect_ms)
         curl_easy_setopt(s->easy, CURLOPT_CONNECTTIMEOUT_MS, s->connect_ms = connect_ms);
+    /* Over TLS, wait for a connection that may multiplex (h2, offered by ALPN) rather than open one
+     * per transfer. Plain http is HTTP/1.1 here: waiting would only hold every transfer of a batch
+     * behind the first answer, and then put the next one on that connection at once. */
+    {
+        int pipewait = m->multiplex && (strncmp(url, "https://", 8) == 0 || strncmp(url, "HTTPS://", 8) == 0);
+        if (pipewait != s->pipewait) curl_easy_setopt(s->easy, CURLOPT_PIPEWAIT, (long)(s->pipewait = pipewait));
+    }
     if (body) {
         if (!s->posting) curl_easy_setopt(s->easy, CURLOPT_POST, 1L);
         s->posting = 1;
@@ -282,6 +417,7 @@ static int l_start(lua_State *L)
         return 3;
     }
     s->state = SLOT_RUNNING;
+    s->conn_local = s->conn_peer = 0; /* until libcurl names its connection (on_prereq) */
     m->busy++;
     m->requests++;
     lua_pushinteger(L, (lua_Integer)(s - m->slots) + 1);
@@ -308,6 +444,7 @@ static int collect(multi *m)
         s->rc = msg->data.result;
         if (s->rc == CURLE_OK) curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &s->status);
         if (curl_easy_getinfo(s->easy, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK) m->connects += nconn;
+        idle_add(m, s);
         end_transfer(m, s); /* msg is not used after this */
         s->state = SLOT_DONE;
         m->finished[done++] = (int)(s - m->slots) + 1;
@@ -323,6 +460,7 @@ static int l_perform(lua_State *L)
     luaL_argcheck(L, wait >= 0 && wait <= 3600, 2, "wait out of range");
     luaL_checkstack(L, m->n, "dws.curl.multi: perform");
 
+    drop_stale(m);
     curl_multi_perform(m->multi, &running);
     done = collect(m);
     if (done == 0 && running > 0 && wait > 0) {

@@ -137,6 +137,19 @@ describe("client:run_all against a gateway that offers HTTP/2", function()
     assert.same({}, fresh)
   end)
 
+  it("keeps streams whose answers come later when others on the connection have ended", function()
+    -- Staggered answers: streams end one by one while others still wait on the same connection.
+    -- The pool's check for stray bytes on idle connections must not take a running stream's.
+    sb:reset()
+    sb:latency(0.005, 0.15)
+    local reqs, expect = batch()
+    local out = client:run_all(reqs, { concurrency = CONCURRENCY })
+    sb:latency(LATENCY)
+    local attempts = 0
+    for _, r in ipairs(out) do attempts = attempts + (r.res and 1 or r.err.attempts) end
+    assert.same({ codes = expect, attempts = N }, { codes = codes_of(out), attempts = attempts })
+  end)
+
   it("verifies a single call's answer (h2 header names arrive lower-case)", function()
     sb:reset()
     local single = dws.client(sb:client_options())
