@@ -197,21 +197,26 @@ static int on_seek(void *ud, curl_off_t offset, int origin)
 }
 
 /*
- * Whether the kept-alive connection has something waiting on it (bytes nobody asked for, or the
+ * Whether a kept-alive connection has something waiting on it (bytes nobody asked for, or the
  * server's close). libcurl looks only at connections idle for a while, so a response sent after
  * the real one would otherwise be read as the answer to the next request, and the connection
- * would stay one answer behind for good.
+ * would stay one answer behind for good. The one test, for h:request and the multi pool.
  */
-static int connection_stale(CURL *e)
+int dws_curl_socket_stale(curl_socket_t s)
 {
-    curl_socket_t s = CURL_SOCKET_BAD;
     struct pollfd p;
-    if (curl_easy_getinfo(e, CURLINFO_ACTIVESOCKET, &s) != CURLE_OK || s == CURL_SOCKET_BAD)
-        return 0;   /* no connection to reuse */
     p.fd = s;
     p.events = POLLIN;
     p.revents = 0;
     return poll(&p, 1, 0) != 0;   /* readable, closed, in error, or poll failed: never reuse */
+}
+
+static int connection_stale(CURL *e)
+{
+    curl_socket_t s = CURL_SOCKET_BAD;
+    if (curl_easy_getinfo(e, CURLINFO_ACTIVESOCKET, &s) != CURLE_OK || s == CURL_SOCKET_BAD)
+        return 0;   /* no connection to reuse */
+    return dws_curl_socket_stale(s);
 }
 
 static handle *check_handle(lua_State *L)

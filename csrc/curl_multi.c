@@ -35,7 +35,6 @@
  * are thus never drained.
  */
 #include <limits.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -243,7 +242,6 @@ static void drop_stale(multi *m)
     int i;
     for (i = 0; i < m->nidle; i++) {
         idle_conn *c = &m->idle[i];
-        struct pollfd p;
         char sink[4096];
         int guard;
         if (port_of(c->fd, 0) != c->local_port || port_of(c->fd, 1) != c->peer_port
@@ -252,10 +250,7 @@ static void drop_stale(multi *m)
             idle_remove(m, i--);
             continue;
         }
-        p.fd = c->fd;
-        p.events = POLLIN;
-        p.revents = 0;
-        if (poll(&p, 1, 0) == 0) continue;
+        if (!dws_curl_socket_stale(c->fd)) continue;
         /* Bounded: a gateway that keeps sending is cut off by the shutdown all the same. */
         for (guard = 0; guard < 64 && recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; guard++) {
         }

@@ -56,6 +56,8 @@ void dws_curl_read_conf(lua_State *L, int t, const char *who, dws_curl_conf *c);
 CURLcode dws_curl_configure(CURL *e, const dws_curl_conf *c, dws_io *io, const char **what);
 void dws_cbuf_reset(dws_cbuf *b);
 void dws_cbuf_free(dws_cbuf *b);
+/* Whether a kept-alive connection's socket has anything waiting (bytes, a close, an error). */
+int dws_curl_socket_stale(curl_socket_t s);
 /* Checks the headers array at index i (raises on a bad one); -> its length. */
 size_t dws_curl_check_headers(lua_State *L, int i);
 /* The checked headers, "Expect:" appended -> slist, or NULL when out of memory. Never raises. */
