@@ -93,8 +93,9 @@ function cases.keepalive(p)
   out("requests", t:stats().requests)
 end
 
--- The server closes the pooled connection while it idles; the next request must not fail on it
--- (the pool drops it, or the transport sends again when nothing came back on a reused one).
+-- The server closes the pooled connection while it idles; the next request must not fail on it:
+-- nginx drops a pooled connection that the server closed (the transport never resends a request
+-- that went out; spec/ngx_hostile_spec.lua).
 function cases.stale(p)
   local t = transport.new{ user_agent = "lua-dws/test" }
   local res1 = t:request{ method = "GET", url = p.fresh2 .. "/brief" }

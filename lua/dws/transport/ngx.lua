@@ -322,8 +322,8 @@ local function read_body(st, method, status, headers, max)
   return read_to_close(st, max)
 end
 
--- One attempt on one connection. The 4th result is true when a pooled connection turned out to
--- be closed by the server before anything was read, so the request is safe to send again.
+-- One attempt on one connection. Nothing here sends a request twice, as libcurl never does: a
+-- failed attempt is the client's to retry (lua/dws/retry.lua), which counts it.
 local function attempt(self, u, method, parts, timeout, connect_timeout)
   -- timeout bounds the whole exchange, as libcurl's does.
   local deadline = ngx.now() + timeout
@@ -360,10 +360,7 @@ local function attempt(self, u, method, parts, timeout, connect_timeout)
 
   local sent
   sent, err = sock:send(parts)
-  if not sent then
-    local r1, r2, r3 = read_failure(sock, "sending request", err)
-    return r1, r2, r3, reused and err ~= "timeout"
-  end
+  if not sent then return read_failure(sock, "sending request", err) end
 
   local st = { sock = sock, deadline = deadline, buf = "", pos = 1, got = 0 }
   local status, headers, minor
@@ -371,10 +368,11 @@ local function attempt(self, u, method, parts, timeout, connect_timeout)
     local head
     head, err = read_until(st, "\r\n\r\n", MAX_HEADER_BYTES)
     if not head then
-      -- A pooled connection the server closed meanwhile: nothing at all came back.
-      local stale = reused and st.got == 0 and err ~= "timeout" and err ~= "too_large"
       local r1, r2, r3 = read_failure(sock, "reading response headers", err)
-      return r1, r2, r3, stale
+      -- A pooled connection closed with nothing read back: the server may have closed it idle, or
+      -- after reading the request (and acted on it), so it is not sent again here.
+      if reused and st.got == 0 and r2 == "protocol" then r3 = r3 .. " (reused connection; not resent)" end
+      return r1, r2, r3
     end
     status, headers, minor = parse_head(head)
     if not status then
@@ -402,7 +400,7 @@ end
 --- A transport, as `new` makes it.
 -- @type Transport
 
---- Send one request over a pooled connection (a stale pooled one is replaced once).
+--- Send one request over a pooled connection; never sent twice (a failure is the caller's to retry).
 -- syntax: `res, kind, message = transport:request{ method =, url =, headers =, body =, timeout =, connect_timeout = }`
 -- @tparam table req `method` ("POST"), `url`, `headers` (name -> value), `body`, `timeout`,
 -- `connect_timeout` (seconds)
@@ -422,10 +420,7 @@ function Transport:request(req)
   local timeout = req.timeout or self.timeout
   local connect_timeout = req.connect_timeout or self.connect_timeout
   self.requests = self.requests + 1
-  local res, kind, msg, stale = attempt(self, u, method, parts, timeout, connect_timeout)
-  if stale then
-    res, kind, msg = attempt(self, u, method, parts, timeout, connect_timeout)
-  end
+  local res, kind, msg = attempt(self, u, method, parts, timeout, connect_timeout)
   if not res then return nil, kind, msg end
   return res
 end
