@@ -52,6 +52,7 @@ build = {
          ["dws_sandbox.notify"] = "sandbox/lua/dws_sandbox/notify.lua",
          ["dws_sandbox.server"] = "sandbox/lua/dws_sandbox/server.lua",
          ["dws_sandbox.store"] = "sandbox/lua/dws_sandbox/store.lua",
+         ["dws_sandbox.strict"] = "sandbox/lua/dws_sandbox/strict.lua",
          ["dws_sandbox.testdata"] = "sandbox/lua/dws_sandbox/testdata.lua",
       },
       bin = { ["dws-sandbox"] = "sandbox/bin/dws-sandbox" },

@@ -249,9 +249,10 @@ describe("dws sandbox #nginx", function()
       assert.does_not.match("Verified OK", out)
     end)
 
-    it("serves /ams/api and /ams/sandbox/api, over HTTP and HTTPS", function()
+    -- (a live Client-Id on /ams/api: spec/sandbox_strict_spec.lua)
+    it("serves /ams/sandbox/api to a SANDBOX_ client, over HTTP and HTTPS", function()
       for _, base in ipairs{ sb.http_url, sb.https_url } do
-        for _, prefix in ipairs{ "/ams/api", "/ams/sandbox/api" } do
+        for _, prefix in ipairs{ "/ams/sandbox/api" } do
           local r = call(sb, "consultAddablePaymentMethod", CONSULT, {
             base = base, path = api_path("consultAddablePaymentMethod", prefix),
             curl = "--cacert " .. nginx.sh_quote(sb.ca_file) })
@@ -269,10 +270,10 @@ describe("dws sandbox #nginx", function()
                       "Request-Time: " .. time } },
         { key = other },
         { tamper = function(b) return b:gsub("TOPUP", "TOPUQ") end },
-        { path = api_path("consultAddablePaymentMethod", "/ams/api"),
-          -- signed for the sandbox path, sent to the other one
+        { path = api_path("consultAddablePaymentMethod"),
+          -- signed for another API's path
           headers = { "Client-Id: " .. sb.merchant.client_id, "Request-Time: " .. time, "Signature: " ..
-            core.signature_header(core.sign(sb.merchant_key, "POST", api_path("consultAddablePaymentMethod"),
+            core.signature_header(core.sign(sb.merchant_key, "POST", api_path("cacheCard"),
               sb.merchant.client_id, time, CONSULT), "1") } },
         { headers = { "Client-Id: " .. sb.merchant.client_id, "Request-Time: " .. time,
                       "Signature: algorithm=RSA256,keyVersion=1,signature=bm90IGJhc2U2NA%3D%3D" } },
@@ -504,7 +505,7 @@ describe("dws sandbox #nginx", function()
       local n = core.json_decode(got.body)
       assert.are.equal("ack", n.referenceCustomerId)
       assert.are.equal("n-ack", n.requestId)
-      assert.is_nil(n.operateSource) -- as the page's sample
+      assert.are.equal("MERCHANT", n.operateSource) -- the page's table marks it required
       assert.is_nil(n.result)
       local c = n.paymentMethodDetail.card
       assert.are.equal("CARD", n.paymentMethodDetail.paymentMethodDetailType)

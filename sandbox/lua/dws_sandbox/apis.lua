@@ -252,14 +252,16 @@ local function binding_metadata(client_id, ref, hash)
   }, false))
 end
 
--- The two notification kinds (README "Notifications the sandbox sends"). BOUND: the page's sample,
--- with a final token. FAILED: no cardToken, no hashCode, and a result object saying why.
+-- The two notification kinds (docs/sandbox.md "Notifications the sandbox sends"). BOUND: the page's
+-- sample, with a final token and operateSource (the page's table marks it required, its sample lacks
+-- it). FAILED: no cardToken, no hashCode, and a result object saying why (no page has one: the
+-- sandbox's invention).
 function M.notifications(ctx, req, card)
   local ref_field, ref = reference(req)
   local pmd_type = req.paymentMethodDetail.paymentMethodDetailType
   local hash = card and card.hashCode or ctx.hash_code(pmd_type .. "\n" .. ref)
   local function base(detail)
-    return { requestId = req.requestId, [ref_field] = ref,
+    return { requestId = req.requestId, [ref_field] = ref, operateSource = "MERCHANT",
              paymentMethodDetail = { paymentMethodDetailType = pmd_type, card = detail } }
   end
   local bound_card, failed_card = {

@@ -1,9 +1,12 @@
 -- Binding-result notifications (notifyAddPaymentMethod.txt), posted from ngx.timer callbacks, never
 -- inside the API request. Each attempt is signed afresh with the DWS key (a new Request-Time) over
--- "POST <notify path>\n<client-id>.<request-time>.<body>". Anything but HTTP 200 with
--- result.resultStatus "S" is re-sent on Antom's schedule times notify_scale, 8 attempts in all.
+-- "POST <notify path>\n<client-id>.<request-time>.<body>". Anything but the acknowledgement
+-- SIGNING.md gives (dws_sandbox.strict.acknowledgement: HTTP 200, application/json, the SUCCESS body)
+-- is re-sent on Antom's schedule times notify_scale, 8 attempts in all; the delivery log says why an
+-- answer was not one (`refused`).
 local core = require "dws.core"
 local store = require "dws_sandbox.store"
+local strict = require "dws_sandbox.strict"
 
 local M = {}
 
@@ -29,6 +32,23 @@ local function parse_url(url)
 end
 M.parse_url = parse_url
 
+-- The answer's Content-Type: its value, a table of values when given more than once, or nil.
+local function content_type(head)
+  local found
+  for name, value in head:gmatch("\n([^:\r\n]+):[ \t]*([^\r\n]*)") do
+    if name:lower() == "content-type" then
+      if found == nil then
+        found = value
+      elseif type(found) == "table" then
+        found[#found + 1] = value
+      else
+        found = { found, value }
+      end
+    end
+  end
+  return found
+end
+
 -- One HTTP/1.0 POST over a cosocket (1.0: the answer is never chunked and ends with the connection).
 -- -> status, body | nil, err
 local function post(u, headers, body)
@@ -53,13 +73,7 @@ local function post(u, headers, body)
   local status = tonumber(data:match("^HTTP/%d%.%d (%d%d%d)"))
   if not status then return nil, "receive: not an HTTP answer" end
   local answer = data:match("\r\n\r\n(.*)$") or ""
-  return status, answer:sub(1, MAX_ANSWER)
-end
-
-local function acknowledged(status, body)
-  if status ~= 200 then return false end
-  local t = core.json_decode(body)
-  return type(t) == "table" and type(t.result) == "table" and t.result.resultStatus == "S"
+  return status, answer:sub(1, MAX_ANSWER), content_type(data:match("^(.-\r\n)\r\n") or "")
 end
 
 local deliver
@@ -75,16 +89,17 @@ deliver = function(premature, job, attempt)
   local u = parse_url(job.url)
   local time = tostring(core.time_ms())
   local sig = core.sign(job.key, "POST", u.sign_path, job.client_id, time, job.body)
-  local status, answer = post(u, {
+  local status, answer, answer_type = post(u, {
     { "Content-Type", "application/json; charset=UTF-8" },
     { "Client-Id", job.client_id },
     { "Request-Time", time },
     { "Signature", core.signature_header(sig, "1") },
   }, job.body)
-  local ack = status and acknowledged(status, answer) or false
+  local ack, refused = false, nil
+  if status then ack, refused = strict.acknowledgement(status, answer_type, answer) end
   store.append("delivery", {
     requestId = job.request_id, client_id = job.client_id, url = job.url, attempt = attempt,
-    status = status, acknowledged = ack, error = (not status) and answer or nil,
+    status = status, acknowledged = ack, refused = refused, error = (not status) and answer or nil,
     answer = status and answer:sub(1, 512) or nil,
     request_time = time, time = core.time_ms(), body = job.body,
   })
