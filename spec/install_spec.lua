@@ -34,7 +34,9 @@ describe("the installed rocks #install #nginx", function()
     local lpath = sh("luarocks --lua-version 5.4 --tree " .. q(tree) .. " path --lr-path"):gsub("%s+$", "")
     local lcpath = sh("luarocks --lua-version 5.4 --tree " .. q(tree) .. " path --lr-cpath"):gsub("%s+$", "")
     env = "LUA_PATH=" .. q(lpath .. ";;") .. " LUA_CPATH=" .. q(lcpath .. ";;") ..
-      " PATH=" .. q(tree .. "/bin:" .. os.getenv("PATH"))
+      " PATH=" .. q(tree .. "/bin:" .. os.getenv("PATH")) ..
+      -- free ports, not the documented defaults: other specs run at the same time
+      " DWS_SANDBOX_HTTP_PORT=0 DWS_SANDBOX_HTTPS_PORT=0"
     sbdir = work .. "/sandbox"
   end)
 

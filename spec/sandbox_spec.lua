@@ -1102,7 +1102,7 @@ describe("sandbox/bin/dws-sandbox #nginx", function()
     local bin = nginx.sh_quote(ROOT .. "/sandbox/bin/dws-sandbox")
     local ok, err = pcall(function()
       local out, code = sh("cd / && env -u DWS_ROOT -u DWS_SANDBOX_JIT_CPATH " .. bin .. " start --dir " ..
-        nginx.sh_quote(dir) .. " 2>&1")
+        nginx.sh_quote(dir) .. " --free-ports 2>&1")
       assert.are.equal(0, code, out)
       local qdir = dir:gsub("%p", "%%%0")
       local http_port, https = out:match("^http=(%d+) https=(%d+) dir=" .. qdir .. " ca_file=" .. qdir ..
@@ -1128,7 +1128,7 @@ describe("sandbox/bin/dws-sandbox #nginx", function()
       assert.are.equal(0, code, out)
       assert.matches("^http=" .. port .. " ", out)
       assert.are.equal(dws_pub, nginx.read_file(dir .. "/keys/dws_public.pem"))
-      local _, bad = sh(bin .. " start --dir " .. nginx.sh_quote(dir) .. " 2>&1")
+      local _, bad = sh(bin .. " start --dir " .. nginx.sh_quote(dir) .. " --free-ports 2>&1")
       assert.are_not.equal(0, bad) -- already running
     end)
     sh(bin .. " stop --dir " .. nginx.sh_quote(dir))

@@ -92,7 +92,7 @@ local function address_t()
   }
 end
 
--- Maximum lengths where the pages give none are one decision shared with the sandbox (README
+-- Maximum lengths where the pages give none are one decision shared with the sandbox (docs/sandbox.md
 -- "Field limits"); the sandbox keeps its own copy and spec/sandbox_spec.lua checks both agree.
 local METADATA_MAX = 2048
 

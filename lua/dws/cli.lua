@@ -97,15 +97,27 @@ local function parser()
   resend:argument("request_id", "The addPaymentMethod requestId.")
   resend:option("--sandbox", "The sandbox's directory."):count(1)
 
-  local sandbox = p:command("sandbox", "Start, stop or query the local DWS sandbox (dws-sandbox).")
+  local sandbox = p:command("sandbox", "Start, stop or query the local DWS sandbox (dws-sandbox; "
+    .. "docs/sandbox.md).")
   sandbox:command_target("sandbox_command")
-  for _, name in ipairs{ "start", "stop", "status" } do
-    local c = sandbox:command(name)
-    c:option("--dir", "Sandbox directory (default: $DWS_SANDBOX_DIR)."):default(os.getenv("DWS_SANDBOX_DIR"))
-    if name == "start" then
-      c:option("--http-port")
-      c:option("--https-port")
-      c:option("--config")
+  local SANDBOX_COMMANDS = {
+    { "start", "Start the sandbox (generating what DIR lacks: CA, certificates, keys, a demo client); print "
+      .. "http= https= dir= ca_file= client_id=." },
+    { "stop", "Stop the sandbox running in DIR." },
+    { "status", "Print running pid= http= https= dir= ca_file= client_id=; exit 3 when none runs in DIR." },
+  }
+  for _, cmd in ipairs(SANDBOX_COMMANDS) do
+    local c = sandbox:command(cmd[1], cmd[2])
+    c:option("--dir", "Sandbox directory (default: $DWS_SANDBOX_DIR, else /tmp/dws-sandbox-$USER).")
+    if cmd[1] == "start" then
+      c:option("--http-port", "Port of the admin endpoints and the plain-HTTP APIs (default: "
+        .. "$DWS_SANDBOX_HTTP_PORT, else 12080; 0: a free one).")
+      c:option("--https-port", "Port of the HTTPS gateway clients use (default: $DWS_SANDBOX_HTTPS_PORT, "
+        .. "else 12443; 0: a free one).")
+      c:flag("--free-ports", "Listen on free ports chosen at start (several sandboxes at once, as in tests).")
+      c:option("--config", "A config file of your own (clients, their keys and notify URLs) instead of "
+        .. "DIR/sandbox_config.lua.")
+      c:flag("--foreground", "Stay until Ctrl-C or SIGTERM, then stop the sandbox.")
     end
   end
   return p
@@ -290,13 +302,16 @@ local function cmd_notify(a)
 end
 
 local function cmd_sandbox(a)
-  if not a.dir then return fail("--dir is required (or set DWS_SANDBOX_DIR)", EXIT_USAGE) end
-  local args = { a.sandbox_command, "--dir", a.dir }
-  for _, k in ipairs{ "http_port", "https_port", "config" } do
+  -- DIR and the ports default as the launcher defaults them (one place: dws_sandbox.control).
+  local args = { a.sandbox_command }
+  for _, k in ipairs{ "dir", "http_port", "https_port", "config" } do
     if a[k] then
       args[#args + 1] = "--" .. k:gsub("_", "-")
       args[#args + 1] = a[k]
     end
+  end
+  for _, k in ipairs{ "free_ports", "foreground" } do
+    if a[k] then args[#args + 1] = "--" .. k:gsub("_", "-") end
   end
   -- The launcher's own logic (the dws-sandbox rock): nothing re-implemented here.
   local control, err = util.sandbox_control()

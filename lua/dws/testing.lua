@@ -115,11 +115,13 @@ end
 -- syntax: `sb:reset()`
 function Sandbox:reset() return self:admin("POST", "reset") end
 
---- Arms `name` for the next `count` API requests; opts go along (e.g. { delay = 3 }).
--- syntax: `sb:fault(name, count?, opts?)` (README "Fault matrix" lists the faults)
--- @tparam string name e.g. `"tamper"`, `"timeout"`, `"drop"`
+--- Arms `name` for the next `count` API requests; opts go along (e.g. { delay = 3 }), and
+-- `opts.api` aims it at one API (the others pass untouched while it waits).
+-- syntax: `sb:fault(name, count?, opts?)` (docs/sandbox.md "Faults" lists them)
+-- @tparam string name e.g. `"tamper"`, `"never_answer"`, `"reset"`, `"http_503"`
 -- @tparam[opt=1] int count
--- @tparam[opt] table opts
+-- @tparam[opt] table opts `delay` (seconds, for the faults that wait), `api` (e.g. `"addPaymentMethod"`)
+-- @raise for an unknown name (the message lists the faults) or api
 function Sandbox:fault(name, count, opts)
   local spec = { fault = name, count = count or 1 }
   for k, v in pairs(opts or {}) do spec[k] = v end

@@ -7,7 +7,8 @@
 --   GET  /__sandbox/deliveries?client_id=ID   with header X-Sandbox-Admin-Token: <that client's
 --                                admin_token from the config>: that client's notification attempts
 --                                (requestId, attempt, status, acknowledged, body with its card token)
---   POST /__sandbox/faults       {"fault":NAME,"count":N,"delay":S} arms a fault for the next N requests
+--   POST /__sandbox/faults       {"fault":NAME,"count":N,"delay":S,"api":API} arms a fault for the next N
+--                                requests (to API only, when given); an unknown NAME: 400 listing the faults
 --   POST /__sandbox/latency      {"min":A,"max":B} (seconds; or {"latency":S}) before each API answer
 --   POST /__sandbox/reset        clears faults, logs, idempotency records, tokens, pending re-deliveries,
 --                                challenges and the notifications kept for re-sending
@@ -78,8 +79,8 @@ routes["POST /__sandbox/faults"] = function()
     if k ~= "fault" and k ~= "count" then opts[k] = v end
   end
   local ok, err = faults.arm(t.fault, t.count or 1, opts)
-  if not ok then return reply(400, { error = err, fault = t.fault }) end
-  return reply(200, { fault = t.fault, count = tonumber(t.count) or 1 })
+  if not ok then return reply(400, { error = err, fault = t.fault, faults = faults.names() }) end
+  return reply(200, { fault = t.fault, count = tonumber(t.count) or 1, api = opts.api })
 end
 
 routes["POST /__sandbox/latency"] = function()

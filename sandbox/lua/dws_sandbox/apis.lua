@@ -76,7 +76,7 @@ local function obj(t, key, path, required)
   return v
 end
 
--- Maximum lengths (characters) of the fields whose page gives none: README "Field limits". The
+-- Maximum lengths (characters) of the fields whose page gives none: docs/sandbox.md "Field limits". The
 -- SDK has its own copy (lua/dws/api.lua): the sandbox judges the SDK, so it shares none of its code,
 -- and spec/sandbox_spec.lua ("field limits") checks that both sides agree at max and max + 1.
 local LIMITS = {
@@ -286,7 +286,7 @@ local function check_add(r)
   local rc = str(r, "referenceCustomerId", "", { max = 64 })
   local ru = str(r, "referenceUserId", "", { max = 64 })
   if rc and ru then invalid("referenceUserId", "must not be given together with referenceCustomerId") end
-  -- DWS must know whose wallet: a notification always carries a reference id (README "Field limits").
+  -- DWS must know whose wallet: a notification always carries a reference id (docs/sandbox.md "Field limits").
   if not (cid or rc or ru) then
     invalid("customerId", "is required when neither referenceCustomerId nor referenceUserId is given")
   end

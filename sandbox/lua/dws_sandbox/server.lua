@@ -21,11 +21,7 @@ local M = {}
 local S = {}
 M.state = S
 
-local APIS = {
-  consultAddablePaymentMethod = true,
-  cacheCard = true,
-  addPaymentMethod = true,
-}
+local APIS = faults.APIS
 
 -- init_by_lua: parse the config and every key once. A bad config stops nginx from starting.
 function M.init(opts)
@@ -335,7 +331,7 @@ local function handle_api()
     if type(t) == "table" and type(t.requestId) == "string" then record.requestId = t.requestId end
   end
 
-  local fault = api and faults.take() or nil
+  local fault = api and faults.take(api) or nil
   record.fault = fault and fault.name or nil
   local echo = api == "addPaymentMethod" and record.requestId and { requestId = record.requestId } or nil
 
