@@ -215,7 +215,7 @@ function M.start(opts)
   end
   clients = with_tokens
   local conf_path = dir .. "/spec_config.lua"
-  config.write(conf_path, {
+  local written, write_err = config.write(conf_path, {
     clients = clients,
     notify_scale = opts.notify_scale or 1.0,
     token_ttl = opts.token_ttl or 1800,
@@ -224,6 +224,10 @@ function M.start(opts)
     latency = opts.latency,
     http2 = opts.http2,
   })
+  if not written then
+    nginx.rmdir(dir)
+    return nil, write_err
+  end
   local info, err = control.start(dir, { config = conf_path })
   if not info then
     nginx.rmdir(dir)
