@@ -50,7 +50,7 @@ local function content_type(head)
 end
 
 -- One HTTP/1.0 POST over a cosocket (1.0: the answer is never chunked and ends with the connection).
--- -> status, body | nil, err
+-- -> status, body, Content-Type (as content_type gives it) | nil, err
 local function post(u, headers, body)
   local sock = ngx.socket.tcp()
   sock:settimeout(TIMEOUT_MS)
