@@ -145,7 +145,7 @@ describe("sandbox help", function()
   end)
 end)
 
-describe("the sandbox config file #nginx", function()
+describe("the sandbox's config file #nginx", function()
   it("is created 0600 whatever the umask", function()
     local dir = nginx.tmpdir("dws-sbmode")
     local out, rc = sh("umask 000 && lua5.4 " .. q(ROOT .. "/sandbox/bin/dws-sandbox") ..
@@ -154,6 +154,29 @@ describe("the sandbox config file #nginx", function()
     local mode = sh("stat -c %a " .. q(dir .. "/sandbox_config.lua")):gsub("%s", "")
     nginx.rmdir(dir)
     assert.are.same({ 0, "600" }, { rc, mode }, out)
+  end)
+
+  it("and the keys: private 0600, public 0644, their directory 0700, under umask 000 (no key cache)", function()
+    local dir = nginx.tmpdir("dws-sbkeys")
+    -- one pair made afresh as the launcher makes it outside spec/run (without the key cache)
+    local out, rc = sh("umask 000 && env -u DWS_KEY_CACHE LUA_PATH=" .. q(package.path) .. " KEYDIR=" ..
+      q(dir .. "/keys") .. " lua5.4 -e " .. q("require('dws_sandbox.nginx').make_keypair(os.getenv('KEYDIR'), 'dws')"))
+    local modes = sh("stat -c %a " .. q(dir .. "/keys") .. " " .. q(dir .. "/keys/dws_private.pem") .. " " ..
+      q(dir .. "/keys/dws_public.pem"))
+    nginx.rmdir(dir)
+    assert.are.same({ 0, "700 600 644" }, { rc, (modes:gsub("%s+", " "):gsub(" $", "")) }, out)
+  end)
+
+  it("a key is not written through a link planted where it goes", function()
+    local dir = nginx.tmpdir("dws-sbkeylink")
+    nginx.mkdir(dir .. "/keys")
+    sh("ln -s " .. q(dir .. "/stolen") .. " " .. q(dir .. "/keys/dws_private.pem"))
+    local out, rc = launcher("start --free-ports --dir " .. q(dir))
+    launcher("stop --dir " .. q(dir))
+    local followed = nginx.read_file(dir .. "/stolen") ~= nil
+    nginx.rmdir(dir)
+    assert.are.same({ 1, false }, { rc, followed }, out)
+    assert.matches("symbolic link", out, 1, true)
   end)
 
   it("is not written through a link planted where it goes", function()

@@ -85,50 +85,17 @@ local function serialize(v, indent)
 end
 M.serialize = serialize
 
-local function sh_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
--- os.execute returns a number on 5.1/LuaJIT and (ok, how, code) on 5.2+.
-local function succeeded(a)
-  if type(a) == "number" then return a == 0 end
-  return a == true
-end
-
--- The config holds every client's admin token: it is private (0600 whatever the umask) and never
--- written through a link. The text goes into a new file that the shell creates exclusively
--- (noclobber: O_CREAT|O_EXCL, which also refuses a link) under umask 077, and is then renamed over
--- `path` (rename replaces a link, it never follows one). A link already at `path` is refused: it is
--- there to redirect the file. -> true | nil, err
+-- The config holds every client's admin token: private (0600 whatever the umask), never written
+-- through a link (dws_sandbox.nginx.write_new, the one writer of key and config files).
+-- -> true | nil, err
 function M.write(path, conf)
-  if succeeded(os.execute("test -L " .. sh_quote(path))) then
-    return nil, "config " .. path .. ": is a symbolic link; refusing to write the config through it"
-  end
-  local rnd = io.open("/dev/urandom", "rb")
-  local tag = rnd:read(8):gsub(".", function(c) return string.format("%02x", c:byte()) end)
-  rnd:close()
-  local tmp = path .. ".new-" .. tag
   local text = table.concat{
     "-- DWS sandbox config, read when the sandbox starts (see sandbox/lua/dws_sandbox/config.lua).\n",
     "-- clients[id].notify_url = \"http://127.0.0.1:PORT/notify\" turns binding notifications on;\n",
     "-- notify_scale multiplies the re-delivery schedule (0 s, 2 min, 10 min, 10 min, 1 h, 2 h, 6 h, 15 h).\n",
     "return ", serialize(conf), "\n" }
-  local sink = io.popen("umask 077 && set -C && cat > " .. sh_quote(tmp), "w")
-  local ok = sink and sink:write(text)
-  ok = sink and sink:close() and ok
-  -- LuaJIT's popen close does not report the shell's status: the file's size does.
-  local written = io.open(tmp, "rb")
-  local size = written and written:seek("end")
-  if written then written:close() end
-  if not ok or size ~= #text then
-    os.remove(tmp)
-    return nil, "config " .. path .. ": could not write " .. tmp
-  end
-  local renamed, err = os.rename(tmp, path)
-  if not renamed then
-    os.remove(tmp)
-    return nil, "config " .. path .. ": " .. tostring(err)
-  end
+  local ok, err = require("dws_sandbox.nginx").write_new(path, text, "600")
+  if not ok then return nil, "config " .. err end
   return true
 end
 

@@ -40,8 +40,15 @@ end
 
 -- Creates whatever is missing under dir. Returns paths | nil, err.
 function M.prepare(dir, opts)
+  -- Key generation raises (openssl missing, a link planted where a key goes): an error to report.
+  local ok, paths, err = pcall(M.prepare_files, dir, opts)
+  if not ok then return nil, tostring(paths) end
+  return paths, err
+end
+
+function M.prepare_files(dir, opts)
   opts = opts or {}
-  nginx.mkdir(dir)
+  nginx.mkdir_private(dir)
   local certs_dir, keys_dir = dir .. "/certs", dir .. "/keys"
   local certs
   if file_exists(certs_dir .. "/server.pem") and file_exists(certs_dir .. "/server.key") then

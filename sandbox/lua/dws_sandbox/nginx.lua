@@ -41,8 +41,43 @@ local function write_file(path, data, mode)
 end
 M.write_file = write_file
 
+-- Writes a private or public file the way key and config files must be written: never through a
+-- link (one already at `path` is refused: it is there to redirect the file), with `mode` whatever
+-- the umask. The bytes go into a new file that the shell creates exclusively (noclobber is
+-- O_CREAT|O_EXCL, which refuses a link too) under umask 077, get their mode, and are renamed over
+-- `path` (rename replaces, it never follows). -> true | nil, err
+function M.write_new(path, data, mode)
+  if run("test -L " .. sh_quote(path)) then
+    return nil, path .. ": is a symbolic link; refusing to write through it"
+  end
+  local tag = (read_file("/proc/sys/kernel/random/uuid") or tostring(os.time())):gsub("%W", "")
+  local tmp = path .. ".new-" .. tag
+  local sink = io.popen("umask 077 && set -C && cat > " .. sh_quote(tmp), "w")
+  if sink then
+    sink:write(data)
+    sink:close()
+  end
+  -- LuaJIT's popen close does not report the shell's status: the bytes written back do.
+  if read_file(tmp) ~= data or not run("chmod " .. (mode or "600") .. " " .. sh_quote(tmp)) then
+    os.remove(tmp)
+    return nil, path .. ": could not write " .. tmp
+  end
+  local ok, err = os.rename(tmp, path)
+  if not ok then
+    os.remove(tmp)
+    return nil, path .. ": " .. tostring(err)
+  end
+  return true
+end
+
 function M.mkdir(path)
   return run("mkdir -p " .. sh_quote(path))
+end
+
+-- A directory for keys: made 0700 when missing, whatever the umask (in a directory others may write
+-- to, a file's own mode does not stop them replacing it).
+function M.mkdir_private(path)
+  return run("test -d " .. sh_quote(path) .. " || mkdir -p -m 700 " .. sh_quote(path))
 end
 
 function M.tmpdir(tag)
@@ -232,7 +267,22 @@ end
 -- certificate. A lock whose holder died is waited out (60 s), then the piece is generated anyway.
 local function cached(paths, cache_name, generate)
   local cache = os.getenv("DWS_KEY_CACHE")
-  if not cache or cache == "" then return generate(paths) end
+  if not cache or cache == "" then
+    -- openssl writes where it is told, links followed: into a private directory, then into place.
+    local tmp = M.tmpdir("dws-keys")
+    local tmps = {}
+    for i = 1, #paths do tmps[i] = tmp .. "/" .. i end
+    generate(tmps)
+    for i = 1, #paths do
+      local ok, err = M.write_new(paths[i], assert(read_file(tmps[i]), "keys: " .. cache_name), "600")
+      if not ok then
+        M.rmdir(tmp)
+        error(err, 0)
+      end
+    end
+    M.rmdir(tmp)
+    return
+  end
   local dst = cache .. "/" .. cache_name
   local function present() return read_file(dst .. "/" .. #paths) ~= nil end
   if not present() and not run("mkdir " .. sh_quote(dst .. ".lock") .. " 2>/dev/null") then
@@ -248,8 +298,7 @@ local function cached(paths, cache_name, generate)
     if not os.rename(tmp, dst) then run("rm -rf " .. sh_quote(tmp)) end -- lost a race: theirs is whole
   end
   for i = 1, #paths do
-    write_file(paths[i], (assert(read_file(dst .. "/" .. i), "key cache: " .. cache_name)))
-    run("chmod 600 " .. sh_quote(paths[i]))
+    assert(M.write_new(paths[i], (assert(read_file(dst .. "/" .. i), "key cache: " .. cache_name)), "600"))
   end
 end
 
@@ -259,7 +308,7 @@ end
 -- `ca_name` are the same within a run with DWS_KEY_CACHE (the sandbox's, made at every start).
 function M.make_certs(dir, sans, name, ca_name)
   name = name or "server"
-  M.mkdir(dir)
+  M.mkdir_private(dir)
   local ca, cakey = dir .. "/ca.pem", dir .. "/ca.key"
   local q = sh_quote
   if not read_file(ca) then
@@ -283,18 +332,22 @@ function M.make_certs(dir, sans, name, ca_name)
   return { ca = ca, cert = cert, key = key }
 end
 
--- RSA-2048 key pair with the openssl command line; returns PEM paths.
+-- RSA-2048 key pair with the openssl command line; returns PEM paths. The private key is 0600, the
+-- public 0644, whatever the umask, and neither is written through a link (raises on one).
 function M.make_keypair(dir, name)
-  M.mkdir(dir)
+  M.mkdir_private(dir)
   local priv, pub = dir .. "/" .. name .. "_private.pem", dir .. "/" .. name .. "_public.pem"
   if not read_file(priv) then
     cached({ priv }, "keypair-" .. name, function(p)
       assert(run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " .. sh_quote(p[1]) ..
         " >/dev/null 2>&1"), "openssl: genpkey")
     end)
-    run("chmod 600 " .. sh_quote(priv))
-    assert(run("openssl pkey -in " .. sh_quote(priv) .. " -pubout -out " .. sh_quote(pub) .. " >/dev/null 2>&1"),
-      "openssl: pubout")
+    local q = io.popen("openssl pkey -in " .. sh_quote(priv) .. " -pubout 2>/dev/null")
+    local text = q and q:read("*a")
+    if q then q:close() end
+    assert(text and text:find("BEGIN PUBLIC KEY", 1, true), "openssl: pubout")
+    -- public, but only its owner may change it: a key swapped in would be trusted
+    assert(M.write_new(pub, text, "644"))
   end
   return priv, pub
 end
