@@ -118,8 +118,13 @@ function M.start(dir, opts)
     if not ok then
       ports = nil
       if tostring(err):find("Address already in use", 1, true) then
-        err = "port " .. tostring(http_port or https_port) .. " (or its pair) is in use: another sandbox, or " ..
-          "another server; give --http-port/--https-port, or --free-ports\n" .. tostring(err)
+        local busy, seen = {}, {}
+        for port in tostring(err):gmatch("bind%(%) to [^\n]-:(%d+) failed") do
+          if not seen[port] then busy[#busy + 1], seen[port] = port, true end
+        end
+        err = (#busy > 1 and "ports " or "port ") .. table.concat(busy, " and ") ..
+          " in use (another sandbox, or another server): choose others with --http-port and --https-port, " ..
+          "or --free-ports"
       end
     end
   else
