@@ -77,29 +77,29 @@ local function code(opts)
   return { r.resultStatus, r.resultCode }
 end
 
-setup(function()
-  dir = nginx.tmpdir("dws-strict")
-  local priv, pub = nginx.make_keypair(dir, "merchant")
-  key = assert(core.private_key(nginx.read_file(priv)))
-  receiver = assert(httpd.start{ locations = RECEIVER })
-  local public = nginx.read_file(pub)
-  sb = assert(testing.start{
-    clients = { [SANDBOX_ID] = { public_key = public, notify_url = receiver:url("/ack") },
-                [LIVE_ID] = { public_key = public } },
-    -- Antom's 24-hour schedule in about 0.9 s: a refused acknowledgement is re-sent at once.
-    notify_scale = 0.00001,
-  })
-  handle = curl.new{ max_response_bytes = 1024 * 1024, ca_file = sb.ca_file }
-end)
-
-teardown(function()
-  if handle then handle:close() end
-  if sb then sb:stop() end
-  if receiver then receiver:stop() end
-  nginx.rmdir(dir)
-end)
-
 describe("sandbox strictness #nginx", function()
+  setup(function()
+    dir = nginx.tmpdir("dws-strict")
+    local priv, pub = nginx.make_keypair(dir, "merchant")
+    key = assert(core.private_key(nginx.read_file(priv)))
+    receiver = assert(httpd.start{ locations = RECEIVER })
+    local public = nginx.read_file(pub)
+    sb = assert(testing.start{
+      clients = { [SANDBOX_ID] = { public_key = public, notify_url = receiver:url("/ack") },
+                  [LIVE_ID] = { public_key = public } },
+      -- Antom's 24-hour schedule in about 0.9 s: a refused acknowledgement is re-sent at once.
+      notify_scale = 0.00001,
+    })
+    handle = curl.new{ max_response_bytes = 1024 * 1024, ca_file = sb.ca_file }
+  end)
+
+  teardown(function()
+    if handle then handle:close() end
+    if sb then sb:stop() end
+    if receiver then receiver:stop() end
+    nginx.rmdir(dir)
+  end)
+
   it("answers S to a request made exactly as SIGNING.md says", function()
     assert.are.same({ "S", "SUCCESS" }, code())
   end)
