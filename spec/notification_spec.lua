@@ -207,11 +207,11 @@ describe("verify_notification", function()
     assert(client:verify_notification(signed(body_of{ referenceCustomerId = false })))
   end)
 
-  it("reads the outcome: BOUND with the card token, FAILED with the code of an F result", function()
+  it("reads the outcome: BOUND with the card token, FAILED with an F result's code, else UNCONFIRMED", function()
     assert.are.same({ "BOUND", "ALIPAYtoken" }, { notification.outcome(dws.decode_json(body_of())) })
     assert.are.same({ "FAILED", "RISK_REJECT" }, { notification.outcome(dws.decode_json(body_of{
       result = { resultStatus = "F", resultCode = "RISK_REJECT" } })) })
-    assert.are.same({ "BOUND" }, { notification.outcome{ paymentMethodDetail = {} } })
+    assert.are.same({ "UNCONFIRMED", "NO_CARD_TOKEN" }, { notification.outcome{ paymentMethodDetail = {} } })
   end)
 end)
 
@@ -404,7 +404,8 @@ describe("notifications and the binding journal", function()
 
   local function journaled(c, state)
     local id = core.uuid4()
-    assert(c.journal:create{ requestId = id, body = "{}", mask = "411111******1111" })
+    assert(c.journal:create{ requestId = id, body = assert(core.json_encode{ requestId = id }),
+                             mask = "411111******1111" })
     if state ~= "NEW" then assert(c.journal:transition(id, "send", "SENT")) end
     if state ~= "NEW" and state ~= "SENT" then assert(c.journal:transition(id, "answer", state)) end
     return id
