@@ -525,3 +525,35 @@ describe("notifications and the binding journal", function()
     end
   end)
 end)
+
+describe("the done mark when the de-dup store fails after the handler ran", function()
+  -- A store that refuses `set` a given number of times (a Redis coming back), memory otherwise.
+  local function flaky(failures)
+    local s = dstore.memory()
+    local real_set = s.set
+    s.set = function(self, k, v, ttl)
+      if failures > 0 then
+        failures = failures - 1
+        return nil, "connection refused"
+      end
+      return real_set(self, k, v, ttl)
+    end
+    return s
+  end
+
+  it("keeps trying in a plain Lua process: the mark is written and a re-delivery runs nothing", function()
+    local s, runs = flaky(2), 0
+    local req = signed(body_of{ requestId = core.uuid4() })
+    local function handler() runs = runs + 1 return true end
+    local first = client:handle_notification(req, handler, { store = s })
+    local again = client:handle_notification(req, handler, { store = s })
+    assert.are.same({ 200, 200, 1 }, { first, again, runs })
+  end)
+
+  it("acknowledges the delivery when the mark cannot be written at all (the handler has run)", function()
+    local s = flaky(math.huge)
+    local status = client:handle_notification(signed(body_of{ requestId = core.uuid4() }), function() return true end,
+      { store = s, claim_ttl = 0.2 })
+    assert.are.equal(200, status)
+  end)
+end)

@@ -692,8 +692,9 @@ end
 
 -- Notifications and the bind-card workflow live in their own modules, loaded on first use.
 
---- Verify a binding notification as received: signature over the raw bytes, Request-Time within
--- `notification_tolerance`, the body's required fields. No de-duplication, no journal change.
+--- Verify a binding notification as received: signature over the raw bytes, the body's required
+-- fields, Request-Time within `notification_tolerance` (or outside it for a requestId the journal
+-- holds: a late re-send, README "Notifications"). No de-duplication, no journal change.
 -- syntax: `n, err = client:verify_notification(request, opts?)`
 -- @tparam table request `{ method = "POST", path = "/notify", headers = {...}, body = raw }`
 -- (headers in any letter case)
