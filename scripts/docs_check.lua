@@ -98,7 +98,10 @@ for _, name in ipairs(order) do
     miss(name .. " (LDoc module name that require cannot load: the file needs its @module line)")
   elseif type(m) == "table" then
     for _, key in ipairs(sorted_keys(m)) do
-      if key:sub(1, 1) ~= "_" and not has_item(items, key, name) then miss(name .. "." .. key) end
+      local generated = (surface.generated or {})[name]
+      if key:sub(1, 1) ~= "_" and not has_item(items, key, name) and not (generated and generated(key)) then
+        miss(name .. "." .. key)
+      end
     end
   end
 end

@@ -367,14 +367,7 @@ local function log(self, level, message, fields)
 end
 
 -- Transport kind -> error code (whether it is retried is dws.retry's to say).
-local TRANSPORT_ERRORS = {
-  timeout = errors.TIMEOUT,
-  connect = errors.CONNECTION_FAILED,
-  protocol = errors.CONNECTION_FAILED,
-  error = errors.CONNECTION_FAILED,
-  tls = errors.TLS_ERROR,
-  too_large = errors.RESPONSE_TOO_LARGE,
-}
+local TRANSPORT_ERRORS = require("dws.codes").by_transport
 
 -- An attempt's failure: err.retryable and the reason logged both come from dws.retry.
 local function failure(what, detail, fields)
