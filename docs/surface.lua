@@ -22,8 +22,8 @@ return {
     ["dws.redis"] = true,        -- hiredis backend of dws.store.redis (HACKING.md "dws.redis")
     ["dws.multi"] = true,        -- the scheduler behind client:run_all
     ["dws.time"] = true,         -- Request-Time parsing and the one time-window rule
-    ["dws.runtime"] = true,
-    ["dws.codes"] = true,        -- the one table of codes (README "Errors" is generated from it)      -- inside nginx or not: phases, sleeping, background timers
+    ["dws.runtime"] = true,      -- inside nginx or not: phases, sleeping, background timers
+    ["dws.codes"] = true,        -- the one table of codes (README "Errors" is made from it)
   },
   -- Keys made in a loop from a documented table: documented by that table.
   generated = {
