@@ -71,3 +71,34 @@ describe("nginx's Lua paths #nginx", function()
     assert.are.equal("true nil\n", out)
   end)
 end)
+
+describe("the LuaJIT build of dws.core the launcher hands nginx #nginx", function()
+  -- jit_cpath in a child lua5.4 with this environment and package.cpath; -> its two results
+  local function jit_cpath(env, cpath)
+    return sh("env -u DWS_SANDBOX_JIT_CPATH " .. env .. " LUA_PATH=" .. q(ROOT .. "/lua/?.lua;" .. ROOT ..
+      "/sandbox/lua/?.lua;;") .. " lua5.4 -e " .. q("package.cpath = " .. string.format("%q", cpath) ..
+      " print(require('dws_sandbox.nginx').jit_cpath())"))
+  end
+
+  it("is refused by name when it is built for Lua 5.4", function()
+    local out = jit_cpath("DWS_SANDBOX_JIT_CPATH=" .. q(ROOT .. "/build/5.4/?.so"), "")
+    assert.matches("^nil\t" .. ROOT:gsub("%p", "%%%0") .. "/build/5%.4/dws/core%.so is built for Lua 5%.2 or later, " ..
+      "not LuaJIT", out)
+  end)
+
+  it("is found in <tree>/lib/lua/5.1 beside a tree on package.cpath", function()
+    local tree = nginx.tmpdir("dws-jit-tree")
+    nginx.run("mkdir -p " .. q(tree .. "/lib/lua/5.1/dws") .. " && cp " .. q(ROOT .. "/build/jit/dws/core.so") .. " " ..
+      q(tree .. "/lib/lua/5.1/dws/"))
+    local out = jit_cpath("", tree .. "/lib/lua/5.4/?.so")
+    nginx.rmdir(tree)
+    assert.are.equal(tree .. "/lib/lua/5.1/?.so\n", out)
+  end)
+
+  it("when missing, is named with the luarocks command that installs it into that tree", function()
+    local out = jit_cpath("", "/nonexistent/tree/lib/lua/5.4/?.so")
+    assert.matches("no /nonexistent/tree/lib/lua/5.1/dws/core.so%): from the lua%-dws source directory run " ..
+      "luarocks %-%-lua%-version 5%.1 %-%-tree /nonexistent/tree make %-%-deps%-mode=none " ..
+      "openresty/dws%-openresty%-scm%-1%.rockspec LUA_INCDIR=/usr/include/luajit%-2%.1", out)
+  end)
+end)
