@@ -7,6 +7,9 @@
 -- (docs/surface.lua); used by dws (dws.core), dws.store.sqlite and the sandbox's launcher.
 local M = {}
 
+--- What file_abi says of a build for LuaJIT (the Lua 5.1 ABI).
+M.LUAJIT = "LuaJIT (Lua 5.1)"
+
 -- C API functions only Lua 5.2 and later export (LuaJIT 2.1, the Lua 5.1 ABI, has none of them).
 local NEWER = {}
 for name in ([[lua_rotate lua_callk lua_pcallk lua_newuserdatauv luaL_checkversion_ lua_getglobal
@@ -37,7 +40,7 @@ local function built_for(path, symbol)
     if v and v ~= "5.1" then return "Lua " .. v end
     return "Lua 5.2 or later"
   end
-  if OLDER[symbol] then return "LuaJIT (Lua 5.1)" end
+  if OLDER[symbol] then return M.LUAJIT end
   return nil
 end
 

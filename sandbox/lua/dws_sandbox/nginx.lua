@@ -157,9 +157,11 @@ local INSTALL_JIT = "luarocks --lua-version 5.1 --tree %s make --deps-mode=none 
 -- one: <tree>/lib/lua/5.1/?.so of a tree on package.cpath. A build for another Lua is refused by name.
 -- -> template | nil, err
 function M.jit_cpath()
-  local template = os.getenv("DWS_SANDBOX_JIT_CPATH")
+  local template, from = os.getenv("DWS_SANDBOX_JIT_CPATH"), "; DWS_SANDBOX_JIT_CPATH names it"
   if template == "" then template = nil end
-  template = template or M.source_jit_cpath
+  if not template and M.source_jit_cpath then
+    template, from = M.source_jit_cpath, "; run make in the source tree"
+  end
   if not template then
     for _, tree in ipairs(cpath_trees()) do
       if file_exists(tree .. "/lib/lua/5.1/dws/core.so") then
@@ -175,8 +177,12 @@ function M.jit_cpath()
       " (README, Installing), or set DWS_SANDBOX_JIT_CPATH (e.g. to build/jit/?.so of a source tree)"
   end
   local core = template:gsub("%?", "dws/core")
-  local abi = require("dws.abi").file_abi(core)
-  if abi and abi ~= "LuaJIT (Lua 5.1)" then
+  if not file_exists(core) then
+    return nil, "no " .. core .. " (the LuaJIT build of dws.core, which nginx loads" .. from .. ")"
+  end
+  local abi_mod = require "dws.abi"
+  local abi = abi_mod.file_abi(core)
+  if abi and abi ~= abi_mod.LUAJIT then
     return nil, core .. " is built for " .. abi .. ", not LuaJIT, which nginx runs: point DWS_SANDBOX_JIT_CPATH " ..
       "at the LuaJIT build (" .. INSTALL_JIT:format("<tree>") .. " installs it in <tree>/lib/lua/5.1)"
   end
@@ -190,8 +196,8 @@ local luajit_defaults
 -- -> path entries, cpath entries
 function M.luajit_defaults()
   if not luajit_defaults then
-    local p = io.popen("env -u LUA_PATH -u LUA_CPATH " .. (os.getenv("DWS_LUAJIT") or "luajit") ..
-      [[ -e 'io.write(package.path, "\n", package.cpath, "\n")' 2>/dev/null]])
+    local p = io.popen("env -u LUA_PATH -u LUA_CPATH luajit -e " ..
+      [['io.write(package.path, "\n", package.cpath, "\n")' 2>/dev/null]])
     local path, cpath = p:read("*l"), p:read("*l")
     p:close()
     if not cpath then
