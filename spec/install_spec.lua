@@ -145,8 +145,10 @@ print("mask=" .. outcome.mask)
     local prefix = work .. "/synopsis"
     local port = nginx.free_ports(1)[1]
     local https = (nginx.read_file(sbdir .. "/ports") or ""):match("https=(%d+)")
-    -- Workers (nobody, when nginx starts as root) read the CA file and $T themselves (README, Synopsis).
-    assert(nginx.run("chmod 711 " .. q(work) .. " " .. q(home) .. " && mkdir -p " .. q(prefix .. "/logs") ..
+    -- Workers (nobody, when nginx starts as root) read the CA file and $T themselves: the README's
+    -- `chmod o+x "$HOME"` for $T, and the same for the merchant's directory holding the CA file.
+    assert(select(2, shell('chmod o+x "$HOME"')) == 0)
+    assert(nginx.run("chmod 711 " .. q(work) .. " && mkdir -p " .. q(prefix .. "/logs") ..
       " && install -m 644 " .. q(sbdir .. "/certs/ca.pem") .. " " .. q(work .. "/ca.pem")))
     local conf = assert(nginx.read_file(ROOT .. "/examples/openresty/synopsis.conf"))
     for name, value in pairs{ TREE = tree, PORT = port, CLIENT_ID = "SANDBOX_DEMO_MERCHANT",
@@ -165,6 +167,13 @@ print("mask=" .. outcome.mask)
       " http://127.0.0.1:" .. port .. "/bind")
     assert.are.equal(0, code, out)
     assert.matches('"status":"ACCEPTED"', out, 1, true)
+  end)
+
+  it("the synopsis's workers run the tree's LuaJIT build of dws.core", function()
+    local master = nginx.pid_of(work .. "/synopsis")
+    local out = sh("for p in $(pgrep -P " .. tostring(master) .. "); do grep -o " ..
+      q(tree .. "/lib/lua/5\\.[0-9]/dws/core.so") .. " /proc/$p/maps; done | sort -u")
+    assert.are.equal(tree .. "/lib/lua/5.1/dws/core.so\n", out)
   end)
 
   it("the README's merchant spec runs with the README's busted command", function()
