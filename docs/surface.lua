@@ -4,6 +4,8 @@
 -- __index of an object `instance` makes.
 return {
   rockspec = "dws-scm-1.rockspec",
+  -- every .lua file under it must be a module the rockspec installs
+  lua_dir = "lua",
   -- Internal: reached only through the documented modules (HACKING.md describes them).
   internal = {
     ["dws.abi"] = true,          -- which Lua a C module is built for; explains a failed require
@@ -20,6 +22,8 @@ return {
     ["dws.curl"] = true,         -- libcurl backend of dws.transport.curl (HACKING.md "dws.curl")
     ["dws.redis"] = true,        -- hiredis backend of dws.store.redis (HACKING.md "dws.redis")
     ["dws.multi"] = true,        -- the scheduler behind client:run_all
+    ["dws.time"] = true,         -- Request-Time parsing and the one time-window rule
+    ["dws.runtime"] = true,      -- inside nginx or not: phases, sleeping, background timers
   },
   classes = {
     { module = "dws.client", class = "Client", constructor = "new" },

@@ -76,6 +76,8 @@ build = {
       ["dws.multi"] = "lua/dws/multi.lua",
       ["dws.transport.ngx"] = "lua/dws/transport/ngx.lua",
       ["dws.validate"] = "lua/dws/validate.lua",
+      ["dws.time"] = "lua/dws/time.lua",
+      ["dws.runtime"] = "lua/dws/runtime.lua",
    },
    install = {
       bin = { ["dws"] = "bin/dws" },

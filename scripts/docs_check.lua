@@ -72,10 +72,21 @@ local function miss(what) missing[#missing + 1] = what end
 if surface.rockspec then
   local spec = {}
   assert(loadfile(config_dir .. "/" .. surface.rockspec, "t", spec))()
+  local installed = {}
   for _, name in ipairs(sorted_keys(spec.build.modules)) do
+    local source = spec.build.modules[name]
+    if type(source) == "string" then installed[source] = true end
     if not modules[name] and not (surface.internal or {})[name] then
       miss(name .. " (module: not in config.ld, not internal in " .. surface_file .. ")")
     end
+  end
+  -- Every Lua file of the SDK is installed: one left out works from the checkout and fails in a rock.
+  if surface.lua_dir then
+    local list = io.popen("cd " .. config_dir .. " && find " .. surface.lua_dir .. " -name '*.lua' | sort")
+    for file in list:lines() do
+      if not installed[file] then miss(file .. " (a Lua file the rockspec does not install)") end
+    end
+    list:close()
   end
 end
 

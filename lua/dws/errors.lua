@@ -68,6 +68,10 @@ errors.BINDING_NOT_FOUND = "BINDING_NOT_FOUND"     -- resume of a requestId the 
 --- F: `resume_binding` of a BOUND or FAILED binding (`err.binding`).
 errors.BINDING_FINAL = "BINDING_FINAL"             -- resume of a BOUND or FAILED binding
 
+--- F, not retried: the journal's record under this requestId fails its checks (another binding's
+-- record, a body that is not this request's, not JSON): nothing is sent; someone must look.
+errors.BINDING_DAMAGED = "BINDING_DAMAGED"         -- the record under this requestId is not its own
+
 --- F: DWS answered REPEAT_REQ_INCONSISTENT to the journaled bytes: a bug (logged at error level).
 errors.RESUME_INCONSISTENT = "RESUME_INCONSISTENT" -- DWS says the resumed bytes differ: a bug
 
@@ -110,6 +114,7 @@ local DEFAULT_STATUS = {
   CARD_MISMATCH = "F",
   BINDING_NOT_FOUND = "F",
   BINDING_FINAL = "F",
+  BINDING_DAMAGED = "F",
   RESUME_INCONSISTENT = "F",
   REQUEST_ID_REUSED = "F",
 }
