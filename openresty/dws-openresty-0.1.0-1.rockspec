@@ -81,5 +81,7 @@ build = {
       ["dws.multi"] = "lua/dws/multi.lua",
       ["dws.transport.ngx"] = "lua/dws/transport/ngx.lua",
       ["dws.validate"] = "lua/dws/validate.lua",
+      ["dws.time"] = "lua/dws/time.lua",
+      ["dws.runtime"] = "lua/dws/runtime.lua",
    },
 }

@@ -80,5 +80,7 @@ build = {
       ["dws.multi"] = "lua/dws/multi.lua",
       ["dws.transport.ngx"] = "lua/dws/transport/ngx.lua",
       ["dws.validate"] = "lua/dws/validate.lua",
+      ["dws.time"] = "lua/dws/time.lua",
+      ["dws.runtime"] = "lua/dws/runtime.lua",
    },
 }
