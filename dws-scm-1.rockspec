@@ -49,6 +49,7 @@ build = {
          libdirs = { "$(HIREDIS_LIBDIR)" },
          defines = { "_POSIX_C_SOURCE=200809L" },
       },
+      ["dws.abi"] = "lua/dws/abi.lua",
       ["dws.api"] = "lua/dws/api.lua",
       ["dws.bind_card"] = "lua/dws/bind_card.lua",
       ["dws.card"] = "lua/dws/card.lua",

@@ -8,6 +8,7 @@ return {
   lua_dir = "lua",
   -- Internal: reached only through the documented modules (HACKING.md describes them).
   internal = {
+    ["dws.abi"] = true,          -- which Lua a C module is built for; explains a failed require
     ["dws.api"] = true,          -- API definitions: paths, fields, limits
     ["dws.validate"] = true,     -- request validation against dws.api
     ["dws.card"] = true,         -- Luhn, expiry, brand for bind_card

@@ -12,7 +12,9 @@
 docs:
 	@sh scripts/deps.sh
 	rm -rf build/docs
-	ldoc --fatalwarnings .
+	@# Debian's ldoc runs under Lua 5.1: LUA_PATH/LUA_CPATH set for Lua 5.4 would hide its own modules
+	@# (pl.path requires LuaFileSystem). It reads our sources as text, so it needs neither.
+	env -u LUA_PATH -u LUA_CPATH ldoc --fatalwarnings .
 
 docs-check: $(BUILD)/5.4/dws/core.so
 	@sh scripts/deps.sh

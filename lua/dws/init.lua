@@ -4,7 +4,9 @@
 --     local client = dws.client{ client_id =, private_key =, dws_public_key =, gateway = }
 --     local res, err = client:cache_card{ paymentMethodDetail = {...} }
 -- @module dws
-local core = require "dws.core"
+
+-- Loaded first, so that a dws.core built for the other Lua (5.4 vs LuaJIT) is reported as such.
+local core = require("dws.abi").require "dws.core"
 local client = require "dws.client"
 local errors = require "dws.errors"
 local signature = require "dws.signature"
