@@ -82,6 +82,7 @@ build = {
       ["dws.transport.ngx"] = "lua/dws/transport/ngx.lua",
       ["dws.validate"] = "lua/dws/validate.lua",
       ["dws.time"] = "lua/dws/time.lua",
+      ["dws.codes"] = "lua/dws/codes.lua",
       ["dws.runtime"] = "lua/dws/runtime.lua",
    },
 }
