@@ -2,7 +2,7 @@
  * The byte-level half of dws.redact: card-number-like digit runs in free text, the Luhn check,
  * the first-six/last-four mask, control-character escaping. Every log line and error message goes
  * through these, so they run once per string in one pass of C instead of a dozen Lua patterns
- * (issue 13: redaction was most of a logged notification's cost). The rules themselves are the
+ * (measured: redaction was most of a logged notification's cost). The rules themselves are the
  * ones dws.redact documents; dws/redact.lua keeps the field-name and security-code parts.
  *
  * All masking keeps the length of the text, so it works in place on one copy. The copy holds

@@ -1,4 +1,4 @@
--- Several merchant nodes (issue 9): two nginx sharing one real redis-server for notification
+-- Several merchant nodes: two nginx sharing one real redis-server for notification
 -- de-duplication, a third nginx driving deliveries at both at the same moment (ngx.thread.spawn)
 -- and re-sending every non-S answer as DWS would; then a node whose handler dies mid-notification;
 -- then one node whose lua_shared_dict is far too small. Handler runs are counted in Redis
