@@ -49,6 +49,7 @@ build = {
          libdirs = { "$(HIREDIS_LIBDIR)" },
          defines = { "_POSIX_C_SOURCE=200809L" },
       },
+      ["dws.abi"] = "lua/dws/abi.lua",
       ["dws.api"] = "lua/dws/api.lua",
       ["dws.bind_card"] = "lua/dws/bind_card.lua",
       ["dws.card"] = "lua/dws/card.lua",
@@ -74,6 +75,9 @@ build = {
       ["dws.multi"] = "lua/dws/multi.lua",
       ["dws.transport.ngx"] = "lua/dws/transport/ngx.lua",
       ["dws.validate"] = "lua/dws/validate.lua",
+      ["dws.time"] = "lua/dws/time.lua",
+      ["dws.codes"] = "lua/dws/codes.lua",
+      ["dws.runtime"] = "lua/dws/runtime.lua",
    },
    install = {
       bin = { ["dws"] = "bin/dws" },

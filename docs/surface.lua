@@ -4,8 +4,11 @@
 -- __index of an object `instance` makes.
 return {
   rockspec = "dws-scm-1.rockspec",
+  -- every .lua file under it must be a module the rockspec installs
+  lua_dir = "lua",
   -- Internal: reached only through the documented modules (HACKING.md describes them).
   internal = {
+    ["dws.abi"] = true,          -- which Lua a C module is built for; explains a failed require
     ["dws.api"] = true,          -- API definitions: paths, fields, limits
     ["dws.validate"] = true,     -- request validation against dws.api
     ["dws.card"] = true,         -- Luhn, expiry, brand for bind_card
@@ -19,6 +22,13 @@ return {
     ["dws.curl"] = true,         -- libcurl backend of dws.transport.curl (HACKING.md "dws.curl")
     ["dws.redis"] = true,        -- hiredis backend of dws.store.redis (HACKING.md "dws.redis")
     ["dws.multi"] = true,        -- the scheduler behind client:run_all
+    ["dws.time"] = true,         -- Request-Time parsing and the one time-window rule
+    ["dws.runtime"] = true,      -- inside nginx or not: phases, sleeping, background timers
+    ["dws.codes"] = true,        -- the one table of codes (README "Errors" is made from it)
+  },
+  -- Keys made in a loop from a documented table: documented by that table.
+  generated = {
+    ["dws.errors"] = function(key) return require("dws.codes").by_code[key] ~= nil end,
   },
   classes = {
     { module = "dws.client", class = "Client", constructor = "new" },
