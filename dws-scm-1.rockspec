@@ -53,6 +53,7 @@ build = {
       ["dws.bind_card"] = "lua/dws/bind_card.lua",
       ["dws.card"] = "lua/dws/card.lua",
       ["dws.cli"] = "lua/dws/cli.lua",
+      ["dws.cli.keygen"] = "lua/dws/cli/keygen.lua",
       ["dws.cli.notify"] = "lua/dws/cli/notify.lua",
       ["dws.cli.util"] = "lua/dws/cli/util.lua",
       ["dws.cli.verify"] = "lua/dws/cli/verify.lua",

@@ -115,31 +115,7 @@ end
 -- keygen
 
 local function cmd_keygen(a)
-  if not a.bits then return fail("--bits must be a number") end
-  local ok, priv, pub = pcall(core.generate_key, a.bits)
-  if not ok then return fail(tostring(priv):gsub("^bad argument #1 to '%?'", "--bits")) end
-  if not priv then return fail(pub) end
-  local base = a.out .. "/" .. a.name
-  local files = {
-    { base .. "_private.pem", priv, true },
-    { base .. "_public.pem", "-----BEGIN PUBLIC KEY-----\n" .. pub:gsub("(" .. ("."):rep(64) .. ")", "%1\n")
-      :gsub("\n$", "") .. "\n-----END PUBLIC KEY-----\n" },
-    { base .. "_public.b64", pub .. "\n" },
-  }
-  for _, f in ipairs(files) do
-    if util.exists(f[1]) then return fail(f[1] .. " exists; refusing to overwrite a key") end
-  end
-  local dok, derr = util.mkdir_private(a.out)
-  if not dok then return fail(derr) end
-  for _, f in ipairs(files) do
-    local wok, werr = util.write_file(f[1], f[2], f[3])
-    if not wok then return fail(werr) end
-  end
-  out("private key (PKCS#8 PEM, mode 0600): ", files[1][1], "\n")
-  out("public key (PEM):                    ", files[2][1], "\n")
-  out("public key (base64, for the portal): ", files[3][1], "\n")
-  out(pub, "\n")
-  return EXIT_OK
+  return require("dws.cli.keygen").run(a)
 end
 
 ---------------------------------------------------------------------------------------------------

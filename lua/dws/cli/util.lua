@@ -17,12 +17,6 @@ function M.fail(message, status)
   return status or 1
 end
 
-function M.exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-
 function M.read_file(path)
   local f, err = io.open(path, "rb")
   if not f then return nil, err end
@@ -39,22 +33,6 @@ end
 
 local function sh_quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
---- Write a file; `private` creates it 0600 before any byte is written (a key is never readable
--- by others, not even for a moment).
-function M.write_file(path, data, private)
-  if private then
-    -- stderr first: the shell's own complaint would be a second, unprefixed error line
-    local ok = os.execute("umask 077 && : 2>/dev/null > " .. sh_quote(path))
-    if not ok then return nil, "cannot create " .. path end
-  end
-  local f, err = io.open(path, "wb")
-  if not f then return nil, err end
-  local ok, werr = f:write(data)
-  f:close()
-  if not ok then return nil, werr end
-  return true
 end
 
 --- Make directory `path` (and its parents) when missing, readable by its owner only (it may hold
