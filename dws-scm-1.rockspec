@@ -73,6 +73,7 @@ build = {
       ["dws.signature"] = "lua/dws/signature.lua",
       ["dws.transport.curl"] = "lua/dws/transport/curl.lua",
       ["dws.multi"] = "lua/dws/multi.lua",
+      ["dws.wait"] = "lua/dws/wait.lua",
       ["dws.transport.ngx"] = "lua/dws/transport/ngx.lua",
       ["dws.validate"] = "lua/dws/validate.lua",
    },

@@ -20,6 +20,7 @@ return {
     ["dws.curl"] = true,         -- libcurl backend of dws.transport.curl (HACKING.md "dws.curl")
     ["dws.redis"] = true,        -- hiredis backend of dws.store.redis (HACKING.md "dws.redis")
     ["dws.multi"] = true,        -- the scheduler behind client:run_all
+    ["dws.wait"] = true,         -- client:wait_binding's polling
   },
   classes = {
     { module = "dws.client", class = "Client", constructor = "new" },

@@ -74,6 +74,9 @@ errors.RESUME_INCONSISTENT = "RESUME_INCONSISTENT" -- DWS says the resumed bytes
 --- F: `bind_card` with a requestId already journaled (use `resume_binding`).
 errors.REQUEST_ID_REUSED = "REQUEST_ID_REUSED"     -- bind_card with a requestId already journaled
 
+--- U: `wait_binding`: the binding was not final within the timeout (`err.binding` holds it as it was).
+errors.WAIT_TIMEOUT = "WAIT_TIMEOUT"
+
 -- Result codes from the API pages that the SDK acts on.
 
 --- An API result code (U): retried.
