@@ -14,6 +14,7 @@ return {
     ["dws.bind_card"] = true,    -- client:bind_card, binding, resume_binding, pending_bindings
     ["dws.cli"] = true,          -- the dws command (README "Command line")
     ["dws.cli.keygen"] = true,
+    ["dws.cli.listen"] = true,
     ["dws.cli.notify"] = true,
     ["dws.cli.util"] = true,
     ["dws.cli.verify"] = true,

@@ -97,6 +97,22 @@ local function parser()
   resend:argument("request_id", "The addPaymentMethod requestId.")
   resend:option("--sandbox", "The sandbox's directory."):count(1)
 
+  local listen = p:command("listen", "Receive a sandbox client's binding notifications here: points the "
+    .. "sandbox's deliveries for the client at this command, verifies, de-duplicates and journals each with "
+    .. "client:handle_notification, prints it masked, answers the exact acknowledgement, and forwards it "
+    .. "as it came with --forward-to. Runs until Ctrl-C or --count deliveries, then points the client back.")
+  listen:option("--sandbox", "The directory of the running sandbox."):count(1)
+  listen:option("--journal", "The binding journal and de-dup store, a dws.store spec (sqlite:/path/dws.db): "
+    .. "give your script's client the same, and client:wait_binding sees the result. Default: memory.")
+  listen:option("--forward-to", "Also send each delivery, same body bytes and signed headers, to this URL "
+    .. "(your endpoint); the listening path is its path, which the signature covers.")
+  listen:option("--forward-ca-file", "CA bundle for an https --forward-to.")
+  listen:option("--client-id", "The sandbox client whose notifications to receive (default: its only client).")
+  listen:option("--profile", "Client options (keys) for that client, when the sandbox's own merchant key "
+    .. "is not its key: a Lua file or JSON object as for dws call.")
+  listen:option("--port", "Loopback port to listen on (default: a free one).")
+  listen:option("--count", "Stop after this many deliveries.")
+
   local sandbox = p:command("sandbox", "Start, stop or query the local DWS sandbox (dws-sandbox).")
   sandbox:command_target("sandbox_command")
   for _, name in ipairs{ "start", "stop", "status" } do
@@ -280,8 +296,12 @@ local function cmd_sandbox(a)
   return control.main(args)
 end
 
+local function cmd_listen(a)
+  return require("dws.cli.listen").run(a)
+end
+
 local COMMANDS = { keygen = cmd_keygen, sign = cmd_sign, verify = cmd_verify, call = cmd_call, bind = cmd_bind,
-                   notify = cmd_notify, sandbox = cmd_sandbox }
+                   notify = cmd_notify, listen = cmd_listen, sandbox = cmd_sandbox }
 
 --- Run the command line `args` (an array of strings). Returns the exit status.
 function M.main(args)

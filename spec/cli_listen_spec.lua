@@ -1,0 +1,113 @@
+-- #nginx (the sandbox, `dws listen` and the script are child processes) A plain Lua 5.4 script
+-- binds the test card and learns how the binding ended: `dws listen --journal sqlite:...` receives
+-- the sandbox's notification, verifies and journals it, forwards it as it came to the merchant's
+-- endpoint, and the script's client:wait_binding on the same journal returns BOUND with the token.
+local dws = require "dws"
+local nginx = require "dws_sandbox.nginx"
+local files = require "helpers.files"
+local sandbox = require "helpers.sandbox"
+local httpd = require "helpers.httpd"
+
+local ROOT = os.getenv("DWS_ROOT")
+local q = nginx.sh_quote
+
+local SCRIPT = [[
+local dws = require "dws"
+local function read(path) local f = assert(io.open(path)); local s = f:read("a"); f:close(); return s end
+local client = dws.client{ client_id = arg[1], private_key = read(arg[2]), dws_public_key = read(arg[3]),
+  gateway = arg[4], ca_file = arg[5], journal = "sqlite:" .. arg[6] }
+local outcome = assert(client:bind_card{ customerId = "2162878776333", env = { terminalType = "WEB" },
+  card = { cardNo = "4111111111111111", securityCode = "123", expiryMonth = "12",
+           expiryYear = tostring(tonumber(os.date("!%Y")) + 1),
+           instUserName = { firstName = "Ada", lastName = "Lovelace" } } })
+local b, err = client:wait_binding(outcome.requestId, { timeout = 20 })
+print(outcome.requestId, b and b.status or tostring(err), b and b.cardToken)
+]]
+
+-- The merchant's own endpoint: verifies what it gets as the sandbox's notification for this path.
+local function endpoint(sb)
+  return [[
+    location = /shop/notify {
+        content_by_lua_block {
+            ngx.req.read_body()
+            local client = require("dws").client{ client_id = "]] .. sb.merchant.client_id .. [[",
+              private_key = [=[]] .. sb.merchant.private_key .. [[]=], dws_public_key = "]] .. sb.dws_public_key .. [[",
+              gateway = "https://127.0.0.1" }
+            local status, headers, body = client:handle_notification({ method = ngx.req.get_method(),
+              path = ngx.var.request_uri, headers = ngx.req.get_headers(), body = ngx.req.get_body_data() },
+              function() return true end)
+            ngx.status = status
+            for k, v in pairs(headers) do ngx.header[k] = v end
+            ngx.print(body)
+        }
+    }
+]]
+end
+
+describe("dws listen #nginx", function()
+  local sb, srv, dir, pid
+  local script_out, listen_out, listen_rc, url_after
+  setup(function()
+    sb = assert(sandbox.start{ notify_scale = 0.001 })
+    srv = assert(httpd.start{ locations = endpoint(sb) })
+    dir = nginx.tmpdir("dws-listen")
+    files.write(dir .. "/bind.lua", SCRIPT)
+    files.write(dir .. "/dws_public.pem", sb.dws_public_key_pem)
+    files.write(dir .. "/merchant.pem", sb.merchant.private_key)
+    local journal = dir .. "/journal.db"
+    -- The listener in the background: its pid, then its exit status, in files.
+    os.execute("(lua5.4 " .. q(ROOT .. "/bin/dws") .. " listen --sandbox " .. q(sb.dir) .. " --journal "
+      .. q("sqlite:" .. journal) .. " --forward-to " .. q(srv:url("/shop/notify")) .. " --count 1 >"
+      .. q(dir .. "/listen.out") .. " 2>" .. q(dir .. "/listen.err") .. " </dev/null & echo $! >" .. q(dir .. "/pid")
+      .. "; wait $!; echo $? >" .. q(dir .. "/rc") .. ") &")
+    local ready = sb:wait(function()
+      local text = nginx.read_file(dir .. "/listen.out")
+      return text and text:find("ready", 1, true)
+    end, 20)
+    pid = tonumber(nginx.read_file(dir .. "/pid"))
+    assert(ready, "dws listen did not start: " .. tostring(nginx.read_file(dir .. "/listen.err")))
+    local p = io.popen("LUA_PATH=" .. q(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;") .. " LUA_CPATH="
+      .. q(ROOT .. "/build/5.4/?.so;;") .. " lua5.4 " .. q(dir .. "/bind.lua") .. " " .. table.concat({
+        q(sb.merchant.client_id), q(dir .. "/merchant.pem"), q(dir .. "/dws_public.pem"), q(sb.https_url),
+        q(sb.ca_file), q(journal) }, " ") .. " 2>&1")
+    script_out = p:read("a")
+    p:close()
+    sb:wait(function() return nginx.read_file(dir .. "/rc") end, 10)
+    listen_rc = tonumber(nginx.read_file(dir .. "/rc") or "")
+    listen_out = nginx.read_file(dir .. "/listen.out") or ""
+    url_after = sb:admin("GET", "notify_url?client_id=" .. sb.merchant.client_id, nil,
+      { "X-Sandbox-Admin-Token: " .. sb.admin_tokens[sb.merchant.client_id] }).notify_url
+  end)
+  teardown(function()
+    if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
+    if srv then srv:stop() end
+    if sb then sb:stop() end
+    if dir then nginx.rmdir(dir) end
+  end)
+
+  it("wait_binding in a plain Lua 5.4 script returns BOUND with the final token of the notification", function()
+    local id, status, token = script_out:match("^(%S+)\t(%S+)\t(%S+)\n$")
+    assert.truthy(id, script_out)
+    local d = assert(sb:delivery(id))
+    assert.are.same({ "BOUND", dws.decode_json(d.body).paymentMethodDetail.card.cardToken }, { status, token })
+  end)
+
+  it("acknowledged the sandbox's delivery with the exact acknowledgement", function()
+    local id = script_out:match("^(%S+)")
+    local d = assert(sb:delivery(id))
+    assert.are.same({ 200, require("dws.notification").ACK_BODY }, { d.status, d.answer })
+  end)
+
+  it("forwarded the request as it came: the merchant's endpoint verified and acknowledged it", function()
+    assert.truthy(listen_out:find("forwarded: HTTP 200 acknowledged", 1, true), listen_out)
+  end)
+
+  it("printed the delivery masked: no card number, the mask", function()
+    assert.are.same({ nil, true }, { listen_out:find("4111111111111111", 1, true),
+      listen_out:find("411111******1111", 1, true) ~= nil })
+  end)
+
+  it("stopped after --count deliveries with status 0 and pointed the client back", function()
+    assert.are.same({ 0, dws.null }, { listen_rc, url_after })
+  end)
+end)
