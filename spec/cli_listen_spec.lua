@@ -7,6 +7,7 @@ local nginx = require "dws_sandbox.nginx"
 local files = require "helpers.files"
 local sandbox = require "helpers.sandbox"
 local httpd = require "helpers.httpd"
+local cli = require "helpers.cli"
 
 local ROOT = os.getenv("DWS_ROOT")
 local q = nginx.sh_quote
@@ -24,32 +25,13 @@ local b, err = client:wait_binding(outcome.requestId, { timeout = 20 })
 print(outcome.requestId, b and b.status or tostring(err), b and b.cardToken)
 ]]
 
--- The merchant's own endpoint: verifies what it gets as the sandbox's notification for this path.
-local function endpoint(sb)
-  return [[
-    location = /shop/notify {
-        content_by_lua_block {
-            ngx.req.read_body()
-            local client = require("dws").client{ client_id = "]] .. sb.merchant.client_id .. [[",
-              private_key = [=[]] .. sb.merchant.private_key .. [[]=], dws_public_key = "]] .. sb.dws_public_key .. [[",
-              gateway = "https://127.0.0.1" }
-            local status, headers, body = client:handle_notification({ method = ngx.req.get_method(),
-              path = ngx.var.request_uri, headers = ngx.req.get_headers(), body = ngx.req.get_body_data() },
-              function() return true end)
-            ngx.status = status
-            for k, v in pairs(headers) do ngx.header[k] = v end
-            ngx.print(body)
-        }
-    }
-]]
-end
-
 describe("dws listen #nginx", function()
   local sb, srv, dir, pid
   local script_out, listen_out, listen_rc, url_after
   setup(function()
     sb = assert(sandbox.start{ notify_scale = 0.001 })
-    srv = assert(httpd.start{ locations = endpoint(sb) })
+    srv = assert(httpd.start{ locations = cli.endpoint_location("/shop/notify", sb.merchant.client_id,
+      sb.merchant.private_key, sb.dws_public_key) })
     dir = nginx.tmpdir("dws-listen")
     files.write(dir .. "/bind.lua", SCRIPT)
     files.write(dir .. "/dws_public.pem", sb.dws_public_key_pem)

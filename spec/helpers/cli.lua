@@ -39,4 +39,25 @@ function M.mode(path)
   return m
 end
 
+--- An nginx location (for helpers.httpd) at `path`: a merchant's notify endpoint, answering what
+-- client:handle_notification answers for a client with these options.
+function M.endpoint_location(path, client_id, private_key, dws_public_key)
+  return [[
+    location = ]] .. path .. [[ {
+        content_by_lua_block {
+            ngx.req.read_body()
+            local client = require("dws").client{ client_id = "]] .. client_id .. [[",
+              private_key = [=[]] .. private_key .. [[]=], dws_public_key = [=[]] .. dws_public_key .. [[]=],
+              gateway = "https://127.0.0.1" }
+            local status, headers, body = client:handle_notification({ method = ngx.req.get_method(),
+              path = ngx.var.request_uri, headers = ngx.req.get_headers(), body = ngx.req.get_body_data() },
+              function() return true end)
+            ngx.status = status
+            for k, v in pairs(headers) do ngx.header[k] = v end
+            ngx.print(body)
+        }
+    }
+]]
+end
+
 return M

@@ -32,71 +32,28 @@ local IO_TIMEOUT, TICK = 10, 0.5
 local REASONS = { [200] = "OK", [400] = "Bad Request", [401] = "Unauthorized", [405] = "Method Not Allowed",
                   [411] = "Length Required", [413] = "Payload Too Large", [500] = "Internal Server Error" }
 
-local function admin(port, method, path, token, value)
-  local headers = { ["X-Sandbox-Admin-Token"] = token }
-  local body
-  if value ~= nil then
-    headers["Content-Type"] = "application/json"
-    body = assert(core.json_encode(value, false))
-  end
-  local t = require("dws.transport.curl").new{ user_agent = "lua-dws-cli/" .. dws.VERSION }
-  local res, kind, message = t:request{ method = method, url = "http://127.0.0.1:" .. port .. path,
-    headers = headers, body = body, timeout = 10, connect_timeout = 5 }
-  t:close()
-  if not res then return nil, tostring(kind) .. ": " .. tostring(message) end
-  local decoded = core.json_decode(res.body or "")
-  if res.status ~= 200 then
-    local why = type(decoded) == "table" and decoded.error or res.body
-    return nil, "sandbox " .. method .. " " .. path .. ": HTTP " .. res.status .. ": " .. tostring(why)
-  end
-  return decoded
-end
-
--- The sandbox in dir: its status, its config (for the client and its admin token), client options.
+-- The sandbox in dir, the client whose notifications are wanted, client options for it.
 local function sandbox_setup(a)
-  local control, cerr = util.sandbox_control()
-  if not control then return nil, cerr end
-  local st = control.status(a.sandbox)
-  if not st then
-    return nil, "no sandbox running in " .. a.sandbox .. " (dws sandbox start --dir " .. a.sandbox .. ")"
-  end
-  local health = admin(st.http_port, "GET", "/__sandbox/health")
-  local conf_path = type(health) == "table" and type(health.config) == "string" and health.config
-    or (st.dir .. "/sandbox_config.lua")
-  local conf, lerr = require("dws_sandbox.config").load(conf_path)
-  if not conf then return nil, lerr end
-  local id = a.client_id
-  if not id then
-    local ids = {}
-    for k in pairs(conf.clients) do ids[#ids + 1] = k end
-    table.sort(ids)
-    if #ids ~= 1 then
-      return nil, "the sandbox serves " .. #ids .. " clients (" .. table.concat(ids, ", ")
-        .. "): name one with --client-id"
-    end
-    id = ids[1]
-  end
-  local c = conf.clients[id]
-  if not c then return nil, "the sandbox's config " .. conf_path .. " has no client " .. id end
-  if not c.admin_token then
-    return nil, "client " .. id .. " has no admin_token in " .. conf_path .. ": add one (16+ characters) and restart"
-  end
+  local s, err = util.sandbox_client(a.sandbox, a.client_id)
+  if not s then return nil, err end
   local o
   if a.profile then
-    local perr
-    o, perr = util.profile{ profile = a.profile }
-    if not o then return nil, perr end
+    o, err = util.profile{ profile = a.profile }
+    if not o then return nil, err end
   else
+    local st = s.status
     local priv, rerr = util.read_file(st.merchant_private_key)
     if not priv then
-      return nil, "no merchant key for " .. id .. " (" .. tostring(rerr) .. "): give --profile FILE with its keys"
+      return nil, "no merchant key for " .. s.client_id .. " (" .. tostring(rerr)
+        .. "): give --profile FILE with its keys"
     end
     local pub, perr = util.read_file(st.dws_public_key)
     if not pub then return nil, perr end
     o = { private_key = priv, dws_public_key = pub, gateway = "https://127.0.0.1:" .. st.https_port, ca_file = st.ca }
   end
-  o.client_id = id
-  return { status = st, client_id = id, token = c.admin_token, options = o }
+  o.client_id = s.client_id
+  s.options = o
+  return s
 end
 
 -- One HTTP/1.x request from conn -> { method, path, headers, body } | nil, status, why
@@ -195,7 +152,7 @@ function M.run(a)
   local _, port = server:getsockname()
   local url = "http://127.0.0.1:" .. port .. path
   local http_port = s.status.http_port
-  local set, serr = admin(http_port, "POST", "/__sandbox/notify_url", s.token,
+  local set, serr = util.sandbox_admin(http_port, "POST", "/__sandbox/notify_url", s.token,
     { client_id = s.client_id, notify_url = url })
   if not set then
     server:close()
@@ -250,7 +207,7 @@ function M.run(a)
   end)
   server:close()
   -- Back where it was: the next deliveries go to the client's own URL again (or nowhere).
-  local _, rerr = admin(http_port, "POST", "/__sandbox/notify_url", s.token,
+  local _, rerr = util.sandbox_admin(http_port, "POST", "/__sandbox/notify_url", s.token,
     { client_id = s.client_id, notify_url = previous or core.null })
   if rerr then util.err("dws: could not point ", s.client_id, " back: ", rerr, "\n") end
   out("stopped after ", seen, " deliveries; notify URL back to ", previous or "none", "\n")
