@@ -25,6 +25,7 @@ local function parser()
     .. dws.VERSION .. ").")
   p:command_target("command")
   p:require_command(true)
+  p:help_max_width(100)
 
   local keygen = p:command("keygen", "Make an RSA key pair: private key as PKCS#8 PEM (0600), public key as "
     .. "PEM and as the bare base64 DWS's portal takes.")
@@ -120,8 +121,8 @@ local function parser()
   listen:option("--client-id", "The sandbox client whose notifications to receive (default: its only client).")
   listen:option("--profile", "Client options (keys) for that client, when the sandbox's own merchant key "
     .. "is not its key: a Lua file or JSON object as for dws call.")
-  listen:option("--port", "Loopback port to listen on (default: a free one).")
-  listen:option("--count", "Stop after this many deliveries.")
+  listen:option("--port", "Loopback port to listen on (default: a free one)."):convert(tonumber)
+  listen:option("--count", "Stop after this many deliveries."):convert(math.tointeger)
 
   local sandbox = p:command("sandbox", "Start, stop or query the local DWS sandbox (dws-sandbox).")
   sandbox:command_target("sandbox_command")

@@ -128,8 +128,9 @@ end
 
 --- `dws listen`. Returns the exit status.
 function M.run(a)
-  if a.count and (not tonumber(a.count) or tonumber(a.count) < 1) then
-    return fail("--count must be a whole number from 1", 64)
+  if a.count and a.count < 1 then return fail("--count must be a whole number from 1", 64) end
+  if a.port and (a.port ~= math.floor(a.port) or a.port < 0 or a.port > 65535) then
+    return fail("--port must be a port number", 64)
   end
   local path = "/notify"
   if a.forward_to then
@@ -146,7 +147,7 @@ function M.run(a)
   local ok, client = pcall(dws.client, s.options)
   if not ok then return fail((tostring(client):gsub("^[^:]*:%d+: ", "")), 64) end
 
-  local server, berr = socket.bind("127.0.0.1", tonumber(a.port) or 0)
+  local server, berr = socket.bind("127.0.0.1", a.port or 0)
   if not server then return fail("cannot listen on 127.0.0.1:" .. tostring(a.port or 0) .. ": " .. tostring(berr)) end
   server:settimeout(TICK)
   local _, port = server:getsockname()
@@ -166,7 +167,7 @@ function M.run(a)
   out("ready (Ctrl-C to stop)\n")
   io.stdout:flush()
 
-  local seen, limit = 0, tonumber(a.count)
+  local seen, limit = 0, a.count
   local function serve_one(conn)
     conn:settimeout(IO_TIMEOUT)
     local req, status, why = read_request(conn)
