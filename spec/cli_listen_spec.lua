@@ -92,4 +92,29 @@ describe("dws listen #nginx", function()
   it("stopped after --count deliveries with status 0 and pointed the client back", function()
     assert.are.same({ 0, dws.null }, { listen_rc, url_after })
   end)
+
+  describe("interrupted", function()
+    local idir, ipid
+    setup(function() idir = nginx.tmpdir("dws-listen-int") end)
+    teardown(function()
+      if ipid then os.execute("kill " .. ipid .. " 2>/dev/null") end
+      nginx.rmdir(idir)
+    end)
+
+    it("on Ctrl-C (SIGINT) points the client back where it was and exits 130", function()
+      local before = sb:notify_url("http://127.0.0.1:9/before")
+      os.execute("(lua5.4 " .. q(ROOT .. "/bin/dws") .. " listen --sandbox " .. q(sb.dir) .. " >"
+        .. q(idir .. "/out") .. " 2>&1 </dev/null & echo $! >" .. q(idir .. "/pid") .. "; wait $!; echo $? >"
+        .. q(idir .. "/rc") .. ") &")
+      assert(sb:wait(function() return (nginx.read_file(idir .. "/out") or ""):find("ready", 1, true) end, 20))
+      ipid = tonumber(nginx.read_file(idir .. "/pid"))
+      local during = sb:notify_url("http://127.0.0.1:9/ignored") -- what listen set, put back at once
+      sb:notify_url(during)
+      os.execute("kill -INT " .. ipid)
+      local rc = sb:wait(function() return nginx.read_file(idir .. "/rc") end, 10)
+      local after = sb:notify_url(false)
+      assert.are.same({ nil, true, "130\n", "http://127.0.0.1:9/before" },
+        { before, during:find("^http://127%.0%.0%.1:%d+/notify$") ~= nil, rc, after })
+    end)
+  end)
 end)
