@@ -12,7 +12,7 @@ return {
     ["dws.defaults"] = true,     -- defaults and limits; README "Client options" documents them
     ["dws.journal"] = true,      -- the binding journal behind client:binding and friends
     ["dws.bind_card"] = true,    -- client:bind_card, binding, resume_binding, pending_bindings
-    ["dws.cli"] = true,          -- the dws command (README "Command line")
+    ["dws.cli"] = true,          -- the dws command (docs/cli.md)
     ["dws.cli.keygen"] = true,
     ["dws.cli.listen"] = true,
     ["dws.cli.notify"] = true,
