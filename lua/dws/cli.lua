@@ -134,7 +134,8 @@ local function parser()
   }
   for _, name in ipairs{ "start", "stop", "status" } do
     local c = sandbox:command(name, sandbox_help[name])
-    c:option("--dir", "Sandbox directory (default: $DWS_SANDBOX_DIR)."):default(os.getenv("DWS_SANDBOX_DIR"))
+    c:option("--dir", "Sandbox directory (default: the launcher's, $DWS_SANDBOX_DIR or its own; "
+      .. "dws-sandbox --help names it).")
     if name == "start" then
       c:option("--http-port", "HTTP port (admin endpoints and the API) on 127.0.0.1 (default: a free one).")
       c:option("--https-port", "HTTPS port (the API) on 127.0.0.1 (default: a free one).")
@@ -337,8 +338,11 @@ local function cmd_notify(a)
 end
 
 local function cmd_sandbox(a)
-  if not a.dir then return fail("--dir is required (or set DWS_SANDBOX_DIR)", EXIT_USAGE) end
-  local args = { a.sandbox_command, "--dir", a.dir }
+  -- Without --dir, the launcher's own default (one rule, in dws_sandbox.control).
+  local args = { a.sandbox_command }
+  if a.dir then
+    args[2], args[3] = "--dir", a.dir
+  end
   for _, k in ipairs{ "http_port", "https_port", "config" } do
     if a[k] then
       args[#args + 1] = "--" .. k:gsub("_", "-")
