@@ -49,6 +49,11 @@ describe("dws call and bind #nginx", function()
     assert.are.same({ 2, true }, { status, err:find("WAIT_TIMEOUT", 1, true) ~= nil }, err)
   end)
 
+  it("bind --sandbox acts as the client the sandbox serves (here dws.testing's, not the launcher's demo)", function()
+    local status, out, err = cli.run("bind --sandbox " .. q(sb.dir))
+    assert.are.same({ 0, true }, { status, out:find("status%s+ACCEPTED") ~= nil }, err)
+  end)
+
   it("bind --wait without --journal is a usage error (exit 64)", function()
     local status, _, err = cli.run("bind" .. profile() .. " --wait 5")
     assert.are.same({ 64, true }, { status, err:find("--wait needs --journal", 1, true) ~= nil })

@@ -63,7 +63,8 @@ local function parser()
     c:option("--profile", "Profile: a Lua file returning client options, or a JSON object "
       .. "(client_id, private_key[_file], dws_public_key[_file], gateway, ca_file, ...). "
       .. "Environment: DWS_CLIENT_ID, DWS_PRIVATE_KEY[_FILE], DWS_PUBLIC_KEY[_FILE], DWS_GATEWAY, DWS_CA_FILE.")
-    c:option("--sandbox", "Use the demo merchant of the sandbox running in this directory.")
+    c:option("--sandbox", "Act as the merchant of the sandbox running in this directory (its keys, its CA).")
+    c:option("--client-id", "With --sandbox: the sandbox client to act as (default: its only client).")
   end
 
   local call = p:command("call", "Call an API; print the verified answer as JSON (exit 0 S, 1 F, 2 U).")

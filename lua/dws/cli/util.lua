@@ -102,8 +102,9 @@ end
 
 --- The running sandbox in `dir` and one of its clients (`client_id`, or its only one), with that
 -- client's admin token from the sandbox's config (whose path the sandbox's health answer gives).
+-- `without_token`: the admin token is not needed (and may be missing).
 -- -> { status = control.status(dir), client_id =, token =, config = path } | nil, err
-function M.sandbox_client(dir, client_id)
+function M.sandbox_client(dir, client_id, without_token)
   local control, cerr = M.sandbox_control()
   if not control then return nil, cerr end
   local st = control.status(dir)
@@ -126,7 +127,7 @@ function M.sandbox_client(dir, client_id)
   end
   local c = conf.clients[id]
   if not c then return nil, "the sandbox's config " .. conf_path .. " has no client " .. id end
-  if not c.admin_token then
+  if not c.admin_token and not without_token then
     return nil, "client " .. id .. " has no admin_token in " .. conf_path .. ": add one (16+ characters) and restart"
   end
   return { status = st, client_id = id, token = c.admin_token, config = conf_path }
@@ -191,11 +192,12 @@ end
 function M.profile(a)
   local o = {}
   if a.sandbox then
-    local control, err = M.sandbox_control()
-    if not control then return nil, err end
-    local st = control.status(a.sandbox)
-    if not st then return nil, "no sandbox running in " .. a.sandbox end
-    o = { client_id = st.client_id, private_key_file = st.merchant_private_key,
+    -- The client the sandbox serves (its config's only one, or --client-id), with the key the
+    -- sandbox made for its merchant.
+    local s, err = M.sandbox_client(a.sandbox, a.client_id, true)
+    if not s then return nil, err end
+    local st = s.status
+    o = { client_id = s.client_id, private_key_file = st.merchant_private_key,
           dws_public_key_file = st.dws_public_key, gateway = "https://127.0.0.1:" .. st.https_port,
           ca_file = st.ca }
   elseif a.profile then
