@@ -39,7 +39,7 @@ describe("dws listen #nginx", function()
     local journal = dir .. "/journal.db"
     -- The listener in the background: its pid, then its exit status, in files.
     os.execute("(lua5.4 " .. q(ROOT .. "/bin/dws") .. " listen --sandbox " .. q(sb.dir) .. " --journal "
-      .. q("sqlite:" .. journal) .. " --forward-to " .. q(srv:url("/shop/notify")) .. " --count 1 >"
+      .. q("sqlite:" .. journal) .. " --forward-to " .. q(srv:url("/shop/notify")) .. " --count 2 >"
       .. q(dir .. "/listen.out") .. " 2>" .. q(dir .. "/listen.err") .. " </dev/null & echo $! >" .. q(dir .. "/pid")
       .. "; wait $!; echo $? >" .. q(dir .. "/rc") .. ") &")
     local ready = sb:wait(function()
@@ -54,6 +54,9 @@ describe("dws listen #nginx", function()
         q(sb.ca_file), q(journal) }, " ") .. " 2>&1")
     script_out = p:read("a")
     p:close()
+    -- The same notification again: the second delivery, which --count waits for.
+    local id = script_out:match("^(%S+)\t")
+    if id then sb:admin("POST", "notifications/resend", { requestId = id }) end
     sb:wait(function() return nginx.read_file(dir .. "/rc") end, 10)
     listen_rc = tonumber(nginx.read_file(dir .. "/rc") or "")
     listen_out = nginx.read_file(dir .. "/listen.out") or ""
@@ -89,27 +92,42 @@ describe("dws listen #nginx", function()
       listen_out:find("411111******1111", 1, true) ~= nil })
   end)
 
+  it("acknowledged the repeat without handling it again (the de-dup store on the journal's SQLite)", function()
+    assert.truthy(listen_out:find("-> 200 acknowledged (a repeat: already processed", 1, true), listen_out)
+  end)
+
   it("stopped after --count deliveries with status 0 and pointed the client back", function()
     assert.are.same({ 0, dws.null }, { listen_rc, url_after })
   end)
 
-  describe("interrupted", function()
-    local idir, ipid
-    setup(function() idir = nginx.tmpdir("dws-listen-int") end)
-    teardown(function()
-      if ipid then os.execute("kill " .. ipid .. " 2>/dev/null") end
-      nginx.rmdir(idir)
-    end)
-
-    it("on Ctrl-C (SIGINT) points the client back where it was and exits 130", function()
-      local before = sb:notify_url("http://127.0.0.1:9/before")
+  describe("running without --count", function()
+    local idir, ipid, before, during
+    setup(function()
+      idir = nginx.tmpdir("dws-listen-int")
+      before = sb:notify_url("http://127.0.0.1:9/before")
       os.execute("(lua5.4 " .. q(ROOT .. "/bin/dws") .. " listen --sandbox " .. q(sb.dir) .. " >"
         .. q(idir .. "/out") .. " 2>&1 </dev/null & echo $! >" .. q(idir .. "/pid") .. "; wait $!; echo $? >"
         .. q(idir .. "/rc") .. ") &")
       assert(sb:wait(function() return (nginx.read_file(idir .. "/out") or ""):find("ready", 1, true) end, 20))
       ipid = tonumber(nginx.read_file(idir .. "/pid"))
-      local during = sb:notify_url("http://127.0.0.1:9/ignored") -- what listen set, put back at once
+      during = sb:notify_url("http://127.0.0.1:9/ignored") -- what listen set, put back at once
       sb:notify_url(during)
+    end)
+    teardown(function()
+      if ipid then os.execute("kill " .. ipid .. " 2>/dev/null") end
+      nginx.rmdir(idir)
+    end)
+
+    it("refuses (401) a notification not signed with the sandbox's DWS key, and says so", function()
+      local other = require("dws.core").generate_key()
+      files.write(idir .. "/other.pem", other)
+      local status = cli.run("notify send " .. q(during) .. " --dws-private-key " .. q(idir .. "/other.pem")
+        .. " --client-id " .. sb.merchant.client_id)
+      local out = nginx.read_file(idir .. "/out") or ""
+      assert.are.same({ 1, true }, { status, out:find("-> 401 refused", 1, true) ~= nil }, out)
+    end)
+
+    it("on Ctrl-C (SIGINT) points the client back where it was and exits 130", function()
       os.execute("kill -INT " .. ipid)
       local rc = sb:wait(function() return nginx.read_file(idir .. "/rc") end, 10)
       local after = sb:notify_url(false)

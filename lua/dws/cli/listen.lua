@@ -186,8 +186,11 @@ function M.run(a)
     respond(conn, code, headers, body)
     local n = core.json_decode(req.body)
     local id = type(n) == "table" and type(n.requestId) == "string" and n.requestId or "?"
+    -- Acknowledged without the handler running: the de-dup store had it (a repeat).
+    if code == 200 and not said then said = "a repeat: already processed, acknowledged again" end
     out(stamp(), " ", req.method, " ", redact.printable(req.path), " requestId=", redact.printable(id), " -> ",
-      code, code == 200 and " acknowledged" or " refused", said and (" (" .. said .. ")") or "", "\n")
+      code, code == 200 and " acknowledged" or (code >= 500 and " not processed (DWS re-sends)" or " refused"),
+      said and (" (" .. said .. ")") or "", "\n")
     out("  body: ", redact.printable(req.body), "\n")
     if code ~= 200 and code < 500 then
       out("  refusal: ", body, "\n")
