@@ -57,8 +57,8 @@ describe("dws listen #nginx", function()
     -- The same notification again: the second delivery, which --count waits for.
     local id = script_out:match("^(%S+)\t")
     if id then sb:admin("POST", "notifications/resend", { requestId = id }) end
-    sb:wait(function() return nginx.read_file(dir .. "/rc") end, 10)
-    listen_rc = tonumber(nginx.read_file(dir .. "/rc") or "")
+    -- The shell creates the file before it writes the status: wait for the digits.
+    listen_rc = tonumber(sb:wait(function() return (nginx.read_file(dir .. "/rc") or ""):match("^%d+\n") end, 10))
     listen_out = nginx.read_file(dir .. "/listen.out") or ""
     url_after = sb:admin("GET", "notify_url?client_id=" .. sb.merchant.client_id, nil,
       { "X-Sandbox-Admin-Token: " .. sb.admin_tokens[sb.merchant.client_id] }).notify_url
@@ -129,7 +129,7 @@ describe("dws listen #nginx", function()
 
     it("on Ctrl-C (SIGINT) points the client back where it was and exits 130", function()
       os.execute("kill -INT " .. ipid)
-      local rc = sb:wait(function() return nginx.read_file(idir .. "/rc") end, 10)
+      local rc = sb:wait(function() return (nginx.read_file(idir .. "/rc") or ""):match("^%d+\n") end, 10)
       local after = sb:notify_url(false)
       assert.are.same({ nil, true, "130\n", "http://127.0.0.1:9/before" },
         { before, during:find("^http://127%.0%.0%.1:%d+/notify$") ~= nil, rc, after })

@@ -172,8 +172,9 @@ function M.run(a)
     conn:settimeout(IO_TIMEOUT)
     local req, status, why = read_request(conn)
     if not req then
-      if status then respond(conn, status, { ["Content-Type"] = "text/plain" }, tostring(why) .. "\n") end
       out(stamp(), " refused a request: ", tostring(why), "\n")
+      io.stdout:flush()
+      if status then respond(conn, status, { ["Content-Type"] = "text/plain" }, tostring(why) .. "\n") end
       return
     end
     local said
@@ -183,7 +184,6 @@ function M.run(a)
         .. (binding and "" or " (not in this journal)")
       return true
     end)
-    respond(conn, code, headers, body)
     local n = core.json_decode(req.body)
     local id = type(n) == "table" and type(n.requestId) == "string" and n.requestId or "?"
     -- Acknowledged without the handler running: the de-dup store had it (a repeat).
@@ -195,6 +195,9 @@ function M.run(a)
     if code ~= 200 and code < 500 then
       out("  refusal: ", body, "\n")
     end
+    -- Printed before the answer goes out: whoever sent it can read the line once answered.
+    io.stdout:flush()
+    respond(conn, code, headers, body)
     if a.forward_to then out("  forwarded: ", forward(a.forward_to, req, a.forward_ca_file), "\n") end
   end
 
