@@ -217,7 +217,8 @@ function M.run(a)
   local _, rerr = util.sandbox_admin(http_port, "POST", "/__sandbox/notify_url", s.token,
     { client_id = s.client_id, notify_url = previous or core.null })
   if rerr then util.err("dws: could not point ", s.client_id, " back: ", rerr, "\n") end
-  out("stopped after ", seen, " deliveries; notify URL back to ", previous or "none", "\n")
+  out("stopped after ", seen, seen == 1 and " delivery" or " deliveries", "; notify URL back to ", previous or "none",
+    "\n")
   client:close()
   if not loop_ok then
     if tostring(loop_err):find("interrupted!", 1, true) then return 130 end
