@@ -27,6 +27,7 @@ local LAYERS = {
   ["dws.client"] = 8,
   ["dws"] = 9, ["dws.testing"] = 10, ["dws.cli.util"] = 10,
   ["dws.cli.notify"] = 11, ["dws.cli.verify"] = 11, ["dws.cli.listen"] = 11, ["dws.cli.gateway"] = 11,
+  ["dws.cli.keygen"] = 11,
   ["dws.cli"] = 12,
 }
 
