@@ -97,6 +97,7 @@ bench: deps
 
 lint: all
 	luacheck lua spec examples bench bin sandbox scripts docs csrc/core.ld.lua
+	lua5.4 scripts/require_graph.lua
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	    --suppress=missingIncludeSystem --inline-suppr $(CJSON_CFLAGS) csrc
 

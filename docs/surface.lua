@@ -15,7 +15,9 @@ return {
     ["dws.defaults"] = true,     -- defaults and limits; README "Client options" documents them
     ["dws.journal"] = true,      -- the binding journal behind client:binding and friends
     ["dws.bind_card"] = true,    -- client:bind_card, binding, resume_binding, pending_bindings
-    ["dws.cli"] = true,          -- the dws command (README "Command line")
+    ["dws.cli"] = true,          -- the dws command (docs/cli.md)
+    ["dws.cli.keygen"] = true,
+    ["dws.cli.listen"] = true,
     ["dws.cli.notify"] = true,
     ["dws.cli.util"] = true,
     ["dws.cli.verify"] = true,
@@ -25,6 +27,7 @@ return {
     ["dws.time"] = true,         -- Request-Time parsing and the one time-window rule
     ["dws.runtime"] = true,      -- inside nginx or not: phases, sleeping, background timers
     ["dws.codes"] = true,        -- the one table of codes (README "Errors" is made from it)
+    ["dws.wait"] = true,         -- client:wait_binding's polling
   },
   -- Keys made in a loop from a documented table: documented by that table.
   generated = {

@@ -19,8 +19,9 @@ and point nginx at T/share/lua/5.1 and T/lib/lua/5.1 (docs/openresty.md).
 }
 dependencies = {
    "lua ~> 5.1",
-   -- bin/dws also needs argparse: Debian's lua-argparse (scripts/deps.sh). Not listed here, where
-   -- luarocks, which does not see Debian's Lua packages, would fetch it from the network.
+   -- bin/dws also needs argparse (and `dws listen` LuaSocket): Debian's lua-argparse and lua-socket
+   -- (scripts/deps.sh). Not listed here, where luarocks, which does not see Debian's Lua packages,
+   -- would fetch them from the network.
 }
 external_dependencies = {
    LUAJIT = { header = "luajit-2.1/luajit.h" },
@@ -59,6 +60,8 @@ build = {
       ["dws.bind_card"] = "lua/dws/bind_card.lua",
       ["dws.card"] = "lua/dws/card.lua",
       ["dws.cli"] = "lua/dws/cli.lua",
+      ["dws.cli.keygen"] = "lua/dws/cli/keygen.lua",
+      ["dws.cli.listen"] = "lua/dws/cli/listen.lua",
       ["dws.cli.notify"] = "lua/dws/cli/notify.lua",
       ["dws.cli.util"] = "lua/dws/cli/util.lua",
       ["dws.cli.verify"] = "lua/dws/cli/verify.lua",
@@ -78,6 +81,7 @@ build = {
       ["dws.signature"] = "lua/dws/signature.lua",
       ["dws.transport.curl"] = "lua/dws/transport/curl.lua",
       ["dws.multi"] = "lua/dws/multi.lua",
+      ["dws.wait"] = "lua/dws/wait.lua",
       ["dws.transport.ngx"] = "lua/dws/transport/ngx.lua",
       ["dws.validate"] = "lua/dws/validate.lua",
       ["dws.time"] = "lua/dws/time.lua",

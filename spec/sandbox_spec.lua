@@ -208,7 +208,7 @@ describe("dws sandbox #nginx", function()
 
   describe("admin", function()
     it("answers health and starts with empty logs", function()
-      assert.are.same({ status = "ok" }, sb:health())
+      assert.are.same({ status = "ok", config = sb.dir .. "/spec_config.lua" }, sb:health())
       assert.are.equal(0, #sb:requests())
       assert.are.equal(0, #sb:deliveries())
     end)

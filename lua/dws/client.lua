@@ -744,6 +744,22 @@ function Client:binding(request_id)
   return require("dws.bind_card").binding(self, request_id)
 end
 
+--- Wait until a notification has decided a binding (BOUND or FAILED, or UNCONFIRMED: a notification
+-- that is neither, for a person to look at), reading the journal every `interval` seconds
+-- (ngx.sleep inside nginx, dws.core.sleep elsewhere); the notification reaches the journal through
+-- whatever shares it (an nginx endpoint, `dws listen --journal`).
+-- syntax: `binding, err = client:wait_binding(requestId, { timeout = 30, interval = 0.25 })`
+-- @tparam string request_id the addPaymentMethod `requestId`
+-- @tparam[opt] table opts `timeout` (seconds, default 30), `interval` (seconds, default 0.25)
+-- @treturn table the binding as the notification left it, as `binding` returns it
+-- @treturn[2] nil
+-- @treturn[2] dws.errors.Error err: `WAIT_TIMEOUT` (`err.binding`: the record as it was), `BINDING_NOT_FOUND`,
+-- `JOURNAL_UNAVAILABLE`
+-- @raise on a bad requestId or option
+function Client:wait_binding(request_id, opts)
+  return require("dws.wait").wait(self, request_id, opts)
+end
+
 --- Re-send a binding's journaled bytes (re-signed) when its outcome is unknown.
 -- syntax: `outcome, err = client:resume_binding(requestId)`
 -- @tparam string request_id the addPaymentMethod `requestId`

@@ -60,6 +60,8 @@ M.LIST = {
   { code = "BINDING_DAMAGED", status = "F", retried = "no",
     when = "the journal's record under this requestId is not its own (another binding's record, a body that "
       .. "is another request's, not JSON): nothing is sent" },
+  { code = "WAIT_TIMEOUT", status = "U", retried = "no",
+    when = "`wait_binding`: the binding was not final in time (`err.binding`: the record as it was)" },
   { code = "RESUME_INCONSISTENT", status = "F", retried = "no",
     when = "DWS answered REPEAT_REQ_INCONSISTENT to the journaled bytes: a bug (logged at error level)" },
   { code = "UNKNOWN_EXCEPTION", status = "U", retried = "yes", api = true,

@@ -174,9 +174,9 @@ end
 
 -- A running sandbox in dir: { pid, http_port, https_port, dir, ca, config, clients (the ids it
 -- serves, sorted), client_id, dws_public_key, dws_private_key, merchant_private_key,
--- merchant_public_key } | nil, "not running". client_id and the merchant keys are the demo client's
--- when it is served (the generated config), else client_id is the only client's (keys nil: they
--- are the config owner's) or nil when there are several.
+-- merchant_public_key (the key pair the sandbox made, DIR/keys/merchant_*) } | nil, "not running".
+-- client_id is the demo client when the config serves it, else the only client's, or nil when there
+-- are several.
 function M.status(dir)
   dir = absolute(dir)
   local pid = nginx.pid_of(dir)
@@ -191,11 +191,11 @@ function M.status(dir)
     http_port = tonumber(ports:match("http=(%d+)")), https_port = tonumber(ports:match("https=(%d+)")),
     ca = dir .. "/certs/ca.pem",
     dws_public_key = dir .. "/keys/dws_public.pem", dws_private_key = dir .. "/keys/dws_private.pem",
+    merchant_private_key = dir .. "/keys/merchant_private.pem",
+    merchant_public_key = dir .. "/keys/merchant_public.pem",
   }
   if demo then
     st.client_id = M.DEMO_CLIENT_ID
-    st.merchant_private_key = dir .. "/keys/merchant_private.pem"
-    st.merchant_public_key = dir .. "/keys/merchant_public.pem"
   elseif #clients == 1 then
     st.client_id = clients[1]
   end
