@@ -7,7 +7,7 @@ local dws = require "dws"
 
 local ENV = { terminalType = "WEB" }
 local OK_CUSTOMER = "2162878776333"
--- consult answers F with these codes (README "Test data"): the order of the results is visible
+-- consult answers F with these codes (docs/sandbox.md "Test data"): the order of the results is visible
 local F_CUSTOMERS = { ["2188000000000001"] = "USER_STATUS_ABNORMAL", ["2188000000000004"] = "NO_PAY_OPTIONS",
   ["2188000000000005"] = "PROCESS_FAIL", ["2188000000000006"] = "SEND_TIMES_EXCEED_LIMIT" }
 local F_LIST = { "2188000000000001", "2188000000000004", "2188000000000005", "2188000000000006" }
