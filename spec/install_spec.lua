@@ -39,6 +39,8 @@ describe("the README's install section #install #nginx", function()
     if os.getenv("DWS_KEY_CACHE") then keep[#keep + 1] = "DWS_KEY_CACHE=" .. q(os.getenv("DWS_KEY_CACHE")) end
     -- free ports, not the sandbox's documented defaults: other specs run at the same time
     keep[#keep + 1] = "DWS_SANDBOX_HTTP_PORT=0 DWS_SANDBOX_HTTPS_PORT=0"
+    -- the README's default sandbox directory, this run's own
+    keep[#keep + 1] = "DWS_SANDBOX_DIR=" .. q(home .. "/default-sandbox")
     return sh("env -i " .. table.concat(keep, " ") .. " sh -c " .. q(cmd))
   end
 
@@ -126,6 +128,15 @@ print("mask=" .. outcome.mask)
 ]], q(sbdir))
     assert.are.equal(0, code, out)
     assert.matches("mask=411111%*%*%*%*%*%*1111", out)
+  end)
+
+  it("the README's first binding: the sandbox with no arguments, dws listen, wait_binding says BOUND", function()
+    local first = "### A first binding, from a plain Lua script"
+    nginx.write_file(work .. "/first_binding.lua", readme_block(first, "lua", "-- first_binding.lua"))
+    local out, code = shell(readme_block(first, "sh"))
+    shell("dws-sandbox stop")
+    assert.are.equal(0, code, out)
+    assert.matches("\nBOUND\tALIPAY%S+\n$", out)
   end)
 
   it("dws notify send posts a signed notification to a merchant endpoint and reads its ack", function()
