@@ -167,16 +167,30 @@ describe("a late re-send of the bytes DWS first signed", function()
     assert.are.equal(401, (handle(req)))
   end)
 
-  it("is acknowledged without running the handler for a binding already final", function()
+  it("runs the handler once for a binding it makes final; the same bytes again are acknowledged", function()
     local id = "late-final-" .. core.uuid4()
     assert(bind(id))
-    local old = core.time_ms() - FIFTEEN_HOURS
-    handle(delivery(notification_body(id, { cardToken = "ALIPAYonce" }), old))
-    handled = {}
-    -- a fresh de-dup store: the mark of the first delivery has expired long since
-    local status = client:handle_notification(delivery(notification_body(id, { cardToken = "ALIPAYonce" }), old),
-      function(n) handled[#handled + 1] = n.requestId return true end, { store = dws.store.memory() })
-    assert.are.same({ 200, 0 }, { status, #handled })
+    local req = delivery(notification_body(id, { cardToken = "ALIPAYonce" }), core.time_ms() - FIFTEEN_HOURS)
+    local first, again = handle(req), handle(req)
+    assert.are.same({ 200, 200, 1 }, { first, again, #handled })
+  end)
+
+  it("gives a handler that failed its retry, although the binding is already final", function()
+    local id = "late-retry-" .. core.uuid4()
+    assert(bind(id))
+    local req = delivery(notification_body(id, { cardToken = "ALIPAYretry" }), core.time_ms() - FIFTEEN_HOURS)
+    local failed = client:handle_notification(req, function() return nil, "database down" end)
+    local state = client:binding(id).state
+    local retried = handle(req)
+    assert.are.same({ 500, "BOUND", 200, 1 }, { failed, state, retried, #handled })
+  end)
+
+  it("is refused for a binding already final when older than the de-dup memory", function()
+    local id = "late-old-" .. core.uuid4()
+    assert(bind(id))
+    handle(delivery(notification_body(id, { cardToken = "ALIPAYold" })))
+    local three_days = core.time_ms() - 3 * 86400 * 1000
+    assert.are.equal(401, (handle(delivery(notification_body(id, { cardToken = "ALIPAYold" }), three_days))))
   end)
 
   it("is refused when the per-call tolerance is NaN (raised as a bad argument)", function()

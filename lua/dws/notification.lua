@@ -145,12 +145,14 @@ end
 -- A signed notification outside the replay window: DWS may re-send the bytes it first signed (its
 -- schedule runs 15 hours and more), so the window alone would refuse the very re-sends that
 -- deliver a result. The signature proves DWS said it; what the window guards against is a replay
--- changing something. So: a requestId the journal holds as not yet final is accepted whatever
--- the age (the statement is DWS's, about that binding, and final states never change); one the
--- journal holds as final is accepted too, for an acknowledgement only (handle does not run the
--- handler again); one the journal does not know is refused as a replay.
--- -> record (the journal's) | nil, err
-local function late(client, n, skew, tolerance)
+-- changing something. So, for a requestId the journal holds:
+-- - not final: accepted whatever the age (the statement is DWS's own, about that binding, and
+--   final states never change);
+-- - final: accepted while the de-dup memory (seen_ttl) can still tell a repeat, and handled as any
+--   delivery is (acknowledged when its handler has run, run when it has not: a handler that failed
+--   before must get its retry); older, refused, since nothing would stop a second run.
+-- One the journal does not know is refused as a replay. -> record (the journal's) | nil, err
+local function late(client, n, skew, tolerance, seen_ttl)
   local j = client.journal
   local rec, jerr = nil, nil
   if j then rec, jerr = j:get(n.requestId) end
@@ -162,6 +164,10 @@ local function late(client, n, skew, tolerance)
   if not rec then
     return fail("NOTIFICATION_EXPIRED", "request-time is " .. dtime.describe(skew, tolerance)
       .. " (replayed or clock skew), for a requestId the binding journal does not hold", 401)
+  end
+  if journal.FINAL[rec.state] and math.abs(skew) > seen_ttl then
+    return fail("NOTIFICATION_EXPIRED", "request-time is " .. dtime.describe(skew, tolerance)
+      .. ", older than the de-dup memory, for a binding already " .. rec.state, 401)
   end
   client:log("info", "late notification accepted: the binding journal holds the binding as " .. rec.state,
     { requestId = n.requestId, skew = math.floor(skew) })
@@ -220,7 +226,7 @@ function M.verify(client, request, opts)
   if not n then return nil, berr end
   local skew = dtime.outside(sent, opts.now or core.time_ms(), tolerance)
   if not skew then return n end
-  local rec, lerr = late(client, n, skew, tolerance)
+  local rec, lerr = late(client, n, skew, tolerance, opts.seen_ttl or opts.ttl or DEFAULT_SEEN_TTL)
   if not rec then return nil, lerr end
   return n, rec
 end
@@ -418,16 +424,6 @@ function M.handle(client, request, handler, opts)
       { code = err.code })
     return refusal(err)
   end
-  local late_rec = err -- the journal's record when accepted outside the tolerance
-  if late_rec and journal.FINAL[late_rec.state] then
-    -- A late re-send of a binding the journal already holds as final: its notification has been
-    -- handled (final states come from notifications, or from answers after which DWS does not
-    -- notify), and the de-dup mark may have expired since. Acknowledged; the handler not run.
-    client:log("info", "late notification for a binding already " .. late_rec.state .. ": acknowledged, handler "
-      .. "not run", { requestId = n.requestId })
-    return answer(200, M.ACK_BODY)
-  end
-
   -- Claim the requestId first: a second delivery arriving meanwhile (another worker or node, or
   -- this one while the handler yields) is asked to come again rather than run the handler twice.
   -- A store that cannot answer means we cannot know: not acknowledged, never run unclaimed.
