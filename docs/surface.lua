@@ -19,6 +19,14 @@ return {
     ["dws.curl"] = true,         -- libcurl backend of dws.transport.curl (HACKING.md "dws.curl")
     ["dws.redis"] = true,        -- hiredis backend of dws.store.redis (HACKING.md "dws.redis")
     ["dws.multi"] = true,        -- the scheduler behind client:run_all
+    -- The gateway (docs/gateway.md documents it as a product: its config, endpoints, events).
+    ["dws.cli.gateway"] = true,
+    ["dws.gateway.config"] = true,
+    ["dws.gateway.hmac"] = true,
+    ["dws.gateway.lock"] = true,
+    ["dws.gateway.metrics"] = true,
+    ["dws.gateway.outbox"] = true,
+    ["dws.gateway.server"] = true,
   },
   classes = {
     { module = "dws.client", class = "Client", constructor = "new" },

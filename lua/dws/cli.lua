@@ -108,6 +108,15 @@ local function parser()
       c:option("--config")
     end
   end
+
+  local gateway = p:command("gateway", "The DWS gateway: lua-dws in nginx for backends in any language "
+    .. "(docs/gateway.md).")
+  gateway:command_target("gateway_command")
+  for _, name in ipairs{ "start", "stop", "status", "reload", "config" } do
+    local c = gateway:command(name)
+    c:option("--config", "The gateway's configuration file (JSON)."):count(1)
+    if name == "config" then c:flag("--print", "Print the generated nginx.conf.") end
+  end
   return p
 end
 
@@ -305,7 +314,8 @@ local function cmd_sandbox(a)
 end
 
 local COMMANDS = { keygen = cmd_keygen, sign = cmd_sign, verify = cmd_verify, call = cmd_call, bind = cmd_bind,
-                   notify = cmd_notify, sandbox = cmd_sandbox }
+                   notify = cmd_notify, sandbox = cmd_sandbox,
+                   gateway = function(a) return require("dws.cli.gateway").main(a) end }
 
 --- Run the command line `args` (an array of strings). Returns the exit status.
 function M.main(args)

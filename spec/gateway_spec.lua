@@ -1,0 +1,185 @@
+-- The DWS gateway (dws gateway start, nginx + lua-dws) with the sandbox behind it and the Python
+-- example backend in front: the backend API, its refusals, notifications forwarded with Standard
+-- Webhooks signatures, and the command line.
+local core = require "dws.core"
+local gw = require "helpers.gateway"
+
+local root = os.getenv("DWS_ROOT") or "."
+local CONSULT = '{"customerId":"2162878776333","env":{"terminalType":"WEB"}}'
+
+local function header(h, name)
+  local v = h[name]
+  if type(v) == "table" then return v[1] end
+  return v
+end
+
+local function python(...)
+  local args = {}
+  for i = 1, select("#", ...) do args[#args + 1] = "'" .. select(i, ...) .. "'" end
+  local p = io.popen("python3 " .. root .. "/examples/gateway/backend.py " .. table.concat(args, " ") .. " 2>&1")
+  local out = p:read("*a")
+  p:close()
+  return out
+end
+
+describe("the DWS gateway #nginx", function()
+  local g
+
+  setup(function()
+    g = assert(gw.start{ backend = true, config = { max_retries = 1 } })
+  end)
+
+  teardown(function()
+    if g then g:stop() end
+  end)
+
+  describe("the backend API", function()
+    it("answers a call with the verified answer and S, the code and the attempts in headers", function()
+      local status, h, body = g:request("POST", "/v1/consultAddablePaymentMethod", CONSULT)
+      assert.are.same({ 200, "S", "SUCCESS", "1" }, { status, header(h, "dws-result-status"),
+        header(h, "dws-result-code"), header(h, "dws-attempts") })
+      assert.are.equal("SUCCESS", core.json_decode(body).result.resultCode)
+    end)
+
+    it("counts a retried attempt in DWS-Attempts", function()
+      g.sb:fault("unknown_exception", 1)
+      local status, h = g:request("POST", "/v1/consultAddablePaymentMethod", CONSULT)
+      assert.are.same({ 200, "2" }, { status, header(h, "dws-attempts") })
+    end)
+
+    it("answers U with 503 and the error when DWS keeps failing", function()
+      g.sb:fault("unknown_exception", 2)
+      local status, h, body = g:request("POST", "/v1/consultAddablePaymentMethod", CONSULT)
+      local e = core.json_decode(body).error
+      assert.are.same({ 503, "U", "UNKNOWN_EXCEPTION", "2" },
+        { status, header(h, "dws-result-status"), e.code, header(h, "dws-attempts") })
+    end)
+
+    it("answers F with 422 and the field at fault", function()
+      local status, h, body = g:request("POST", "/v1/consultAddablePaymentMethod", '{"env":{"terminalType":"WEB"}}')
+      local e = core.json_decode(body).error
+      assert.are.same({ 422, "F", "PARAM_ILLEGAL", "customerId" },
+        { status, header(h, "dws-result-status"), e.code, e.field })
+    end)
+
+    it("refuses a request without a token, saying how to send one", function()
+      local status, h, body = g:request("POST", "/v1/cacheCard", "{}", {})
+      assert.are.same({ 401, "TOKEN_MISSING", 'Bearer realm="dws-gateway"' },
+        { status, core.json_decode(body).error.code, header(h, "www-authenticate") })
+    end)
+
+    it("refuses a wrong token", function()
+      local status, _, body = g:request("POST", "/v1/cacheCard", "{}", { "Authorization: Bearer " .. gw.TOKEN .. "x" })
+      assert.are.same({ 401, "TOKEN_INVALID" }, { status, core.json_decode(body).error.code })
+    end)
+
+    it("refuses an API the token is not allowed", function()
+      local status, _, body = g:request("POST", "/v1/cacheCard", "{}", { "Authorization: Bearer " .. gw.LIMITED_TOKEN })
+      assert.are.same({ 403, "API_NOT_ALLOWED" }, { status, core.json_decode(body).error.code })
+    end)
+
+    it("refuses an unknown API", function()
+      local status, _, body = g:request("POST", "/v1/payNow", "{}")
+      assert.are.same({ 404, "UNKNOWN_API" }, { status, core.json_decode(body).error.code })
+    end)
+
+    it("refuses a wrong method, naming the right one", function()
+      local status, h, body = g:request("GET", "/v1/cacheCard")
+      assert.are.same({ 405, "METHOD_NOT_ALLOWED", "POST" },
+        { status, core.json_decode(body).error.code, header(h, "allow") })
+    end)
+
+    it("refuses malformed JSON", function()
+      local status, _, body = g:request("POST", "/v1/cacheCard", '{"paymentMethodDetail":')
+      assert.are.same({ 400, "MALFORMED_JSON" }, { status, core.json_decode(body).error.code })
+    end)
+
+    it("refuses an oversized body with a JSON error", function()
+      local status, _, body = g:request("POST", "/v1/cacheCard", '{"x":"' .. string.rep("a", 70 * 1024) .. '"}')
+      assert.are.same({ 413, "BODY_TOO_LARGE" }, { status, core.json_decode(body).error.code })
+    end)
+
+    it("sends nothing to DWS for any refusal", function()
+      local before = #g.sb:requests()
+      g:request("POST", "/v1/cacheCard", "{}", {})
+      g:request("POST", "/v1/cacheCard", "[1]")
+      assert.are.equal(before, #g.sb:requests())
+    end)
+  end)
+
+  describe("a Python backend (standard library only)", function()
+    local request_id
+
+    it("binds the sandbox's test card through the gateway", function()
+      local out = python("bind", g.url, gw.TOKEN)
+      local status, json = out:match("^(%d+) (.*)$")
+      local b = core.json_decode(json).binding
+      request_id = b.requestId
+      assert.are.same({ "202", "ACCEPTED" }, { status, b.status })
+    end)
+
+    it("receives the forwarded BOUND event, its signature verified", function()
+      local events = gw.eventually(function()
+        local list = g:events()
+        return #list > 0 and list
+      end)
+      assert.are.same({ "binding.bound", request_id, "BOUND" },
+        { events[1].event.type, events[1].event.data.requestId, events[1].event.data.binding.status })
+    end)
+
+    it("refuses an event whose signature does not verify", function()
+      local status = g:request("POST", "/events", '{"type":"binding.bound"}', {
+        "webhook-id: msg_forged", "webhook-timestamp: " .. os.time(),
+        "webhook-signature: v1," .. core.base64_encode(string.rep("x", 32)) }, "http://127.0.0.1:" .. g.backend_port)
+      assert.are.equal(401, status)
+    end)
+
+    it("reads the binding as BOUND from the gateway", function()
+      local status, h, body = g:request("GET", "/v1/bindings/" .. request_id)
+      assert.are.same({ 200, "BOUND", "BOUND" },
+        { status, header(h, "dws-binding-status"), core.json_decode(body).binding.status })
+    end)
+
+    it("gets no second event when DWS re-sends the notification", function()
+      g.sb:admin("POST", "notifications/resend", { requestId = request_id })
+      local resent = gw.eventually(function()
+        local n = 0
+        for _, d in ipairs(g.sb:deliveries()) do
+          if d.requestId == request_id then n = n + 1 end
+        end
+        return n >= 2
+      end)
+      assert.is_true(resent)
+      assert.are.equal(1, #g:events())
+    end)
+
+    it("lists no pending binding once it is BOUND", function()
+      local status, _, body = g:request("GET", "/v1/bindings?state=pending&older_than=0", nil,
+        { "Authorization: Bearer " .. gw.LIMITED_TOKEN })
+      assert.are.same({ 200, 0 }, { status, #core.json_decode(body).bindings })
+    end)
+  end)
+
+  describe("dws gateway", function()
+    it("config --print shows the nginx.conf, with our LuaJIT build on lua_package_cpath", function()
+      local rc, out = g:dws("gateway", "config", "--print", "--config", g.config_file)
+      assert.are.equal(0, rc)
+      assert.truthy(out:find('lua_package_cpath "' .. root .. "/build/jit/?.so;;", 1, true))
+    end)
+
+    it("status says running", function()
+      local rc, out = g:dws("gateway", "status", "--config", g.config_file)
+      assert.are.same({ 0, true }, { rc, out:find("running", 1, true) ~= nil })
+    end)
+
+    it("config refuses a backend listen address off loopback without TLS", function()
+      local c = {}
+      for k, v in pairs(g.config) do c[k] = v end
+      c.listen = "0.0.0.0:" .. g.port
+      local path = g.dir .. "/open.json"
+      require("helpers.files").write(path, assert(core.json_encode(c)))
+      local rc, out = g:dws("gateway", "config", "--config", path)
+      assert.are.same({ 1, true }, { rc, out:find("not loopback", 1, true) ~= nil })
+    end)
+  end)
+end)
