@@ -82,7 +82,7 @@ function G:stop_backend()
 end
 
 function G:error_log()
-  return nginx.read_file(self.dir .. "/logs/error.log") or ""
+  return nginx.read_file(self.config.dir .. "/logs/error.log") or ""
 end
 
 function G:stop()
