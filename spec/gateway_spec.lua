@@ -115,7 +115,9 @@ describe("the DWS gateway #nginx", function()
       local status, json = out:match("^(%d+) (.*)$")
       local b = core.json_decode(json).binding
       request_id = b.requestId
-      assert.are.same({ "202", "ACCEPTED" }, { status, b.status })
+      -- ACCEPTED, or BOUND when the notification overtook the answer (the journal keeps the last word)
+      local expected = { ["202"] = "ACCEPTED", ["200"] = "BOUND" }
+      assert.are.equal(expected[status], b.status)
     end)
 
     it("receives the forwarded BOUND event, its signature verified", function()

@@ -88,11 +88,38 @@ end
 function G:stop()
   if self.stopped then return end
   self.stopped = true
+  for _, node in ipairs(self.nodes or {}) do node:stop() end
   self:stop_backend()
   if self.config_file then self:dws("gateway", "stop", "--config", self.config_file) end
   if self.http then self.http:close() end
-  if self.sb then self.sb:stop() end
+  if self.sb and not self.shared then self.sb:stop() end
   nginx.rmdir(self.dir)
+end
+
+-- GET /metrics, parsed: { ["name{labels}"] = number }.
+function G:metrics()
+  local _, _, body = self:request("GET", "/metrics", nil, {}, self.metrics_url)
+  local out = {}
+  for line in body:gmatch("[^\n]+") do
+    local k, v = line:match("^([^#%s][^%s]*) (%S+)$")
+    if k then out[k] = tonumber(v) end
+  end
+  return out
+end
+
+-- How many addPaymentMethod bindings of the sandbox's test card the gateway `self` makes, one by one.
+function G:bind_cards(n)
+  local ids = {}
+  for i = 1, n do
+    local body = core.json_encode{ customerId = "2162878776333", env = { terminalType = "WEB" },
+      card = { cardNo = "4111111111111111", securityCode = "123", expiryMonth = "12",
+               expiryYear = tostring(tonumber(os.date("!%Y")) + 1),
+               instUserName = { firstName = "Ada", lastName = "Lovelace" } } }
+    local status, _, answer = self:request("POST", "/v1/bindings", body)
+    assert(status == 202 or status == 200, "bind: HTTP " .. tostring(status) .. " " .. tostring(answer))
+    ids[i] = core.json_decode(answer).binding.requestId
+  end
+  return ids
 end
 
 -- Poll fn until it returns a truthy value (no fixed sleeps); nil after `seconds`.
@@ -106,18 +133,29 @@ function M.eventually(fn, seconds)
   return fn()
 end
 
--- opts: backend (start the Python backend), store, config (extra keys), sandbox (its options)
+-- opts: backend (start the Python backend), store, config (extra keys), sandbox (its options),
+-- notify_to (the node whose notify URL the sandbox posts to: "this", or a port), first (another
+-- gateway whose sandbox and backend this one shares: a second node)
 function M.start(opts)
   opts = opts or {}
   local g = setmetatable({ dir = nginx.tmpdir("dws-gateway") }, G)
   local ports = nginx.free_ports(4)
   g.port, g.notify_port, g.metrics_port, g.backend_port = ports[1], ports[2], ports[3], ports[4]
+  local first = opts.first
+  if first then
+    g.backend_port, g.shared = first.backend_port, true
+    first.nodes = first.nodes or {}
+    table.insert(first.nodes, g)
+  end
   g.url = "http://127.0.0.1:" .. g.port
   g.notify_url = "http://127.0.0.1:" .. g.notify_port .. "/notify"
   g.metrics_url = "http://127.0.0.1:" .. g.metrics_port
-  local sbo = { notify_url = g.notify_url, notify_scale = 0.001 }
-  for k, v in pairs(opts.sandbox or {}) do sbo[k] = v end
-  local sb, err = sandbox.start(sbo)
+  local sb, err = first and first.sb
+  if not sb then
+    local sbo = { notify_url = g.notify_url, notify_scale = 0.001 }
+    for k, v in pairs(opts.sandbox or {}) do sbo[k] = v end
+    sb, err = sandbox.start(sbo)
+  end
   if not sb then
     g:stop()
     return nil, err
