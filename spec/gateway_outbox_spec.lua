@@ -72,6 +72,25 @@ describe("dws.gateway.outbox", function()
     assert.are.equal(1, #posted)
   end)
 
+  it("sends a binding's later entry only in a later pass, after the earlier one", function()
+    outbox.put(store, outbox.entry(notification("r1"), nil, now))
+    outbox.put(store, outbox.entry(notification("r1", true), nil, now + 1))
+    now = now + 2
+    run()
+    run()
+    assert.are.same({ "msg_bound_r1", "msg_failed_r1" }, posted)
+  end)
+
+  it("hands each binding's head to `parallel`, with the concurrency", function()
+    for i = 1, 5 do outbox.put(store, outbox.entry(notification("r" .. i), nil, now)) end
+    local got
+    run{ concurrency = 2, parallel = function(fns, width)
+      got = { #fns, width }
+      for _, fn in ipairs(fns) do fn() end
+    end }
+    assert.are.same({ 5, 2 }, got)
+  end)
+
   it("holds a binding's later entry while an earlier one waits", function()
     outbox.put(store, outbox.entry(notification("r1"), nil, now))
     outbox.put(store, outbox.entry(notification("r1", true), nil, now + 1))

@@ -17,6 +17,7 @@ M.DEFAULTS = {
   shared_dict_size = "16m",           -- the node-local store when no "store" URL is given
   forward_timeout = 5,                -- seconds per forwarding attempt
   forward_interval = 0.2,             -- seconds between looks at the outbox
+  forward_concurrency = 16,           -- bindings forwarded at once (each binding's events stay in order)
   forward_retry_base = 1,             -- seconds; doubles per failed attempt
   forward_retry_max = 300,            -- seconds; the longest wait between two attempts
   sweep_interval = 30,                -- seconds between sweeper runs
@@ -40,6 +41,7 @@ local KEYS = {
   store = "string", listen = "string", notify_listen = "string", notify_path = "string",
   metrics_listen = "string", backends = "table", forward_to = "string", forward_secret = "string",
   forward_secret_file = "string", forward_timeout = "number", forward_interval = "number",
+  forward_concurrency = "number",
   forward_retry_base = "number", forward_retry_max = "number", sweep_interval = "number",
   resume_after = "number", report_pending_after = "number", workers = "number", max_body = "number",
   shared_dict_size = "string", tls_cert = "string", tls_key = "string", nginx = "string",
@@ -143,6 +145,9 @@ function M.load(path)
     return fail("notify_path", "must be a plain absolute path")
   end
   if c.workers < 1 or c.workers > 64 or c.workers % 1 ~= 0 then return fail("workers", "must be 1..64") end
+  if c.forward_concurrency < 1 or c.forward_concurrency > 256 or c.forward_concurrency % 1 ~= 0 then
+    return fail("forward_concurrency", "must be 1..256")
+  end
   if c.max_body < 1024 or c.max_body > 1024 * 1024 then return fail("max_body", "must be 1 KiB .. 1 MiB") end
   for _, k in ipairs{ "forward_timeout", "forward_interval", "forward_retry_base", "forward_retry_max",
                       "sweep_interval", "resume_after", "report_pending_after" } do

@@ -46,21 +46,33 @@ function M.inc(name, labels, n)
   dict():incr(series(name, labels), n or 1, 0)
 end
 
+-- Per histogram and label set, the keys of its buckets, sum and count, made once.
+local histogram_keys = {}
+
 --- Record one observation of a histogram.
 function M.observe(name, labels, value)
-  local d = dict()
-  for _, le in ipairs(M.BUCKETS) do
-    if value <= le then
+  local id = series(name, labels)
+  local keys = histogram_keys[id]
+  if not keys then
+    keys = { buckets = {} }
+    for i, le in ipairs(M.BUCKETS) do
       local l = { unpack(labels) } -- luacheck: ignore 113
       l[#l + 1], l[#l + 2] = "le", tostring(le)
-      d:incr(series(name .. "_bucket", l), 1, 0)
+      keys.buckets[i] = series(name .. "_bucket", l)
     end
+    local l = { unpack(labels) } -- luacheck: ignore 113
+    l[#l + 1], l[#l + 2] = "le", "+Inf"
+    keys.inf = series(name .. "_bucket", l)
+    keys.sum, keys.count = series(name .. "_sum", labels), series(name .. "_count", labels)
+    histogram_keys[id] = keys
   end
-  local l = { unpack(labels) } -- luacheck: ignore 113
-  l[#l + 1], l[#l + 2] = "le", "+Inf"
-  d:incr(series(name .. "_bucket", l), 1, 0)
-  d:incr(series(name .. "_sum", labels), value, 0)
-  d:incr(series(name .. "_count", labels), 1, 0)
+  local d = dict()
+  for i, le in ipairs(M.BUCKETS) do
+    if value <= le then d:incr(keys.buckets[i], 1, 0) end
+  end
+  d:incr(keys.inf, 1, 0)
+  d:incr(keys.sum, value, 0)
+  d:incr(keys.count, 1, 0)
 end
 
 local function family(key)

@@ -103,45 +103,63 @@ function M.backoff(n, base, max)
   return math.min(max, base * 2 ^ (n - 1))
 end
 
---- One pass over the outbox: each due entry is handed to `post(entry)` in order; one whose
--- binding has an earlier entry still waiting is held back (order per binding).
+--- One pass over the outbox: the oldest due entry of each binding is handed to `post(entry)`, oldest
+-- first, up to `concurrency` at once through `parallel`; a binding's later entries wait for the
+-- next pass (order per binding), as do the entries of a binding whose head is backed off.
 -- post returns true (2xx: the entry is deleted), or false, why, down (down = the backend did not
 -- answer at all: the pass ends, the rest would only wait for the same timeout).
 -- syntax: `stats, err = outbox.run(store, opts)`
 -- @tparam table opts `post`, `now` (ms), `retry_base`, `retry_max` (seconds), `keep_going()`
--- (false stops the pass: the forwarding lock was lost, or the worker is exiting)
+-- (false stops the pass: the forwarding lock was lost, or the worker is exiting), `concurrency`
+-- (default 1), `parallel(fns, width)` (runs the functions in order, at most `width` at once, and
+-- returns when all have; default one by one)
 -- @treturn table `{ sent =, failed =, held =, store_errors = }`
 function M.run(store, opts)
   local list, err = M.list(store)
   if not list then return nil, err end
   local stats = { sent = 0, failed = 0, held = 0, store_errors = 0 }
-  local blocked = {}
+  local seen, heads = {}, {}
+  local now = opts.now()
   for _, e in ipairs(list) do
-    if opts.keep_going and not opts.keep_going() then break end
-    local now = opts.now()
-    if blocked[e.requestId] or (e.nextAt or 0) > now then
-      blocked[e.requestId] = true
+    if seen[e.requestId] or (e.nextAt or 0) > now then
       stats.held = stats.held + 1
     else
-      local ok, why, down = opts.post(e)
-      if ok then
-        local deleted = store:delete(e._key)
-        if deleted then stats.sent = stats.sent + 1 else stats.store_errors = stats.store_errors + 1 end
-      else
-        blocked[e.requestId] = true
-        stats.failed = stats.failed + 1
-        local text, key = e._text, e._key
-        e._text, e._key = nil, nil
-        e.attempts = (e.attempts or 0) + 1
-        e.nextAt = opts.now() + math.floor(M.backoff(e.attempts, opts.retry_base, opts.retry_max) * 1000)
-        e.lastError = tostring(why)
-        -- A lost cas means another forwarder moved it: its word stands.
-        local updated = store:cas(key, text, assert(core.json_encode(e)))
-        if updated == nil then stats.store_errors = stats.store_errors + 1 end
-        if down then break end
+      heads[#heads + 1] = e
+    end
+    seen[e.requestId] = true
+  end
+  local down = false
+  local function forward(e)
+    local ok, why, no_answer = opts.post(e)
+    if ok then
+      if store:delete(e._key) then stats.sent = stats.sent + 1 else stats.store_errors = stats.store_errors + 1 end
+      return
+    end
+    stats.failed = stats.failed + 1
+    if no_answer then down = true end
+    local text, key = e._text, e._key
+    e._text, e._key = nil, nil
+    e.attempts = (e.attempts or 0) + 1
+    e.nextAt = opts.now() + math.floor(M.backoff(e.attempts, opts.retry_base, opts.retry_max) * 1000)
+    e.lastError = tostring(why)
+    -- A lost cas means another forwarder moved it: its word stands.
+    if store:cas(key, text, assert(core.json_encode(e))) == nil then stats.store_errors = stats.store_errors + 1 end
+  end
+  local width = opts.concurrency or 1
+  local parallel = opts.parallel or function(fns)
+    for _, fn in ipairs(fns) do fn() end
+  end
+  local fns = {}
+  for k, e in ipairs(heads) do
+    fns[k] = function()
+      if down or (opts.keep_going and not opts.keep_going()) then
+        down = true
+        return
       end
+      forward(e)
     end
   end
+  parallel(fns, width)
   return stats
 end
 

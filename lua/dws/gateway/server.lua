@@ -18,6 +18,8 @@ local M = {}
 local cfg, client, store, backends, token_key
 
 local NGX_LEVEL = { error = ngx.ERR, warn = ngx.WARN, info = ngx.INFO }
+-- nginx's error_log level -> the client's log_level (never above warn: see init).
+local CLIENT_LEVEL = { debug = "debug", info = "info", notice = "info" }
 
 -- The SDK's events go to nginx's error log (it hands loggers redacted text only); its retries are
 -- counted here, per request, for the DWS-Attempts header and the retries metric.
@@ -61,7 +63,8 @@ function M.init(config_file)
     connect_timeout = cfg.connect_timeout,
     max_retries = cfg.max_retries,
     logger = logger,
-    log_level = cfg.log_level == "debug" and "debug" or "info",
+    -- Events nginx would drop are not even built; retries (warn) are always seen, for DWS-Attempts.
+    log_level = CLIENT_LEVEL[cfg.log_level] or "warn",
     notification_store = store,
     journal = store,
   }
@@ -343,6 +346,21 @@ local function forward_tick()
     now = function() ngx.update_time(); return math.floor(ngx.now() * 1000) end,
     retry_base = cfg.forward_retry_base,
     retry_max = cfg.forward_retry_max,
+    concurrency = cfg.forward_concurrency,
+    -- `width` light threads, each taking the next function when it is done with one.
+    parallel = function(fns, width)
+      local next_one = 0
+      local function worker()
+        while next_one < #fns do
+          next_one = next_one + 1
+          fns[next_one]()
+        end
+      end
+      if #fns <= 1 or width <= 1 then return worker() end
+      local threads = {}
+      for i = 1, math.min(width, #fns) do threads[i] = ngx.thread.spawn(worker) end
+      for _, t in ipairs(threads) do ngx.thread.wait(t) end
+    end,
     keep_going = function()
       if ngx.worker.exiting() then return false end
       if ngx.now() - renewed_at > FORWARD_LOCK_TTL / 3 then
