@@ -162,6 +162,30 @@ describe("the DWS gateway #nginx", function()
     end)
   end)
 
+  describe("on other listen addresses", function()
+    it("serves backends on a unix socket", function()
+      local sock = g.dir .. "/gw.sock"
+      local node = assert(gw.start{ first = g, config = { listen = "unix:" .. sock } })
+      local p = io.popen("curl -s -o /dev/null -w '%{http_code}' --unix-socket '" .. sock .. "' -H 'Authorization: " ..
+        "Bearer " .. gw.TOKEN .. "' -d '" .. CONSULT .. "' http://gateway/v1/consultAddablePaymentMethod")
+      local code = p:read("*a")
+      p:close()
+      node:stop()
+      assert.are.equal("200", code)
+    end)
+
+    it("serves backends over TLS when tls_cert and tls_key are set", function()
+      local certs = require("dws_sandbox.nginx").make_certs(g.dir .. "/tls", "DNS:localhost,IP:127.0.0.1", "gateway")
+      local node = assert(gw.start{ first = g, config = { tls_cert = certs.cert, tls_key = certs.key } })
+      local h = require("dws.curl").new{ max_response_bytes = 1024 * 1024, ca_file = certs.ca }
+      local status = h:request("https://127.0.0.1:" .. node.port .. "/v1/consultAddablePaymentMethod",
+        { "Authorization: Bearer " .. gw.TOKEN, "Content-Type: application/json" }, CONSULT, 30, 5, "POST")
+      h:close()
+      node:stop()
+      assert.are.equal(200, status)
+    end)
+  end)
+
   describe("dws gateway", function()
     it("config --print shows the nginx.conf, with our LuaJIT build on lua_package_cpath", function()
       local rc, out = g:dws("gateway", "config", "--print", "--config", g.config_file)

@@ -104,12 +104,16 @@ local function start(c, conf)
   end
   local ok, werr = util.write_file(c.dir .. "/conf/nginx.conf", conf)
   if not ok then return fail(werr) end
-  if not run(nginx_cmd(c)) then return fail("nginx did not start:\n" .. error_tail(c)) end
   local ports, sockets = config.listen_ports(c)
+  -- A socket left by a gateway that did not stop cleanly (none runs: checked above) would refuse the bind.
+  for _, s in ipairs(sockets) do
+    if run("test -S " .. sh_quote(s)) then os.remove(s) end
+  end
+  if not run(nginx_cmd(c)) then return fail("nginx did not start:\n" .. error_tail(c)) end
   for _ = 1, 200 do
     local ready = alive(pid_of(c))
     for _, p in ipairs(ports) do ready = ready and listening(p) end
-    for _, s in ipairs(sockets) do ready = ready and util.exists(s) end
+    for _, s in ipairs(sockets) do ready = ready and run("test -S " .. sh_quote(s)) end
     if ready then
       out("dws gateway: running (pid ", pid_of(c), "); backends on ", c.listen, ", DWS notifications on ",
         c.notify_listen, c.notify_path, ", metrics on ", c.metrics_listen, "\n")
