@@ -99,6 +99,18 @@ describe("the DWS gateway #nginx", function()
       assert.are.same({ 413, "BODY_TOO_LARGE" }, { status, core.json_decode(body).error.code })
     end)
 
+    it("refuses an oversized chunked body (no Content-Length) with a JSON error", function()
+      local path = g.dir .. "/big.json"
+      require("helpers.files").write(path, '{"x":"' .. string.rep("a", 70 * 1024) .. '"}')
+      local p = io.popen("curl -s -H 'Transfer-Encoding: chunked' -H 'Authorization: Bearer " .. gw.TOKEN ..
+        "' --data-binary @" .. path .. " -w '\n%{http_code}' " .. g.url .. "/v1/cacheCard")
+      local out = p:read("*a")
+      p:close()
+      local body, code = out:match("^(.*)\n(%d+)$")
+      local answer = core.json_decode(body or "") or { error = {} }
+      assert.are.same({ "413", "BODY_TOO_LARGE" }, { code, answer.error.code })
+    end)
+
     it("sends nothing to DWS for any refusal", function()
       local before = #g.sb:requests()
       g:request("POST", "/v1/cacheCard", "{}", {})
@@ -196,6 +208,12 @@ describe("the DWS gateway #nginx", function()
     it("status says running", function()
       local rc, out = g:dws("gateway", "status", "--config", g.config_file)
       assert.are.same({ 0, true }, { rc, out:find("running", 1, true) ~= nil })
+    end)
+
+    it("stop stops it", function()
+      local rc = g:dws("gateway", "stop", "--config", g.config_file)
+      local status_rc = g:dws("gateway", "status", "--config", g.config_file)
+      assert.are.same({ 0, 3, false }, { rc, status_rc, require("dws_sandbox.nginx").port_listening(g.port) })
     end)
 
     it("config refuses a backend listen address off loopback without TLS", function()

@@ -84,8 +84,8 @@ local function send(status, value, headers)
   ngx.status = status
   ngx.header["Content-Type"] = "application/json"
   for k, v in pairs(headers or {}) do ngx.header[k] = v end
-  ngx.print(core.json_encode(value) or '{"error":{"code":"INTERNAL","message":"answer not encodable"}}')
-  return ngx.exit(status)
+  -- No ngx.exit: the answer is complete when the handler returns (and it runs inside a pcall).
+  ngx.print(core.json_encode(value) or '{"error":{"code":"INTERNAL_ERROR","message":"answer not encodable"}}')
 end
 
 -- The gateway's own refusals: a fixed code, a message, nothing from the request echoed.
@@ -218,8 +218,19 @@ local function answer_outcome(api, outcome, started)
   return send(http[1], { binding = binding_value(outcome) }, h)
 end
 
---- Every request on the backend listen address.
+local dispatch
+
+--- Every request on the backend listen address. An error raised on the way (a bug) is answered
+-- as JSON like everything else, and logged.
 function M.backend()
+  local ok, err = pcall(dispatch)
+  if not ok then
+    ngx.log(ngx.ERR, "dws gateway: ", tostring(err))
+    return refuse(500, "INTERNAL_ERROR", "the gateway failed on this request; see its error log")
+  end
+end
+
+function dispatch()
   local method, uri = ngx.req.get_method(), ngx.var.uri
   ngx.update_time()
   local started = ngx.now()
