@@ -1,21 +1,24 @@
 -- The gateway's sweeper: a binding left UNKNOWN (DWS answered U and no retry was left) is resumed
 -- with its journaled bytes without any backend asking, and pending bindings past the threshold are
--- reported.
+-- reported. The store here is SQLite (journal, de-dup marks, outbox and leases in one file).
 local core = require "dws.core"
+local nginx = require "dws_sandbox.nginx"
 local gw = require "helpers.gateway"
 
 local UNKNOWN_ONCE = "4000000000000119" -- the sandbox answers addPaymentMethod U once for it
 
 describe("the gateway's sweeper #nginx", function()
-  local g, request_id
+  local g, request_id, db_dir
 
   setup(function()
-    g = assert(gw.start{ backend = true, config = { max_retries = 0, sweep_interval = 0.3, resume_after = 0.2,
-                                                   report_pending_after = 0.1 } })
+    db_dir = nginx.tmpdir("dws-gateway-db")
+    g = assert(gw.start{ backend = true, store = "sqlite:" .. db_dir .. "/gateway.db",
+      config = { max_retries = 0, sweep_interval = 0.3, resume_after = 0.2, report_pending_after = 0.1 } })
   end)
 
   teardown(function()
     if g then g:stop() end
+    nginx.rmdir(db_dir)
   end)
 
   it("leaves a binding UNKNOWN when DWS answers U with no retry left", function()
@@ -44,5 +47,12 @@ describe("the gateway's sweeper #nginx", function()
 
   it("reported it as pending while it was", function()
     assert.truthy(g:error_log():find("binding " .. request_id .. " pending", 1, true))
+  end)
+
+  it("kept the journal in the SQLite file", function()
+    local store = assert(require("dws.store").open("sqlite:" .. db_dir .. "/gateway.db"))
+    local rec = store:get("dws:binding:" .. request_id)
+    store:close()
+    assert.are.equal("BOUND", core.json_decode(rec or "{}").state)
   end)
 end)
