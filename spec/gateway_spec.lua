@@ -58,8 +58,8 @@ describe("the DWS gateway #nginx", function()
     it("answers F with 422 and the field at fault", function()
       local status, h, body = g:request("POST", "/v1/consultAddablePaymentMethod", '{"env":{"terminalType":"WEB"}}')
       local e = core.json_decode(body).error
-      assert.are.same({ 422, "F", "PARAM_ILLEGAL", "customerId" },
-        { status, header(h, "dws-result-status"), e.code, e.field })
+      assert.are.same({ 422, "F", "PARAM_ILLEGAL", "customerId", "0" },
+        { status, header(h, "dws-result-status"), e.code, e.field, header(h, "dws-attempts") })
     end)
 
     it("refuses a request without a token, saying how to send one", function()
@@ -165,6 +165,11 @@ describe("the DWS gateway #nginx", function()
       end)
       assert.is_true(resent)
       assert.are.equal(1, #g:events())
+    end)
+
+    it("answers 404 for a requestId it does not know, percent-encoded as sent", function()
+      local status, _, body = g:request("GET", "/v1/bindings/no%2Fsuch")
+      assert.are.same({ 404, "BINDING_NOT_FOUND" }, { status, core.json_decode(body).error.code })
     end)
 
     it("lists no pending binding once it is BOUND", function()

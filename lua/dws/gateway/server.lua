@@ -181,7 +181,8 @@ local function answer_error(api, err, started, extra)
   local body = { error = error_value(err), response = err.response, binding = err.binding }
   for k, v in pairs(extra or {}) do body[k] = v end
   local h = result_headers(err.status or "U", err.code, err.request_id)
-  if err.attempts then h["DWS-Attempts"] = tostring(err.attempts) end
+  -- A local refusal (validation, a journal error before sending) sent nothing: 0 attempts.
+  h["DWS-Attempts"] = tostring(err.attempts or 0)
   return send(CODE_HTTP[err.code] or STATUS_HTTP[err.status] or 503, body, h)
 end
 
@@ -231,7 +232,8 @@ function M.backend()
 end
 
 function dispatch()
-  local method, uri = ngx.req.get_method(), ngx.var.uri
+  -- The path as sent: ngx.var.uri is already percent-decoded, and a requestId may hold "%2F".
+  local method, uri = ngx.req.get_method(), ngx.var.request_uri:match("^[^?#]*")
   ngx.update_time()
   local started = ngx.now()
   local backend, why = authenticate()
