@@ -1,5 +1,5 @@
--- An nginx reload (HUP, `dws gateway reload`) in the middle of traffic: every backend call is
--- answered, and every binding's event reaches the backend once.
+-- An nginx reload (HUP, `dws gateway reload`) in the middle of traffic, on two workers sharing the
+-- node-local store: every backend call is answered, and every binding's event reaches the backend once.
 local nginx = require "dws_sandbox.nginx"
 local gw = require "helpers.gateway"
 
@@ -10,7 +10,7 @@ describe("the gateway reloaded under traffic #nginx", function()
   local g, codes_file, traffic_pid, ids
 
   setup(function()
-    g = assert(gw.start{ backend = true })
+    g = assert(gw.start{ backend = true, config = { workers = 2 } })
     codes_file = g.dir .. "/codes.txt"
     -- curl(1) in a shell loop: calls keep arriving while nginx swaps its workers.
     local cmd = "for i in $(seq 60); do curl -s -o /dev/null -w '%{http_code}\\n' -H " ..
