@@ -122,6 +122,23 @@ describe("dws.gateway.outbox", function()
     assert.are.same({}, posted)
   end)
 
+  it("says nothing is due when it delivered everything", function()
+    outbox.put(store, outbox.entry(notification("r1"), nil, now))
+    assert.is_nil(run().next_at)
+  end)
+
+  it("says when a refused entry is due again", function()
+    outbox.put(store, outbox.entry(notification("r1"), nil, now))
+    answers.msg_bound_r1 = { false, "HTTP 500" }
+    assert.are.equal(now + 1000, run().next_at)
+  end)
+
+  it("says a binding's next entry is due at once after its head was delivered", function()
+    outbox.put(store, outbox.entry(notification("r1"), nil, now))
+    outbox.put(store, outbox.entry(notification("r1", true), nil, now))
+    assert.are.equal(now, run().next_at)
+  end)
+
   it("backs off exponentially up to the maximum", function()
     assert.are.same({ 1, 2, 4, 8, 8 }, { outbox.backoff(1, 1, 8), outbox.backoff(2, 1, 8), outbox.backoff(3, 1, 8),
       outbox.backoff(4, 1, 8), outbox.backoff(9, 1, 8) })

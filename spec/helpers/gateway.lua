@@ -173,7 +173,7 @@ function M.start(opts)
       reports = { token = M.LIMITED_TOKEN, apis = { "binding", "pending_bindings" } },
     },
     forward_to = "http://127.0.0.1:" .. g.backend_port .. "/events", forward_secret = M.SECRET,
-    forward_retry_base = 0.2, forward_retry_max = 1, forward_interval = 0.05,
+    forward_retry_base = 0.2, forward_retry_max = 1, forward_interval = 0.05, forward_rescan = 1,
   }
   for k, v in pairs(opts.config or {}) do c[k] = v end
   g.config = c

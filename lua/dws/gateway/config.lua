@@ -16,7 +16,8 @@ M.DEFAULTS = {
   max_body = 64 * 1024,               -- bytes of one backend request (a card binding is < 2 KiB)
   shared_dict_size = "16m",           -- the node-local store when no "store" URL is given
   forward_timeout = 5,                -- seconds per forwarding attempt
-  forward_interval = 0.2,             -- seconds between looks at the outbox
+  forward_interval = 0.2,             -- seconds between looks for news (a cheap check)
+  forward_rescan = 5,                 -- seconds between full reads of the outbox with no news
   forward_concurrency = 16,           -- bindings forwarded at once (each binding's events stay in order)
   forward_retry_base = 1,             -- seconds; doubles per failed attempt
   forward_retry_max = 300,            -- seconds; the longest wait between two attempts
@@ -41,7 +42,7 @@ local KEYS = {
   store = "string", listen = "string", notify_listen = "string", notify_path = "string",
   metrics_listen = "string", backends = "table", forward_to = "string", forward_secret = "string",
   forward_secret_file = "string", forward_timeout = "number", forward_interval = "number",
-  forward_concurrency = "number",
+  forward_concurrency = "number", forward_rescan = "number",
   forward_retry_base = "number", forward_retry_max = "number", sweep_interval = "number",
   resume_after = "number", report_pending_after = "number", workers = "number", max_body = "number",
   shared_dict_size = "string", tls_cert = "string", tls_key = "string", nginx = "string",
@@ -149,7 +150,8 @@ function M.load(path)
     return fail("forward_concurrency", "must be 1..256")
   end
   if c.max_body < 1024 or c.max_body > 1024 * 1024 then return fail("max_body", "must be 1 KiB .. 1 MiB") end
-  for _, k in ipairs{ "forward_timeout", "forward_interval", "forward_retry_base", "forward_retry_max",
+  for _, k in ipairs{ "forward_timeout", "forward_interval", "forward_rescan", "forward_retry_base",
+                      "forward_retry_max",
                       "sweep_interval", "resume_after", "report_pending_after" } do
     if not (c[k] > 0 and c[k] < 1e7) then return fail(k, "must be a positive number of seconds") end
   end
@@ -253,6 +255,7 @@ function M.nginx_conf(c, paths)
   end
   add("    lua_shared_dict dws_gateway ", c.shared_dict_size, ";")
   add("    lua_shared_dict dws_gateway_metrics 2m;")
+  add("    lua_shared_dict dws_gateway_signals 64k;")
   if c.ca_file then
     add("    lua_ssl_trusted_certificate ", c.ca_file, ";")
     add("    lua_ssl_verify_depth 3;")

@@ -113,25 +113,29 @@ end
 -- (false stops the pass: the forwarding lock was lost, or the worker is exiting), `concurrency`
 -- (default 1), `parallel(fns, width)` (runs the functions in order, at most `width` at once, and
 -- returns when all have; default one by one)
--- @treturn table `{ sent =, failed =, held =, store_errors = }`
+-- @treturn table `{ sent =, failed =, held =, store_errors =, next_at = }` (next_at: ms when an
+-- entry left in the outbox is due, nil when none is left)
 function M.run(store, opts)
   local list, err = M.list(store)
   if not list then return nil, err end
   local stats = { sent = 0, failed = 0, held = 0, store_errors = 0 }
-  local seen, heads = {}, {}
+  local first, second, heads = {}, {}, {}
   local now = opts.now()
   for _, e in ipairs(list) do
-    if seen[e.requestId] or (e.nextAt or 0) > now then
+    local id = e.requestId
+    if first[id] then
+      second[id] = second[id] or e
       stats.held = stats.held + 1
     else
-      heads[#heads + 1] = e
+      first[id] = e
+      if (e.nextAt or 0) > now then stats.held = stats.held + 1 else heads[#heads + 1] = e end
     end
-    seen[e.requestId] = true
   end
   local down = false
   local function forward(e)
     local ok, why, no_answer = opts.post(e)
     if ok then
+      e.delivered = true
       if store:delete(e._key) then stats.sent = stats.sent + 1 else stats.store_errors = stats.store_errors + 1 end
       return
     end
@@ -160,6 +164,17 @@ function M.run(store, opts)
     end
   end
   parallel(fns, width)
+  -- When the next pass has work: each binding's head when it is due again (a failed one after its
+  -- backoff, one not tried at once), or its next entry once the head was delivered.
+  for id, h in pairs(first) do
+    local at
+    if not h.delivered then
+      at = h.nextAt or now
+    elseif second[id] then
+      at = math.max(now, second[id].nextAt or now)
+    end
+    if at and (not stats.next_at or at < stats.next_at) then stats.next_at = at end
+  end
   return stats
 end
 

@@ -296,6 +296,8 @@ local function on_notification(n, binding)
     store_error("outbox_put", err)
     return nil, "outbox: " .. tostring(err)
   end
+  -- Tells this node's forwarder to look now (another node's finds it within forward_rescan).
+  ngx.shared.dws_gateway_signals:incr("outbox", 1, 0)
   return true
 end
 
@@ -349,10 +351,23 @@ end
 
 local FORWARD_LOCK_TTL = 10
 
+-- This worker's view, as forwarder: the signal count at its last scan, when that was, and when an
+-- entry it left behind is due. A scan reads the whole outbox, so it runs only when there is news.
+local last_signal, last_scan, next_due = nil, -math.huge, nil
+
 local function forward_tick()
   local held, err = lock.acquire(store, "forwarder", owner, FORWARD_LOCK_TTL)
   if held == nil then return store_error("lock", err) end
-  if not held then return end
+  if not held then
+    last_scan = -math.huge -- once it is ours again, look at once
+    return
+  end
+  ngx.update_time()
+  local now = ngx.now()
+  local signal = ngx.shared.dws_gateway_signals:get("outbox")
+  local due = next_due and now * 1000 >= next_due
+  if signal == last_signal and now - last_scan < cfg.forward_rescan and not due then return end
+  last_signal, last_scan = signal, now
   local renewed_at = ngx.now()
   local stats, rerr = outbox.run(store, {
     post = forward_post,
@@ -383,7 +398,11 @@ local function forward_tick()
       return true
     end,
   })
-  if not stats then return store_error("outbox_scan", rerr) end
+  if not stats then
+    next_due = nil
+    return store_error("outbox_scan", rerr)
+  end
+  next_due = stats.next_at
   if stats.store_errors > 0 then store_error("outbox_update", stats.store_errors .. " failed") end
 end
 
