@@ -145,6 +145,8 @@ function M.load(path)
   if c.notify_path:sub(1, 1) ~= "/" or c.notify_path:find("[%s;{}\"'\\]") then
     return fail("notify_path", "must be a plain absolute path")
   end
+  local levels = { debug = true, info = true, notice = true, warn = true, error = true, crit = true }
+  if not levels[c.log_level] then return fail("log_level", "must be debug, info, notice, warn, error or crit") end
   if c.workers < 1 or c.workers > 64 or c.workers % 1 ~= 0 then return fail("workers", "must be 1..64") end
   if c.forward_concurrency < 1 or c.forward_concurrency > 256 or c.forward_concurrency % 1 ~= 0 then
     return fail("forward_concurrency", "must be 1..256")

@@ -176,10 +176,9 @@ local function observe(api, status, code, started)
   metrics.observe("dws_gateway_call_duration_seconds", { "api", api }, ngx.now() - started)
 end
 
-local function answer_error(api, err, started, extra)
+local function answer_error(api, err, started)
   observe(api, err.status or "U", err.code, started)
   local body = { error = error_value(err), response = err.response, binding = err.binding }
-  for k, v in pairs(extra or {}) do body[k] = v end
   local h = result_headers(err.status or "U", err.code, err.request_id)
   -- A local refusal (validation, a journal error before sending) sent nothing: 0 attempts.
   h["DWS-Attempts"] = tostring(err.attempts or 0)
@@ -276,7 +275,6 @@ function dispatch()
   end
   if api == "bind_card" then
     local outcome, err = client:bind_card(request)
-    request.card = nil
     if not outcome then return answer_error(api, err, started) end
     return answer_outcome(api, outcome, started)
   end
