@@ -179,6 +179,23 @@ describe("the DWS gateway #nginx", function()
     end)
   end)
 
+  describe("the DWS side", function()
+    it("refuses a notification whose signature does not verify, forwarding nothing", function()
+      local before = #g:events()
+      local status, _, body = g:request("POST", "", '{"requestId":"forged","paymentMethodDetail":{}}', {
+        "Client-Id: " .. g.sb.merchant.client_id, "Request-Time: " .. core.time_ms(),
+        "Signature: algorithm=RSA256,keyVersion=1,signature=" .. core.base64_encode(string.rep("x", 256)) },
+        g.notify_url)
+      assert.are.same({ 401, "INVALID_SIGNATURE", before },
+        { status, core.json_decode(body).result.resultCode, #g:events() })
+    end)
+
+    it("serves nothing but the notify path there", function()
+      local status = g:request("POST", "/v1/cacheCard", "{}", nil, "http://127.0.0.1:" .. g.notify_port)
+      assert.are.equal(404, status)
+    end)
+  end)
+
   describe("on other listen addresses", function()
     it("serves backends on a unix socket", function()
       local sock = g.dir .. "/gw.sock"
