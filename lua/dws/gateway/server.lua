@@ -347,7 +347,9 @@ local function forward_post(e)
   return false, "HTTP " .. res.status
 end
 
-local FORWARD_LOCK_TTL = 10
+-- The forwarder's lease: renewed between posts, so it must outlast the slowest post (every light
+-- thread may be waiting out forward_timeout at once) with room to spare; set in init_worker.
+local FORWARD_LOCK_TTL
 
 -- This worker's view, as forwarder: the signal count at its last scan, when that was, and when an
 -- entry it left behind is due. A scan reads the whole outbox, so it runs only when there is news.
@@ -449,6 +451,7 @@ end
 -- so one worker of one node runs each at a time).
 function M.init_worker()
   owner = string.format("%s:%d:%s", core.uuid4(), ngx.worker.pid(), tostring(ngx.worker.id()))
+  FORWARD_LOCK_TTL = math.max(10, 3 * cfg.forward_timeout)
   if cfg.forward_to then
     forward_transport = require("dws.transport.ngx").new{}
     loop("forwarder", cfg.forward_interval, forward_tick)
