@@ -1,4 +1,4 @@
--- client:run_all over HTTP/2 (issue 13, §2: "HTTP/2 multiplexing where the gateway offers it"):
+-- client:run_all over HTTP/2 (multiplexing where the gateway offers it):
 -- the sandbox offers h2 on its HTTPS port (http2 = true) and answers after 50 ms; its request log
 -- gives, per request, nginx's connection serial and the protocol, so connections are counted and h2
 -- is seen without timing anything. The same batch against a sandbox without h2 is the contrast.

@@ -1,4 +1,4 @@
--- client:run_all (issue 13, §2): many calls in flight over libcurl's multi interface, each result
+-- client:run_all: many calls in flight over libcurl's multi interface, each result
 -- what client:call gives, against the sandbox over TLS; a hostile sandbox (faults) for the multi path.
 local sandbox = require "helpers.sandbox"
 local dws = require "dws"

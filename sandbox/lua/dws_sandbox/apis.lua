@@ -280,14 +280,12 @@ end
 
 local function check_add(r)
   str(r, "requestId", "", { required = true, max = 64 })
-  local cid = str(r, "customerId", "", { max = 32, digits = true })
+  -- The page marks customerId, referenceCustomerId and referenceUserId all optional: a request with
+  -- none of them is accepted.
+  str(r, "customerId", "", { max = 32, digits = true })
   local rc = str(r, "referenceCustomerId", "", { max = 64 })
   local ru = str(r, "referenceUserId", "", { max = 64 })
   if rc and ru then invalid("referenceUserId", "must not be given together with referenceCustomerId") end
-  -- DWS must know whose wallet: a notification always carries a reference id (README "Field limits").
-  if not (cid or rc or ru) then
-    invalid("customerId", "is required when neither referenceCustomerId nor referenceUserId is given")
-  end
   local temp = str(r, "isTemporary", "", {})
   if temp and temp ~= "true" and temp ~= "false" then invalid("isTemporary", "must be \"true\" or \"false\"") end
   if ru and temp == "true" then invalid("isTemporary", "must be false when referenceUserId is given") end

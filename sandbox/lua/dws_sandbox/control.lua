@@ -160,8 +160,8 @@ usage: dws-sandbox start [--dir DIR] [--http-port N] [--https-port N] [--config 
        dws-sandbox --help
 DIR defaults to $DWS_SANDBOX_DIR, else /tmp/dws-sandbox-$USER. start prints the ports, the CA file
 (ca_file) and the demo client; --foreground stays until Ctrl-C (or SIGTERM), then stops the sandbox.
-nginx runs LuaJIT: it loads dws.core from dws_sandbox/jit/dws/core.so on package.cpath (the
-dws-sandbox rock builds it at install) or from $DWS_SANDBOX_JIT_CPATH.]]
+nginx runs LuaJIT: it loads the LuaJIT build of dws.core that the dws-openresty rock installs in
+<tree>/lib/lua/5.1 beside the dws rock (README, Installing), or the one $DWS_SANDBOX_JIT_CPATH names.]]
 
 local function default_dir()
   local env = os.getenv("DWS_SANDBOX_DIR")

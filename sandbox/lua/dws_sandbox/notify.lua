@@ -75,18 +75,24 @@ deliver = function(premature, job, attempt)
   local u = parse_url(job.url)
   local time = tostring(core.time_ms())
   local sig = core.sign(job.key, "POST", u.sign_path, job.client_id, time, job.body)
-  local status, answer = post(u, {
+  local headers = {
     { "Content-Type", "application/json; charset=UTF-8" },
     { "Client-Id", job.client_id },
     { "Request-Time", time },
     { "Signature", core.signature_header(sig, "1") },
-  }, job.body)
+  }
+  local status, answer = post(u, headers, job.body)
   local ack = status and acknowledged(status, answer) or false
+  -- The request as sent (method, path, headers, body): what a merchant's handler is given, so a
+  -- spec can hand it to client:handle_notification as it stands.
+  local sent = {}
+  for _, h in ipairs(headers) do sent[h[1]] = h[2] end
   store.append("delivery", {
     requestId = job.request_id, client_id = job.client_id, url = job.url, attempt = attempt,
     status = status, acknowledged = ack, error = (not status) and answer or nil,
     answer = status and answer:sub(1, 512) or nil,
     request_time = time, time = core.time_ms(), body = job.body,
+    method = "POST", path = u.path, headers = sent,
   })
   if not ack and attempt < #M.SCHEDULE then
     schedule(job, attempt + 1, M.SCHEDULE[attempt + 1] * job.scale)
@@ -99,24 +105,28 @@ local function queue(job, delay)
 end
 
 -- Queue a notification; the first attempt runs after `delay` seconds (0: as soon as the request ends).
--- The last one per requestId is kept (without the key) for M.resend.
+-- The last one per requestId is kept (without the key) for M.resend, also when the client has no
+-- notify_url yet (nothing is sent then; a re-send once it has one delivers it).
 function M.send(opts)
-  if not opts.url or not parse_url(opts.url) then return false end
   local job = {
     client_id = opts.client_id, url = opts.url, request_id = opts.request_id,
     body = assert(core.json_encode(opts.notification, false)), scale = opts.scale,
   }
   store.set_json("notification:" .. opts.request_id, job)
+  if not opts.url or not parse_url(opts.url) then return false end
   job.key = opts.key
   queue(job, opts.delay)
   return true
 end
 
--- The admin re-send: the same body, signed afresh, on a new schedule of 8 attempts.
--- -> true | nil when no notification was sent for that requestId.
-function M.resend(request_id, key)
+-- The admin re-send: the same body, signed afresh, on a new schedule of 8 attempts, to `url_of(client_id)`
+-- (the client's notify_url now, which may have changed since).
+-- -> true | nil, "unknown" (no binding notification for this requestId) | nil, "no_url", client_id
+function M.resend(request_id, key, url_of)
   local job = store.get_json("notification:" .. request_id)
-  if not job then return nil end
+  if not job then return nil, "unknown" end
+  job.url = url_of(job.client_id)
+  if not job.url then return nil, "no_url", job.client_id end
   job.key = key
   queue(job, 0)
   return true

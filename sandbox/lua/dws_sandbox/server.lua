@@ -30,6 +30,7 @@ local APIS = {
 function M.init(opts)
   local conf = assert(config.load(opts.config))
   S.conf = conf
+  S.config_path = opts.config
   S.clients = {}
   for id, c in pairs(conf.clients) do
     local key, err = core.public_key(c.public_key)
@@ -350,7 +351,7 @@ local function handle_api()
 
   -- Queued before answering (a stalled answer must not hold the notification back); the timer
   -- runs once this request yields, outside it.
-  if effects.notify and ctx.client and ctx.client.notify_url then
+  if effects.notify and ctx.client then
     notify.send{
       client_id = ctx.client_id, url = ctx.client.notify_url, request_id = req.requestId, key = S.dws_key,
       notification = effects.notify.body, delay = effects.notify.delay, scale = S.conf.notify_scale,
