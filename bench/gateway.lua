@@ -64,7 +64,7 @@ function M.run(ctx)
     local p = io.popen("id -u")
     local uid = p:read("*l")
     p:close()
-    local conf = config.nginx_conf(c, { lua_path = package.path, lua_cpath = assert(nginx.jit_cpath()), uid = uid })
+    local conf = config.nginx_conf(c, { lua_lines = nginx.lua_paths(), uid = uid })
     conf = conf:gsub("(        location @too_large)", '        location = /__direct { content_by_lua_block { ' ..
       'require("bench.gateway_direct").run("' .. path .. '") } }\n%1')
     assert(nginx.start(gw_dir, conf, { ports[1], ports[2], ports[3] }))

@@ -78,11 +78,12 @@ describe("dws.gateway.config", function()
 
   describe("nginx.conf", function()
     local function conf(extra)
-      return config.nginx_conf(assert(load(extra)), { lua_path = "/l/?.lua", lua_cpath = "/jit/?.so", uid = "1000" })
+      return config.nginx_conf(assert(load(extra)), { uid = "1000",
+        lua_lines = 'lua_package_path "/l/?.lua";\nlua_package_cpath "/jit/?.so";\n' })
     end
 
-    it("sets lua_package_cpath to the LuaJIT build it is given", function()
-      assert.truthy(conf():find('lua_package_cpath "/jit/?.so;;";', 1, true))
+    it("sets the package paths it is given", function()
+      assert.truthy(conf():find('    lua_package_path "/l/?.lua";\n    lua_package_cpath "/jit/?.so";\n', 1, true))
     end)
 
     it("loads Debian's Lua module", function()

@@ -19,6 +19,16 @@ local function run(cmd)
   return a == true, c
 end
 
+-- The generated nginx.conf (no secret in it: keys and tokens stay in their own files).
+local function write_file(path, data)
+  local f, err = io.open(path, "wb")
+  if not f then return nil, err end
+  local ok, werr = f:write(data)
+  f:close()
+  if not ok then return nil, werr end
+  return true
+end
+
 local function capture(cmd)
   local p = io.popen(cmd)
   if not p then return nil end
@@ -27,29 +37,30 @@ local function capture(cmd)
   return s
 end
 
--- Where nginx finds the LuaJIT build of dws.core: the config's lua_package_cpath, else
--- DWS_JIT_CPATH, else the one the dws-sandbox rock installs (or a source tree's build/jit, which
--- bin/dws tells it about).
-local function jit_cpath(c)
-  if c.lua_package_cpath then return c.lua_package_cpath end
-  local env = os.getenv("DWS_JIT_CPATH") or os.getenv("DWS_SANDBOX_JIT_CPATH")
-  if env and env ~= "" then return env end
-  -- The dws-sandbox rock installs a LuaJIT build (and knows a source tree's build/jit).
+-- The lua_package_path / lua_package_cpath lines: the config's own when it names both (e.g. for
+-- OpenResty's trees), else those dws_sandbox.nginx makes for every nginx we start: every directory
+-- named, the LuaJIT build of dws.core first on the cpath, no ';;' (docs/openresty.md says why).
+local function lua_lines(c)
+  if c.lua_package_path and c.lua_package_cpath then
+    return string.format('lua_package_path "%s";\nlua_package_cpath "%s";\n', c.lua_package_path,
+      c.lua_package_cpath)
+  end
   local has_sb, sb = pcall(require, "dws_sandbox.nginx")
-  local found = has_sb and sb.jit_cpath()
-  if found then return found end
-  return nil, "the LuaJIT build of dws.core was not found: set lua_package_cpath in the gateway config " ..
-    "(e.g. \"/opt/lua-dws/build/jit/?.so\") or DWS_JIT_CPATH"
+  if not has_sb then
+    return nil, "set lua_package_path and lua_package_cpath in the gateway config (docs/openresty.md): " ..
+      "the LuaJIT build of dws.core and LuaJIT's own directories"
+  end
+  local jit, err = sb.jit_cpath()
+  if not jit then return nil, err end
+  return sb.lua_paths()
 end
 
 local function load(a)
   local c, err = config.load(a.config)
   if not c then return nil, err end
-  local cpath, cerr = jit_cpath(c)
-  if not cpath then return nil, cerr end
-  local conf = config.nginx_conf(c, { lua_path = c.lua_package_path or package.path, lua_cpath = cpath,
-                                      uid = capture("id -u") })
-  return c, conf
+  local lines, lerr = lua_lines(c)
+  if not lines then return nil, lerr end
+  return c, config.nginx_conf(c, { lua_lines = lines, uid = capture("id -u") })
 end
 
 local function pid_of(c)
@@ -102,7 +113,7 @@ local function start(c, conf)
     local ok, err = util.mkdir_private(c.dir .. d)
     if not ok then return fail(err) end
   end
-  local ok, werr = util.write_file(c.dir .. "/conf/nginx.conf", conf)
+  local ok, werr = write_file(c.dir .. "/conf/nginx.conf", conf)
   if not ok then return fail(werr) end
   local ports, sockets = config.listen_ports(c)
   -- A socket left by a gateway that did not stop cleanly (none runs: checked above) would refuse the bind.
@@ -159,7 +170,7 @@ function M.main(a)
   elseif cmd == "reload" then
     local pid = pid_of(c)
     if not alive(pid) then return fail("the gateway is not running", EXIT_NOT_RUNNING) end
-    local ok, werr = util.write_file(c.dir .. "/conf/nginx.conf", conf)
+    local ok, werr = write_file(c.dir .. "/conf/nginx.conf", conf)
     if not ok then return fail(werr) end
     if not run(nginx_cmd(c, " -t")) then return fail("the new configuration is refused:\n" .. error_tail(c)) end
     run("kill -HUP " .. pid)

@@ -225,7 +225,8 @@ end
 --- The nginx.conf for a loaded configuration.
 -- syntax: `text = config.nginx_conf(cfg, paths)`
 -- @tparam table c as `load` returns it
--- @tparam table paths `lua_path`, `lua_cpath` (templates; LuaJIT's, as nginx runs LuaJIT), `uid`
+-- @tparam table paths `lua_lines` (the lua_package_path and lua_package_cpath lines: LuaJIT's, as
+-- nginx runs LuaJIT), `uid`
 -- @treturn string the nginx.conf
 function M.nginx_conf(c, paths)
   local dir = c.dir
@@ -245,8 +246,7 @@ function M.nginx_conf(c, paths)
   if c.user then add("user ", c.user, ";") elseif paths.uid == "0" then add("user root root;") end
   add("events { worker_connections 1024; }")
   add("http {")
-  add("    lua_package_path ", q(paths.lua_path .. ";;"), ";")
-  add("    lua_package_cpath ", q(paths.lua_cpath .. ";;"), ";")
+  for line in paths.lua_lines:gmatch("[^\n]+") do add("    ", line) end
   -- Bodies carry card data: no access log, and bodies stay in memory (never spooled to disk).
   add("    access_log off;")
   add("    server_tokens off;")
