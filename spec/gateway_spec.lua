@@ -141,6 +141,12 @@ describe("the DWS gateway #nginx", function()
         { events[1].event.type, events[1].event.data.requestId, events[1].event.data.binding.status })
     end)
 
+    it("is the code docs/gateway.md shows", function()
+      local files = require "helpers.files"
+      local shown = files.read(root .. "/docs/gateway.md"):match("```python\n(.-)```")
+      assert.truthy(shown and files.read(root .. "/examples/gateway/backend.py"):find(shown, 1, true))
+    end)
+
     it("refuses an event whose signature does not verify", function()
       local status = g:request("POST", "/events", '{"type":"binding.bound"}', {
         "webhook-id: msg_forged", "webhook-timestamp: " .. os.time(),
