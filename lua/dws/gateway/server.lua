@@ -225,7 +225,7 @@ local dispatch
 function M.backend()
   local ok, err = pcall(dispatch)
   if not ok then
-    ngx.log(ngx.ERR, "dws gateway: ", tostring(err))
+    ngx.log(ngx.ERR, "dws gateway: ", redact.printable(tostring(err))) -- masked: it may quote a request
     return refuse(500, "INTERNAL_ERROR", "the gateway failed on this request; see its error log")
   end
 end
