@@ -148,8 +148,15 @@ local function parser()
   local gateway = p:command("gateway", "The DWS gateway: lua-dws in nginx for backends in any language "
     .. "(docs/gateway.md).")
   gateway:command_target("gateway_command")
+  local gateway_help = {
+    start = "Generate the nginx.conf in the config's dir and start nginx; wait until it listens.",
+    stop = "Stop the gateway's nginx (QUIT; KILL after 10 s).",
+    status = "Say whether the gateway runs (exit 3 when not).",
+    reload = "Re-read the configuration: a new nginx.conf, checked, then HUP.",
+    config = "Check the configuration file; --print shows the nginx.conf made from it.",
+  }
   for _, name in ipairs{ "start", "stop", "status", "reload", "config" } do
-    local c = gateway:command(name)
+    local c = gateway:command(name, gateway_help[name])
     c:option("--config", "The gateway's configuration file (JSON)."):count(1)
     if name == "config" then c:flag("--print", "Print the generated nginx.conf.") end
   end
