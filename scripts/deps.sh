@@ -9,7 +9,8 @@ libnginx-mod-http-lua luarocks lua-check cppcheck curl
 lua-argparse lua-sql-sqlite3 lua-socket
 lua-ldoc lua-markdown
 chromium chromium-driver
-libhiredis-dev redis-server lua-nginx-redis
+libhiredis-dev redis-server lua-nginx-redis prometheus
+python3
 ${DWS_EXTRA_PKGS:-}"
 
 missing=""

@@ -29,6 +29,10 @@ local LAYERS = {
   ["dws.cli.notify"] = 11, ["dws.cli.verify"] = 11, ["dws.cli.listen"] = 11, ["dws.cli.gateway"] = 11,
   ["dws.cli.keygen"] = 11,
   ["dws.cli"] = 12,
+  -- the gateway: its parts over the core (the outbox over notification's outcome rule), its nginx
+  -- side over the whole SDK
+  ["dws.gateway.config"] = 1, ["dws.gateway.hmac"] = 1, ["dws.gateway.lock"] = 1, ["dws.gateway.metrics"] = 1,
+  ["dws.gateway.outbox"] = 8, ["dws.gateway.server"] = 10,
 }
 
 local function module_of(file)

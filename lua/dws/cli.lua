@@ -148,6 +148,22 @@ local function parser()
       c:flag("--foreground", "Stay until Ctrl-C or SIGTERM, then stop the sandbox.")
     end
   end
+
+  local gateway = p:command("gateway", "The DWS gateway: lua-dws in nginx for backends in any language "
+    .. "(docs/gateway.md).")
+  gateway:command_target("gateway_command")
+  local gateway_help = {
+    start = "Generate the nginx.conf in the config's dir and start nginx; wait until it listens.",
+    stop = "Stop the gateway's nginx (QUIT; KILL after 10 s).",
+    status = "Say whether the gateway runs (exit 3 when not).",
+    reload = "Re-read the configuration: a new nginx.conf, checked, then HUP.",
+    config = "Check the configuration file; --print shows the nginx.conf made from it.",
+  }
+  for _, name in ipairs{ "start", "stop", "status", "reload", "config" } do
+    local c = gateway:command(name, gateway_help[name])
+    c:option("--config", "The gateway's configuration file (JSON)."):count(1)
+    if name == "config" then c:flag("--print", "Print the generated nginx.conf.") end
+  end
   return p
 end
 
@@ -365,7 +381,8 @@ local function cmd_listen(a)
 end
 
 local COMMANDS = { keygen = cmd_keygen, sign = cmd_sign, verify = cmd_verify, call = cmd_call, bind = cmd_bind,
-                   notify = cmd_notify, listen = cmd_listen, sandbox = cmd_sandbox }
+                   notify = cmd_notify, listen = cmd_listen, sandbox = cmd_sandbox,
+                   gateway = function(a) return require("dws.cli.gateway").main(a) end }
 
 --- Run the command line `args` (an array of strings). Returns the exit status.
 function M.main(args)
