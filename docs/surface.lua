@@ -29,6 +29,7 @@ return {
     { module = "dws.transport.curl", class = "Transport", constructor = "new" },
     { module = "dws.transport.ngx", class = "Transport", constructor = "new" },
     { module = "dws.testing", class = "Sandbox", constructor = "start" },
+    { module = "dws.signature", class = "Keyring", constructor = "keyring" },
     { module = "dws.core", class = "key", instance = function()
         local core = require "dws.core"
         return assert(core.public_key(select(2, core.generate_key())))

@@ -77,7 +77,7 @@ local NUMERIC_OPTIONS = {
 local OPTION_TYPES = {
   client_id = { string = true },
   private_key = { string = true, userdata = true },
-  dws_public_key = { string = true, userdata = true },
+  dws_public_key = { string = true, userdata = true, table = true },
   gateway = { string = true },
   key_version = { string = true, number = true },
   request_time = { string = true, ["function"] = true },
@@ -295,13 +295,10 @@ function M.new(opts)
   local self = setmetatable({}, Client)
   self.client_id = o.client_id
   self.private_key = load_key("private_key", o.private_key, "private")
-  self.dws_key = load_key("dws_public_key", o.dws_public_key, "public")
-  -- The most common integration failure: the merchant's own public key configured as the DWS
-  -- key. Every answer would then fail verification; say so now, and which key goes where.
-  if self.private_key:public_der() == self.dws_key:public_der() then
-    error("dws.client: option dws_public_key is the public half of your own private_key; dws_public_key "
-      .. "takes the DWS public key (from the DWS portal), while your public key is the one you upload to DWS", 2)
-  end
+  -- One key or a ring by keyVersion; the merchant's own public key given as a DWS key is refused there.
+  local dws_key, kerr = signature.dws_keys(o.dws_public_key, self.private_key)
+  if not dws_key then error("dws.client: option dws_public_key " .. kerr, 2) end
+  self.dws_key = dws_key
   o.private_key, o.dws_public_key = nil, nil -- keep key text out of the options table
   self.logger = o.logger
   -- No logger: no level is wanted, so every log path is one comparison.
@@ -458,9 +455,10 @@ local function attempt(self, entry, body, request_id, n, log_body)
       message = "HTTP status " .. tostring(status) })
   end
 
-  local verdict, why = signature.check_response(self.dws_key, "POST", entry.path, self.client_id, res.headers, rbody)
+  local verdict, why, vcode = signature.check_response(self.dws_key, "POST", entry.path, self.client_id, res.headers,
+    rbody)
   if not verdict then
-    return failure("verification", "signature", { code = errors.SIGNATURE_INVALID, http_status = status,
+    return failure("verification", "signature", { code = vcode or errors.SIGNATURE_INVALID, http_status = status,
       message = "response rejected: " .. tostring(why) })
   end
   if verdict == "verified" then

@@ -26,6 +26,10 @@ errors.SIGNATURE_INVALID = "SIGNATURE_INVALID"
 --- U, not retried: an `S` answer without signature or response-time; no data. Also a notification
 -- without its signature headers (401).
 errors.SIGNATURE_MISSING = "SIGNATURE_MISSING"
+--- U, not retried: an answer's (or notification's, 401) Signature header names a keyVersion for
+-- which no DWS key is held (`dws_public_key` as a table keyVersion -> key); the message names the
+-- version; no data.
+errors.KEY_VERSION_UNKNOWN = "KEY_VERSION_UNKNOWN"
 --- U, not retried: the body is not JSON, or has no `result.resultStatus`.
 errors.RESPONSE_MALFORMED = "RESPONSE_MALFORMED"
 --- U, not retried: the body is over `max_response_bytes`.
