@@ -31,6 +31,8 @@ local function parser()
   keygen:option("--out", "Directory to write to.", ".")
   keygen:option("--name", "File name prefix.", "merchant")
   keygen:option("--bits", "Key size.", "2048"):convert(tonumber)
+  keygen:option("--key-version", "keyVersion the pair is for (rotation): files named <name>_v<N>_*, and "
+    .. "the key_version to configure with it is printed.")
 
   local function message_options(c)
     c:option("--client-id", "Client-Id."):args(1)
@@ -119,7 +121,9 @@ local function cmd_keygen(a)
   local ok, priv, pub = pcall(core.generate_key, a.bits)
   if not ok then return fail(tostring(priv):gsub("^bad argument #1 to '%?'", "--bits")) end
   if not priv then return fail(pub) end
-  local base = a.out .. "/" .. a.name
+  local version = a.key_version and require("dws.signature").key_version(a.key_version)
+  if a.key_version and not version then return fail("--key-version must be letters, digits, '.-_'") end
+  local base = a.out .. "/" .. a.name .. (version and "_v" .. version or "")
   local files = {
     { base .. "_private.pem", priv, true },
     { base .. "_public.pem", "-----BEGIN PUBLIC KEY-----\n" .. pub:gsub("(" .. ("."):rep(64) .. ")", "%1\n")
@@ -139,6 +143,8 @@ local function cmd_keygen(a)
   out("public key (PEM):                    ", files[2][1], "\n")
   out("public key (base64, for the portal): ", files[3][1], "\n")
   out(pub, "\n")
+  if version then out("keyVersion ", version, ": upload the public key as version ", version,
+    ", then sign with key_version = \"", version, "\"\n") end
   return EXIT_OK
 end
 
