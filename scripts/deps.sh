@@ -10,6 +10,7 @@ lua-argparse lua-sql-sqlite3
 lua-ldoc lua-markdown
 chromium chromium-driver
 libhiredis-dev redis-server lua-nginx-redis
+softhsm2 libengine-pkcs11-openssl opensc
 ${DWS_EXTRA_PKGS:-}"
 
 missing=""

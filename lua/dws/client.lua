@@ -77,6 +77,7 @@ local NUMERIC_OPTIONS = {
 local OPTION_TYPES = {
   client_id = { string = true },
   private_key = { string = true, userdata = true },
+  pkcs11_pin = { string = true },
   dws_public_key = { string = true, userdata = true, table = true },
   gateway = { string = true },
   key_version = { string = true, number = true },
@@ -168,8 +169,8 @@ local function check_numbers(o)
 end
 
 -- Raises at the caller of dws.client: an unreadable key option is a programming error.
-local function load_key(name, value, kind)
-  local key, err = signature.load_key(value, kind)
+local function load_key(name, value, kind, pin)
+  local key, err = signature.load_key(value, kind, pin and { pin = pin } or nil)
   if not key then error("dws.client: option " .. name .. " " .. err, 3) end
   return key
 end
@@ -249,7 +250,7 @@ end
 
 --- Make a client: parses both keys once and keeps one transport (one kept-alive connection).
 -- syntax: `client = dws.client(opts)`
--- @tparam table opts `client_id`, `private_key`, `dws_public_key`, `gateway` (required); `key_version`,
+-- @tparam table opts `client_id`, `private_key`, `dws_public_key`, `gateway` (required); `key_version`, `pkcs11_pin`,
 -- `request_time`, `timeout`, `connect_timeout`, `max_retries`, `retry_base_delay`, `max_response_bytes`,
 -- `ca_file`, `proxy`, `user_agent`, `transport`, `logger`, `log_level`, `allow_insecure_http`,
 -- `notification_tolerance`, `response_time_tolerance`, `notification_store`, `journal`,
@@ -294,12 +295,12 @@ function M.new(opts)
 
   local self = setmetatable({}, Client)
   self.client_id = o.client_id
-  self.private_key = load_key("private_key", o.private_key, "private")
+  self.private_key = load_key("private_key", o.private_key, "private", o.pkcs11_pin)
   -- One key or a ring by keyVersion; the merchant's own public key given as a DWS key is refused there.
   local dws_key, kerr = signature.dws_keys(o.dws_public_key, self.private_key)
   if not dws_key then error("dws.client: option dws_public_key " .. kerr, 2) end
   self.dws_key = dws_key
-  o.private_key, o.dws_public_key = nil, nil -- keep key text out of the options table
+  o.private_key, o.dws_public_key, o.pkcs11_pin = nil, nil, nil -- keep key text and PIN out of the options
   self.logger = o.logger
   -- No logger: no level is wanted, so every log path is one comparison.
   self._log_min = o.logger and LOG_RANK[o.log_level] or math.huge

@@ -25,18 +25,20 @@ local function need_string(args, name, fn)
 end
 
 --- A key as text (PEM or bare base64) parsed, or a parsed dws.core key checked for its kind.
+-- A private key may also be an RFC 7512 `pkcs11:` URI: the key stays in the token (docs/keys.md).
 -- The one key loader: dws.client's key options and the public sign/verify go through it.
--- syntax: `key, err = dws.signature.load_key(k, kind)`
--- @tparam string|userdata k key text or a `dws.core` key
+-- syntax: `key, err = dws.signature.load_key(k, kind, opts?)`
+-- @tparam string|userdata k key text, a `pkcs11:` URI (private keys), or a `dws.core` key
 -- @tparam string kind "private" or "public"
+-- @tparam[opt] table opts `pin`: the token's PIN for a `pkcs11:` URI without pin-source
 -- @treturn userdata the `dws.core` key
 -- @treturn[2] nil
 -- @treturn[2] string err (never key material)
-function signature.load_key(k, kind)
+function signature.load_key(k, kind, opts)
   local key = k
   if type(k) == "string" then
     local err
-    key, err = (kind == "private" and core.private_key or core.public_key)(k)
+    key, err = (kind == "private" and core.private_key or core.public_key)(k, opts)
     if not key then return nil, "is unreadable: " .. tostring(err) end
   elseif type(k) ~= "userdata" then
     return nil, "must be key text or a dws.core key"
