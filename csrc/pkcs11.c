@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -81,9 +82,16 @@ static int read_pin_file(const char *path, char **pin, char *err, size_t errlen)
 {
     char buf[PIN_MAX + 2];
     size_t n;
+    struct stat st;
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
         snprintf(err, errlen, "PKCS#11: cannot read the pin-source file (%s)", strerror(errno));
+        return -1;
+    }
+    /* As ssh holds private key files: a PIN others can read is no secret. */
+    if (fstat(fileno(f), &st) != 0 || (st.st_mode & 077) != 0) {
+        fclose(f);
+        snprintf(err, errlen, "PKCS#11: the pin-source file is readable by group or others: chmod 600 it");
         return -1;
     }
     n = fread(buf, 1, sizeof buf - 1, f);

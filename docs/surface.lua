@@ -13,6 +13,8 @@ return {
     ["dws.journal"] = true,      -- the binding journal behind client:binding and friends
     ["dws.bind_card"] = true,    -- client:bind_card, binding, resume_binding, pending_bindings
     ["dws.cli"] = true,          -- the dws command (README "Command line")
+    ["dws.cli.keyfile"] = true,
+    ["dws.cli.pkcs11"] = true,
     ["dws.cli.notify"] = true,
     ["dws.cli.util"] = true,
     ["dws.cli.verify"] = true,

@@ -105,11 +105,74 @@ describe("a private key in a PKCS#11 token #once", function()
   end)
 end)
 
+describe("dws and a PKCS#11 token #once", function()
+  local function dws_run(args, env)
+    return token:run((env or "") .. " LUA_PATH=" .. q(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;")
+      .. " LUA_CPATH=" .. q(ROOT .. "/build/5.4/?.so;;") .. " lua5.4 " .. q(ROOT .. "/bin/dws") .. " " .. args)
+  end
+
+  local generated
+  lazy_setup(function()
+    local uri = "pkcs11:token=" .. softhsm.LABEL .. ";object=made-by-dws;id=%02?module-path=" .. softhsm.MODULE
+      .. "&pin-source=file:" .. token.pin_file
+    generated = { dws_run("keygen --out " .. q(token.dir .. "/kg") .. " --key-version 2 --pkcs11 " .. q(uri)) }
+  end)
+
+  it("keygen --pkcs11 writes the key's URI and the public half, no private key", function()
+    local p = io.popen("ls " .. q(token.dir .. "/kg"))
+    local list = p:read("a")
+    p:close()
+    assert.are.same({ 0, "merchant_v2_private.uri\nmerchant_v2_public.b64\nmerchant_v2_public.pem\n" },
+      { generated[1], list })
+  end)
+
+  it("keygen --pkcs11 made the private key sensitive and never extractable", function()
+    local _, out = token:tool("--list-objects --type privkey")
+    assert.truthy(out:find("label:%s+made%-by%-dws\n%s+ID:%s+02\n%s+Usage:[^\n]*\n%s+Access:%s+sensitive, always "
+      .. "sensitive, never extractable"), out)
+  end)
+
+  it("keygen --pkcs11's key signs what its public half verifies", function()
+    local rc, out = token:lua(string.format([[
+      local core = require "dws.core"
+      local function read(p) local f = assert(io.open(p)); local s = f:read("a"); f:close(); return s end
+      local k = assert(core.private_key((read(%q):gsub("%%s+$", ""))))
+      local pub = assert(core.public_key(read(%q)))
+      io.write(tostring(core.verify(pub, "POST", "/p", "C", "1", "{}",
+        core.base64_decode(assert(core.sign(k, "POST", "/p", "C", "1", "{}"))))))
+    ]], token.dir .. "/kg/merchant_v2_private.uri", token.dir .. "/kg/merchant_v2_public.b64"))
+    assert.are.same({ 0, "true" }, { rc, out })
+  end)
+
+  it("keygen --pkcs11 refuses a label the token already holds", function()
+    local uri = "pkcs11:token=" .. softhsm.LABEL .. ";object=signer?module-path=" .. softhsm.MODULE
+      .. "&pin-source=file:" .. token.pin_file
+    local rc, out = dws_run("keygen --out " .. q(token.dir .. "/kg-again") .. " --pkcs11 " .. q(uri))
+    assert.are.same({ 1, "dws: the token already holds an object labelled signer\n" }, { rc, out })
+  end)
+
+  it("dws sign takes a pkcs11: URI as --private-key", function()
+    files.write(token.dir .. "/body.json", "{}")
+    local rc, out = dws_run("sign --client-id C --path /p --time 1 --private-key " .. q(token:uri("signer")) .. " "
+      .. q(token.dir .. "/body.json"))
+    assert.are.same({ 0, true }, { rc, out:find("\nSignature: algorithm=RSA256,keyVersion=1,signature=%S+\n") ~= nil })
+  end)
+end)
+
 describe("PKCS#11 errors #once", function()
   it("names a wrong PIN, without the PIN", function()
     local bad = token.dir .. "/bad_pin"
     files.write(bad, "999999\n")
+    os.execute("chmod 600 " .. q(bad))
     assert.are.equal("PKCS#11: wrong PIN (the token refused the login)", load_error(token:uri("signer", bad)))
+  end)
+
+  it("refuses a pin-source file that group or others can read", function()
+    local open = token.dir .. "/open_pin"
+    files.write(open, softhsm.PIN .. "\n")
+    os.execute("chmod 640 " .. q(open))
+    assert.are.equal("PKCS#11: the pin-source file is readable by group or others: chmod 600 it",
+      load_error(token:uri("signer", open)))
   end)
 
   it("names a missing object", function()

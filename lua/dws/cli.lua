@@ -31,6 +31,8 @@ local function parser()
   keygen:option("--out", "Directory to write to.", ".")
   keygen:option("--name", "File name prefix.", "merchant")
   keygen:option("--bits", "Key size.", "2048"):convert(tonumber)
+  keygen:option("--pkcs11", "Generate inside this PKCS#11 token instead (a pkcs11: URI naming token= and "
+    .. "object=, with module-path= and pin-source=file:, or DWS_PKCS11_PIN): only the public half leaves it.")
   keygen:option("--key-version", "keyVersion the pair is for (rotation): files named <name>_v<N>_*, and "
     .. "the key_version to configure with it is printed.")
 
@@ -118,14 +120,19 @@ end
 
 local function cmd_keygen(a)
   if not a.bits then return fail("--bits must be a number") end
-  local ok, priv, pub = pcall(core.generate_key, a.bits)
+  local ok, priv, pub
+  if a.pkcs11 then -- made in the token: priv is the key's URI, only the public half comes out
+    ok, priv, pub = true, require("dws.cli.pkcs11").keygen(a, util)
+  else
+    ok, priv, pub = pcall(core.generate_key, a.bits)
+  end
   if not ok then return fail(tostring(priv):gsub("^bad argument #1 to '%?'", "--bits")) end
   if not priv then return fail(pub) end
   local version = a.key_version and require("dws.signature").key_version(a.key_version)
   if a.key_version and not version then return fail("--key-version must be letters, digits, '.-_'") end
   local base = a.out .. "/" .. a.name .. (version and "_v" .. version or "")
   local files = {
-    { base .. "_private.pem", priv, true },
+    { base .. (a.pkcs11 and "_private.uri" or "_private.pem"), priv, true },
     { base .. "_public.pem", "-----BEGIN PUBLIC KEY-----\n" .. pub:gsub("(" .. ("."):rep(64) .. ")", "%1\n")
       :gsub("\n$", "") .. "\n-----END PUBLIC KEY-----\n" },
     { base .. "_public.b64", pub .. "\n" },
@@ -139,7 +146,8 @@ local function cmd_keygen(a)
     local wok, werr = util.write_file(f[1], f[2], f[3])
     if not wok then return fail(werr) end
   end
-  out("private key (PKCS#8 PEM, mode 0600): ", files[1][1], "\n")
+  out(a.pkcs11 and "private key (in the token; its URI):  " or "private key (PKCS#8 PEM, mode 0600): ", files[1][1],
+    "\n")
   out("public key (PEM):                    ", files[2][1], "\n")
   out("public key (base64, for the portal): ", files[3][1], "\n")
   out(pub, "\n")
@@ -180,7 +188,8 @@ end
 local function cmd_sign(a)
   local m, err = message_parts(a)
   if not m then return fail(err, EXIT_USAGE) end
-  local text, rerr = util.read_file(a.private_key)
+  local text, rerr = a.private_key, nil
+  if not text:find("^pkcs11:") then text, rerr = require("dws.cli.keyfile").read_private(text, util.read_file) end
   if not text then return fail(rerr) end
   local key, kerr = core.private_key(text)
   if not key then return fail(kerr) end
