@@ -56,8 +56,9 @@ int dws_p11_is_uri(const char *text, size_t n);
 int dws_p11_ref_parse(const char *text, size_t n, const char *pin, size_t pinlen, dws_p11_ref *ref,
                       char *err, size_t errlen);
 void dws_p11_ref_free(dws_p11_ref *ref);
-/* Logs in and loads the private key through the engine (in this process); NULL with err. */
-EVP_PKEY *dws_p11_load(const dws_p11_ref *ref, char *err, size_t errlen);
+/* Logs in and loads the private key through the engine (in this process); NULL with err. again:
+ * after a failure in the token, the engine looks at the slots afresh first. */
+EVP_PKEY *dws_p11_load(const dws_p11_ref *ref, int again, char *err, size_t errlen);
 
 /* ---- encoding.c: pure C, no Lua state, never allocate ---- */
 

@@ -31,6 +31,7 @@ typedef struct dws_key {
     int is_private;
     int bits;
     int is_p11;           /* held by a PKCS#11 token (pkcs11.c): no private bytes here */
+    int p11_stale;        /* a signature failed in the token: log in again before the next */
     pid_t pid;            /* the process whose token session pkey belongs to */
     dws_p11_ref p11;      /* to log in again in a forked process */
 } dws_key;
@@ -290,25 +291,38 @@ static int digest(dws_key *k, const unsigned char *msg, size_t n, unsigned char 
 /*
  * A token key in a process other than the one that loaded it (an nginx worker forked from the
  * master that ran init_by_lua): PKCS#11 sessions do not survive fork, so this process logs in and
- * loads the key again, once, before its first signature. The parent's objects are left as they are
- * (see key_release). 0, or -1 with err.
+ * loads the key again, once, before its first signature; the parent's objects are left as they
+ * are (see key_release). After a signature failed in the token (it went away, the session was
+ * lost), the next signature logs in again the same way, freeing this process's old objects.
+ * Until a new key is loaded and prepared the old one stays, so the key is never half-made.
+ * 0, or -1 with err.
  */
 static int key_p11_this_process(dws_key *k, char *err, size_t errlen)
 {
-    EVP_PKEY *pkey;
-    if (!k->is_p11 || k->pid == getpid())
+    EVP_PKEY *pkey, *old_pkey = k->pkey;
+    EVP_PKEY_CTX *old_pctx = k->pctx;
+    int ours = k->pid == getpid();
+    if (!k->is_p11 || (ours && !k->p11_stale))
         return 0;
-    pkey = dws_p11_load(&k->p11, err, errlen);
+    pkey = dws_p11_load(&k->p11, k->p11_stale, err, errlen);
     if (pkey == NULL)
         return -1;
     k->pkey = pkey;
-    k->pctx = NULL;
-    k->pid = getpid();   /* from here on, key_release frees these */
     if (!pctx_prepare(k)) {
+        EVP_PKEY_CTX_free(k->pctx);
+        EVP_PKEY_free(pkey);
+        k->pkey = old_pkey;
+        k->pctx = old_pctx;
         ERR_clear_error();
         snprintf(err, errlen, "PKCS#11: cannot prepare signing");
         return -1;
     }
+    if (ours) {
+        EVP_PKEY_CTX_free(old_pctx);
+        EVP_PKEY_free(old_pkey);
+    }
+    k->pid = getpid();   /* from here on, key_release frees these */
+    k->p11_stale = 0;
     return 0;
 }
 
@@ -323,8 +337,10 @@ static int key_sign(dws_key *k, const unsigned char *msg, size_t n, unsigned cha
     *siglen = DWS_SIG_MAX;
     if (!digest(k, msg, n, md) || EVP_PKEY_sign(k->pctx, sig, siglen, md, sizeof md) != 1) {
         ERR_clear_error();
-        if (k->is_p11)
+        if (k->is_p11) {
+            k->p11_stale = 1;
             snprintf(err, errlen, "signing failed in the PKCS#11 token (token removed or session lost?)");
+        }
         return -1;
     }
     return 0;
@@ -376,7 +392,7 @@ static EVP_PKEY *p11_key(dws_key *k, const char *text, size_t n, const char *pin
         return NULL;
     k->is_p11 = 1;
     k->pid = getpid();
-    pkey = dws_p11_load(&k->p11, err, errlen);
+    pkey = dws_p11_load(&k->p11, 0, err, errlen);
     if (pkey == NULL)
         return NULL;
     if (!EVP_PKEY_is_a(pkey, "RSA")) {
@@ -454,13 +470,17 @@ static int new_key(lua_State *L, int want_private)
 static int l_private_key(lua_State *L) { return new_key(L, 1); }
 static int l_public_key(lua_State *L) { return new_key(L, 0); }
 
-static int push_sign_result(lua_State *L, int rc, const unsigned char *sig, size_t siglen,
-                            int as_base64, const char *err)
+static int push_sign_result(lua_State *L, const dws_key *k, int rc, const unsigned char *sig,
+                            size_t siglen, int as_base64, const char *err)
 {
     if (rc != 0) {
         lua_pushnil(L);
         lua_pushstring(L, err);
-        return 2;
+        if (!k->is_p11)
+            return 2;
+        /* the kind, for the caller's retry rule: the token, not the request, failed */
+        lua_pushliteral(L, "pkcs11");
+        return 3;
     }
     if (as_base64) {
         char b64[DWS_B64_ENCODED_LEN(DWS_SIG_MAX)];
@@ -488,7 +508,7 @@ static int m_sign(lua_State *L)
     unsigned char sig[DWS_SIG_MAX];
     char err[160];
     int rc = key_sign(k, (const unsigned char *)content, n, sig, &siglen, err, sizeof err);
-    return push_sign_result(L, rc, sig, siglen, 0, err);
+    return push_sign_result(L, k, rc, sig, siglen, 0, err);
 }
 
 static int m_verify(lua_State *L)
@@ -599,7 +619,7 @@ static int l_sign(lua_State *L)
     /* The body holds card data: wipe it before the allocator hands the memory out again. */
     OPENSSL_cleanse(content, n);
     free(content);
-    return push_sign_result(L, rc, sig, siglen, 1, err);
+    return push_sign_result(L, k, rc, sig, siglen, 1, err);
 }
 
 /* core.verify(key, method, path, client_id, time, body, raw_sig) -> true | false, reason */

@@ -301,13 +301,16 @@ static ENGINE *get_engine(const char *module, char *err, size_t errlen)
     return e;
 }
 
-EVP_PKEY *dws_p11_load(const dws_p11_ref *ref, char *err, size_t errlen)
+EVP_PKEY *dws_p11_load(const dws_p11_ref *ref, int again, char *err, size_t errlen)
 {
     EVP_PKEY *pkey;
     ENGINE *e = get_engine(ref->module, err, errlen);
     if (e == NULL)
         return NULL;
     ERR_clear_error();
+    /* After a failure in the token: look at the slots afresh (a token removed and put back). */
+    if (again && ENGINE_ctrl_cmd_string(e, "RE_ENUMERATE", NULL, 1) != 1)
+        ERR_clear_error();
     /* The engine copies the PIN for the login it makes while loading the key. */
     if (ref->pin != NULL && ENGINE_ctrl_cmd_string(e, "PIN", ref->pin, 0) != 1) {
         ERR_clear_error();

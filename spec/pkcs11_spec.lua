@@ -159,6 +159,47 @@ describe("dws and a PKCS#11 token #once", function()
   end)
 end)
 
+describe("a token that goes away mid-run #once", function()
+  local gone, outcome
+  lazy_setup(function()
+    -- A token of its own: this one is deleted under the client.
+    gone = softhsm.start()
+    gone:keygen("signer", "01")
+    local rc, pub = gone:lua(string.format([[
+      local core = require "dws.core"
+      io.write(core.base64_encode(assert(core.private_key(%q)):public_der()))
+    ]], gone:uri("signer")))
+    assert(rc == 0, pub)
+    sb:admin("POST", "merchant-keys", { client_id = CID, keys = { ["1"] = pub } })
+    local before = #sb:requests()
+    local out
+    rc, out = gone:lua(string.format([[
+      local client = require("dws").client{ client_id = %q, private_key = %q, dws_public_key = %q,
+        gateway = %q, ca_file = %q, max_retries = 2, retry_base_delay = 0 }
+      local req = { customerId = "2162878776333", env = { terminalType = "WEB" } }
+      local res = client:consult_addable_payment_method(req)
+      os.execute("softhsm2-util --delete-token --token %s >/dev/null 2>&1")
+      local _, err = client:consult_addable_payment_method(req)
+      io.write(res and "S" or "-", " ", err.code, " ", err.status, " ", err.attempts, " ", tostring(err.retryable))
+    ]], CID, gone:uri("signer"), sb.dws_public_key, sb.https_url, sb.ca_file, softhsm.LABEL))
+    assert(rc == 0, out)
+    outcome = { answer = out, sent = #sb:requests() - before }
+  end)
+
+  lazy_teardown(function()
+    sb:admin("POST", "reset")
+    if gone then gone:stop() end
+  end)
+
+  it("fails the call with KEY_UNAVAILABLE after the retries the one rule allows", function()
+    assert.are.equal("S KEY_UNAVAILABLE U 3 true", outcome.answer)
+  end)
+
+  it("sent nothing once the token was gone", function()
+    assert.are.equal(1, outcome.sent)
+  end)
+end)
+
 describe("PKCS#11 errors #once", function()
   it("names a wrong PIN, without the PIN", function()
     local bad = token.dir .. "/bad_pin"

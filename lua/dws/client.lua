@@ -404,11 +404,13 @@ end
 local function attempt(self, entry, body, request_id, n, log_body)
   local o = self.options
   local time = self._time()
-  local b64, serr = core.sign(self.private_key, "POST", entry.path, self.client_id, time, body)
+  local b64, serr, skind = core.sign(self.private_key, "POST", entry.path, self.client_id, time, body)
   if not b64 then
-    -- OpenSSL could not sign (out of memory, a provider failure): not a caller's bug, so nil, err.
-    -- F when nothing has been sent yet; after an earlier attempt went out, its outcome is unknown.
-    return failure("signing", serr, { code = errors.SIGNING_FAILED, status = n == 1 and "F" or "U",
+    -- OpenSSL could not sign (out of memory, a provider failure, a PKCS#11 token gone): not a caller's
+    -- bug, so nil, err. F when nothing has been sent yet; after an earlier attempt went out, U.
+    local token = skind == "pkcs11"
+    return failure("signing", token and "token" or serr, { code = token and errors.KEY_UNAVAILABLE
+      or errors.SIGNING_FAILED, status = n == 1 and "F" or "U",
       message = "the request could not be signed: " .. tostring(serr) })
   end
   local headers = {

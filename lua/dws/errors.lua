@@ -57,6 +57,9 @@ errors.RESPONSE_MISMATCH = "RESPONSE_MISMATCH"
 --- F (U after an earlier attempt went out), not retried: OpenSSL could not sign the request
 -- (out of memory, a provider failure); nothing was sent on this attempt.
 errors.SIGNING_FAILED = "SIGNING_FAILED"
+--- F (U after an earlier attempt went out), retried: the PKCS#11 token holding `private_key` failed
+-- to sign (removed, session lost); nothing was sent on this attempt, and the next one logs in again.
+errors.KEY_UNAVAILABLE = "KEY_UNAVAILABLE"
 -- The binding journal (dws.journal) and its calls.
 
 --- F: `bind_card`: cacheCard answered (signed) for another card's mask, last4 or brand; nothing
