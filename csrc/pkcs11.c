@@ -136,9 +136,14 @@ int dws_p11_is_uri(const char *text, size_t n)
 int dws_p11_ref_parse(const char *text, size_t n, const char *pin, size_t pinlen, dws_p11_ref *ref,
                       char *err, size_t errlen)
 {
-    const char *q = memchr(text, '?', n);
-    size_t plen = q ? (size_t)(q - text) : n;
+    const char *q;
+    size_t plen;
     memset(ref, 0, sizeof *ref);
+    /* A URI read from a file or an environment value often ends with a line break. */
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' ' || text[n - 1] == '\t'))
+        n--;
+    q = memchr(text, '?', n);
+    plen = q ? (size_t)(q - text) : n;
     if (n > URI_MAX || memchr(text, '\0', n) != NULL) {
         snprintf(err, errlen, "PKCS#11 URI: longer than %d bytes, or holds a NUL", URI_MAX);
         return -1;

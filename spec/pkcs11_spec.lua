@@ -216,6 +216,10 @@ describe("PKCS#11 errors #once", function()
       load_error(token:uri("signer", open)))
   end)
 
+  it("takes a URI ending with a line break (as read from a file)", function()
+    assert.are.equal("loaded", load_error(token:uri("signer") .. "\n"))
+  end)
+
   it("names a missing object", function()
     assert.are.equal("PKCS#11: no such private key: the token or the object the URI names was not found",
       load_error(token:uri("nosuchkey")))
