@@ -97,9 +97,8 @@ describe("a private key in a PKCS#11 token #once", function()
     files.write(token.dir .. "/key.uri", token:uri("signer"))
     files.write(token.dir .. "/consult.json", '{"customerId":"2162878776333","env":{"terminalType":"WEB"}}')
     local rc, out = token:run(string.format("DWS_CLIENT_ID=%s DWS_PRIVATE_KEY_FILE=%s DWS_PUBLIC_KEY=%s "
-      .. "DWS_GATEWAY=%s DWS_CA_FILE=%s LUA_PATH=%s LUA_CPATH=%s lua5.4 %s call consultAddablePaymentMethod %s",
-      q(CID), q(token.dir .. "/key.uri"), q(sb.dws_public_key), q(sb.https_url), q(sb.ca_file),
-      q(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;"), q(ROOT .. "/build/5.4/?.so;;"),
+      .. "DWS_GATEWAY=%s DWS_CA_FILE=%s %s lua5.4 %s call consultAddablePaymentMethod %s",
+      q(CID), q(token.dir .. "/key.uri"), q(sb.dws_public_key), q(sb.https_url), q(sb.ca_file), softhsm.LUA_ENV,
       q(ROOT .. "/bin/dws"), q(token.dir .. "/consult.json")))
     assert.are.same({ 0, true }, { rc, out:find('"resultStatus": *"S"') ~= nil })
   end)
@@ -107,8 +106,7 @@ end)
 
 describe("dws and a PKCS#11 token #once", function()
   local function dws_run(args, env)
-    return token:run((env or "") .. " LUA_PATH=" .. q(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;")
-      .. " LUA_CPATH=" .. q(ROOT .. "/build/5.4/?.so;;") .. " lua5.4 " .. q(ROOT .. "/bin/dws") .. " " .. args)
+    return token:run((env or "") .. " " .. softhsm.LUA_ENV .. " lua5.4 " .. q(ROOT .. "/bin/dws") .. " " .. args)
   end
 
   local generated

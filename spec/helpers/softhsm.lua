@@ -45,14 +45,16 @@ function Token:uri(label, pin)
   return u .. "&pin-source=file:" .. pin
 end
 
+-- LUA_PATH and LUA_CPATH for a Lua 5.4 child on the source tree (the build spec/run tests).
+M.LUA_ENV = "LUA_PATH=" .. q(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;" .. ROOT .. "/sandbox/lua/?.lua;;")
+  .. " LUA_CPATH=" .. q(ROOT .. "/" .. (os.getenv("DWS_BUILD") or "build") .. "/5.4/?.so;;")
+
 -- Runs a Lua 5.4 script (text) with this token's environment and the source tree's paths ->
 -- exit status, output.
 function Token:lua(script, env)
   local file = self.dir .. "/script.lua"
   files.write(file, script)
-  local paths = "LUA_PATH=" .. q(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;" .. ROOT .. "/sandbox/lua/?.lua;;")
-    .. " LUA_CPATH=" .. q(ROOT .. "/" .. (os.getenv("DWS_BUILD") or "build") .. "/5.4/?.so;;")
-  return self:run((env or "") .. " " .. paths .. " lua5.4 " .. q(file))
+  return self:run((env or "") .. " " .. M.LUA_ENV .. " lua5.4 " .. q(file))
 end
 
 function Token:stop()
