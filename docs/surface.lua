@@ -18,6 +18,8 @@ return {
     ["dws.cli"] = true,          -- the dws command (docs/cli.md)
     ["dws.cli.keygen"] = true,
     ["dws.cli.listen"] = true,
+    ["dws.cli.keyfile"] = true,
+    ["dws.cli.pkcs11"] = true,
     ["dws.cli.notify"] = true,
     ["dws.cli.util"] = true,
     ["dws.cli.verify"] = true,
@@ -50,6 +52,7 @@ return {
     { module = "dws.transport.curl", class = "Transport", constructor = "new" },
     { module = "dws.transport.ngx", class = "Transport", constructor = "new" },
     { module = "dws.testing", class = "Sandbox", constructor = "start" },
+    { module = "dws.signature", class = "Keyring", constructor = "keyring" },
     { module = "dws.core", class = "key", instance = function()
         local core = require "dws.core"
         return assert(core.public_key(select(2, core.generate_key())))

@@ -27,7 +27,7 @@ local LAYERS = {
   ["dws.client"] = 8,
   ["dws"] = 9, ["dws.testing"] = 10, ["dws.cli.util"] = 10,
   ["dws.cli.notify"] = 11, ["dws.cli.verify"] = 11, ["dws.cli.listen"] = 11, ["dws.cli.gateway"] = 11,
-  ["dws.cli.keygen"] = 11,
+  ["dws.cli.keygen"] = 11, ["dws.cli.keyfile"] = 10, ["dws.cli.pkcs11"] = 10,
   ["dws.cli"] = 12,
   -- the gateway: its parts over the core (the outbox over notification's outcome rule), its nginx
   -- side over the whole SDK

@@ -77,7 +77,8 @@ local NUMERIC_OPTIONS = {
 local OPTION_TYPES = {
   client_id = { string = true },
   private_key = { string = true, userdata = true },
-  dws_public_key = { string = true, userdata = true },
+  pkcs11_pin = { string = true },
+  dws_public_key = { string = true, userdata = true, table = true },
   gateway = { string = true },
   key_version = { string = true, number = true },
   request_time = { string = true, ["function"] = true },
@@ -168,8 +169,8 @@ local function check_numbers(o)
 end
 
 -- Raises at the caller of dws.client: an unreadable key option is a programming error.
-local function load_key(name, value, kind)
-  local key, err = signature.load_key(value, kind)
+local function load_key(name, value, kind, pin)
+  local key, err = signature.load_key(value, kind, pin and { pin = pin } or nil)
   if not key then error("dws.client: option " .. name .. " " .. err, 3) end
   return key
 end
@@ -244,7 +245,7 @@ end
 
 --- Make a client: parses both keys once and keeps one transport (one kept-alive connection).
 -- syntax: `client = dws.client(opts)`
--- @tparam table opts `client_id`, `private_key`, `dws_public_key`, `gateway` (required); `key_version`,
+-- @tparam table opts `client_id`, `private_key`, `dws_public_key`, `gateway` (required); `key_version`, `pkcs11_pin`,
 -- `request_time`, `timeout`, `connect_timeout`, `max_retries`, `retry_base_delay`, `max_response_bytes`,
 -- `ca_file`, `proxy`, `user_agent`, `transport`, `logger`, `log_level`, `allow_insecure_http`,
 -- `notification_tolerance`, `response_time_tolerance`, `notification_store`, `journal`,
@@ -289,15 +290,12 @@ function M.new(opts)
 
   local self = setmetatable({}, Client)
   self.client_id = o.client_id
-  self.private_key = load_key("private_key", o.private_key, "private")
-  self.dws_key = load_key("dws_public_key", o.dws_public_key, "public")
-  -- The most common integration failure: the merchant's own public key configured as the DWS
-  -- key. Every answer would then fail verification; say so now, and which key goes where.
-  if self.private_key:public_der() == self.dws_key:public_der() then
-    error("dws.client: option dws_public_key is the public half of your own private_key; dws_public_key "
-      .. "takes the DWS public key (from the DWS portal), while your public key is the one you upload to DWS", 2)
-  end
-  o.private_key, o.dws_public_key = nil, nil -- keep key text out of the options table
+  self.private_key = load_key("private_key", o.private_key, "private", o.pkcs11_pin)
+  -- One key or a ring by keyVersion; the merchant's own public key given as a DWS key is refused there.
+  local dws_key, kerr = signature.dws_keys(o.dws_public_key, self.private_key)
+  if not dws_key then error("dws.client: option dws_public_key " .. kerr, 2) end
+  self.dws_key = dws_key
+  o.private_key, o.dws_public_key, o.pkcs11_pin = nil, nil, nil -- keep key text and PIN out of the options
   self.logger = o.logger
   -- No logger: no level is wanted, so every log path is one comparison.
   self._log_min = o.logger and LOG_RANK[o.log_level] or math.huge
@@ -397,11 +395,13 @@ end
 local function attempt(self, entry, body, request_id, n, log_body)
   local o = self.options
   local time = self._time()
-  local b64, serr = core.sign(self.private_key, "POST", entry.path, self.client_id, time, body)
+  local b64, serr, skind = core.sign(self.private_key, "POST", entry.path, self.client_id, time, body)
   if not b64 then
-    -- OpenSSL could not sign (out of memory, a provider failure): not a caller's bug, so nil, err.
-    -- F when nothing has been sent yet; after an earlier attempt went out, its outcome is unknown.
-    return failure("signing", serr, { code = errors.SIGNING_FAILED, status = n == 1 and "F" or "U",
+    -- OpenSSL could not sign (out of memory, a provider failure, a PKCS#11 token gone): not a caller's
+    -- bug, so nil, err. F when nothing has been sent yet; after an earlier attempt went out, U.
+    local token = skind == "pkcs11"
+    return failure("signing", token and "token" or serr, { code = token and errors.KEY_UNAVAILABLE
+      or errors.SIGNING_FAILED, status = n == 1 and "F" or "U",
       message = "the request could not be signed: " .. tostring(serr) })
   end
   local headers = {
@@ -449,9 +449,10 @@ local function attempt(self, entry, body, request_id, n, log_body)
       message = "HTTP status " .. tostring(status) })
   end
 
-  local verdict, why = signature.check_response(self.dws_key, "POST", entry.path, self.client_id, res.headers, rbody)
+  local verdict, why, vcode = signature.check_response(self.dws_key, "POST", entry.path, self.client_id, res.headers,
+    rbody)
   if not verdict then
-    return failure("verification", "signature", { code = errors.SIGNATURE_INVALID, http_status = status,
+    return failure("verification", "signature", { code = vcode or errors.SIGNATURE_INVALID, http_status = status,
       message = "response rejected: " .. tostring(why) })
   end
   if verdict == "verified" then

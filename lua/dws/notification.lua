@@ -213,10 +213,10 @@ function M.verify(client, request, opts)
     return fail("SIGNATURE_INVALID", "client-id is not this merchant's", 401)
   end
 
-  local ok, why = signature.verify_message{ key = client.dws_key, method = "POST", path = path,
+  local ok, why, code = signature.verify_message{ key = client.dws_key, method = "POST", path = path,
     client_id = h["client-id"], time = h["request-time"], body = body, signature = h["signature"] }
   if not ok then
-    return fail("SIGNATURE_INVALID", "notification signature does not verify: " .. tostring(why), 401)
+    return fail(code or "SIGNATURE_INVALID", "notification signature does not verify: " .. tostring(why), 401)
   end
 
   local sent = dtime.parse(h["request-time"])
