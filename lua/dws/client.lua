@@ -15,7 +15,7 @@
 -- connect_timeout (5 s), max_retries (2), retry_base_delay (0.5 s), max_response_bytes (1 MiB),
 -- ca_file, proxy, user_agent, transport, logger, allow_insecure_http (false),
 -- notification_tolerance (300 s), notification_store, response_time_tolerance (300 s), server_name,
--- journal, journal_retention (dws.store specs or objects; see README "Stores").
+-- journal, journal_retention (dws.store specs or objects; see docs/stores.md "Stores").
 -- Unknown options, wrong types and values out of range (NaN, infinities, ports, control
 -- characters in anything that reaches a header or URL) raise.
 --
@@ -48,7 +48,7 @@ local M = {}
 --- The one version of lua-dws (the rockspec and the user agent carry it too).
 M.VERSION = "0.1.0"
 
--- Option defaults and the backoff cap live in dws.defaults (README "Client options" documents them).
+-- Option defaults and the backoff cap live in dws.defaults (docs/calls.md "Client options" documents them).
 local DEFAULTS = require("dws.defaults").options
 -- Logger levels, lowest first. Events under the client's log_level are dropped before their
 -- fields are built or redacted (redaction of a requestId alone costs microseconds).
@@ -249,7 +249,7 @@ end
 -- `request_time`, `timeout`, `connect_timeout`, `max_retries`, `retry_base_delay`, `max_response_bytes`,
 -- `ca_file`, `proxy`, `user_agent`, `transport`, `logger`, `log_level`, `allow_insecure_http`,
 -- `notification_tolerance`, `response_time_tolerance`, `notification_store`, `journal`,
--- `journal_retention`, `server_name` (README "Client options": defaults and ranges)
+-- `journal_retention`, `server_name` (docs/calls.md "Client options": defaults and ranges)
 -- @treturn client the client
 -- @raise on an unknown option, a wrong type, a value out of range, an unreadable key, plain http to a
 -- host not on loopback, or `dws_public_key` being the public half of `private_key`
@@ -688,7 +688,7 @@ end
 
 --- Verify a binding notification as received: signature over the raw bytes, the body's required
 -- fields, Request-Time within `notification_tolerance` (or outside it for a requestId the journal
--- holds: a late re-send, README "Notifications"). No de-duplication, no journal change.
+-- holds: a late re-send, docs/notifications.md "Notifications"). No de-duplication, no journal change.
 -- syntax: `n, err = client:verify_notification(request, opts?)`
 -- @tparam table request `{ method = "POST", path = "/notify", headers = {...}, body = raw }`
 -- (headers in any letter case)
@@ -719,7 +719,7 @@ function Client:handle_notification(request, handler, opts)
   return require("dws.notification").handle(self, request, handler, opts)
 end
 
---- The bind-card workflow: local card checks, consult, cache, journal, add (README "Binding a card").
+--- The bind-card workflow: local card checks, consult, cache, journal, add (docs/binding.md "Binding a card").
 -- syntax: `outcome, err = client:bind_card{ customerId =, env = {...}, card = {...}, ... }`
 -- @tparam table params `customerId`, `env`, `card = { cardNo, securityCode, expiryYear, expiryMonth,
 -- instUserName, brand? }`; `referenceCustomerId` or `referenceUserId`, `isTemporary`,

@@ -207,7 +207,7 @@ function signature.sign(args)
 end
 
 --- Verify a Signature header value over a message with a parsed core public key.
--- A predicate (README "Conventions"): true, or false and the reason (and, for a keyVersion no key
+-- A predicate (docs/calls.md "Conventions"): true, or false and the reason (and, for a keyVersion no key
 -- is held for, the code `"KEY_VERSION_UNKNOWN"`).
 -- syntax: `ok, why, code = dws.signature.verify_message{ key =, method =, path =, client_id =, time =, body =,
 -- signature = }`
