@@ -96,6 +96,7 @@ build = {
       ["dws.validate"] = "lua/dws/validate.lua",
       ["dws.time"] = "lua/dws/time.lua",
       ["dws.codes"] = "lua/dws/codes.lua",
+      ["dws.url"] = "lua/dws/url.lua",
       ["dws.runtime"] = "lua/dws/runtime.lua",
    },
 }

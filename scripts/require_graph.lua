@@ -13,7 +13,7 @@ local ROOT = os.getenv("DWS_ROOT") or "."
 local LAYERS = {
   -- 0: C, and data and rules that need nothing but C
   ["dws.core"] = 0, ["dws.curl"] = 0, ["dws.redis"] = 0, ["dws.abi"] = 0, ["dws.codes"] = 0,
-  ["dws.defaults"] = 0, ["dws.time"] = 0, ["dws.runtime"] = 0, ["dws.api"] = 0,
+  ["dws.defaults"] = 0, ["dws.time"] = 0, ["dws.runtime"] = 0, ["dws.api"] = 0, ["dws.url"] = 0,
   -- 1: core rules
   ["dws.redact"] = 1, ["dws.retry"] = 1,
   ["dws.errors"] = 2, ["dws.validate"] = 3, ["dws.card"] = 3, ["dws.signature"] = 3,

@@ -39,6 +39,7 @@ local redact = require "dws.redact"
 local should_retry = require("dws.retry").should_retry
 -- Request-Time and response-time: one parser and one window rule.
 local dtime = require "dws.time"
+local url = require "dws.url"
 
 local type, pairs, pcall, tostring, setmetatable, error = type, pairs, pcall, tostring, setmetatable, error
 local format, min, random = string.format, math.min, math.random
@@ -134,21 +135,20 @@ end
 -- The host is a DNS name or IPv4 address (letters, digits, dots, dashes, underscores) or a bracketed
 -- IPv6 address; the port 1 to 65535. Nothing else (no user info, spaces or control characters).
 local function parse_gateway(gateway)
-  local scheme, authority = gateway:match("^(%a[%w+.-]*)://([^/?#]+)/?$")
-  if not scheme then
+  local u, why = url.split(gateway)
+  if not u and why == "not scheme://host" or u and ((u.path ~= "" and u.path ~= "/") or u.query
+      or gateway:find("#", 1, true)) then
     fail_option("gateway", "must be scheme://host[:port] with no path (e.g. https://open-sea-global.alipay.com)", 4)
   end
-  scheme = scheme:lower()
-  if scheme ~= "https" and scheme ~= "http" then fail_option("gateway", "must use https (or http on loopback)", 4) end
-  local host = authority:match("^(%[[%x:.]+%])") or authority:match("^([%w._%-]+)")
-  if not host then fail_option("gateway", "has no host, or a host with characters a host name cannot have", 4) end
-  local port = authority:sub(#host + 1)
-  if port ~= "" then
-    local digits = port:match("^:(%d%d?%d?%d?%d?)$")
-    local n = tonumber(digits)
-    if not n or n < 1 or n > 65535 then fail_option("gateway", "has a port that is not 1 to 65535", 4) end
+  if u and u.scheme ~= "https" and u.scheme ~= "http" then
+    fail_option("gateway", "must use https (or http on loopback)", 4)
   end
-  return scheme, host, scheme .. "://" .. authority
+  if not u and why ~= "no host" then fail_option("gateway", "has " .. why, 4) end
+  if not u or u.userinfo or not url.plain_host(u.host, u.ipv6) then
+    fail_option("gateway", "has no host, or a host with characters a host name cannot have", 4)
+  end
+  local host = u.ipv6 and "[" .. u.host .. "]" or u.host
+  return u.scheme, host, u.scheme .. "://" .. u.authority
 end
 
 -- Raises (at the caller of dws.client) unless every numeric option is finite and in range.

@@ -14,6 +14,7 @@ local defaults = require "dws.defaults"
 local dtime = require "dws.time"
 local journal = require "dws.journal"
 local validate = require "dws.validate"
+local is_object = validate.is_object
 local runtime = require "dws.runtime"
 
 local M = {}
@@ -62,9 +63,6 @@ for i = 1, #SIGNED_LIST do SIGNED_HEADERS[SIGNED_LIST[i]] = true end
 -- @treturn int milliseconds since the epoch, or nil when `s` is neither form
 M.parse_time = dtime.parse
 
-local function is_object(v)
-  return type(v) == "table" and getmetatable(v) ~= core.array_mt
-end
 
 -- After the signature and the replay window: only what is needed to act is required
 -- (requestId, paymentMethodDetail). Everything else DWS may or may not send (the page's own
