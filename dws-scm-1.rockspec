@@ -91,6 +91,7 @@ build = {
       ["dws.time"] = "lua/dws/time.lua",
       ["dws.codes"] = "lua/dws/codes.lua",
       ["dws.url"] = "lua/dws/url.lua",
+      ["dws.pipeline"] = "lua/dws/pipeline.lua",
       ["dws.runtime"] = "lua/dws/runtime.lua",
    },
    install = {

@@ -28,6 +28,7 @@ return {
     ["dws.multi"] = true,        -- the scheduler behind client:run_all
     ["dws.time"] = true,         -- Request-Time parsing and the one time-window rule
     ["dws.runtime"] = true,      -- inside nginx or not: phases, sleeping, background timers
+    ["dws.pipeline"] = true,     -- the call pipeline a client composes (validate, encode, sign, send, verify, retry)
     ["dws.url"] = true,          -- the one URL splitter (gateway option, cosocket URLs, redis specs)
     ["dws.codes"] = true,        -- the one table of codes (docs/calls.md "Errors" is made from it)
     ["dws.wait"] = true,         -- client:wait_binding's polling

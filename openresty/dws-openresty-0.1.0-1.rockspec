@@ -97,6 +97,7 @@ build = {
       ["dws.time"] = "lua/dws/time.lua",
       ["dws.codes"] = "lua/dws/codes.lua",
       ["dws.url"] = "lua/dws/url.lua",
+      ["dws.pipeline"] = "lua/dws/pipeline.lua",
       ["dws.runtime"] = "lua/dws/runtime.lua",
    },
 }

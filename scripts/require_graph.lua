@@ -21,7 +21,7 @@ local LAYERS = {
   ["dws.transport.curl"] = 4, ["dws.transport.ngx"] = 4,
   ["dws.store"] = 4, ["dws.store.sqlite"] = 5, ["dws.store.redis"] = 5, ["dws.store.shared_dict"] = 5,
   -- 6: the binding journal; 7: the workflows over it
-  ["dws.journal"] = 6,
+  ["dws.journal"] = 6, ["dws.pipeline"] = 6,
   ["dws.notification"] = 7, ["dws.bind_card"] = 7, ["dws.multi"] = 7, ["dws.wait"] = 7,
   -- 8: the client composes them; 9: what users and tools require
   ["dws.client"] = 8,

@@ -138,7 +138,7 @@ describe("client:run_all against a hostile gateway on raw sockets", function()
         local _, greqs = batch_of(4, "good")
         client:run_all(greqs, { concurrency = 4 })
         assert.same({ single = 2, batch = 8 }, { single = client.transport:stats().connects,
-          batch = client._multi:stats().connects })
+          batch = client.runner:stats().connects })
       end)
 
       it("does not resend a cacheCard whose reused connection closed after it was sent", function()

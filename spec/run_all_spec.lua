@@ -124,7 +124,7 @@ describe("client:run_all", function()
     for i = 1, 16 do reqs[i] = consult(OK_CUSTOMER) end
     client:run_all(reqs, { concurrency = 4 })
     client:run_all(reqs, { concurrency = 4 })
-    local st = client._multi:stats()
+    local st = client.runner:stats()
     assert.same({ requests = 32, at_most_4 = true }, { requests = st.requests, at_most_4 = st.connects <= 4 })
   end)
 

@@ -137,8 +137,7 @@ end
 M.TOKEN_GONE = { [errors.INVALID_PAYMENTMETHOD_TOKEN] = true }
 
 -- Send the journaled bytes of `rec` and record the answer. -> outcome | nil, err
-local function send_recorded(client, rec, resuming)
-  local j = client.journal
+local function send_recorded(p, j, rec, resuming)
   local id = rec.requestId
   local sent, jerr, kind = j:transition(id, "send", "SENT", function(r) r.sends = (r.sends or 0) + 1 end)
   if not sent then
@@ -148,7 +147,7 @@ local function send_recorded(client, rec, resuming)
   end
   if sent.state ~= "SENT" then return M.outcome_of(sent) end -- finished meanwhile (notification)
 
-  local res, n_or_err = client:call_raw("addPaymentMethod", sent.body, id)
+  local res, n_or_err = p:send(p:entry("addPaymentMethod", 2), sent.body, id)
   local to, edit, err
   if res then
     local action = nonempty(res.actionForm)
@@ -166,7 +165,7 @@ local function send_recorded(client, rec, resuming)
     if err.status == "F" and resuming and err.code == errors.REPEAT_REQ_INCONSISTENT then
       -- We re-sent the journaled bytes and DWS says they differ: our bug, never the customer's.
       -- The first request may still have bound the card, so the record stays UNKNOWN.
-      client:log("error", "resume_binding: DWS answered REPEAT_REQ_INCONSISTENT to the journaled bytes",
+      p:log("error", "resume_binding: DWS answered REPEAT_REQ_INCONSISTENT to the journaled bytes",
         { requestId = id, sends = sent.sends })
       local cause = err
       err = errors.new{ api = "addPaymentMethod", code = errors.RESUME_INCONSISTENT, request_id = id,
@@ -179,7 +178,7 @@ local function send_recorded(client, rec, resuming)
       -- A first send, and DWS says another request owns this requestId (one sent before this
       -- journal knew it: another system, a lost journal). That request may still bind a card, and
       -- its notification will come: nothing final can be said until then.
-      client:log("warn", "bind_card: an earlier request owns this requestId at DWS; waiting for its notification",
+      p:log("warn", "bind_card: an earlier request owns this requestId at DWS; waiting for its notification",
         { requestId = id })
       to = "CONFLICT"
       err.message = err.message .. " (an earlier request with this requestId exists at DWS; its notification "
@@ -204,7 +203,7 @@ local function send_recorded(client, rec, resuming)
   if not after then
     -- DWS answered but the record could not be updated: it stays SENT and will be found by
     -- pending_bindings; a resume re-sends the same bytes and gets the same answer.
-    client:log("error", "bind_card: the journal could not record the answer", { requestId = id,
+    p:log("error", "bind_card: the journal could not record the answer", { requestId = id,
       state = to, error = tostring(jerr) })
     after = sent
     after.state = to
@@ -218,12 +217,12 @@ local function send_recorded(client, rec, resuming)
     if err.code == errors.RESUME_INCONSISTENT then return nil, err end
     outcome.error = err
   end
-  client:log("info", "bind_card: " .. outcome.status, { requestId = id, mask = outcome.mask })
+  p:log("info", "bind_card: " .. outcome.status, { requestId = id, mask = outcome.mask })
   return outcome
 end
 
--- bind(client, params) -> outcome | nil, err
-function M.bind(client, params)
+-- bind(pipeline, journal, params) -> outcome | nil, err
+function M.bind(p, j, params)
   if type(params) ~= "table" then error("dws bind_card: params must be a table", 2) end
   if type(params.card) ~= "table" then return card_invalid("card is required (a table)", "card") end
 
@@ -258,15 +257,14 @@ function M.bind(client, params)
     local ok, verr = validate.request(check[1], check[2])
     if not ok then
       verr.request_id = check[1] == api.addPaymentMethod and validate.plain_id(params.requestId) or nil
-      client:log("error", "bind_card: nothing sent: " .. verr.message, { api = check[1].name, field = verr.field })
+      p:log("error", "bind_card: nothing sent: " .. verr.message, { api = check[1].name, field = verr.field })
       return nil, verr
     end
     if check[1] == api.addPaymentMethod then add.requestId = ok.requestId end
   end
   local request_id = add.requestId
-  client:log("info", "bind_card: card checked locally", { mask = mask, brand = brand })
+  p:log("info", "bind_card: card checked locally", { mask = mask, brand = brand })
 
-  local j = client.journal
   if params.requestId ~= nil then
     local known, jerr, kind = j:get(request_id)
     if jerr then return nil, journal_error(request_id, jerr, "cannot check the requestId", kind) end
@@ -276,15 +274,15 @@ function M.bind(client, params)
     end
   end
 
-  local options, err = client:call("consultAddablePaymentMethod", consult)
+  local options, err = p:call(p:entry("consultAddablePaymentMethod", 2), consult)
   if not options then return nil, err end
   local option, detail = M.choose_option(options.paymentOptions, brand)
   if not option then return not_addable(detail) end
-  client:log("info", "bind_card: addable card option found",
+  p:log("info", "bind_card: addable card option found",
     { paymentMethodType = option.paymentMethodType, brands = table.concat(detail, ",") })
 
   local cached
-  cached, err = client:call("cacheCard", cache_request)
+  cached, err = p:call(p:entry("cacheCard", 2), cache_request)
   local card_no = c.cardNo
   -- Our copy of the clear card is done with (the caller's table is theirs to clear).
   c.cardNo, c.securityCode = nil, nil
@@ -293,7 +291,7 @@ function M.bind(client, params)
     and cached.paymentMethodDetail.card or {}
   local same, mismatch = M.same_card(card_no, brand, cached_card)
   if not same then
-    client:log("error", "bind_card: " .. mismatch, { mask = mask })
+    p:log("error", "bind_card: " .. mismatch, { mask = mask })
     return nil, errors.new{ api = "cacheCard", code = errors.CARD_MISMATCH,
                             message = mismatch .. "; nothing was added" }
   end
@@ -305,10 +303,10 @@ function M.bind(client, params)
   -- DWS's own mask (now known to be this card's) is preferred.
   mask = string_or_nil(cached_card.mask) or mask
   brand = string_or_nil(cached_card.brand) or brand
-  client:log("info", "bind_card: card cached", { mask = mask, expiryTime = cached.expiryTime })
+  p:log("info", "bind_card: card cached", { mask = mask, expiryTime = cached.expiryTime })
 
   add.paymentMethodDetail.card.cardToken = temp_token
-  local body, id_or_err = client:encode_request("addPaymentMethod", add)
+  local body, id_or_err = p:encode(p:entry("addPaymentMethod", 2), add)
   if not body then return nil, id_or_err end
 
   -- Journaled before it is sent: whatever happens next, the bytes can be sent again.
@@ -332,7 +330,7 @@ function M.bind(client, params)
     return nil, errors.new{ api = "bindCard", code = errors.REQUEST_ID_REUSED, request_id = request_id,
       message = "requestId is already in the binding journal; use resume_binding" }
   end
-  return send_recorded(client, rec, false)
+  return send_recorded(p, j, rec, false)
 end
 
 local function check_id(request_id, who)
@@ -341,10 +339,10 @@ local function check_id(request_id, who)
   end
 end
 
--- binding(client, requestId) -> view | nil (unknown) | nil, err
-function M.binding(client, request_id)
+-- binding(journal, requestId) -> view | nil (unknown) | nil, err
+function M.binding(j, request_id)
   check_id(request_id, "binding")
-  local rec, err, kind = client.journal:get(request_id)
+  local rec, err, kind = j:get(request_id)
   if not rec then
     if err then return nil, journal_error(request_id, err, "cannot read the binding journal", kind) end
     return nil
@@ -352,10 +350,10 @@ function M.binding(client, request_id)
   return journal.view(rec)
 end
 
--- resume(client, requestId) -> outcome | nil, err
-function M.resume(client, request_id)
+-- resume(pipeline, journal, requestId) -> outcome | nil, err
+function M.resume(p, j, request_id)
   check_id(request_id, "resume_binding")
-  local rec, err, kind = client.journal:get(request_id)
+  local rec, err, kind = j:get(request_id)
   if not rec then
     if err then return nil, journal_error(request_id, err, "cannot read the binding journal", kind) end
     return nil, errors.new{ api = "bindCard", code = errors.BINDING_NOT_FOUND, request_id = request_id,
@@ -372,21 +370,21 @@ function M.resume(client, request_id)
   -- The bytes re-sent must be this binding's own request, whatever else the record says.
   local mine, why = journal.body_matches(rec, request_id)
   if not mine then
-    client:log("error", "resume_binding: " .. why, { requestId = request_id })
+    p:log("error", "resume_binding: " .. why, { requestId = request_id })
     return nil, journal_error(request_id, why, "", journal.DAMAGED)
   end
-  client:log("info", "resume_binding: re-sending the journaled request", { requestId = request_id,
+  p:log("info", "resume_binding: re-sending the journaled request", { requestId = request_id,
     state = rec.state, sends = rec.sends })
-  return send_recorded(client, rec, true)
+  return send_recorded(p, j, rec, true)
 end
 
--- pending(client, { older_than = seconds }) -> { binding, ... } | nil, err
-function M.pending(client, opts)
+-- pending(journal, { older_than = seconds }) -> { binding, ... } | nil, err
+function M.pending(j, opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("dws: pending_bindings: opts must be a table", 2) end
   local older = opts.older_than or 0
   if type(older) ~= "number" or older < 0 then error("dws: pending_bindings: older_than must be seconds >= 0", 2) end
-  local recs, err = client.journal:pending(older)
+  local recs, err = j:pending(older)
   if not recs then return nil, journal_error(nil, err, "cannot read the binding journal") end
   local out = {}
   for i, rec in ipairs(recs) do out[i] = journal.view(rec) end

@@ -3,12 +3,9 @@
 -- "Client options" table.
 -- @module dws.client
 
--- The client object and its call pipeline:
---   validate -> encode (once) -> [sign -> send -> verify -> classify -> retry?]
---
--- Everything that can be done once is done in client.new: keys parsed, the transport made,
--- per-API paths, URLs and static headers computed. A call then costs one validation walk, one
--- JSON encode, one RSA signature and one verification per attempt.
+-- The client composes the pieces: it checks the options, parses the keys once, makes the
+-- transport, the journal and the call pipeline (dws.pipeline: validate -> encode (once) -> [sign ->
+-- send -> verify -> classify -> retry?]), and hands each workflow the parts it needs.
 --
 -- Options (dws.client{...}): client_id, private_key, dws_public_key, gateway (required);
 -- key_version ("1"), request_time ("millis" | "iso8601" | function), timeout (15 s),
@@ -19,30 +16,18 @@
 -- Unknown options, wrong types and values out of range (NaN, infinities, ports, control
 -- characters in anything that reaches a header or URL) raise.
 --
--- Fields other modules (notification, bind_card) rely on: client.client_id, client.private_key
--- and client.dws_key (parsed dws.core keys), client.logger, client.transport, client.options
--- (the options with defaults applied, key text removed), client:call(api_name, request) and
--- client:log(level, message, fields) (the logger behind pcall).
---
--- Logger events (logger(level, message, fields), fields.event): "request" (debug; api,
--- request_id, attempt, body), "response" (debug; + http_status, elapsed, body), "result" (info;
--- result_code, result_status), "retry" (warn; code, http_status, delay, reason), "error" (error;
--- code, status, attempts, field, message, reason: why it was not retried). Every string handed
--- over (message and fields, bodies included) is redacted and has its control characters escaped
--- (dws.redact.printable).
+-- A client's fields: client_id, private_key and dws_key (parsed dws.core keys), logger, transport,
+-- options (the options with defaults applied, key text removed), journal, pipeline. The logger's
+-- events are dws.pipeline's (its header lists them).
 local core = require "dws.core"
 local api = require "dws.api"
-local validate = require "dws.validate"
-local errors = require "dws.errors"
 local signature = require "dws.signature"
-local redact = require "dws.redact"
-local should_retry = require("dws.retry").should_retry
--- Request-Time and response-time: one parser and one window rule.
+local pipeline = require "dws.pipeline"
 local dtime = require "dws.time"
 local url = require "dws.url"
 
 local type, pairs, pcall, tostring, setmetatable, error = type, pairs, pcall, tostring, setmetatable, error
-local format, min, random = string.format, math.min, math.random
+local format = string.format
 
 local M = {}
 
@@ -51,10 +36,7 @@ M.VERSION = "0.1.0"
 
 -- Option defaults and the backoff cap live in dws.defaults (docs/calls.md "Client options" documents them).
 local DEFAULTS = require("dws.defaults").options
--- Logger levels, lowest first. Events under the client's log_level are dropped before their
--- fields are built or redacted (redaction of a requestId alone costs microseconds).
-local LOG_RANK = { debug = 1, info = 2, warn = 3, error = 4 }
-local MAX_RETRY_DELAY = require("dws.defaults").max_retry_delay
+local LOG_RANK = pipeline.LOG_RANK
 
 -- Numeric options: { low, high, whole number?, low excluded? }. Every one must be a finite number in
 -- its range: NaN compares false with everything and would switch a check off (a NaN tolerance
@@ -106,11 +88,6 @@ local OPTION_TYPES = {
 -- String options that reach a header, a URL, a TLS name or a C string: a control character there
 -- (CR/LF) could forge a header line, a NUL would cut the value short in C.
 local NO_CONTROL_OPTIONS = { "client_id", "gateway", "ca_file", "proxy", "user_agent", "server_name" }
-
--- nginx phases in which cosockets cannot be used.
-local NO_COSOCKET_PHASES = {
-  init = true, init_worker = true, set = true, header_filter = true, body_filter = true, log = true,
-}
 
 -- Raised at the level of the code that called dws.client (level 3 from client.new itself;
 -- helpers one call deeper pass 4).
@@ -297,10 +274,7 @@ function M.new(opts)
   self.dws_key = dws_key
   o.private_key, o.dws_public_key, o.pkcs11_pin = nil, nil, nil -- keep key text and PIN out of the options
   self.logger = o.logger
-  -- No logger: no level is wanted, so every log path is one comparison.
-  self._log_min = o.logger and LOG_RANK[o.log_level] or math.huge
   self.options = o
-  self._time = time_source(o.request_time)
   -- On by default (memory): an UNKNOWN outcome is only worth something if it can be resumed.
   local journal, jerr = require("dws.journal").open(o.journal, { retention = o.journal_retention })
   -- A journal that cannot be opened now would fail every binding later, far from the cause.
@@ -309,312 +283,36 @@ function M.new(opts)
 
   local in_nginx = inside_nginx() ~= nil
   o.user_agent = o.user_agent or user_agent(in_nginx and "ngx" or "curl")
+  local kind
   if o.transport then
     self.transport = o.transport
   else
-    local kind
     self.transport, kind = choose_transport(o, o.user_agent)
-    self._in_nginx = kind == "ngx"
   end
 
   -- Per API, once: the path as sent and signed (SANDBOX_ client ids use /ams/sandbox/api), the
   -- URL, and the headers that never change.
   local sandbox = o.client_id:sub(1, 8) == "SANDBOX_"
-  self._apis = {}
+  local apis = {}
   for i = 1, #api.ALL do
     local def = api.ALL[i]
     local path = def.path
     if sandbox then path = path:gsub("^/ams/api/", "/ams/sandbox/api/") end
-    self._apis[def.name] = {
+    apis[def.name] = {
       def = def,
       path = path,
       url = base .. path,
       content_type = "application/json; charset=UTF-8",
     }
   end
+  self.pipeline = pipeline.new{
+    client_id = self.client_id, private_key = self.private_key, dws_key = self.dws_key, options = o,
+    time = time_source(o.request_time), apis = apis, transport = self.transport, logger = o.logger,
+    -- No logger: no level is wanted, so every log path is one comparison.
+    log_min = o.logger and LOG_RANK[o.log_level] or math.huge,
+    in_nginx = kind == "ngx",
+  }
   return self
-end
-
--- What the logger gets: the message and every string field redacted and escaped (text from the
--- gateway or the caller, a body or a requestId, can neither leak card data nor forge a log line).
-local printable = redact.printable
-
--- Whether an event of this level reaches the logger: callers skip building its fields otherwise.
-local function wants(self, level)
-  return LOG_RANK[level] >= self._log_min
-end
-
-local function log(self, level, message, fields)
-  local logger = self.logger
-  if not logger or (LOG_RANK[level] or LOG_RANK.error) < self._log_min then return end
-  local safe = {}
-  if type(fields) == "table" then
-    for k, v in pairs(fields) do
-      local tv = type(v)
-      if tv == "string" then
-        safe[k] = printable(v)
-      elseif tv == "table" then
-        safe[k] = redact.table(v)
-      else
-        safe[k] = v
-      end
-    end
-  end
-  -- A failing logger must never break a payment call.
-  pcall(logger, level, printable(message), safe)
-end
-
--- Transport kind -> error code (whether it is retried is dws.retry's to say).
-local TRANSPORT_ERRORS = require("dws.codes").by_transport
-
--- An attempt's failure: err.retryable and the reason logged both come from dws.retry.
-local function failure(what, detail, fields)
-  local again, reason = should_retry(what, detail)
-  fields.retryable = again
-  return nil, errors.new(fields), reason
-end
-
--- OpenSSL's words (through libcurl or nginx) for a chain that ends at a CA we do not trust.
-local MISSING_CA_WORDS = { "unable to get local issuer certificate", "unable to get issuer certificate",
-  "self-signed certificate", "self signed certificate" }
-local CA_HINT = " (the gateway's certificate chain does not end at a CA in the system store: "
-  .. "pass its CA bundle as the ca_file option)"
-local CA_HINT_NGX = " (the gateway's certificate chain does not end at a CA nginx trusts: "
-  .. "add its CA bundle to lua_ssl_trusted_certificate; the ca_file option does not apply to cosockets)"
-
-local function missing_ca(message)
-  local lower = message:lower()
-  for i = 1, #MISSING_CA_WORDS do
-    if lower:find(MISSING_CA_WORDS[i], 1, true) then return true end
-  end
-  return false
-end
-
--- One signed request and its classification. Returns the decoded S response, or nil, err, and
--- why it is (or is not) worth another attempt.
-local function attempt(self, entry, body, request_id, n, log_body)
-  local o = self.options
-  local time = self._time()
-  local b64, serr, skind = core.sign(self.private_key, "POST", entry.path, self.client_id, time, body)
-  if not b64 then
-    -- OpenSSL could not sign (out of memory, a provider failure, a PKCS#11 token gone): not a caller's
-    -- bug, so nil, err. F when nothing has been sent yet; after an earlier attempt went out, U.
-    local token = skind == "pkcs11"
-    return failure("signing", token and "token" or serr, { code = token and errors.KEY_UNAVAILABLE
-      or errors.SIGNING_FAILED, status = n == 1 and "F" or "U",
-      message = "the request could not be signed: " .. tostring(serr) })
-  end
-  local headers = {
-    ["Content-Type"] = entry.content_type,
-    ["Client-Id"] = self.client_id,
-    ["Request-Time"] = time,
-    ["Signature"] = core.signature_header(b64, o.key_version),
-    ["User-Agent"] = o.user_agent,
-  }
-  local debug = wants(self, "debug")
-  local started
-  if debug then
-    started = core.monotonic()
-    log(self, "debug", "dws request", { event = "request", api = entry.def.name, request_id = request_id,
-      attempt = n, body = log_body })
-  end
-
-  -- Not pcalled: a transport that raises has a bug (or was handed one), and that is a programming
-  -- error to surface as it is, not a connection failure to retry.
-  local transport = self.transport
-  local res, kind, message = transport:request{
-    method = "POST", url = entry.url, headers = headers, body = body,
-    timeout = o.timeout, connect_timeout = o.connect_timeout,
-  }
-  if not res then
-    if not TRANSPORT_ERRORS[kind] then kind = "error" end
-    message = tostring(kind) .. ": " .. tostring(message)
-    if kind == "tls" and missing_ca(message) then message = message .. (self._in_nginx and CA_HINT_NGX or CA_HINT) end
-    return failure("transport", kind, { code = TRANSPORT_ERRORS[kind], message = message })
-  end
-
-  local status = res.status
-  local rbody = res.body
-  if type(rbody) ~= "string" then rbody = "" end
-  if debug then
-    log(self, "debug", "dws response", { event = "response", api = entry.def.name, request_id = request_id,
-      attempt = n, http_status = status, elapsed = core.monotonic() - started, body = rbody })
-  end
-  if #rbody > o.max_response_bytes then
-    return failure("response", "body over max_response_bytes", { code = errors.RESPONSE_TOO_LARGE,
-      http_status = status, message = "response body is over max_response_bytes" })
-  end
-  if status ~= 200 then
-    return failure("http", status, { code = errors.HTTP_ERROR, http_status = status,
-      message = "HTTP status " .. tostring(status) })
-  end
-
-  local verdict, why, vcode = signature.check_response(self.dws_key, "POST", entry.path, self.client_id, res.headers,
-    rbody)
-  if not verdict then
-    return failure("verification", "signature", { code = vcode or errors.SIGNATURE_INVALID, http_status = status,
-      message = "response rejected: " .. tostring(why) })
-  end
-  if verdict == "verified" then
-    -- A genuine answer replayed from another time (or a gateway clock far off) is refused: the
-    -- signed response-time must be within response_time_tolerance of the local clock.
-    local sent = dtime.parse(why)
-    if not sent then
-      return failure("verification", "response-time", { code = errors.RESPONSE_TIME_INVALID, http_status = status,
-        message = "response-time is neither milliseconds nor ISO 8601" })
-    end
-    local tolerance = o.response_time_tolerance
-    local skew = dtime.outside(sent, core.time_ms(), tolerance)
-    if skew then
-      return failure("verification", "response-time", { code = errors.RESPONSE_TIME_INVALID, http_status = status,
-        message = "response-time is " .. dtime.describe(skew, tolerance) })
-    end
-  end
-
-  local decoded = core.json_decode(rbody)
-  local result = type(decoded) == "table" and decoded.result
-  if type(result) ~= "table" or type(result.resultStatus) ~= "string" then
-    return failure("response", "no result.resultStatus", { code = errors.RESPONSE_MALFORMED, http_status = status,
-      message = "response is not JSON with result.resultStatus" })
-  end
-  if result.resultMessage == nil and result.resultMsg ~= nil then result.resultMessage = result.resultMsg end
-  local result_status = result.resultStatus
-  if verdict == "unsigned" and result_status ~= "F" and result_status ~= "U" then
-    return failure("verification", "unsigned", { code = errors.SIGNATURE_MISSING, http_status = status,
-      message = "response with result status " .. (result_status == "S" and "S" or "other than F or U")
-        .. " arrived without signature or response-time" })
-  end
-  if request_id then
-    -- An answer to an idempotent call must name the request it answers: a verified answer carrying
-    -- another requestId (or, for S, none: the page makes it a required field) could be another
-    -- customer's result. Unsigned F and U answers may lack it (gateway errors).
-    local rid = decoded.requestId
-    if rid ~= request_id and (rid ~= nil or result_status == "S") then
-      return failure("verification", "requestId", { code = errors.RESPONSE_MISMATCH, http_status = status,
-        message = rid == nil and "answer carries no requestId" or "answer carries another requestId" })
-    end
-  end
-  if wants(self, "info") then
-    log(self, "info", "dws result", { event = "result", api = entry.def.name, request_id = request_id, attempt = n,
-      http_status = status, result_code = result.resultCode, result_status = result_status })
-  end
-  if result_status == "S" then
-    return decoded
-  end
-  if result_status == "F" or result_status == "U" then
-    local err, reason = errors.from_result(result, nil, verdict == "verified" and decoded or nil, status)
-    return nil, err, reason
-  end
-  return failure("response", "unknown result.resultStatus", { code = errors.RESPONSE_MALFORMED, http_status = status,
-    message = "unknown result.resultStatus" })
-end
-
-local function check_phase()
-  local ok, phase = pcall(ngx.get_phase)
-  if ok and NO_COSOCKET_PHASES[phase] then
-    error("dws: API calls need cosockets, which nginx does not offer in the " .. phase .. " phase "
-      .. "(call from a content, access or rewrite handler, or from ngx.timer.at)", 4)
-  end
-end
-
-local function log_error(self, def, request_id, n, err, reason)
-  log(self, "error", "dws error", { event = "error", api = def.name, request_id = request_id, attempts = n,
-    code = err.code, status = err.status, field = err.field, http_status = err.http_status, message = err.message,
-    reason = reason })
-end
-
--- A request refused before any attempt: logged once, here, and returned.
-local function refuse(self, def, request_id, err)
-  err.attempts, err.request_id = 0, request_id
-  log_error(self, def, request_id, 0, err)
-  return nil, err
-end
-
--- Validate and encode a request once. -> body, request_id | nil, err
-local function prepare(self, entry, request, as_buffer)
-  local def = entry.def
-  local id_field = def.request_id_field
-  local defaults
-  if id_field and type(request) == "table" and request[id_field] == nil then
-    defaults = { [id_field] = core.uuid4() }
-  end
-
-  local req, err, unknown = validate.request(def, request, defaults)
-  if unknown then
-    -- Policy: fields the API pages do not define are sent (DWS adds fields before we know them),
-    -- but never silently: a misspelt field would otherwise just go missing.
-    log(self, "warn", "dws unknown request fields", { event = "unknown_fields", api = def.name,
-      fields = unknown })
-  end
-  local request_id
-  if id_field then
-    if req then
-      request_id = req[id_field]
-    elseif defaults then
-      request_id = defaults[id_field]
-    else
-      -- The caller's own id, only when it is plainly one (validation may have stopped before it).
-      request_id = validate.plain_id(type(request) == "table" and request[id_field] or nil)
-    end
-  end
-  if not req then return refuse(self, def, request_id, err) end
-
-  -- Encoded once: the same bytes are signed and sent on every attempt. A transport that takes a
-  -- dws.buffer gets one (as_buffer), so the body (card data) is never a Lua string and is wiped
-  -- after the last attempt; the logger then sees the request redacted before encoding instead.
-  local encode = as_buffer and core.json_encode_buffer or core.json_encode
-  -- No stringify flag: validate.request has made every scalar a string already. The request's
-  -- rules (UTF-8, NUL, lengths, depth, cycles) are validate.lua's; the encoder's own checks only
-  -- keep core.json_encode safe for its other callers, and cannot fire here.
-  local body, jerr = encode(req)
-  if not body then
-    return refuse(self, def, request_id,
-      errors.param("request", "request cannot be encoded as JSON: " .. tostring(jerr), def.name))
-  end
-  local log_body
-  if wants(self, "debug") then
-    log_body = redact.text(type(body) == "string" and body or core.json_encode(redact.table(req)))
-  end
-  return body, request_id, log_body
-end
-
--- The attempt loop: the same bytes signed afresh and sent on every attempt; a dws.buffer body is
--- wiped once no attempt is left. -> decoded S response, attempts | nil, err (err.attempts)
-local function send(self, entry, body, request_id, log_body)
-  local def = entry.def
-  if log_body == nil and wants(self, "debug") then log_body = redact.text(body) end
-  local o = self.options
-  local max_attempts = o.max_retries + 1
-  local n = 0
-  while true do
-    n = n + 1
-    local res, err, reason = attempt(self, entry, body, request_id, n, log_body)
-    if (res or not err.retryable or n >= max_attempts) and type(body) ~= "string" then body:wipe() end
-    if res then return res, n end
-    err.api, err.attempts, err.request_id = def.name, n, request_id
-    if not err.retryable or n >= max_attempts then
-      if err.retryable then reason = "no attempt left (max_retries = " .. o.max_retries .. "); " .. reason end
-      log_error(self, def, request_id, n, err, reason)
-      return nil, err
-    end
-    -- Exponential backoff with full jitter: a random delay up to base * 2^(n-1), capped.
-    local delay = random() * min(MAX_RETRY_DELAY, o.retry_base_delay * 2 ^ (n - 1))
-    log(self, "warn", "dws retry", { event = "retry", api = def.name, request_id = request_id, attempt = n,
-      code = err.code, http_status = err.http_status, delay = delay, reason = reason })
-    local transport = self.transport
-    if type(transport.sleep) == "function" then
-      transport:sleep(delay)
-    else
-      core.sleep(delay)
-    end
-  end
-end
-
-local function entry_of(self, api_name)
-  local entry = self._apis[api_name]
-  if not entry then error("dws: unknown API " .. tostring(api_name), 3) end
-  if self._in_nginx then check_phase() end
-  return entry
 end
 
 --- A client, as `dws.client(opts)` returns it. Calls return the decoded, verified answer (result
@@ -632,28 +330,8 @@ end
 -- @treturn[2] dws.errors.Error err: `F`, `U` after the retries, or a local failure
 -- @raise on an unknown API, or inside nginx in a phase without cosockets
 function Client:call(api_name, request)
-  local entry = entry_of(self, api_name)
-  local body, request_id, log_body = prepare(self, entry, request, self.transport.body_buffers)
-  if not body then return nil, request_id end
-  local res, err = send(self, entry, body, request_id, log_body)
-  if not res then return nil, err end
-  return res
-end
-
---- Internal (HACKING.md): the two halves of call, for the binding journal, which must record the
--- exact bytes before they are sent and re-send them unchanged on resume.
--- encode_request(api_name, request) -> body, request_id | nil, err
--- @local
-function Client:encode_request(api_name, request)
-  return prepare(self, entry_of(self, api_name), request)
-end
-
---- Internal (HACKING.md): call_raw(api_name, body, request_id) -> decoded S response, attempts | nil, err
--- `body` is sent as it is (re-signed with a fresh Request-Time per attempt), never re-encoded.
--- @local
-function Client:call_raw(api_name, body, request_id)
-  if type(body) ~= "string" then error("dws: call_raw: body must be the encoded request", 2) end
-  return send(self, entry_of(self, api_name), body, request_id)
+  local p = self.pipeline
+  return p:call(p:entry(api_name, 2), request)
 end
 
 --- consultAddablePaymentMethod: the payment methods the customer can add.
@@ -731,7 +409,7 @@ end
 -- @treturn[2] dws.errors.Error err: an F answer or a failure before sending (`CARD_INVALID`,
 -- `PAYMENT_METHOD_NOT_ADDABLE`, `CARD_MISMATCH`, `REQUEST_ID_REUSED`, `JOURNAL_UNAVAILABLE`, ...)
 function Client:bind_card(params)
-  return require("dws.bind_card").bind(self, params)
+  return require("dws.bind_card").bind(self.pipeline, self.journal, params)
 end
 
 --- A binding as the journal has it.
@@ -742,7 +420,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string err when the store cannot answer
 function Client:binding(request_id)
-  return require("dws.bind_card").binding(self, request_id)
+  return require("dws.bind_card").binding(self.journal, request_id)
 end
 
 --- Wait until a notification has decided a binding (BOUND or FAILED, or UNCONFIRMED: a notification
@@ -769,7 +447,7 @@ end
 -- @treturn[2] dws.errors.Error err: `BINDING_NOT_FOUND`, `BINDING_FINAL` (`err.binding`), an F answer
 -- (`err.reenter_card` when the temporary token expired), `RESUME_INCONSISTENT`
 function Client:resume_binding(request_id)
-  return require("dws.bind_card").resume(self, request_id)
+  return require("dws.bind_card").resume(self.pipeline, self.journal, request_id)
 end
 
 --- The bindings not yet final, for a sweeper.
@@ -779,7 +457,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string err when the store cannot answer
 function Client:pending_bindings(opts)
-  return require("dws.bind_card").pending(self, opts)
+  return require("dws.bind_card").pending(self.journal, opts)
 end
 
 --- Many calls in flight (plain Lua 5.4 / LuaJIT over libcurl's multi interface; raises inside
@@ -790,7 +468,9 @@ end
 -- @treturn table `results[i]` is `{ res = answer }` or `{ err = error object }`, in request order
 -- @raise on an unknown API name, a bad `concurrency`, or inside nginx
 function Client:run_all(requests, opts)
-  return require("dws.multi").run_all(self, requests, opts)
+  -- run_all's own connection pool, kept for the next batch and closed with the client
+  self.runner = self.runner or require("dws.multi").runner(self.pipeline)
+  return self.runner:run(requests, opts)
 end
 
 --- Send an event to the configured logger, if any, shielded from its failures (for the
@@ -801,7 +481,7 @@ end
 -- @tparam string message
 -- @tparam[opt] table fields
 function Client:log(level, message, fields)
-  log(self, level, message, fields)
+  self.pipeline:log(level, message, fields)
 end
 
 --- Release the transport's connection (also done by the garbage collector). Idempotent.
@@ -809,7 +489,7 @@ end
 function Client:close()
   local transport = self.transport
   if transport and type(transport.close) == "function" then transport:close() end
-  if self._multi then self._multi:close() end -- run_all's connection pool
+  if self.runner then self.runner:close() end -- run_all's connection pool
 end
 
 return M

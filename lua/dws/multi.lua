@@ -54,37 +54,58 @@ function Yielding:stats()
   return self.pool:stats()
 end
 
--- The client's pool, made (or remade for another concurrency) on demand.
-local function pool_of(client, concurrency)
-  local pool = client._multi
-  if pool and client._multi_slots == concurrency then return pool end
+-- A runner: the client's pipeline and the connection pool its batches share, made (or remade for
+-- another concurrency) on demand; the client closes it with itself.
+local Runner = {}
+Runner.__index = Runner
+
+local function pool_of(runner, concurrency)
+  local pool = runner.pool
+  if pool and runner.slots == concurrency then return pool end
   if pool then pool:close() end
-  local o = client.options
+  local o = runner.pipeline.options
   local m, err = curl.multi{
     slots = concurrency, ca_file = o.ca_file, proxy = o.proxy, user_agent = o.user_agent,
     max_response_bytes = o.max_response_bytes,
   }
   if not m then error("dws: run_all: " .. tostring(err), 3) end
-  client._multi, client._multi_slots = m, concurrency
+  runner.pool, runner.slots = m, concurrency
   return m
 end
 
+--- The pool's statistics (dws.curl's multi stats), nil before the first batch.
+function Runner:stats()
+  return self.pool and self.pool:stats()
+end
+
+--- Release the pool's connections. Idempotent.
+function Runner:close()
+  if self.pool then self.pool:close() end
+  self.pool, self.slots = nil, nil
+end
+
+--- A runner for `pipeline` (dws.pipeline): `runner:run(requests, opts)` is client:run_all.
+function M.runner(pipeline)
+  return setmetatable({ pipeline = pipeline }, Runner)
+end
+
 -- requests[i] -> api name, request; raises (at run_all's caller) on a malformed entry.
-local function entry(client, requests, i)
+local function entry(p, requests, i)
   local r = requests[i]
   if type(r) ~= "table" then error("dws: run_all: requests[" .. i .. "] must be a table { api, request }", 4) end
   local name, request = r.api or r[1], r.request
   if request == nil then request = r[2] end
-  if type(name) ~= "string" or not client._apis[name] then
+  if type(name) ~= "string" or not p:knows(name) then
     error("dws: run_all: requests[" .. i .. "]: unknown API " .. tostring(name), 4)
   end
   return name, request
 end
 
---- client:run_all(requests, { concurrency = 32 }) -> results
+--- runner:run(requests, { concurrency = 32 }) -> results (client:run_all)
 -- requests: array of { api, request } (or { api = , request = }); results[i] = { res = <decoded S
 -- answer> } or { err = <error object> }, in the order of requests.
-function M.run_all(client, requests, opts)
+function Runner:run(requests, opts)
+  local p = self.pipeline
   if type(requests) ~= "table" then error("dws: run_all: requests must be an array", 3) end
   opts = opts or {}
   if type(opts) ~= "table" then error("dws: run_all: opts must be a table", 3) end
@@ -93,21 +114,21 @@ function M.run_all(client, requests, opts)
     or concurrency % 1 ~= 0 then
     error("dws: run_all: concurrency must be a whole number 1 to " .. M.MAX_CONCURRENCY, 3)
   end
-  if client._in_nginx then
+  if p.in_nginx then
     error("dws: run_all is for plain Lua; inside OpenResty run calls in light threads (ngx.thread.spawn, "
       .. "see README)", 3)
   end
   local n = #requests
   local names, bodies = {}, {}
-  for i = 1, n do names[i], bodies[i] = entry(client, requests, i) end
+  for i = 1, n do names[i], bodies[i] = entry(p, requests, i) end
   local results = {}
   if n == 0 then return results end
   if n < concurrency then concurrency = n end
 
-  local pool = pool_of(client, math.max(concurrency, client._multi_slots or 0))
+  local pool = pool_of(self, math.max(concurrency, self.slots or 0))
   local transport = setmetatable({ pool = pool, lines = {} }, Yielding)
-  -- The client as every call sees it: the same object but for the transport.
-  local view = setmetatable({ transport = transport }, { __index = client })
+  -- The pipeline as every call sees it: the same but for the transport.
+  local view = p:with_transport(transport)
 
   local by_slot = {}       -- slot -> { co, i } of the call waiting on that transfer
   local sleepers = {}      -- { co, i, wake } of calls in their retry backoff
@@ -115,8 +136,7 @@ function M.run_all(client, requests, opts)
 
   local function fail(msg)
     -- A programming error inside a call (or the scheduler): nothing half-done stays in the pool.
-    pool:close()
-    client._multi, client._multi_slots = nil, nil
+    self:close()
     error(msg, 0)
   end
 
@@ -142,7 +162,7 @@ function M.run_all(client, requests, opts)
   end
 
   local function call(i)
-    return view:call(names[i], bodies[i])
+    return view:call(view:entry(names[i], 1), bodies[i])
   end
 
   -- Called after every finished call, not once per poll: a request waiting for a slot starts
