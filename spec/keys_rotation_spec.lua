@@ -192,8 +192,8 @@ describe("two nodes switched to a new key under load #nginx", function()
 
   it("verifies every consult request with openssl, by the version it names", function()
     -- The consult bytes bind_card sends (dws.core's encoder is deterministic).
-    local local_client = dws.client(sb:client_options())
-    local body = assert(local_client:encode_request("consultAddablePaymentMethod",
+    local pipeline = dws.client(sb:client_options()).pipeline
+    local body = assert(pipeline:encode(pipeline:entry("consultAddablePaymentMethod", 1),
       { customerId = CUSTOMER, env = { terminalType = "WEB" } }))
     local pem = { ["1"] = dir .. "/merchant_public.pem", ["2"] = dir .. "/keys/merchant_v2_public.pem" }
     files.write(pem["1"], sb.merchant.public_key)
