@@ -3,6 +3,7 @@
 local core = require "dws.core"
 local dws = require "dws"
 local files = require "helpers.files"
+local keys = require "helpers.keys"
 
 local EXAMPLE = files.EXAMPLE
 
@@ -778,7 +779,9 @@ describe("dws.client against the sandbox", function()
     assert.truthy(log[1].request_time:find("^%d%d%d%d%-%d%d%-%d%dT"))
   end)
 
-  it("picks cosockets by itself inside nginx: made in init_by_lua, called from content, refused in log", function()
+  -- #nginx (run under one busted flavour): the client under test is made and called inside nginx.
+  it("picks cosockets by itself inside nginx: made in init_by_lua, called from content, refused in log #nginx",
+    function()
     local httpd = require "helpers.httpd"
     local conf = string.format("return { client_id = %q, private_key = %q, dws_public_key = %q, gateway = %q }",
       sb.merchant.client_id, sb.merchant.private_key, sb.dws_public_key, sb.http_url)
@@ -844,7 +847,7 @@ describe("dws.client against the sandbox", function()
   end)
 
   it("is refused by the gateway with a key it does not know", function()
-    local c = client{ private_key = (core.generate_key()) } -- a key the sandbox has no client for
+    local c = client{ private_key = (keys.pair("stranger")) } -- a key the sandbox has no client for
     local _, err = c:consult_addable_payment_method(CONSULT)
     assert.are.equal("INVALID_SIGNATURE", err.code)
     assert.are.equal("F", err.status)

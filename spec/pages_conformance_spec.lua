@@ -8,6 +8,7 @@ local httpd = require "helpers.httpd"
 local nginx = require "dws_sandbox.nginx"
 local sandbox = require "helpers.sandbox"
 local files = require "helpers.files"
+local keys = require "helpers.keys"
 
 local EXAMPLE = files.EXAMPLE
 local read = files.read
@@ -151,7 +152,7 @@ describe("the API pages, as a black-box tester reads them", function()
 ]],
     })
     ctl = require("dws.transport.curl").new{ max_response_bytes = 16 * 1024 * 1024, user_agent = "spec" }
-    local priv, pub = core.generate_key(2048)
+    local priv, pub = keys.pair("dws")
     dws_private, dws_public_b64 = priv, pub
     DWS_PUBLIC_PEM_FILE = tmp .. "/dws_public.pem"
     files.write(tmp .. "/dws_public.b64", pub)

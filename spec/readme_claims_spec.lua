@@ -487,7 +487,8 @@ return M
   end)
 end)
 
-describe("README Command line", function()
+-- Tagged #nginx (run under one busted flavour): the command line runs as a lua5.4 child process.
+describe("README Command line #nginx", function()
   local d
   before_each(function() d = nginx.tmpdir("dws-readme-cli") end)
   after_each(function() nginx.rmdir(d) end)
@@ -542,7 +543,8 @@ describe("README Command line", function()
   end)
 end)
 
-describe("README Command line: the console session", function()
+-- Tagged #nginx: the session runs in a shell, its dws as a lua5.4 child process.
+describe("README Command line: the console session #nginx", function()
   -- What differs from run to run, the same in the README's text and in a run's output.
   local function normalize(text)
     return (text:gsub("%x+%-%x+%-%x+%-%x+%-%x+", "<uuid>")
@@ -588,7 +590,8 @@ describe("README Command line: the console session", function()
   end)
 end)
 
-describe("README The DWS sandbox", function()
+-- Tagged #nginx: the launcher runs as a lua5.4 child process, the sandbox in nginx.
+describe("README The DWS sandbox #nginx", function()
   it("starts from the config file block as written (but for the key)", function()
     local d = nginx.tmpdir("dws-readme-sb")
     local conf = substitute(block("lua", "notify_scale = 1.0,"), '"<PEM or bare base64>"',
