@@ -103,7 +103,7 @@ describe("dws.client", function()
 
   describe("options", function()
     it("raises on programming errors with a clear message", function()
-      local base = { client_id = "C", private_key = MERCHANT_PRIVATE, dws_public_key = dws_public,
+      local base = { client_id = "C", private_key = MERCHANT_KEY, dws_public_key = dws_public,
         gateway = "https://dws.example" }
       local function with(over)
         local o = {}
@@ -133,7 +133,7 @@ describe("dws.client", function()
     end)
 
     it("refuses plain http except on loopback or when allowed explicitly", function()
-      local base = { client_id = "C", private_key = MERCHANT_PRIVATE, dws_public_key = dws_public,
+      local base = { client_id = "C", private_key = MERCHANT_KEY, dws_public_key = dws_public,
         transport = fake_gateway(dws_private, { S }) }
       local function client(gateway, allow)
         local o = { gateway = gateway, allow_insecure_http = allow }
@@ -516,7 +516,7 @@ describe("dws.client", function()
     after_each(function() rawset(_G, "ngx", saved) end)
 
     local function plain(over)
-      local opts = { client_id = "C", private_key = MERCHANT_PRIVATE, dws_public_key = dws_public,
+      local opts = { client_id = "C", private_key = MERCHANT_KEY, dws_public_key = dws_public,
         gateway = "https://dws.example" }
       for k, v in pairs(over or {}) do opts[k] = v end
       return dws.client(opts)

@@ -57,7 +57,7 @@ setup(function()
   -- Parsed once: the file signs a notification per spec, and loading a private key from text
   -- (OpenSSL's pair-wise check) costs ~30 ms each time.
   dws_private = assert(dws.signature.load_key(nginx.read_file(dws_priv_file), "private"))
-  merchant_private = nginx.read_file(merchant_priv_file)
+  merchant_private = assert(core.private_key(nginx.read_file(merchant_priv_file)))
   client = dws.client{
     client_id = CLIENT_ID,
     private_key = nginx.read_file(merchant_priv_file),
