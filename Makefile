@@ -103,7 +103,7 @@ bench: deps
 lint: all
 	luacheck lua spec examples bench bin sandbox scripts docs csrc/core.ld.lua
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	    --suppress=missingIncludeSystem --inline-suppr $(CJSON_CFLAGS) csrc
+	    --suppress=missingIncludeSystem --inline-suppr $(CJSON_CFLAGS) csrc bench
 
 rockspec:
 	@mkdir -p rockspecs
