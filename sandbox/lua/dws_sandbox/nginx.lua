@@ -275,11 +275,20 @@ function M.make_certs(dir, sans, name, ca_name)
     assert(run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " .. q(p[1]) ..
       " >/dev/null 2>&1"), "openssl: server key")
   end)
-  assert(run("openssl req -new -key " .. q(key) .. " -subj '/CN=" .. name .. "' -out " .. q(csr) ..
-    " >/dev/null 2>&1"), "openssl: csr")
-  assert(run("openssl x509 -req -in " .. q(csr) .. " -CA " .. q(ca) .. " -CAkey " .. q(cakey) ..
-    " -CAcreateserial -days 3650 -extfile " .. q(ext) .. " -out " .. q(cert) .. " >/dev/null 2>&1"),
-    "openssl: sign")
+  local function issue(p)
+    assert(run("openssl req -new -key " .. q(key) .. " -subj '/CN=" .. name .. "' -out " .. q(csr) ..
+      " >/dev/null 2>&1"), "openssl: csr")
+    assert(run("openssl x509 -req -in " .. q(csr) .. " -CA " .. q(ca) .. " -CAkey " .. q(cakey) ..
+      " -CAcreateserial -days 3650 -extfile " .. q(ext) .. " -out " .. q(p[1]) .. " >/dev/null 2>&1"),
+      "openssl: sign")
+  end
+  if ca_name then
+    -- The CA, the key and the names are the same within a run: so is the certificate.
+    cached({ cert }, "cert-" .. ca_name .. "-" .. name .. "-" .. (sans or "default"):gsub("[^%w]", "_"), issue)
+    run("chmod 644 " .. q(cert))
+  else
+    issue({ cert })
+  end
   return { ca = ca, cert = cert, key = key }
 end
 
@@ -288,13 +297,14 @@ function M.make_keypair(dir, name)
   M.mkdir(dir)
   local priv, pub = dir .. "/" .. name .. "_private.pem", dir .. "/" .. name .. "_public.pem"
   if not read_file(priv) then
-    cached({ priv }, "keypair-" .. name, function(p)
+    cached({ priv, pub }, "keypair+pub-" .. name, function(p)
       assert(run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " .. sh_quote(p[1]) ..
         " >/dev/null 2>&1"), "openssl: genpkey")
+      assert(run("openssl pkey -in " .. sh_quote(p[1]) .. " -pubout -out " .. sh_quote(p[2]) .. " >/dev/null 2>&1"),
+        "openssl: pubout")
     end)
     run("chmod 600 " .. sh_quote(priv))
-    assert(run("openssl pkey -in " .. sh_quote(priv) .. " -pubout -out " .. sh_quote(pub) .. " >/dev/null 2>&1"),
-      "openssl: pubout")
+    run("chmod 644 " .. sh_quote(pub))
   end
   return priv, pub
 end
