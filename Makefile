@@ -102,14 +102,19 @@ bench: deps
 
 lint: all
 	luacheck lua spec examples bench bin sandbox scripts docs csrc/core.ld.lua
+	lua5.4 scripts/require_graph.lua
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	    --suppress=missingIncludeSystem --inline-suppr $(CJSON_CFLAGS) csrc bench
 
+# openresty/dws-openresty-scm-1.rockspec is dws-scm-1.rockspec built for LuaJIT (scripts/openresty_rockspec.lua).
+RELEASE_SED = sed -e 's/^version = "scm-1"/version = "$(DWS_VERSION)-1"/' \
+	    -e 's|^\(   url = "git+https://example.invalid/lua-dws.git",\)|\1\n   tag = "v$(DWS_VERSION)",|'
+
 rockspec:
 	@mkdir -p rockspecs
-	sed -e 's/^version = "scm-1"/version = "$(DWS_VERSION)-1"/' \
-	    -e 's|^\(   url = "git+https://example.invalid/lua-dws.git",\)|\1\n   tag = "v$(DWS_VERSION)",|' \
-	    dws-scm-1.rockspec > rockspecs/dws-$(DWS_VERSION)-1.rockspec
+	$(RELEASE_SED) dws-scm-1.rockspec > rockspecs/dws-$(DWS_VERSION)-1.rockspec
+	lua5.4 scripts/openresty_rockspec.lua < dws-scm-1.rockspec > openresty/dws-openresty-scm-1.rockspec
+	$(RELEASE_SED) openresty/dws-openresty-scm-1.rockspec > openresty/dws-openresty-$(DWS_VERSION)-1.rockspec
 
 clean:
 	rm -rf $(BUILD) build-asan fuzz/out

@@ -15,8 +15,9 @@ cosocket transport and a `dws` command line. The local DWS sandbox is the dws-sa
 }
 dependencies = {
    "lua >= 5.1",
-   -- bin/dws also needs argparse: Debian's lua-argparse (scripts/deps.sh). Not listed here, where
-   -- luarocks, which does not see Debian's Lua packages, would fetch it from the network.
+   -- bin/dws also needs argparse (and `dws listen` LuaSocket): Debian's lua-argparse and lua-socket
+   -- (scripts/deps.sh). Not listed here, where luarocks, which does not see Debian's Lua packages,
+   -- would fetch them from the network.
 }
 external_dependencies = {
    OPENSSL = { header = "openssl/evp.h", library = "crypto" },
@@ -49,13 +50,23 @@ build = {
          libdirs = { "$(HIREDIS_LIBDIR)" },
          defines = { "_POSIX_C_SOURCE=200809L" },
       },
+      ["dws.abi"] = "lua/dws/abi.lua",
       ["dws.api"] = "lua/dws/api.lua",
       ["dws.bind_card"] = "lua/dws/bind_card.lua",
       ["dws.card"] = "lua/dws/card.lua",
       ["dws.cli"] = "lua/dws/cli.lua",
+      ["dws.cli.keygen"] = "lua/dws/cli/keygen.lua",
+      ["dws.cli.listen"] = "lua/dws/cli/listen.lua",
       ["dws.cli.notify"] = "lua/dws/cli/notify.lua",
       ["dws.cli.util"] = "lua/dws/cli/util.lua",
       ["dws.cli.verify"] = "lua/dws/cli/verify.lua",
+      ["dws.cli.gateway"] = "lua/dws/cli/gateway.lua",
+      ["dws.gateway.config"] = "lua/dws/gateway/config.lua",
+      ["dws.gateway.hmac"] = "lua/dws/gateway/hmac.lua",
+      ["dws.gateway.lock"] = "lua/dws/gateway/lock.lua",
+      ["dws.gateway.metrics"] = "lua/dws/gateway/metrics.lua",
+      ["dws.gateway.outbox"] = "lua/dws/gateway/outbox.lua",
+      ["dws.gateway.server"] = "lua/dws/gateway/server.lua",
       ["dws.client"] = "lua/dws/client.lua",
       ["dws.defaults"] = "lua/dws/defaults.lua",
       ["dws.errors"] = "lua/dws/errors.lua",
@@ -72,8 +83,12 @@ build = {
       ["dws.signature"] = "lua/dws/signature.lua",
       ["dws.transport.curl"] = "lua/dws/transport/curl.lua",
       ["dws.multi"] = "lua/dws/multi.lua",
+      ["dws.wait"] = "lua/dws/wait.lua",
       ["dws.transport.ngx"] = "lua/dws/transport/ngx.lua",
       ["dws.validate"] = "lua/dws/validate.lua",
+      ["dws.time"] = "lua/dws/time.lua",
+      ["dws.codes"] = "lua/dws/codes.lua",
+      ["dws.runtime"] = "lua/dws/runtime.lua",
    },
    install = {
       bin = { ["dws"] = "bin/dws" },

@@ -634,6 +634,19 @@ do
   end
 end
 
+------------------------------------------------------------------------------------------------
+-- 10. The DWS gateway: CPU per call against a direct call in nginx, forwarded notifications /s
+------------------------------------------------------------------------------------------------
+do
+  local have_gw, gwb = pcall(require, "bench.gateway")
+  if not have_gw then
+    skipped("10", "gateway", gwb)
+  else
+    local ok, err = pcall(gwb.run, { sb = sb, core = core, row = row, out = OUT })
+    if not ok then skipped("10", "gateway", err) end
+  end
+end
+
 if sb then
   sb:stop()
   util.forget_servers(OUT)

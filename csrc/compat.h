@@ -8,6 +8,13 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+/* The dws-openresty rock (DWS_FOR_LUAJIT) builds for LuaJIT, whose lua.h has LUA_OK; luarocks hands
+ * the compiler Lua 5.1's headers unless told otherwise, and against those LuaJIT's luaL_setfuncs and
+ * friends would be called undeclared. */
+#if defined(DWS_FOR_LUAJIT) && !defined(LUA_OK)
+#error "dws-openresty is built against LuaJIT's headers: add LUA_INCDIR=/usr/include/luajit-2.1 to the luarocks command (docs/openresty.md)"
+#endif
+
 #if LUA_VERSION_NUM < 502
 #define lua_rawlen(L, i) lua_objlen(L, (i))
 #endif

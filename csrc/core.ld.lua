@@ -191,11 +191,13 @@
 -- @tparam string digits
 -- @treturn bool
 
---- Whether text could name a security code: three digits in a row and `security` or `cv` in any
--- letter case (`dws.redact.text` runs its security-code patterns only then).
--- syntax: `maybe = core.code_hint(s)`
+--- Whether text could name a security code: three digits in a row and one of `words` in any
+-- letter case (`dws.redact.text` passes the words of its secret fields, and runs its
+-- security-code patterns only then).
+-- syntax: `maybe = core.code_hint(s, words)`
 -- @function code_hint
 -- @tparam string s
+-- @tparam {string,...} words lower-case words
 -- @treturn bool
 
 --- Control characters escaped (`\n`, `\r`, `\t`, other C0 bytes and DEL as `\xHH`) and the

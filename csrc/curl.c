@@ -351,8 +351,8 @@ CURLcode dws_curl_configure(CURL *e, const dws_curl_conf *c, dws_io *io, const c
     /*
      * libcurl allocates its upload buffer (64 KiB by default; on_read fills it with the body) and
      * its receive buffer (16 KiB) per transfer, and wiping_free cleanses each whole block when it
-     * is freed: 80 KiB written per call, every line of it a cache miss after a wait (issue 13,
-     * §1: 1,280 of a call's 7,200 lines fetched from memory). DWS bodies are a few KiB, so the
+     * is freed: 80 KiB written per call, every line of it a cache miss after a wait (measured:
+     * 1,280 of a call's 7,200 lines fetched from memory). DWS bodies are a few KiB, so the
      * smallest upload buffer libcurl takes and a 4 KiB receive buffer cost a large answer a few
      * more reads, nothing else. Not fatal where libcurl refuses them.
      */
@@ -621,7 +621,7 @@ int dws_curl_push_response(lua_State *L, long status, dws_io *io)
 /*
  * Per-transfer options. The method's three options are set only when it differs from the previous
  * transfer's on this handle, and the timeouts only when they change: libcurl keeps them, and a
- * call after a wait pays for every option it touches (issue 13, §1).
+ * call after a wait pays for every option it touches.
  */
 static void set_method(handle *h, int kind, const char *custom)
 {

@@ -2,7 +2,7 @@
  * The byte-level half of dws.redact: card-number-like digit runs in free text, the Luhn check,
  * the first-six/last-four mask, control-character escaping. Every log line and error message goes
  * through these, so they run once per string in one pass of C instead of a dozen Lua patterns
- * (issue 13: redaction was most of a logged notification's cost). The rules themselves are the
+ * (measured: redaction was most of a logged notification's cost). The rules themselves are the
  * ones dws.redact documents; dws/redact.lua keeps the field-name and security-code parts.
  *
  * All masking keeps the length of the text, so it works in place on one copy. The copy holds
@@ -276,19 +276,32 @@ static int has_word(const unsigned char *s, size_t len, const char *word)
 }
 
 /*
- * core.code_hint(s) -> whether s could name a security code: three digits in a row and "security"
- * or "cv" in any letter case. dws.redact runs its security-code patterns only then.
+ * core.code_hint(s, words) -> whether s could name a security code: three digits in a row and one
+ * of words (lower-case strings: dws.redact makes them from its one list of secret fields) in any
+ * letter case. dws.redact runs its security-code patterns only then.
  */
 static int l_code_hint(lua_State *L)
 {
     size_t len, run = 0;
     const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
+    luaL_checktype(L, 2, LUA_TTABLE);
     int digits3 = 0;
     for (size_t i = 0; i < len && !digits3; i++) {
         run = is_digit(s[i]) ? run + 1 : 0;
         digits3 = run >= 3;
     }
-    lua_pushboolean(L, digits3 && (has_word(s, len, "cv") || has_word(s, len, "security")));
+    int named = 0;
+    for (int i = 1; digits3 && !named; i++) {
+        lua_rawgeti(L, 2, i);
+        const char *word = lua_tostring(L, -1);
+        if (!word) {
+            lua_pop(L, 1);
+            break;
+        }
+        named = has_word(s, len, word);
+        lua_pop(L, 1);
+    }
+    lua_pushboolean(L, named);
     return 1;
 }
 

@@ -4,21 +4,42 @@
 -- __index of an object `instance` makes.
 return {
   rockspec = "dws-scm-1.rockspec",
+  -- every .lua file under it must be a module the rockspec installs
+  lua_dir = "lua",
   -- Internal: reached only through the documented modules (HACKING.md describes them).
   internal = {
+    ["dws.abi"] = true,          -- which Lua a C module is built for; explains a failed require
     ["dws.api"] = true,          -- API definitions: paths, fields, limits
     ["dws.validate"] = true,     -- request validation against dws.api
     ["dws.card"] = true,         -- Luhn, expiry, brand for bind_card
     ["dws.defaults"] = true,     -- defaults and limits; README "Client options" documents them
     ["dws.journal"] = true,      -- the binding journal behind client:binding and friends
     ["dws.bind_card"] = true,    -- client:bind_card, binding, resume_binding, pending_bindings
-    ["dws.cli"] = true,          -- the dws command (README "Command line")
+    ["dws.cli"] = true,          -- the dws command (docs/cli.md)
+    ["dws.cli.keygen"] = true,
+    ["dws.cli.listen"] = true,
     ["dws.cli.notify"] = true,
     ["dws.cli.util"] = true,
     ["dws.cli.verify"] = true,
     ["dws.curl"] = true,         -- libcurl backend of dws.transport.curl (HACKING.md "dws.curl")
     ["dws.redis"] = true,        -- hiredis backend of dws.store.redis (HACKING.md "dws.redis")
     ["dws.multi"] = true,        -- the scheduler behind client:run_all
+    ["dws.time"] = true,         -- Request-Time parsing and the one time-window rule
+    ["dws.runtime"] = true,      -- inside nginx or not: phases, sleeping, background timers
+    ["dws.codes"] = true,        -- the one table of codes (README "Errors" is made from it)
+    ["dws.wait"] = true,         -- client:wait_binding's polling
+    -- The gateway (docs/gateway.md documents it as a product: its config, endpoints, events).
+    ["dws.cli.gateway"] = true,
+    ["dws.gateway.config"] = true,
+    ["dws.gateway.hmac"] = true,
+    ["dws.gateway.lock"] = true,
+    ["dws.gateway.metrics"] = true,
+    ["dws.gateway.outbox"] = true,
+    ["dws.gateway.server"] = true,
+  },
+  -- Keys made in a loop from a documented table: documented by that table.
+  generated = {
+    ["dws.errors"] = function(key) return require("dws.codes").by_code[key] ~= nil end,
   },
   classes = {
     { module = "dws.client", class = "Client", constructor = "new" },

@@ -41,8 +41,10 @@ https_port=$2
 merchant_port=$3
 
 # The sandbox's config: our merchant, its public key and notify URL. notify_scale 0.01 turns
-# Antom's re-delivery schedule (2 min, 10 min, ...) into seconds.
-{
+# Antom's re-delivery schedule (2 min, 10 min, ...) into seconds. It holds the admin token: private
+# (umask 077), and created afresh (noclobber), never written through a link left at its path.
+rm -f "$demo/sandbox_config.lua"
+(umask 077 && set -C && {
     echo "-- written by examples/demo.sh"
     echo "return {"
     echo "  clients = {"
@@ -59,7 +61,7 @@ merchant_port=$3
     # BOUND (with 0, as at DWS, the notification may reach the merchant before the answer does).
     echo "  bound_notify_delay = 1,"
     echo "}"
-} > "$demo/sandbox_config.lua"
+} > "$demo/sandbox_config.lua")
 
 stop_servers() {
     lua5.4 examples/merchant_server.lua stop --dir "$demo/merchant" >/dev/null 2>&1 || true

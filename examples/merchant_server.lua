@@ -73,8 +73,8 @@ function M.start(opts)
   local conf = fill(template, {
     PREAMBLE = nginx.preamble(prefix),
     -- the launcher's own paths plus examples/openresty for merchant.lua
-    LUA_PATHS = string.format('lua_package_path "%s/examples/openresty/?.lua;%s/lua/?.lua;%s/lua/?/init.lua;;";',
-      root, root, root) .. "\n    " .. nginx.lua_paths():match("lua_package_cpath[^\n]*"),
+    LUA_PATHS = nginx.lua_paths{ extra_path = { root .. "/examples/openresty/?.lua", root .. "/lua/?.lua",
+      root .. "/lua/?/init.lua" } }:gsub("\n(.)", "\n    %1"),
     PREFIX = prefix,
     TLS = tls,
     CONFIG_FILE = config_file,

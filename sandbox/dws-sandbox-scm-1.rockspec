@@ -9,8 +9,9 @@ description = {
    detailed = [[
 The consultAddablePaymentMethod / cacheCard / addPaymentMethod APIs with test cards, signed
 notifications, armable faults and per-client delivery logs, run by Debian's nginx with the Lua
-module (or OpenResty). Install from the lua-dws source directory:
-   luarocks --lua-version 5.4 make sandbox/dws-sandbox-scm-1.rockspec
+module (or OpenResty). Install from the lua-dws source directory, after the dws rock and the
+dws-openresty rock (its LuaJIT build) into the same tree (README, Installing):
+   luarocks --lua-version 5.4 --tree T make --deps-mode=none sandbox/dws-sandbox-scm-1.rockspec
 ]],
    license = "MIT",
 }
@@ -18,28 +19,14 @@ dependencies = {
    "lua >= 5.1",
    "dws",
 }
-external_dependencies = {
-   -- nginx runs LuaJIT, which cannot load the Lua 5.4 build of dws.core that the dws rock installs:
-   -- this rock compiles the same C sources again against LuaJIT's headers.
-   LUAJIT = { header = "luajit-2.1/luajit.h" },
-   OPENSSL = { header = "openssl/evp.h", library = "crypto" },
-   CJSON = { header = "cjson/cJSON.h", library = "cjson" },
-}
+-- nginx runs LuaJIT: the sandbox loads the LuaJIT build of dws.core that the dws-openresty rock
+-- installs beside the dws rock in the same tree (<tree>/lib/lua/5.1; dws_sandbox.nginx finds it). A
+-- rock for Lua 5.4 cannot depend on a Lua 5.1 one, so the launcher checks for it and says how to
+-- install it.
 build = {
-   -- The top-level Makefile's own rule for build/jit/dws/core.so (one set of flags), into a build
-   -- directory of its own; installed as dws_sandbox/jit/dws/core.so, where dws_sandbox.nginx looks.
-   type = "make",
-   makefile = "Makefile",
-   build_target = "build/sandbox-rock/jit/dws/core.so",
-   build_variables = {
-      BUILD = "build/sandbox-rock",
-      LUAJIT_CFLAGS = "-I$(LUAJIT_INCDIR)/luajit-2.1",
-      CJSON_CFLAGS = "-I$(CJSON_INCDIR)/cjson",
-      CFLAGS = "$(CFLAGS)",
-   },
-   install_pass = false,
+   type = "builtin",
+   modules = {},
    install = {
-      lib = { ["dws_sandbox.jit.dws.core"] = "build/sandbox-rock/jit/dws/core.so" },
       lua = {
          ["dws_sandbox.admin"] = "sandbox/lua/dws_sandbox/admin.lua",
          ["dws_sandbox.apis"] = "sandbox/lua/dws_sandbox/apis.lua",
@@ -52,6 +39,7 @@ build = {
          ["dws_sandbox.notify"] = "sandbox/lua/dws_sandbox/notify.lua",
          ["dws_sandbox.server"] = "sandbox/lua/dws_sandbox/server.lua",
          ["dws_sandbox.store"] = "sandbox/lua/dws_sandbox/store.lua",
+         ["dws_sandbox.strict"] = "sandbox/lua/dws_sandbox/strict.lua",
          ["dws_sandbox.testdata"] = "sandbox/lua/dws_sandbox/testdata.lua",
       },
       bin = { ["dws-sandbox"] = "sandbox/bin/dws-sandbox" },

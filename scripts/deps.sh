@@ -6,10 +6,11 @@ set -eu
 PKGS="build-essential pkg-config openssl lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev
 libcurl4-openssl-dev libssl-dev libcjson-dev lua-busted lua-cjson nginx-light
 libnginx-mod-http-lua luarocks lua-check cppcheck curl
-lua-argparse lua-sql-sqlite3
+lua-argparse lua-sql-sqlite3 lua-socket
 lua-ldoc lua-markdown
 chromium chromium-driver
-libhiredis-dev redis-server lua-nginx-redis
+libhiredis-dev redis-server lua-nginx-redis prometheus
+python3
 ${DWS_EXTRA_PKGS:-}"
 
 missing=""

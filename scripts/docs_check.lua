@@ -72,10 +72,21 @@ local function miss(what) missing[#missing + 1] = what end
 if surface.rockspec then
   local spec = {}
   assert(loadfile(config_dir .. "/" .. surface.rockspec, "t", spec))()
+  local installed = {}
   for _, name in ipairs(sorted_keys(spec.build.modules)) do
+    local source = spec.build.modules[name]
+    if type(source) == "string" then installed[source] = true end
     if not modules[name] and not (surface.internal or {})[name] then
       miss(name .. " (module: not in config.ld, not internal in " .. surface_file .. ")")
     end
+  end
+  -- Every Lua file of the SDK is installed: one left out works from the checkout and fails in a rock.
+  if surface.lua_dir then
+    local list = io.popen("cd " .. config_dir .. " && find " .. surface.lua_dir .. " -name '*.lua' | sort")
+    for file in list:lines() do
+      if not installed[file] then miss(file .. " (a Lua file the rockspec does not install)") end
+    end
+    list:close()
   end
 end
 
@@ -87,7 +98,10 @@ for _, name in ipairs(order) do
     miss(name .. " (LDoc module name that require cannot load: the file needs its @module line)")
   elseif type(m) == "table" then
     for _, key in ipairs(sorted_keys(m)) do
-      if key:sub(1, 1) ~= "_" and not has_item(items, key, name) then miss(name .. "." .. key) end
+      local generated = (surface.generated or {})[name]
+      if key:sub(1, 1) ~= "_" and not has_item(items, key, name) and not (generated and generated(key)) then
+        miss(name .. "." .. key)
+      end
     end
   end
 end

@@ -1,4 +1,4 @@
--- Issue 10, item 11: after two cacheCard calls and a full GC, the memory of the process holds no
+-- After two cacheCard calls and a full GC, the memory of the process holds no
 -- copy of the encoded card fields ("cardNo":"<number>", "securityCode":"<code>"). Found the way the
 -- issue found it: a child interpreter of this flavour calls the sandbox over the libcurl transport,
 -- collects garbage twice and waits; this process reads the child's readable mappings through

@@ -1,4 +1,4 @@
--- Small things users hit (issue 11, items 6 and 7): key confusion, a TLS error that names ca_file,
+-- Small things users hit: key confusion, a TLS error that names ca_file,
 -- the unknown-field warning, and one version everywhere.
 local core = require "dws.core"
 local dws = require "dws"

@@ -159,7 +159,7 @@ describe("dws.core keys", function()
     refused(core.public_key, forms["small_pub.pem"], "1024 bits")
   end)
 
-  describe("degenerate and damaged keys (issue 10, items 5 and 6)", function()
+  describe("degenerate and damaged keys", function()
     -- PKCS#1 RSAPublicKey DER from a modulus (hex) and an exponent (small integer).
     local function der_len(n)
       if n < 128 then return string.char(n) end

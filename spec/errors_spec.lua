@@ -69,3 +69,36 @@ describe("dws.errors", function()
     end
   end)
 end)
+
+describe("dws.codes, the one table of codes", function()
+  local codes = require "dws.codes"
+  local should_retry = require("dws.retry").should_retry
+
+  it("gives each error its default status", function()
+    for _, c in ipairs(codes.LIST) do
+      assert.are.equal(c.status, errors.new{ code = c.code }.status, c.code)
+    end
+  end)
+
+  it("drives the retry decision for the API codes it marks retried", function()
+    for _, c in ipairs(codes.LIST) do
+      if c.api then
+        assert.are.equal(c.retried == "yes", (should_retry("result", c.status, c.code)), c.code)
+      end
+    end
+  end)
+
+  it("drives the retry decision for every transport failure kind it names", function()
+    for _, c in ipairs(codes.LIST) do
+      for _, kind in ipairs(c.transport or {}) do
+        assert.are.equal(c.retried == "yes", (should_retry("transport", kind)), kind)
+      end
+    end
+  end)
+
+  it("is what README.md's errors table says, byte for byte", function()
+    local root = os.getenv("DWS_ROOT") or "."
+    local ok = os.execute("cd '" .. root .. "' && LUA_PATH='lua/?.lua;;' lua5.4 scripts/errors_table.lua README.md")
+    assert.is_true(ok == true or ok == 0)
+  end)
+end)

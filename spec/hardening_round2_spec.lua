@@ -1,4 +1,4 @@
--- Issue 10, the Lua-side items: answers bound to their request (requestId) and to now
+-- Answers bound to their request (requestId) and to now
 -- (response-time), option checks, transports that raise, card data in keys and gateway text, control
 -- characters in printed errors and log lines, fixed notification refusals, per-client deliveries.
 -- The gateway attacks come from a hostile gateway in a real nginx that signs whatever it is told to
@@ -66,7 +66,7 @@ local ADD = { customerId = "2162878776333", env = { terminalType = "WEB" },
   paymentMethodDetail = { paymentMethodDetailType = "CARD", card = { cardToken = "PYMT_MINE" } } }
 local CONSULT = { customerId = "2162878776333", env = { terminalType = "WEB" }, scenes = { "TOPUP" } }
 
-describe("hardening round 2", function()
+describe("answers bound to their request and to now", function()
   local dir, srv, dws_public, admin
 
   setup(function()
@@ -369,7 +369,7 @@ describe("hardening round 2", function()
   end)
 end)
 
-describe("dws.redact, round 2", function()
+describe("dws.redact on hostile text", function()
   it("keeps millisecond timestamps and UUID requestIds readable", function()
     -- 1000000000009 passes Luhn and is a millisecond time (2001): no card number is 13 digits from 1
     for _, keep in ipairs{ "t=1000000000009", "3b33b0b9-efaf-42cd-a38a-9853bc071bfd", "2026-11-30T09:34:57.123Z" } do

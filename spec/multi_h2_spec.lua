@@ -1,4 +1,4 @@
--- client:run_all over HTTP/2 (issue 13, §2: "HTTP/2 multiplexing where the gateway offers it"):
+-- client:run_all over HTTP/2 (multiplexing where the gateway offers it):
 -- the sandbox offers h2 on its HTTPS port (http2 = true) and answers after 50 ms; its request log
 -- gives, per request, nginx's connection serial and the protocol, so connections are counted and h2
 -- is seen without timing anything. The same batch against a sandbox without h2 is the contrast.
@@ -7,7 +7,7 @@ local dws = require "dws"
 
 local ENV = { terminalType = "WEB" }
 local OK_CUSTOMER = "2162878776333"
--- consult answers F with these codes (README "Test data"): the order of the results is visible
+-- consult answers F with these codes (docs/sandbox.md "Test data"): the order of the results is visible
 local F_CUSTOMERS = { ["2188000000000001"] = "USER_STATUS_ABNORMAL", ["2188000000000004"] = "NO_PAY_OPTIONS",
   ["2188000000000005"] = "PROCESS_FAIL", ["2188000000000006"] = "SEND_TIMES_EXCEED_LIMIT" }
 local F_LIST = { "2188000000000001", "2188000000000004", "2188000000000005", "2188000000000006" }

@@ -1,4 +1,4 @@
--- Several merchant nodes (issue 9): two nginx sharing one real redis-server for notification
+-- Several merchant nodes: two nginx sharing one real redis-server for notification
 -- de-duplication, a third nginx driving deliveries at both at the same moment (ngx.thread.spawn)
 -- and re-sending every non-S answer as DWS would; then a node whose handler dies mid-notification;
 -- then one node whose lua_shared_dict is far too small. Handler runs are counted in Redis
@@ -8,12 +8,13 @@
 local core = require "dws.core"
 local nginx = require "dws_sandbox.nginx"
 local redis_server = require "helpers.redis"
+local notify_nodes = require "helpers.notify_nodes"
 
 local CLIENT_ID = "SANDBOX_MULTINODE00001"
 -- A node that dies holding a claim blocks that notification this long (the de-dup claim ttl).
 local CLAIM_TTL = 1
 
-local dir, redis, dws_key, nodes, driver, curl
+local dir, redis, dws_key, nodes, driver
 
 -- One merchant node. store: "redis" (shared) or "shared_dict" (this node only, a tiny dict).
 local NODE = [[
@@ -73,103 +74,15 @@ http {
 }
 ]]
 
--- The driver: POST /drive {file=, targets={urls}, deadline=}: for each line of the file (one
--- signed notification), every target gets it at the same moment; each delivery is re-sent while
--- the answer is not S, until deadline seconds have passed. Answers tallied by final status.
-local DRIVER = [[
-events { worker_connections 4096; }
-http {
-  %s
-  access_log off;
-  client_body_buffer_size 64k;
-  server {
-    listen 127.0.0.1:@PORT@;
-    location = /drive {
-      content_by_lua_block {
-        local core = require "dws.core"
-        ngx.req.read_body()
-        local job = core.json_decode(ngx.req.get_body_data())
-        local http = require("dws.transport.ngx").new{}
-        local stop_at = ngx.now() + job.deadline
-        local tally = { S = 0, other = 0, sends = 0 }
-        local function deliver(url, n)
-          while true do
-            tally.sends = tally.sends + 1
-            local res = http:request{ method = "POST", url = url, body = n.body, timeout = 10, connect_timeout = 5,
-              headers = { ["Content-Type"] = "application/json", ["Client-Id"] = n.client_id,
-                          ["Request-Time"] = n.time, ["Signature"] = n.signature } }
-            if res and res.status == 200 and res.body:find('"resultStatus":"S"', 1, true) then
-              tally.S = tally.S + 1
-              return
-            end
-            if ngx.now() > stop_at then tally.other = tally.other + 1; return end
-            ngx.sleep(0.05)
-          end
-        end
-        local list = {}
-        for line in io.lines(job.file) do list[#list + 1] = core.json_decode(line) end
-        local batch = job.batch or 50
-        for i = 1, #list, batch do
-          local threads = {}
-          for j = i, math.min(i + batch - 1, #list) do
-            for _, url in ipairs(job.targets) do threads[#threads + 1] = ngx.thread.spawn(deliver, url, list[j]) end
-          end
-          for _, t in ipairs(threads) do ngx.thread.wait(t) end
-        end
-        ngx.print(core.json_encode(tally))
-      }
-    }
-  }
-}
-]]
+local start, drive, url = notify_nodes.start, notify_nodes.drive, notify_nodes.url
 
-local function start(prefix, conf_fmt, ...)
-  local body = string.format(conf_fmt, nginx.lua_paths(), ...)
-  local ports, why = nginx.start_on_free_ports(prefix, 1, function(p)
-    return nginx.preamble(prefix):gsub("worker_processes 1", "worker_processes 2") ..
-      body:gsub("@PORT@", tostring(p[1]))
-  end)
-  return assert(ports, why)[1]
-end
-
--- n notifications signed now, one JSON line each, in a file for the driver.
 local function notifications(tag, n)
-  local time = tostring(core.time_ms())
-  local lines, ids = {}, {}
-  for i = 1, n do
-    local id = tag .. "-" .. i .. "-" .. core.uuid4()
-    local body = assert(core.json_encode{ referenceCustomerId = "customer-" .. i, requestId = id,
-      operateSource = "MERCHANT", paymentMethodDetail = { paymentMethodDetailType = "CARD",
-      card = { brand = "VISA", cardToken = "PYMT" .. i, mask = "411111******1111" } } })
-    local sig = core.signature_header(assert(core.sign(dws_key, "POST", "/notify", CLIENT_ID, time, body)), "1")
-    lines[i] = assert(core.json_encode{ body = body, time = time, client_id = CLIENT_ID, signature = sig })
-    ids[i] = id
-  end
-  local file = dir .. "/" .. tag .. ".jsonl"
-  nginx.write_file(file, table.concat(lines, "\n") .. "\n")
-  return file, ids
+  return notify_nodes.sign(dir, dws_key, CLIENT_ID, tag, n)
 end
 
-local function drive(file, targets, deadline, batch)
-  local res, kind, message = curl:request{ method = "POST", url = "http://127.0.0.1:" .. driver .. "/drive",
-    body = core.json_encode{ file = file, targets = targets, deadline = deadline, batch = batch },
-    headers = { ["Content-Type"] = "application/json" }, timeout = 600, connect_timeout = 5 }
-  assert(res, tostring(kind) .. " " .. tostring(message))
-  assert(res.status == 200, res.body)
-  return assert(core.json_decode(res.body))
-end
-
--- { runs = total INCRs, ids = keys, max = largest count } over keys matching pattern.
 local function counts(pattern)
-  local out = redis:cli("EVAL", "local t, n, m = 0, 0, 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do " ..
-    "local v = tonumber(redis.call('GET', k)) t = t + v n = n + 1 if v > m then m = v end end return {t, n, m}",
-    "0", pattern)
-  local t, n, m = out:match("^(%d+)\n(%d+)\n(%d+)$")
-  assert(t, out)
-  return { runs = tonumber(t), ids = tonumber(n), max = tonumber(m) }
+  return notify_nodes.counts(redis, pattern)
 end
-
-local function url(port) return "http://127.0.0.1:" .. port .. "/notify" end
 
 lazy_setup(function()
   dir = nginx.tmpdir("dws-multinode")
@@ -183,8 +96,7 @@ lazy_setup(function()
     nodes[i] = { prefix = prefix, port = start(prefix, NODE, kind, redis.port, CLIENT_ID, mpriv, dpub,
       redis.port, CLAIM_TTL, CLAIM_TTL) }
   end
-  driver = start(dir .. "/driver", DRIVER)
-  curl = require("dws.transport.curl").new{}
+  driver = notify_nodes.start_driver(dir .. "/driver")
 end)
 
 lazy_teardown(function()
@@ -199,7 +111,7 @@ describe("two merchant nodes sharing one Redis #nginx", function()
   lazy_setup(function()
     local file
     file, ids = notifications("both", 1000)
-    first = drive(file, { url(nodes[1].port), url(nodes[2].port) }, 60)
+    first = drive(driver, file, { url(nodes[1].port), url(nodes[2].port) }, 60)
     -- some of them twice more, later, to either node
     local some = dir .. "/again.jsonl"
     local lines = {}
@@ -209,7 +121,7 @@ describe("two merchant nodes sharing one Redis #nginx", function()
       if i % 10 == 0 then lines[#lines + 1] = line end
     end
     nginx.write_file(some, table.concat(lines, "\n") .. "\n")
-    again = drive(some, { url(nodes[1].port), url(nodes[2].port) }, 60)
+    again = drive(driver, some, { url(nodes[1].port), url(nodes[2].port) }, 60)
   end)
 
   it("answers every delivery S (U answers re-sent until S)", function()
@@ -233,7 +145,7 @@ describe("a node killed in the middle of a handler #nginx", function()
     local file
     file, ids = notifications("die", 20)
     for _, id in ipairs(ids) do redis:cli("SET", "die:" .. id, "1") end
-    tally = drive(file, { url(nodes[1].port), url(nodes[2].port) }, 60, 20)
+    tally = drive(driver, file, { url(nodes[1].port), url(nodes[2].port) }, 60, 20)
   end)
 
   it("answers every delivery S once the claim has expired", function()
@@ -254,7 +166,7 @@ describe("a node with a far too small lua_shared_dict #nginx", function()
   lazy_setup(function()
     local file = notifications("full", 1000)
     -- re-sent for 1.5 s: long enough for the dict to fill and the refusals to be re-sent
-    tally = drive(file, { url(nodes[3].port), url(nodes[3].port) }, 1.5)
+    tally = drive(driver, file, { url(nodes[3].port), url(nodes[3].port) }, 1.5)
   end)
 
   it("never runs the handler twice for one notification", function()

@@ -208,11 +208,11 @@ describe("verify_notification", function()
     assert(client:verify_notification(signed(body_of{ referenceCustomerId = false })))
   end)
 
-  it("reads the outcome: BOUND with the card token, FAILED with the code of an F result", function()
+  it("reads the outcome: BOUND with the card token, FAILED with an F result's code, else UNCONFIRMED", function()
     assert.are.same({ "BOUND", "ALIPAYtoken" }, { notification.outcome(dws.decode_json(body_of())) })
     assert.are.same({ "FAILED", "RISK_REJECT" }, { notification.outcome(dws.decode_json(body_of{
       result = { resultStatus = "F", resultCode = "RISK_REJECT" } })) })
-    assert.are.same({ "BOUND" }, { notification.outcome{ paymentMethodDetail = {} } })
+    assert.are.same({ "UNCONFIRMED", "NO_CARD_TOKEN" }, { notification.outcome{ paymentMethodDetail = {} } })
   end)
 end)
 
@@ -405,7 +405,8 @@ describe("notifications and the binding journal", function()
 
   local function journaled(c, state)
     local id = core.uuid4()
-    assert(c.journal:create{ requestId = id, body = "{}", mask = "411111******1111" })
+    assert(c.journal:create{ requestId = id, body = assert(core.json_encode{ requestId = id }),
+                             mask = "411111******1111" })
     if state ~= "NEW" then assert(c.journal:transition(id, "send", "SENT")) end
     if state ~= "NEW" and state ~= "SENT" then assert(c.journal:transition(id, "answer", state)) end
     return id
@@ -523,5 +524,37 @@ describe("notifications and the binding journal", function()
       assert.has_error(function() journal.open(nil, { retention = v }) end,
         "dws.journal: retention must be a positive number of seconds or false")
     end
+  end)
+end)
+
+describe("the done mark when the de-dup store fails after the handler ran", function()
+  -- A store that refuses `set` a given number of times (a Redis coming back), memory otherwise.
+  local function flaky(failures)
+    local s = dstore.memory()
+    local real_set = s.set
+    s.set = function(self, k, v, ttl)
+      if failures > 0 then
+        failures = failures - 1
+        return nil, "connection refused"
+      end
+      return real_set(self, k, v, ttl)
+    end
+    return s
+  end
+
+  it("keeps trying in a plain Lua process: the mark is written and a re-delivery runs nothing", function()
+    local s, runs = flaky(2), 0
+    local req = signed(body_of{ requestId = core.uuid4() })
+    local function handler() runs = runs + 1 return true end
+    local first = client:handle_notification(req, handler, { store = s })
+    local again = client:handle_notification(req, handler, { store = s })
+    assert.are.same({ 200, 200, 1 }, { first, again, runs })
+  end)
+
+  it("acknowledges the delivery when the mark cannot be written at all (the handler has run)", function()
+    local s = flaky(math.huge)
+    local status = client:handle_notification(signed(body_of{ requestId = core.uuid4() }), function() return true end,
+      { store = s, claim_ttl = 0.2 })
+    assert.are.equal(200, status)
   end)
 end)

@@ -573,7 +573,7 @@ describe("the API pages, as a black-box tester reads them", function()
       assert.is_nil(tostring(err):find("4111111111111111", 1, true) or tostring(err):find("444", 1, true))
     end)
 
-    it("paymentMethodDetailType other than card: refused before sending (README Field limits)", function()
+    it("paymentMethodDetailType other than card: refused before sending (docs/sandbox.md Field limits)", function()
       local _, err = client():cache_card{ paymentMethodDetail = { paymentMethodDetailType = "GCASH_EBANK",
         card = CARD_REQ.paymentMethodDetail.card } }
       assert.are.same({ "PARAM_ILLEGAL", "paymentMethodDetail.paymentMethodDetailType", 0 },

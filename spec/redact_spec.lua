@@ -141,10 +141,11 @@ describe("dws.redact", function()
     end)
 
     it("hints at security codes only with three digits and a code's name", function()
-      assert.is_true(core.code_hint("CVV2: 737"))
-      assert.is_true(core.code_hint("Security code 1234"))
-      assert.is_false(core.code_hint("cvv 73"))
-      assert.is_false(core.code_hint("declined 737"))
+      local words = { "security", "cvv", "cvc" }
+      assert.is_true(core.code_hint("CVV2: 737", words))
+      assert.is_true(core.code_hint("Security code 1234", words))
+      assert.is_false(core.code_hint("cvv 73", words))
+      assert.is_false(core.code_hint("declined 737", words))
     end)
 
     it("masks every character but the first six and last four, all of a short one", function()
@@ -153,4 +154,23 @@ describe("dws.redact", function()
       assert.are.equal("************", core.mask_card("411111111117"))
     end)
   end)
+end)
+
+describe("dws.redact.SECRET_FIELDS, the one list of secret names", function()
+  for _, f in ipairs(redact.SECRET_FIELDS) do
+    local name, kind = f[1], f[2]
+    local value = kind == "card" and "4111111111111111" or "737"
+    it("masks " .. name .. " as a table field, in any letter case", function()
+      local out = redact.table{ [name:upper()] = value }
+      assert.are_not.equal(value, out[name:upper()])
+    end)
+    it("masks " .. name .. " as a JSON key", function()
+      assert.is_nil(redact.text('{"' .. name .. '":"' .. value .. '"}'):find(value, 1, true))
+    end)
+    if kind == "code" then
+      it("masks a code named " .. name .. " in free text", function()
+        assert.is_nil(redact.text("the " .. name .. ": " .. value):find(value, 1, true))
+      end)
+    end
+  end
 end)

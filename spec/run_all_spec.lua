@@ -1,11 +1,11 @@
--- client:run_all (issue 13, §2): many calls in flight over libcurl's multi interface, each result
+-- client:run_all: many calls in flight over libcurl's multi interface, each result
 -- what client:call gives, against the sandbox over TLS; a hostile sandbox (faults) for the multi path.
 local sandbox = require "helpers.sandbox"
 local dws = require "dws"
 
 local ENV = { terminalType = "WEB" }
 local OK_CUSTOMER = "2162878776333"
--- consult answers F with these codes (README "Test data")
+-- consult answers F with these codes (docs/sandbox.md "Test data")
 local F_CUSTOMERS = { ["2188000000000001"] = "USER_STATUS_ABNORMAL", ["2188000000000004"] = "NO_PAY_OPTIONS",
   ["2188000000000005"] = "PROCESS_FAIL", ["2188000000000006"] = "SEND_TIMES_EXCEED_LIMIT" }
 

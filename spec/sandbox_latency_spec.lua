@@ -1,4 +1,4 @@
--- The sandbox's latency setting (issue 13): the config file's default and the admin endpoint.
+-- The sandbox's latency setting: the config file's default and the admin endpoint.
 local sandbox = require "helpers.sandbox"
 
 describe("sandbox latency", function()

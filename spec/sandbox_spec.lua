@@ -10,7 +10,6 @@ local ROOT = os.getenv("DWS_ROOT") or "."
 local CARDS = { "4111111111111111", "5555555555554444", "4000056655665556", "4000000000000077",
                 "4000000000000101", "4000000000000119", "378282246310005", "4242424242424242" }
 
-local dws_null = core.null
 local tmp -- scratch directory for curl's header and body files
 
 -- -> output, exit status (from the shell itself: LuaJIT's popen close does not report it)
@@ -210,7 +209,7 @@ describe("dws sandbox #nginx", function()
 
   describe("admin", function()
     it("answers health and starts with empty logs", function()
-      assert.are.same({ status = "ok" }, sb:health())
+      assert.are.same({ status = "ok", config = sb.dir .. "/spec_config.lua" }, sb:health())
       assert.are.equal(0, #sb:requests())
       assert.are.equal(0, #sb:deliveries())
     end)
@@ -250,9 +249,10 @@ describe("dws sandbox #nginx", function()
       assert.does_not.match("Verified OK", out)
     end)
 
-    it("serves /ams/api and /ams/sandbox/api, over HTTP and HTTPS", function()
+    -- (a live Client-Id on /ams/api: spec/sandbox_strict_spec.lua)
+    it("serves /ams/sandbox/api to a SANDBOX_ client, over HTTP and HTTPS", function()
       for _, base in ipairs{ sb.http_url, sb.https_url } do
-        for _, prefix in ipairs{ "/ams/api", "/ams/sandbox/api" } do
+        for _, prefix in ipairs{ "/ams/sandbox/api" } do
           local r = call(sb, "consultAddablePaymentMethod", CONSULT, {
             base = base, path = api_path("consultAddablePaymentMethod", prefix),
             curl = "--cacert " .. nginx.sh_quote(sb.ca_file) })
@@ -270,10 +270,10 @@ describe("dws sandbox #nginx", function()
                       "Request-Time: " .. time } },
         { key = other },
         { tamper = function(b) return b:gsub("TOPUP", "TOPUQ") end },
-        { path = api_path("consultAddablePaymentMethod", "/ams/api"),
-          -- signed for the sandbox path, sent to the other one
+        { path = api_path("consultAddablePaymentMethod"),
+          -- signed for another API's path
           headers = { "Client-Id: " .. sb.merchant.client_id, "Request-Time: " .. time, "Signature: " ..
-            core.signature_header(core.sign(sb.merchant_key, "POST", api_path("consultAddablePaymentMethod"),
+            core.signature_header(core.sign(sb.merchant_key, "POST", api_path("cacheCard"),
               sb.merchant.client_id, time, CONSULT), "1") } },
         { headers = { "Client-Id: " .. sb.merchant.client_id, "Request-Time: " .. time,
                       "Signature: algorithm=RSA256,keyVersion=1,signature=bm90IGJhc2U2NA%3D%3D" } },
@@ -460,7 +460,6 @@ describe("dws sandbox #nginx", function()
           "paymentMethodDetail.card.cardToken" },
         { json{ requestId = "v-6", customerId = "2162878776333",
                 paymentMethodDetail = { paymentMethodDetailType = "CARD" } }, "paymentMethodDetail.card" },
-        { add_body("v-7", token, { customerId = dws_null }), "customerId" },
         { add_body("v-8", token, { referenceUserId = "u", isTemporary = "true" }), "isTemporary" },
         { add_body("v-5", token, { isTemporary = "maybe" }), "isTemporary" },
       }
@@ -505,7 +504,7 @@ describe("dws sandbox #nginx", function()
       local n = core.json_decode(got.body)
       assert.are.equal("ack", n.referenceCustomerId)
       assert.are.equal("n-ack", n.requestId)
-      assert.is_nil(n.operateSource) -- as the page's sample
+      assert.are.equal("MERCHANT", n.operateSource) -- the page's table marks it required
       assert.is_nil(n.result)
       local c = n.paymentMethodDetail.card
       assert.are.equal("CARD", n.paymentMethodDetail.paymentMethodDetailType)
@@ -942,11 +941,11 @@ describe("dws sandbox #nginx", function()
       assert.are.same({ false, "PARAM_ILLEGAL" }, { validate.request(api.addPaymentMethod, req) ~= nil, code })
     end)
 
-    it("both require a customerId when neither reference id is given", function()
+    it("both accept a request with no customerId and no reference id, as the page allows", function()
       local req = BASE.addPaymentMethod()
       req.customerId = nil
       local _, code = result_of(call(sb, "addPaymentMethod", json(req)))
-      assert.are.same({ false, "PARAM_ILLEGAL" }, { validate.request(api.addPaymentMethod, req) ~= nil, code })
+      assert.are.same({ true, false }, { validate.request(api.addPaymentMethod, req) ~= nil, code == "PARAM_ILLEGAL" })
     end)
   end)
 
@@ -1102,7 +1101,7 @@ describe("sandbox/bin/dws-sandbox #nginx", function()
     local bin = nginx.sh_quote(ROOT .. "/sandbox/bin/dws-sandbox")
     local ok, err = pcall(function()
       local out, code = sh("cd / && env -u DWS_ROOT -u DWS_SANDBOX_JIT_CPATH " .. bin .. " start --dir " ..
-        nginx.sh_quote(dir) .. " 2>&1")
+        nginx.sh_quote(dir) .. " --free-ports 2>&1")
       assert.are.equal(0, code, out)
       local qdir = dir:gsub("%p", "%%%0")
       local http_port, https = out:match("^http=(%d+) https=(%d+) dir=" .. qdir .. " ca_file=" .. qdir ..
@@ -1128,7 +1127,7 @@ describe("sandbox/bin/dws-sandbox #nginx", function()
       assert.are.equal(0, code, out)
       assert.matches("^http=" .. port .. " ", out)
       assert.are.equal(dws_pub, nginx.read_file(dir .. "/keys/dws_public.pem"))
-      local _, bad = sh(bin .. " start --dir " .. nginx.sh_quote(dir) .. " 2>&1")
+      local _, bad = sh(bin .. " start --dir " .. nginx.sh_quote(dir) .. " --free-ports 2>&1")
       assert.are_not.equal(0, bad) -- already running
     end)
     sh(bin .. " stop --dir " .. nginx.sh_quote(dir))

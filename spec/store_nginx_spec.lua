@@ -13,7 +13,6 @@ local CONF = [[
 events { worker_connections 64; }
 http {
   %s
-  lua_package_path "%s/spec/?.lua;%s/lua/?.lua;%s/lua/?/init.lua;;";
   access_log off;
   lua_shared_dict contract 4m;
   # The smallest zone nginx accepts (8 pages): the contract fills it.
@@ -52,7 +51,8 @@ lazy_setup(function()
   redis = assert(redis_server.start())
   local ports, why = nginx.start_on_free_ports(dir, 1, function(p)
     return nginx.preamble(dir) .. string.format(CONF,
-      nginx.lua_paths():match("lua_package_cpath[^\n]*"), root, root, root, p[1], redis.port)
+      nginx.lua_paths{ extra_path = { root .. "/spec/?.lua", root .. "/lua/?.lua", root .. "/lua/?/init.lua" } },
+      p[1], redis.port)
   end)
   port = assert(ports, why)[1]
   curl = require("dws.transport.curl").new{}

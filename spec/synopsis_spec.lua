@@ -57,11 +57,16 @@ lazy_setup(function()
   local ca_file = dir .. "/ca.pem"
   assert(nginx.write_file(ca_file, assert(nginx.read_file(sb.ca_file)), "644"))
   assert(nginx.run("chmod 711 " .. nginx.sh_quote(dir)))
+  -- The source tree laid out as the rocks tree the synopsis names: its Lua files and its LuaJIT build.
+  -- (spec/install_spec.lua starts the synopsis on a tree the rocks made.)
+  local tree = dir .. "/tree"
+  assert(nginx.run("mkdir -p " .. nginx.sh_quote(tree .. "/share/lua") .. " " .. nginx.sh_quote(tree .. "/lib/lua") ..
+    " && ln -s " .. nginx.sh_quote(root .. "/lua") .. " " .. nginx.sh_quote(tree .. "/share/lua/5.1") ..
+    " && ln -s " .. nginx.sh_quote(root .. "/build/jit") .. " " .. nginx.sh_quote(tree .. "/lib/lua/5.1")))
   local template = assert(nginx.read_file(root .. "/examples/openresty/synopsis.conf"))
   local conf = fill(template, {
     PORT = tostring(port),
-    LUA_PACKAGE_PATH = package.path,
-    LUA_PACKAGE_CPATH = assert(nginx.jit_cpath()),
+    TREE = tree,
     CLIENT_ID = CLIENT_ID,
     PRIVATE_KEY_FILE = priv,
     DWS_PUBLIC_KEY_FILE = sb.dws_public_key_file,

@@ -1,5 +1,5 @@
 -- A hostile gateway on the raw downstream socket of a throw-away nginx (ngx.req.socket(true)): it
--- answers by writing bytes of its choosing, over plain TCP and over TLS. Issue 10, items 3 and 4:
+-- answers by writing bytes of its choosing, over plain TCP and over TLS:
 -- an unasked-for response must never be read as the next call's answer, and libcurl must never
 -- send a request a second time on its own.
 local httpd = require "helpers.httpd"
@@ -173,7 +173,7 @@ describe("a hostile gateway on raw sockets (libcurl transport)", function()
   end)
 end)
 
--- Issue 10, item 15: proxies from the environment are never used (only the proxy option is).
+-- Proxies from the environment are never used (only the proxy option is).
 describe("environment proxies (libcurl transport)", function()
   local srv, proxy_port, proxy_log, dir
 

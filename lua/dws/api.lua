@@ -92,7 +92,7 @@ local function address_t()
   }
 end
 
--- Maximum lengths where the pages give none are one decision shared with the sandbox (README
+-- Maximum lengths where the pages give none are one decision shared with the sandbox (docs/sandbox.md
 -- "Field limits"); the sandbox keeps its own copy and spec/sandbox_spec.lua checks both agree.
 local METADATA_MAX = 2048
 
@@ -214,13 +214,8 @@ api.addPaymentMethod = {
       return nil
     end,
     function(req) return env_rules(req.env, false) end,
-    function(req)
-      -- DWS must know whose wallet: the notification always carries a reference id.
-      if not (given(req.customerId) or given(req.referenceCustomerId) or given(req.referenceUserId)) then
-        return "customerId", "is required when neither referenceCustomerId nor referenceUserId is given"
-      end
-      return nil
-    end,
+    -- The page marks customerId, referenceCustomerId and referenceUserId all optional, so a request
+    -- with none of them is sent: DWS, not the SDK, decides whether it knows whose wallet it is.
     function(req)
       -- A card is added by its temporary token; other methods (GCASH_EBANK) by redirect, without one.
       local pmd = req.paymentMethodDetail

@@ -4,11 +4,18 @@
 local core = require "dws.core"
 local card = require "dws.card"
 local errors = require "dws.errors"
+local journal = require "dws.journal"
+local api = require "dws.api"
+local validate = require "dws.validate"
 
 local M = {}
 
 -- paymentMethodType values that mean "a card may be added here".
 M.CARD_OPTION_TYPES = { MIXEDCARD = true, CARD = true, DEBITCARD = true, CREDITCARD = true }
+
+-- Stands in for cacheCard's temporary token while the addPaymentMethod request is checked before
+-- anything is sent (any token the page allows validates alike).
+local TOKEN_STAND_IN = "TOKEN"
 
 local function card_invalid(message, field)
   return nil, errors.new{ api = "bindCard", status = "F", code = errors.CARD_INVALID, message = message,
@@ -114,28 +121,16 @@ function M.same_card(card_no, brand, cached_card)
   return true
 end
 
--- The outcome a caller sees for a journal record (bind_card, resume_binding, binding).
--- NEW and SENT are reported as UNKNOWN: the request may or may not have reached DWS.
-function M.outcome_of(rec)
-  local status = rec.state
-  if status == "NEW" or status == "SENT" then status = "UNKNOWN" end
-  return {
-    status = status,
-    requestId = rec.requestId,
-    mask = rec.mask,
-    last4 = rec.last4,
-    brand = rec.brand,
-    expiryTime = rec.expiryTime,
-    paymentMethodType = rec.paymentMethodType,
-    actionForm = rec.actionForm,
-    redirectUrl = rec.redirectUrl,
-    resultCode = rec.resultCode,
-    -- The final token, only ever from a verified notification.
-    cardToken = rec.state == "BOUND" and rec.cardToken or nil,
-  }
-end
+-- The outcome a caller sees for a journal record (the journal owns the record's shape).
+M.outcome_of = journal.outcome
 
-local function journal_error(request_id, err, what)
+-- A journal call's failure as an error object: the store could not answer (U, try later), or the
+-- record under this requestId is damaged (F: no retry mends it; someone must look).
+local function journal_error(request_id, err, what, kind)
+  if kind == journal.DAMAGED then
+    return errors.new{ api = "bindCard", code = errors.BINDING_DAMAGED, status = "F", request_id = request_id,
+                       message = tostring(err) }
+  end
   return errors.new{ api = "bindCard", code = errors.JOURNAL_UNAVAILABLE, status = "U", request_id = request_id,
                      message = what .. ": " .. tostring(err) }
 end
@@ -145,12 +140,13 @@ M.TOKEN_GONE = { [errors.INVALID_PAYMENTMETHOD_TOKEN] = true }
 
 -- Send the journaled bytes of `rec` and record the answer. -> outcome | nil, err
 local function send_recorded(client, rec, resuming)
-  local journal = client.journal
+  local j = client.journal
   local id = rec.requestId
-  local sent, jerr = journal:transition(id, "send", "SENT", function(r) r.sends = (r.sends or 0) + 1 end)
+  local sent, jerr, kind = j:transition(id, "send", "SENT", function(r) r.sends = (r.sends or 0) + 1 end)
   if not sent then
     -- Not sent: the record stays as it was (NEW or UNKNOWN), so a resume can still finish it.
-    return nil, journal_error(id, jerr or "record vanished", "binding not sent: the journal could not record it")
+    return nil, journal_error(id, jerr or "record vanished", "binding not sent: the journal could not record it",
+      kind)
   end
   if sent.state ~= "SENT" then return M.outcome_of(sent) end -- finished meanwhile (notification)
 
@@ -181,6 +177,15 @@ local function send_recorded(client, rec, resuming)
           .. "the journal's store; the binding's outcome is still unknown)" }
       err.cause = cause
       to = "UNKNOWN"
+    elseif err.status == "F" and err.code == errors.REPEAT_REQ_INCONSISTENT then
+      -- A first send, and DWS says another request owns this requestId (one sent before this
+      -- journal knew it: another system, a lost journal). That request may still bind a card, and
+      -- its notification will come: nothing final can be said until then.
+      client:log("warn", "bind_card: an earlier request owns this requestId at DWS; waiting for its notification",
+        { requestId = id })
+      to = "CONFLICT"
+      err.message = err.message .. " (an earlier request with this requestId exists at DWS; its notification "
+        .. "decides the binding)"
     elseif err.status == "F" then
       to = "FAILED"
       if M.TOKEN_GONE[err.code] then
@@ -197,7 +202,7 @@ local function send_recorded(client, rec, resuming)
   end
 
   local after
-  after, jerr = journal:transition(id, "answer", to, edit)
+  after, jerr = j:transition(id, "answer", to, edit)
   if not after then
     -- DWS answered but the record could not be updated: it stays SENT and will be found by
     -- pending_bindings; a resume re-sends the same bytes and gets the same answer.
@@ -206,7 +211,7 @@ local function send_recorded(client, rec, resuming)
     after = sent
     after.state = to
   end
-  if to == "FAILED" and after.state == "FAILED" then
+  if (to == "FAILED" or to == "CONFLICT") and after.state == to then
     err.binding = M.outcome_of(after)
     return nil, err
   end
@@ -230,19 +235,49 @@ function M.bind(client, params)
     return nil, cerr
   end
   local mask, last4, brand = card.mask(c.cardNo), card.last4(c.cardNo), c.brand
+
+  -- Every check that needs no network runs before the first byte is sent: the three requests are
+  -- validated as they will go out (addPaymentMethod with a stand-in for the token cacheCard will
+  -- give), so no card is tokenised for a binding whose request cannot be sent.
+  local consult = { customerId = params.customerId, env = params.env, scenes = params.scenes }
+  local cache_request = { paymentMethodDetail = { paymentMethodDetailType = "card", card = c } }
+  local function add_request(token)
+    return {
+      requestId = params.requestId == nil and core.uuid4() or params.requestId,
+      customerId = params.customerId,
+      referenceCustomerId = params.referenceCustomerId,
+      referenceUserId = params.referenceUserId,
+      isTemporary = params.isTemporary,
+      env = params.env,
+      redirectUrl = params.redirectUrl,
+      paymentMethodDetail = { paymentMethodDetailType = "CARD", card = { cardToken = token,
+        paymentMethodDetailMetadata = params.paymentMethodDetailMetadata } },
+    }
+  end
+  local add = add_request(TOKEN_STAND_IN)
+  for _, check in ipairs{ { api.consultAddablePaymentMethod, consult }, { api.cacheCard, cache_request },
+                          { api.addPaymentMethod, add } } do
+    local ok, verr = validate.request(check[1], check[2])
+    if not ok then
+      verr.request_id = check[1] == api.addPaymentMethod and validate.plain_id(params.requestId) or nil
+      client:log("error", "bind_card: nothing sent: " .. verr.message, { api = check[1].name, field = verr.field })
+      return nil, verr
+    end
+    if check[1] == api.addPaymentMethod then add.requestId = ok.requestId end
+  end
+  local request_id = add.requestId
   client:log("info", "bind_card: card checked locally", { mask = mask, brand = brand })
 
-  local journal = client.journal
+  local j = client.journal
   if params.requestId ~= nil then
-    local known, jerr = journal:get(tostring(params.requestId))
-    if jerr then return nil, journal_error(params.requestId, jerr, "cannot check the requestId") end
+    local known, jerr, kind = j:get(request_id)
+    if jerr then return nil, journal_error(request_id, jerr, "cannot check the requestId", kind) end
     if known then
-      return nil, errors.new{ api = "bindCard", code = errors.REQUEST_ID_REUSED, request_id = params.requestId,
+      return nil, errors.new{ api = "bindCard", code = errors.REQUEST_ID_REUSED, request_id = request_id,
         message = "requestId is already in the binding journal (" .. known.state .. "); use resume_binding" }
     end
   end
 
-  local consult = { customerId = params.customerId, env = params.env, scenes = params.scenes }
   local options, err = client:call("consultAddablePaymentMethod", consult)
   if not options then return nil, err end
   local option, detail = M.choose_option(options.paymentOptions, brand)
@@ -251,12 +286,7 @@ function M.bind(client, params)
     { paymentMethodType = option.paymentMethodType, brands = table.concat(detail, ",") })
 
   local cached
-  cached, err = client:call("cacheCard", {
-    paymentMethodDetail = {
-      paymentMethodDetailType = "card",
-      card = c,
-    },
-  })
+  cached, err = client:call("cacheCard", cache_request)
   local card_no = c.cardNo
   -- Our copy of the clear card is done with (the caller's table is theirs to clear).
   c.cardNo, c.securityCode = nil, nil
@@ -279,18 +309,9 @@ function M.bind(client, params)
   brand = string_or_nil(cached_card.brand) or brand
   client:log("info", "bind_card: card cached", { mask = mask, expiryTime = cached.expiryTime })
 
-  local card_detail = { cardToken = temp_token, paymentMethodDetailMetadata = params.paymentMethodDetailMetadata }
-  local body, request_id = client:encode_request("addPaymentMethod", {
-    requestId = params.requestId,
-    customerId = params.customerId,
-    referenceCustomerId = params.referenceCustomerId,
-    referenceUserId = params.referenceUserId,
-    isTemporary = params.isTemporary,
-    env = params.env,
-    redirectUrl = params.redirectUrl,
-    paymentMethodDetail = { paymentMethodDetailType = "CARD", card = card_detail },
-  })
-  if not body then return nil, request_id end
+  add.paymentMethodDetail.card.cardToken = temp_token
+  local body, id_or_err = client:encode_request("addPaymentMethod", add)
+  if not body then return nil, id_or_err end
 
   -- Journaled before it is sent: whatever happens next, the bytes can be sent again.
   local rec = {
@@ -305,7 +326,7 @@ function M.bind(client, params)
     expiryTime = string_or_nil(cached.expiryTime),
     paymentMethodType = option.paymentMethodType,
   }
-  local created, jerr = journal:create(rec)
+  local created, jerr = j:create(rec)
   if created == nil then
     return nil, journal_error(request_id, jerr, "binding not sent: the journal could not record it")
   end
@@ -322,46 +343,40 @@ local function check_id(request_id, who)
   end
 end
 
--- What client:binding and pending_bindings show of a record: the outcome's fields plus the
--- journal's own (the body stays inside: it is for resending, not for reading).
-local function view(rec)
-  local b = M.outcome_of(rec)
-  b.state = rec.state -- NEW / SENT as they are, for a sweeper
-  b.customerId, b.referenceCustomerId, b.referenceUserId = rec.customerId, rec.referenceCustomerId, rec.referenceUserId
-  b.sends, b.attempts, b.createdAt, b.updatedAt = rec.sends, rec.attempts, rec.createdAt, rec.updatedAt
-  b.resultStatus, b.resultMessage = rec.resultStatus, rec.resultMessage
-  return b
-end
-
 -- binding(client, requestId) -> view | nil (unknown) | nil, err
 function M.binding(client, request_id)
   check_id(request_id, "binding")
-  local rec, err = client.journal:get(request_id)
+  local rec, err, kind = client.journal:get(request_id)
   if not rec then
-    if err then return nil, journal_error(request_id, err, "cannot read the binding journal") end
+    if err then return nil, journal_error(request_id, err, "cannot read the binding journal", kind) end
     return nil
   end
-  return view(rec)
+  return journal.view(rec)
 end
 
 -- resume(client, requestId) -> outcome | nil, err
 function M.resume(client, request_id)
   check_id(request_id, "resume_binding")
-  local rec, err = client.journal:get(request_id)
+  local rec, err, kind = client.journal:get(request_id)
   if not rec then
-    if err then return nil, journal_error(request_id, err, "cannot read the binding journal") end
+    if err then return nil, journal_error(request_id, err, "cannot read the binding journal", kind) end
     return nil, errors.new{ api = "bindCard", code = errors.BINDING_NOT_FOUND, request_id = request_id,
       message = "no binding with this requestId in the journal" }
   end
-  local journal = require "dws.journal"
   if journal.FINAL[rec.state] then
     local e = errors.new{ api = "bindCard", code = errors.BINDING_FINAL, request_id = request_id,
       message = "the binding is already " .. rec.state .. "; nothing to resume" }
     e.binding = M.outcome_of(rec)
     return nil, e
   end
-  -- ACCEPTED / ACTION_REQUIRED: DWS has it; only the notification can tell more.
+  -- ACCEPTED / ACTION_REQUIRED / CONFLICT / UNCONFIRMED: DWS has it; only a notification can tell more.
   if not journal.RESUMABLE[rec.state] then return M.outcome_of(rec) end
+  -- The bytes re-sent must be this binding's own request, whatever else the record says.
+  local mine, why = journal.body_matches(rec, request_id)
+  if not mine then
+    client:log("error", "resume_binding: " .. why, { requestId = request_id })
+    return nil, journal_error(request_id, why, "", journal.DAMAGED)
+  end
   client:log("info", "resume_binding: re-sending the journaled request", { requestId = request_id,
     state = rec.state, sends = rec.sends })
   return send_recorded(client, rec, true)
@@ -376,7 +391,7 @@ function M.pending(client, opts)
   local recs, err = client.journal:pending(older)
   if not recs then return nil, journal_error(nil, err, "cannot read the binding journal") end
   local out = {}
-  for i, rec in ipairs(recs) do out[i] = view(rec) end
+  for i, rec in ipairs(recs) do out[i] = journal.view(rec) end
   return out
 end
 

@@ -4,6 +4,7 @@ local M = {}
 
 -- The one Luhn check of the SDK (dws.redact's digit runs use it too): csrc/redact.c.
 local luhn = require("dws.core").luhn
+local errors = require "dws.errors"
 
 -- BIN ranges, most specific first: Discover's 6011/644-649/65 must win over UnionPay's 62,
 -- Mir's 2200-2204 over Mastercard's 2221-2720. { brand, low, high } compare the leading
@@ -77,9 +78,7 @@ local function as_int(v)
 end
 
 -- A CARD_INVALID error naming the field (README "Conventions": nil, err for what a caller handles).
--- dws.errors is required here, not above: it loads dws.redact, which loads this module.
 local function invalid(field, reason)
-  local errors = require "dws.errors"
   return nil, errors.new{ code = errors.CARD_INVALID, status = "F", field = field, message = reason }
 end
 

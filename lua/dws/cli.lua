@@ -25,6 +25,7 @@ local function parser()
     .. dws.VERSION .. ").")
   p:command_target("command")
   p:require_command(true)
+  p:help_max_width(100)
 
   local keygen = p:command("keygen", "Make an RSA key pair: private key as PKCS#8 PEM (0600), public key as "
     .. "PEM and as the bare base64 DWS's portal takes.")
@@ -62,12 +63,14 @@ local function parser()
     c:option("--profile", "Profile: a Lua file returning client options, or a JSON object "
       .. "(client_id, private_key[_file], dws_public_key[_file], gateway, ca_file, ...). "
       .. "Environment: DWS_CLIENT_ID, DWS_PRIVATE_KEY[_FILE], DWS_PUBLIC_KEY[_FILE], DWS_GATEWAY, DWS_CA_FILE.")
-    c:option("--sandbox", "Use the demo merchant of the sandbox running in this directory.")
+    c:option("--sandbox", "Act as the merchant of the sandbox running in this directory (its keys, its CA).")
+    c:option("--client-id", "With --sandbox: the sandbox client to act as (default: its only client).")
   end
 
   local call = p:command("call", "Call an API; print the verified answer as JSON (exit 0 S, 1 F, 2 U).")
   call:argument("api", "API name (cacheCard) or method (cache_card).")
   call:argument("request", "Request JSON file ('-' or absent: stdin)."):args("?")
+  call:flag("--pretty", "Print the answer indented, one member per line.")
   profile_options(call)
 
   local bind = p:command("bind", "Bind a test card, printing each step (masked).")
@@ -81,32 +84,85 @@ local function parser()
   bind:option("--first-name", "Card holder first name.", "Ada")
   bind:option("--last-name", "Card holder last name.", "Lovelace")
   bind:option("--terminal-type", "env.terminalType.", "WEB")
+  bind:option("--journal", "The binding journal, a dws.store spec (sqlite:/path/dws.db); with the same "
+    .. "--journal, dws listen records the result there.")
+  bind:option("--wait", "Seconds to wait for the final result in the journal (client:wait_binding; needs "
+    .. "--journal shared with whatever receives the notification, e.g. dws listen).")
 
-  local notify = p:command("notify", "Notifications.")
+  local notify = p:command("notify", "Binding notifications: send one to an endpoint, or have the sandbox "
+    .. "send one again.")
   notify:command_target("notify_command")
-  local send = notify:command("send", "Post a signed binding notification to a merchant URL; report the ack.")
-  send:argument("url", "The merchant's notify URL.")
+  local send = notify:command("send", "Post a signed binding notification to a merchant URL; report the ack "
+    .. "(exit 0 acknowledged, 1 not).")
+  send:argument("url", "The merchant's notify URL (with --sandbox: default the client's notify URL now)."):args("?")
+  send:option("--sandbox", "A running sandbox's directory: sign with its DWS key as its client (--client-id "
+    .. "when it has several).")
   send:option("--dws-private-key", "The DWS private key that signs (e.g. DIR/keys/dws_private.pem of a "
-    .. "sandbox)."):count(1)
-  send:option("--client-id", "client-id header (your Client-Id)."):count(1)
+    .. "sandbox).")
+  send:option("--client-id", "client-id header (your Client-Id).")
   send:option("--body", "Notification body file (default: a sample binding result).")
   send:option("--request-id", "requestId of the sample body (default: a new UUID).")
   send:option("--ca-file", "CA bundle for an https URL.")
   send:option("--time", "request-time (default: now, milliseconds).")
-  local resend = notify:command("resend", "Ask a running sandbox to send a binding notification again.")
+  local resend = notify:command("resend", "Ask a running sandbox to send a binding notification again, to the "
+    .. "client's notify URL as it is now (e.g. a dws listen started since).")
   resend:argument("request_id", "The addPaymentMethod requestId.")
   resend:option("--sandbox", "The sandbox's directory."):count(1)
 
-  local sandbox = p:command("sandbox", "Start, stop or query the local DWS sandbox (dws-sandbox).")
+  local listen = p:command("listen", "Receive a sandbox client's binding notifications here: points the "
+    .. "sandbox's deliveries for the client at this command, verifies, de-duplicates and journals each with "
+    .. "client:handle_notification, prints it masked, answers the exact acknowledgement, and forwards it "
+    .. "as it came with --forward-to. Runs until Ctrl-C or --count deliveries, then points the client back.")
+  listen:option("--sandbox", "The directory of the running sandbox."):count(1)
+  listen:option("--journal", "The binding journal and de-dup store, a dws.store spec (sqlite:/path/dws.db): "
+    .. "give your script's client the same, and client:wait_binding sees the result. Default: memory.")
+  listen:option("--forward-to", "Also send each delivery, same body bytes and signed headers, to this URL "
+    .. "(your endpoint); the listening path is its path, which the signature covers.")
+  listen:option("--forward-ca-file", "CA bundle for an https --forward-to.")
+  listen:option("--client-id", "The sandbox client whose notifications to receive (default: its only client).")
+  listen:option("--profile", "Client options (keys) for that client, when the sandbox's own merchant key "
+    .. "is not its key: a Lua file or JSON object as for dws call.")
+  listen:option("--port", "Loopback port to listen on (default: a free one)."):convert(tonumber)
+  listen:option("--count", "Stop after this many deliveries."):convert(math.tointeger)
+
+  local sandbox = p:command("sandbox", "Start, stop or query the local DWS sandbox (dws-sandbox; "
+    .. "docs/sandbox.md).")
   sandbox:command_target("sandbox_command")
-  for _, name in ipairs{ "start", "stop", "status" } do
-    local c = sandbox:command(name)
-    c:option("--dir", "Sandbox directory (default: $DWS_SANDBOX_DIR)."):default(os.getenv("DWS_SANDBOX_DIR"))
-    if name == "start" then
-      c:option("--http-port")
-      c:option("--https-port")
-      c:option("--config")
+  local SANDBOX_COMMANDS = {
+    { "start", "Start the sandbox (generating what DIR lacks: CA, certificates, keys, a demo client); print "
+      .. "http= https= dir= ca_file= client_id=." },
+    { "stop", "Stop the sandbox running in DIR." },
+    { "status", "Print running pid= http= https= dir= ca_file= client_id=; exit 3 when none runs in DIR." },
+  }
+  for _, cmd in ipairs(SANDBOX_COMMANDS) do
+    local c = sandbox:command(cmd[1], cmd[2])
+    c:option("--dir", "Sandbox directory (default: $DWS_SANDBOX_DIR, else /tmp/dws-sandbox-$USER).")
+    if cmd[1] == "start" then
+      c:option("--http-port", "Port of the admin endpoints and the plain-HTTP APIs (default: "
+        .. "$DWS_SANDBOX_HTTP_PORT, else 12080; 0: a free one).")
+      c:option("--https-port", "Port of the HTTPS gateway clients use (default: $DWS_SANDBOX_HTTPS_PORT, "
+        .. "else 12443; 0: a free one).")
+      c:flag("--free-ports", "Listen on free ports chosen at start (several sandboxes at once, as in tests).")
+      c:option("--config", "A config file of your own (clients, their keys and notify URLs) instead of "
+        .. "DIR/sandbox_config.lua.")
+      c:flag("--foreground", "Stay until Ctrl-C or SIGTERM, then stop the sandbox.")
     end
+  end
+
+  local gateway = p:command("gateway", "The DWS gateway: lua-dws in nginx for backends in any language "
+    .. "(docs/gateway.md).")
+  gateway:command_target("gateway_command")
+  local gateway_help = {
+    start = "Generate the nginx.conf in the config's dir and start nginx; wait until it listens.",
+    stop = "Stop the gateway's nginx (QUIT; KILL after 10 s).",
+    status = "Say whether the gateway runs (exit 3 when not).",
+    reload = "Re-read the configuration: a new nginx.conf, checked, then HUP.",
+    config = "Check the configuration file; --print shows the nginx.conf made from it.",
+  }
+  for _, name in ipairs{ "start", "stop", "status", "reload", "config" } do
+    local c = gateway:command(name, gateway_help[name])
+    c:option("--config", "The gateway's configuration file (JSON)."):count(1)
+    if name == "config" then c:flag("--print", "Print the generated nginx.conf.") end
   end
   return p
 end
@@ -115,31 +171,7 @@ end
 -- keygen
 
 local function cmd_keygen(a)
-  if not a.bits then return fail("--bits must be a number") end
-  local ok, priv, pub = pcall(core.generate_key, a.bits)
-  if not ok then return fail(tostring(priv):gsub("^bad argument #1 to '%?'", "--bits")) end
-  if not priv then return fail(pub) end
-  local base = a.out .. "/" .. a.name
-  local files = {
-    { base .. "_private.pem", priv, true },
-    { base .. "_public.pem", "-----BEGIN PUBLIC KEY-----\n" .. pub:gsub("(" .. ("."):rep(64) .. ")", "%1\n")
-      :gsub("\n$", "") .. "\n-----END PUBLIC KEY-----\n" },
-    { base .. "_public.b64", pub .. "\n" },
-  }
-  for _, f in ipairs(files) do
-    if util.exists(f[1]) then return fail(f[1] .. " exists; refusing to overwrite a key") end
-  end
-  local dok, derr = util.mkdir_private(a.out)
-  if not dok then return fail(derr) end
-  for _, f in ipairs(files) do
-    local wok, werr = util.write_file(f[1], f[2], f[3])
-    if not wok then return fail(werr) end
-  end
-  out("private key (PKCS#8 PEM, mode 0600): ", files[1][1], "\n")
-  out("public key (PEM):                    ", files[2][1], "\n")
-  out("public key (base64, for the portal): ", files[3][1], "\n")
-  out(pub, "\n")
-  return EXIT_OK
+  return require("dws.cli.keygen").run(a)
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -213,8 +245,14 @@ local function cmd_call(a)
   if not client then return fail(cerr, EXIT_USAGE) end
   local text, rerr = util.read_input(a.request)
   if not text then return fail(rerr, EXIT_USAGE) end
-  local request = dws.decode_json(text)
-  if type(request) ~= "table" then return fail("the request is not a JSON object", EXIT_USAGE) end
+  local request, jerr = dws.decode_json(text)
+  if request == nil then
+    return fail("the request " .. (a.request and a.request ~= "-" and a.request or "on stdin") .. " is not JSON: "
+      .. util.json_error(text, jerr), EXIT_USAGE)
+  end
+  if type(request) ~= "table" or getmetatable(request) == core.array_mt then
+    return fail("the request is not a JSON object", EXIT_USAGE)
+  end
   local res, err = client:call(def.name, request)
   client:close()
   if not res then
@@ -222,7 +260,8 @@ local function cmd_call(a)
     return result_exit(err)
   end
   -- The answer is verified; masked all the same, so a gateway that echoes a number cannot leak it here.
-  out(redact.text(assert(core.json_encode(res, false))), "\n")
+  local shown = redact.text(assert(core.json_encode(res, false)))
+  out(a.pretty and util.pretty_json(shown) or shown, "\n")
   return EXIT_OK
 end
 
@@ -238,6 +277,12 @@ local function cmd_bind(a)
     end
   end)
   if not client then return fail(cerr, EXIT_USAGE) end
+  local wait = a.wait and tonumber(a.wait)
+  if a.wait and not (wait and wait >= 0) then return fail("--wait must be seconds", EXIT_USAGE) end
+  if wait and not a.journal then
+    return fail("--wait needs --journal: the result reaches this command only through a journal it shares "
+      .. "(with dws listen --journal, or your server)", EXIT_USAGE)
+  end
   local month, year = (a.expiry or ""):match("^(%d%d?)/(%d%d%d%d)$")
   if a.expiry and not month then return fail("--expiry must be MM/YYYY", EXIT_USAGE) end
   if not month then month, year = "12", tostring(tonumber(os.date("!%Y")) + 1) end
@@ -252,6 +297,17 @@ local function cmd_bind(a)
   out("binding ", redact.card_number(a.card), " for customer ", a.customer_id, "\n")
   local outcome, err = client:bind_card{ customerId = a.customer_id, env = { terminalType = a.terminal_type },
                                          card = card }
+  if outcome and wait and (outcome.status == "ACCEPTED" or outcome.status == "ACTION_REQUIRED") then
+    out("status       ", outcome.status, ": waiting up to ", wait, " s for the notification\n")
+    local b, werr = client:wait_binding(outcome.requestId, { timeout = wait })
+    if b then
+      outcome = b
+    else
+      util.err(tostring(werr), "\n")
+      client:close()
+      return EXIT_U
+    end
+  end
   client:close()
   if not outcome then
     util.err(tostring(err), "\n")
@@ -262,11 +318,14 @@ local function cmd_bind(a)
   end
   if outcome.actionForm then out("actionForm   ", redact.text(assert(core.json_encode(outcome.actionForm))), "\n") end
   if outcome.status == "ACCEPTED" or outcome.status == "ACTION_REQUIRED" then
-    out("the final result (BOUND or FAILED) comes by notification to the merchant's notify URL\n")
+    out("the final result (BOUND or FAILED) comes by notification to the merchant's notify URL; to see it "
+      .. "here, run `dws listen --sandbox DIR --journal SPEC` and bind with the same --journal and --wait N\n")
   elseif outcome.status == "UNKNOWN" then
     -- Not an error: DWS may have bound the card. The journal can resume it with the same bytes.
     out("unknown outcome: resume with client:resume_binding(requestId)\n")
     return EXIT_U
+  elseif outcome.status == "FAILED" then
+    return EXIT_F
   end
   return EXIT_OK
 end
@@ -283,20 +342,33 @@ local function cmd_notify(a)
     local res, err = util.post("http://127.0.0.1:" .. st.http_port .. "/__sandbox/notifications/resend",
       { ["Content-Type"] = "application/json" }, assert(core.json_encode({ requestId = a.request_id })))
     if not res then return fail(err) end
-    out("HTTP ", res.status, " ", res.body, "\n")
-    return res.status == 200 and EXIT_OK or EXIT_F
+    if res.status == 200 then
+      out("queued: the notification for ", a.request_id, " goes out again, signed afresh\n")
+      return EXIT_OK
+    end
+    local t = dws.decode_json(res.body or "")
+    local why = type(t) == "table" and type(t.error) == "string" and t.error
+      or ("HTTP " .. res.status .. " " .. tostring(res.body))
+    if type(t) == "table" and t.reason == "no_notify_url" then
+      why = why .. "\nTo receive it here: `dws listen --sandbox " .. a.sandbox .. "` in another terminal, then this "
+        .. "command again."
+    end
+    return fail(why)
   end
   return require("dws.cli.notify").send(a)
 end
 
 local function cmd_sandbox(a)
-  if not a.dir then return fail("--dir is required (or set DWS_SANDBOX_DIR)", EXIT_USAGE) end
-  local args = { a.sandbox_command, "--dir", a.dir }
-  for _, k in ipairs{ "http_port", "https_port", "config" } do
+  -- DIR and the ports default as the launcher defaults them (one place: dws_sandbox.control).
+  local args = { a.sandbox_command }
+  for _, k in ipairs{ "dir", "http_port", "https_port", "config" } do
     if a[k] then
       args[#args + 1] = "--" .. k:gsub("_", "-")
       args[#args + 1] = a[k]
     end
+  end
+  for _, k in ipairs{ "free_ports", "foreground" } do
+    if a[k] then args[#args + 1] = "--" .. k:gsub("_", "-") end
   end
   -- The launcher's own logic (the dws-sandbox rock): nothing re-implemented here.
   local control, err = util.sandbox_control()
@@ -304,8 +376,13 @@ local function cmd_sandbox(a)
   return control.main(args)
 end
 
+local function cmd_listen(a)
+  return require("dws.cli.listen").run(a)
+end
+
 local COMMANDS = { keygen = cmd_keygen, sign = cmd_sign, verify = cmd_verify, call = cmd_call, bind = cmd_bind,
-                   notify = cmd_notify, sandbox = cmd_sandbox }
+                   notify = cmd_notify, listen = cmd_listen, sandbox = cmd_sandbox,
+                   gateway = function(a) return require("dws.cli.gateway").main(a) end }
 
 --- Run the command line `args` (an array of strings). Returns the exit status.
 function M.main(args)

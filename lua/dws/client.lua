@@ -37,8 +37,8 @@ local errors = require "dws.errors"
 local signature = require "dws.signature"
 local redact = require "dws.redact"
 local should_retry = require("dws.retry").should_retry
--- Request-Time and response-time are read by one parser (milliseconds or ISO 8601).
-local parse_time = require("dws.notification").parse_time
+-- Request-Time and response-time: one parser and one window rule.
+local dtime = require "dws.time"
 
 local type, pairs, pcall, tostring, setmetatable, error = type, pairs, pcall, tostring, setmetatable, error
 local format, min, random = string.format, math.min, math.random
@@ -66,8 +66,8 @@ local NUMERIC_OPTIONS = {
   max_retries = { 0, 10, true },
   max_response_bytes = { 1, 1024 * 1024 * 1024, true },
   retry_base_delay = { 0, 60, false },
-  notification_tolerance = { 0, 86400, false },
-  response_time_tolerance = { 1, 86400, false },
+  notification_tolerance = { 0, dtime.MAX_TOLERANCE, false },
+  response_time_tolerance = { 1, dtime.MAX_TOLERANCE, false },
   -- seconds a final binding is kept; false: forever (a NaN or infinite one would be forever unasked)
   -- (nil: dws.journal's default, dws.defaults.journal_retention)
   journal_retention = { 0, 10 * 365 * 86400, false, true, true },
@@ -200,12 +200,7 @@ local function time_source(option)
   fail_option("request_time", 'must be "millis", "iso8601" or a function', 4)
 end
 
-local function inside_nginx()
-  if type(ngx) ~= "table" or type(ngx.get_phase) ~= "function" then return nil end
-  local ok, phase = pcall(ngx.get_phase)
-  if ok and type(phase) == "string" then return phase end
-  return nil
-end
+local inside_nginx = require("dws.runtime").nginx_phase
 
 local function user_agent(transport_kind)
   local lua = _VERSION
@@ -309,7 +304,10 @@ function M.new(opts)
   self.options = o
   self._time = time_source(o.request_time)
   -- On by default (memory): an UNKNOWN outcome is only worth something if it can be resumed.
-  self.journal = require("dws.journal").open(o.journal, { retention = o.journal_retention })
+  local journal, jerr = require("dws.journal").open(o.journal, { retention = o.journal_retention })
+  -- A journal that cannot be opened now would fail every binding later, far from the cause.
+  if not journal then error("dws.client: option journal: the store cannot be opened: " .. jerr, 2) end
+  self.journal = journal
 
   local in_nginx = inside_nginx() ~= nil
   o.user_agent = o.user_agent or user_agent(in_nginx and "ngx" or "curl")
@@ -369,14 +367,7 @@ local function log(self, level, message, fields)
 end
 
 -- Transport kind -> error code (whether it is retried is dws.retry's to say).
-local TRANSPORT_ERRORS = {
-  timeout = errors.TIMEOUT,
-  connect = errors.CONNECTION_FAILED,
-  protocol = errors.CONNECTION_FAILED,
-  error = errors.CONNECTION_FAILED,
-  tls = errors.TLS_ERROR,
-  too_large = errors.RESPONSE_TOO_LARGE,
-}
+local TRANSPORT_ERRORS = require("dws.codes").by_transport
 
 -- An attempt's failure: err.retryable and the reason logged both come from dws.retry.
 local function failure(what, detail, fields)
@@ -466,17 +457,16 @@ local function attempt(self, entry, body, request_id, n, log_body)
   if verdict == "verified" then
     -- A genuine answer replayed from another time (or a gateway clock far off) is refused: the
     -- signed response-time must be within response_time_tolerance of the local clock.
-    local sent = parse_time(why)
+    local sent = dtime.parse(why)
     if not sent then
       return failure("verification", "response-time", { code = errors.RESPONSE_TIME_INVALID, http_status = status,
         message = "response-time is neither milliseconds nor ISO 8601" })
     end
-    local skew = (core.time_ms() - sent) / 1000
     local tolerance = o.response_time_tolerance
-    if not (skew <= tolerance and -skew <= tolerance) then
+    local skew = dtime.outside(sent, core.time_ms(), tolerance)
+    if skew then
       return failure("verification", "response-time", { code = errors.RESPONSE_TIME_INVALID, http_status = status,
-        message = string.format("response-time is %.0f s from the local clock, outside the %g s tolerance",
-          skew, tolerance) })
+        message = "response-time is " .. dtime.describe(skew, tolerance) })
     end
   end
 
@@ -563,8 +553,7 @@ local function prepare(self, entry, request, as_buffer)
       request_id = defaults[id_field]
     else
       -- The caller's own id, only when it is plainly one (validation may have stopped before it).
-      local id = type(request) == "table" and request[id_field]
-      if type(id) == "string" and #id <= 64 and id:find("^[%w%-_.:]+$") then request_id = id end
+      request_id = validate.plain_id(type(request) == "table" and request[id_field] or nil)
     end
   end
   if not req then return refuse(self, def, request_id, err) end
@@ -696,8 +685,9 @@ end
 
 -- Notifications and the bind-card workflow live in their own modules, loaded on first use.
 
---- Verify a binding notification as received: signature over the raw bytes, Request-Time within
--- `notification_tolerance`, the body's required fields. No de-duplication, no journal change.
+--- Verify a binding notification as received: signature over the raw bytes, the body's required
+-- fields, Request-Time within `notification_tolerance` (or outside it for a requestId the journal
+-- holds: a late re-send, README "Notifications"). No de-duplication, no journal change.
 -- syntax: `n, err = client:verify_notification(request, opts?)`
 -- @tparam table request `{ method = "POST", path = "/notify", headers = {...}, body = raw }`
 -- (headers in any letter case)
@@ -752,6 +742,22 @@ end
 -- @treturn[2] string err when the store cannot answer
 function Client:binding(request_id)
   return require("dws.bind_card").binding(self, request_id)
+end
+
+--- Wait until a notification has decided a binding (BOUND or FAILED, or UNCONFIRMED: a notification
+-- that is neither, for a person to look at), reading the journal every `interval` seconds
+-- (ngx.sleep inside nginx, dws.core.sleep elsewhere); the notification reaches the journal through
+-- whatever shares it (an nginx endpoint, `dws listen --journal`).
+-- syntax: `binding, err = client:wait_binding(requestId, { timeout = 30, interval = 0.25 })`
+-- @tparam string request_id the addPaymentMethod `requestId`
+-- @tparam[opt] table opts `timeout` (seconds, default 30), `interval` (seconds, default 0.25)
+-- @treturn table the binding as the notification left it, as `binding` returns it
+-- @treturn[2] nil
+-- @treturn[2] dws.errors.Error err: `WAIT_TIMEOUT` (`err.binding`: the record as it was), `BINDING_NOT_FOUND`,
+-- `JOURNAL_UNAVAILABLE`
+-- @raise on a bad requestId or option
+function Client:wait_binding(request_id, opts)
+  return require("dws.wait").wait(self, request_id, opts)
 end
 
 --- Re-send a binding's journaled bytes (re-signed) when its outcome is unknown.

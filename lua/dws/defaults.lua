@@ -31,6 +31,12 @@ M.notification_claim_ttl = 60
 -- How long binding-journal records in a final state are kept (seconds).
 M.journal_retention = 90 * 24 * 3600
 
+-- client:wait_binding: how long it waits by default, how often it reads the journal, and the
+-- longest wait it takes (seconds).
+M.wait_binding_timeout = 30
+M.wait_binding_interval = 0.25
+M.wait_binding_max = 86400
+
 -- client:run_all: transfers in flight at once (dws.multi; curl.multi's slots).
 M.concurrency = 32
 

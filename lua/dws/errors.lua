@@ -16,75 +16,14 @@ local should_retry = require("dws.retry").should_retry
 
 local errors = {}
 
--- SDK codes for failures detected locally (see HACKING.md, "Error object").
-
---- F, not retried: the request failed local validation (`err.field` names the field path).
-errors.PARAM_ILLEGAL = "PARAM_ILLEGAL"
---- U, not retried: an answer's signature does not verify, or its signature headers are duplicated
--- or malformed; no data. Also a notification refusal (401).
-errors.SIGNATURE_INVALID = "SIGNATURE_INVALID"
---- U, not retried: an `S` answer without signature or response-time; no data. Also a notification
--- without its signature headers (401).
-errors.SIGNATURE_MISSING = "SIGNATURE_MISSING"
---- U, not retried: the body is not JSON, or has no `result.resultStatus`.
-errors.RESPONSE_MALFORMED = "RESPONSE_MALFORMED"
---- U, not retried: the body is over `max_response_bytes`.
-errors.RESPONSE_TOO_LARGE = "RESPONSE_TOO_LARGE"
---- U, retried: connect or transfer timed out.
-errors.TIMEOUT = "TIMEOUT"
---- U, retried: refused, reset, short body, protocol error.
-errors.CONNECTION_FAILED = "CONNECTION_FAILED"
---- U, not retried: certificate or handshake failure (an unknown CA: the message names `ca_file`).
-errors.TLS_ERROR = "TLS_ERROR"
---- U, retried for 429 and 5xx: any HTTP status but 200 (`err.http_status`).
-errors.HTTP_ERROR = "HTTP_ERROR"
---- F: `bind_card`: Luhn, expiry or brand check failed locally.
-errors.CARD_INVALID = "CARD_INVALID"
---- F: `bind_card`: no enabled card option, or the brand is not supported.
-errors.PAYMENT_METHOD_NOT_ADDABLE = "PAYMENT_METHOD_NOT_ADDABLE"
---- F: a notification's Request-Time is outside `notification_tolerance` (a replay).
-errors.NOTIFICATION_EXPIRED = "NOTIFICATION_EXPIRED"
---- U, not retried: a signed answer's response-time is more than `response_time_tolerance` from the
--- local clock, or unparseable; no data.
-errors.RESPONSE_TIME_INVALID = "RESPONSE_TIME_INVALID"
---- U, not retried: an addPaymentMethod answer naming another `requestId`, or an `S` naming none; no
--- data.
-errors.RESPONSE_MISMATCH = "RESPONSE_MISMATCH"
---- F (U after an earlier attempt went out), not retried: OpenSSL could not sign the request
--- (out of memory, a provider failure); nothing was sent on this attempt.
-errors.SIGNING_FAILED = "SIGNING_FAILED"
--- The binding journal (dws.journal) and its calls.
-
---- F: `bind_card`: cacheCard answered (signed) for another card's mask, last4 or brand; nothing
--- added.
-errors.CARD_MISMATCH = "CARD_MISMATCH"             -- cacheCard answered for another card
-
---- U: the journal's store could not answer; nothing was sent.
-errors.JOURNAL_UNAVAILABLE = "JOURNAL_UNAVAILABLE" -- the journal's store could not answer
-
---- F: `resume_binding` of a requestId the journal does not know.
-errors.BINDING_NOT_FOUND = "BINDING_NOT_FOUND"     -- resume of a requestId the journal does not know
-
---- F: `resume_binding` of a BOUND or FAILED binding (`err.binding`).
-errors.BINDING_FINAL = "BINDING_FINAL"             -- resume of a BOUND or FAILED binding
-
---- F: DWS answered REPEAT_REQ_INCONSISTENT to the journaled bytes: a bug (logged at error level).
-errors.RESUME_INCONSISTENT = "RESUME_INCONSISTENT" -- DWS says the resumed bytes differ: a bug
-
---- F: `bind_card` with a requestId already journaled (use `resume_binding`).
-errors.REQUEST_ID_REUSED = "REQUEST_ID_REUSED"     -- bind_card with a requestId already journaled
-
--- Result codes from the API pages that the SDK acts on.
-
---- An API result code (U): retried.
-errors.UNKNOWN_EXCEPTION = "UNKNOWN_EXCEPTION"
---- An API result code (U): retried.
-errors.REQUEST_TRAFFIC_EXCEED_LIMIT = "REQUEST_TRAFFIC_EXCEED_LIMIT"
---- An API result code (F): an addPaymentMethod `requestId` re-used with other bytes.
-errors.REPEAT_REQ_INCONSISTENT = "REPEAT_REQ_INCONSISTENT"
---- An API result code (F): the temporary card token expired or is unknown (`resume_binding` sets
--- `err.reenter_card`).
-errors.INVALID_PAYMENTMETHOD_TOKEN = "INVALID_PAYMENTMETHOD_TOKEN"
+-- The codes: constants made from dws.codes, the one table of every code (README "Errors" is
+-- generated from it too), so `errors.TIMEOUT == "TIMEOUT"` and a code named nowhere else cannot be
+-- misspelt into a silent nil.
+local codes = require "dws.codes"
+for i = 1, #codes.LIST do
+  local code = codes.LIST[i].code
+  errors[code] = code
+end
 
 local Error = {}
 Error.__index = Error
@@ -103,19 +42,14 @@ function Error.__tostring(e)
   return table.concat(parts)
 end
 
-local DEFAULT_STATUS = {
-  PARAM_ILLEGAL = "F",
-  CARD_INVALID = "F",
-  PAYMENT_METHOD_NOT_ADDABLE = "F",
-  CARD_MISMATCH = "F",
-  BINDING_NOT_FOUND = "F",
-  BINDING_FINAL = "F",
-  RESUME_INCONSISTENT = "F",
-  REQUEST_ID_REUSED = "F",
-}
+-- An error's status unless the caller says otherwise: the table's, else U (not known locally).
+local function default_status(code)
+  local c = codes.by_code[code]
+  return c and c.status or "U"
+end
 
---- Make an error object. `fields.code` is required; status defaults by code ("F" for local
--- input errors, "U" otherwise); retryable defaults to false. The message is redacted.
+--- Make an error object. `fields.code` is required; status defaults by code (dws.codes; "U" for a
+-- code it does not list); retryable defaults to false. The message is redacted.
 -- syntax: `err = dws.errors.new{ code =, message =, status =, retryable =, ... }`
 -- @tparam table fields `code` and any of the error's fields
 -- @treturn Error the error
@@ -123,7 +57,7 @@ local DEFAULT_STATUS = {
 function errors.new(fields)
   assert(type(fields) == "table" and type(fields.code) == "string", "errors.new: code required")
   local e = {
-    status = fields.status or DEFAULT_STATUS[fields.code] or "U",
+    status = fields.status or default_status(fields.code),
     code = fields.code,
     message = redact.text(tostring(fields.message or fields.code)),
     retryable = fields.retryable == true,

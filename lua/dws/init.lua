@@ -4,17 +4,21 @@
 --     local client = dws.client{ client_id =, private_key =, dws_public_key =, gateway = }
 --     local res, err = client:cache_card{ paymentMethodDetail = {...} }
 -- @module dws
-local core = require "dws.core"
+
+-- Loaded first, so that a dws.core built for the other Lua (5.4 vs LuaJIT) is reported as such.
+local core = require("dws.abi").require "dws.core"
 local client = require "dws.client"
 local errors = require "dws.errors"
 local signature = require "dws.signature"
 local store = require "dws.store"
+local notification = require "dws.notification"
 
 local dws = {
   VERSION = client.VERSION,
   errors = errors,
   signature = signature,
   store = store,
+  notification = notification,
   null = core.null,
 }
 
@@ -31,6 +35,11 @@ local dws = {
 --- Stores for the binding journal and notification de-duplication: `dws.store.open(spec)`,
 -- `dws.store.memory{...}`, `dws.store.register(scheme, opener)` (see `dws.store`).
 -- @field store
+
+--- Binding notifications: `dws.notification.outcome(n)` (what a verified notification says:
+-- `"BOUND"`, `"FAILED"` or `"UNCONFIRMED"`), the acknowledgement and refusal bodies (see
+-- `dws.notification`).
+-- @field notification
 
 --- The JSON `null`: decoded answers hold it where DWS sent `null`; put it in a request to send one.
 -- A lightuserdata (`dws.core.null`), so it is true in a test: compare with `==`.

@@ -11,6 +11,10 @@ local errors = require "dws.errors"
 local signature = require "dws.signature"
 local dstore = require "dws.store"
 local defaults = require "dws.defaults"
+local dtime = require "dws.time"
+local journal = require "dws.journal"
+local validate = require "dws.validate"
+local runtime = require "dws.runtime"
 
 local M = {}
 
@@ -39,7 +43,8 @@ M.REFUSAL_BODIES = {
 local DEFAULT_TOLERANCE = defaults.options.notification_tolerance
 local DEFAULT_SEEN_TTL = defaults.notification_seen_ttl
 local DEFAULT_CLAIM_TTL = defaults.notification_claim_ttl
-local REQUEST_ID_MAX = 64
+-- The page's limit, counted as every limit is (validate.length: characters).
+local REQUEST_ID_MAX = require("dws.api").addPaymentMethod.request.fields.requestId.max
 
 local function fail(code, message, http_status, field)
   return nil, errors.new{ api = "notifyAddPaymentMethod", status = "F", code = code, message = message,
@@ -51,48 +56,11 @@ local SIGNED_LIST = { "signature", "client-id", "request-time" }
 local SIGNED_HEADERS = {}
 for i = 1, #SIGNED_LIST do SIGNED_HEADERS[SIGNED_LIST[i]] = true end
 
--- Days since 1970-01-01 for a proleptic Gregorian date (H. Hinnant's days_from_civil), so no
--- local time zone or os.time() is involved.
-local function days_from_civil(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = math.floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = math.floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
-
---- Request-Time as the SDKs send it: milliseconds since the epoch, or ISO 8601 with a zone
--- (Z, +hh:mm or +hhmm; optional fraction). Returns milliseconds, or nil.
+--- Request-Time as the SDKs send it (`dws.time.parse`, kept here under its old name).
 -- syntax: `ms = dws.notification.parse_time(s)`
 -- @tparam string s a Request-Time or response-time header value
 -- @treturn int milliseconds since the epoch, or nil when `s` is neither form
-function M.parse_time(s)
-  if type(s) ~= "string" then return nil end
-  if s:match("^%d+$") and #s <= 15 then return tonumber(s) end
-  local y, mo, d, h, mi, sec, rest = s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)[T ](%d%d):(%d%d):(%d%d)(.*)$")
-  if not y then return nil end
-  y, mo, d, h, mi, sec = tonumber(y), tonumber(mo), tonumber(d), tonumber(h), tonumber(mi), tonumber(sec)
-  if mo < 1 or mo > 12 or d < 1 or d > 31 or h > 23 or mi > 59 or sec > 60 then return nil end
-  local frac = 0
-  local digits, zone = rest:match("^%.(%d+)(.*)$")
-  if digits then
-    frac = tonumber("0." .. digits)
-    rest = zone
-  end
-  local offset
-  if rest == "Z" then
-    offset = 0
-  else
-    local sign, oh, om = rest:match("^([+-])(%d%d):?(%d%d)$")
-    if not sign then return nil end
-    offset = (tonumber(oh) * 60 + tonumber(om)) * 60
-    if sign == "-" then offset = -offset end
-  end
-  local seconds = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - offset
-  return math.floor((seconds + frac) * 1000)
-end
+M.parse_time = dtime.parse
 
 local function is_object(v)
   return type(v) == "table" and getmetatable(v) ~= core.array_mt
@@ -110,7 +78,7 @@ local function check_body(client, body)
   if type(id) ~= "string" or id == "" then
     return fail("PARAM_ILLEGAL", "requestId is required (a string)", 400, "requestId")
   end
-  if #id > REQUEST_ID_MAX then
+  if validate.length(id) > REQUEST_ID_MAX then
     return fail("PARAM_ILLEGAL", string.format("requestId is longer than %d characters", REQUEST_ID_MAX), 400,
       "requestId")
   end
@@ -133,34 +101,95 @@ local function check_body(client, body)
   return n
 end
 
---- What a notification says about its binding: "BOUND", card token (or nil) | "FAILED",
--- resultCode. A `result` with resultStatus F means FAILED; anything else is BOUND (the page's
--- sample carries no result at all).
--- syntax: `status, token_or_code = dws.notification.outcome(notification)`
+--- What a notification says about its binding. The notify page defines only the success form
+-- (a card with its final `cardToken`, no `result`); it gives no failure form. Our reading (README
+-- "Notifications"):
+--
+-- - `"BOUND", token`: a non-empty `paymentMethodDetail.card.cardToken`, and no `result` or one
+--   with resultStatus `S`;
+-- - `"FAILED", resultCode`: a `result` with resultStatus `F` (the form the sandbox sends; the
+--   pages have none);
+-- - `"UNCONFIRMED", why`: anything else: a `result` with another status (`U`, ...), or no card
+--   token at all (the likeliest failure form the pages could use). Never BOUND without a token.
+-- syntax: `state, detail = dws.notification.outcome(notification)`
 -- @tparam table n a verified notification
--- @treturn string `"BOUND"` or `"FAILED"`
--- @treturn string the final `cardToken` (BOUND; nil when absent) or the `resultCode` (FAILED)
+-- @treturn string `"BOUND"`, `"FAILED"` or `"UNCONFIRMED"`
+-- @treturn string the final `cardToken` (BOUND), the `resultCode` (FAILED), or a code saying what
+-- was missing (UNCONFIRMED: the `resultCode` given, or `NO_CARD_TOKEN`)
 function M.outcome(n)
   local result = is_object(n.result) and n.result or nil
-  if result and result.resultStatus == "F" then
-    return "FAILED", type(result.resultCode) == "string" and result.resultCode or "UNKNOWN"
-  end
+  local status = result and result.resultStatus
+  local code = result and type(result.resultCode) == "string" and result.resultCode or nil
+  if result and status == "F" then return "FAILED", code or "UNKNOWN" end
+  if result and status ~= "S" then return "UNCONFIRMED", code or "UNKNOWN_RESULT_STATUS" end
   local detail = is_object(n.paymentMethodDetail) and n.paymentMethodDetail or {}
   local card = is_object(detail.card) and detail.card or {}
   local token = card.cardToken
-  return "BOUND", type(token) == "string" and token ~= "" and token or nil
+  if type(token) ~= "string" or token == "" then return "UNCONFIRMED", "NO_CARD_TOKEN" end
+  return "BOUND", token
+end
+
+-- The tolerance for this call: the caller's, else the client's option. A per-call value is held
+-- to the same rule as the option (a NaN would switch the window off).
+local function tolerance_of(client, opts)
+  local t = opts.tolerance
+  if t ~= nil then
+    if not dtime.valid_tolerance(t) then
+      error("dws.notification: opts.tolerance must be a number of seconds from 0 to " .. dtime.MAX_TOLERANCE, 3)
+    end
+    return t
+  end
+  return client.options and client.options.notification_tolerance or DEFAULT_TOLERANCE
+end
+
+-- A signed notification outside the replay window: DWS may re-send the bytes it first signed (its
+-- schedule runs 15 hours and more), so the window alone would refuse the very re-sends that
+-- deliver a result. The signature proves DWS said it; what the window guards against is a replay
+-- changing something. So, for a requestId the journal holds:
+-- - not final: accepted whatever the age (the statement is DWS's own, about that binding, and
+--   final states never change);
+-- - final: accepted while the de-dup memory (seen_ttl) can still tell a repeat, and handled as any
+--   delivery is (acknowledged when its handler has run, run when it has not: a handler that failed
+--   before must get its retry); older, refused, since nothing would stop a second run.
+-- One the journal does not know is refused as a replay. -> record (the journal's) | nil, err
+local function late(client, n, skew, tolerance, seen_ttl)
+  local j = client.journal
+  local rec, jerr = nil, nil
+  if j then rec, jerr = j:get(n.requestId) end
+  if jerr then
+    return nil, errors.new{ api = "notifyAddPaymentMethod", code = errors.JOURNAL_UNAVAILABLE, status = "U",
+      http_status = 500, message = "request-time is " .. dtime.describe(skew, tolerance)
+        .. ", and the binding journal cannot say whether it is a re-send: " .. tostring(jerr) }
+  end
+  if not rec then
+    return fail("NOTIFICATION_EXPIRED", "request-time is " .. dtime.describe(skew, tolerance)
+      .. " (replayed or clock skew), for a requestId the binding journal does not hold", 401)
+  end
+  if journal.FINAL[rec.state] and math.abs(skew) > seen_ttl then
+    return fail("NOTIFICATION_EXPIRED", "request-time is " .. dtime.describe(skew, tolerance)
+      .. ", older than the de-dup memory, for a binding already " .. rec.state, 401)
+  end
+  client:log("info", "late notification accepted: the binding journal holds the binding as " .. rec.state,
+    { requestId = n.requestId, skew = math.floor(skew) })
+  return rec
 end
 
 --- verify(client, { method =, path =, headers =, body = }) -> notification | nil, err
+-- The signature over the raw bytes, then the body, then the time: within the tolerance, or
+-- outside it for a requestId the binding journal holds (a late re-send; see `late` above).
 -- opts.tolerance (seconds) and opts.now (milliseconds) override the client's option and clock.
 -- syntax: `n, err = dws.notification.verify(client, request, opts?)` (`client:verify_notification`)
 -- @tparam dws.client.Client client
 -- @tparam table request `{ method = "POST", path =, headers =, body = }`
 -- @tparam[opt] table opts `tolerance`, `now`
 -- @treturn table the notification
+-- @treturn table the journal's record when the notification was accepted late (outside the
+-- tolerance), else nil
 -- @treturn[2] nil
--- @treturn[2] dws.errors.Error err (`err.http_status`: 400, 401 or 405)
--- @raise when `request` is not a table or its path is not a path
+-- @treturn[2] dws.errors.Error err (`err.http_status`: 400, 401 or 405; 500 when the journal
+-- could not be asked about a late one)
+-- @raise when `request` is not a table, its path is not a path, or `opts.tolerance` is not a
+-- number of seconds from 0 to 86400
 function M.verify(client, request, opts)
   opts = opts or {}
   if type(request) ~= "table" then error("dws.notification.verify: request must be a table", 2) end
@@ -190,18 +219,16 @@ function M.verify(client, request, opts)
     return fail("SIGNATURE_INVALID", "notification signature does not verify: " .. tostring(why), 401)
   end
 
-  local sent = M.parse_time(h["request-time"])
+  local sent = dtime.parse(h["request-time"])
   if not sent then return fail("SIGNATURE_INVALID", "request-time is neither milliseconds nor ISO 8601", 401) end
-  local tolerance = opts.tolerance or (client.options and client.options.notification_tolerance)
-    or DEFAULT_TOLERANCE
-  local now = opts.now or core.time_ms()
-  local skew = (now - sent) / 1000
-  if skew > tolerance or -skew > tolerance then
-    return fail("NOTIFICATION_EXPIRED", string.format("request-time is %d s from now, outside the %d s tolerance" ..
-      " (replayed or clock skew)", math.floor(skew), tolerance), 401)
-  end
-
-  return check_body(client, body)
+  local tolerance = tolerance_of(client, opts)
+  local n, berr = check_body(client, body)
+  if not n then return nil, berr end
+  local skew = dtime.outside(sent, opts.now or core.time_ms(), tolerance)
+  if not skew then return n end
+  local rec, lerr = late(client, n, skew, tolerance, opts.seen_ttl or opts.ttl or DEFAULT_SEEN_TTL)
+  if not rec then return nil, lerr end
+  return n, rec
 end
 
 -- The de-dup stores of earlier versions, kept as thin aliases of dws.store.
@@ -257,13 +284,16 @@ local function store_for(client, opts)
   if opts.store then return dstore.check(opts.store, "dws.notification: opts.store") end
   local s = default_stores[client]
   if not s then
-    s = dstore.open(client.options and client.options.notification_store, "dws.client: option notification_store")
+    local err
+    s, err = dstore.open(client.options and client.options.notification_store, "dws.client: option notification_store")
+    if not s then return nil, err end
     default_stores[client] = s
   end
   return s
 end
 
 local function refusal(err)
+  if err.http_status == 500 then return 500, { ["Content-Type"] = "application/json" }, M.UNKNOWN_BODY end
   local body = M.REFUSAL_BODIES[err.code] or M.REFUSAL_BODIES.INVALID_SIGNATURE
   return err.http_status or 400, { ["Content-Type"] = "application/json" }, body
 end
@@ -281,34 +311,92 @@ local function unknown(client, n, level, message)
   return answer(500, M.UNKNOWN_BODY)
 end
 
+local function string_or_nil(v)
+  if type(v) == "string" and v ~= "" then return v end
+  return nil
+end
+
 -- The notification's effect on the binding journal. -> binding view | nil (unknown to the
--- journal) | nil, err (the journal could not answer)
+-- journal, or its record is damaged) | nil, err (the journal could not answer)
 local function record(client, n)
-  local journal = client.journal
-  if not journal then return nil end
+  local j = client.journal
+  if not j then return nil end
   local state, detail = M.outcome(n)
-  local rec, err = journal:transition(n.requestId, "notification", state, function(r)
+  local result = is_object(n.result) and n.result or nil
+  local card = is_object(n.paymentMethodDetail) and is_object(n.paymentMethodDetail.card)
+    and n.paymentMethodDetail.card or {}
+  local rec, err, kind = j:transition(n.requestId, "notification", state, function(r)
     if state == "BOUND" then
       r.cardToken = detail
-      r.resultStatus, r.resultCode = "S", "SUCCESS"
+      r.resultStatus, r.resultCode, r.resultMessage = "S", "SUCCESS", nil
+      -- DWS's word on which card was bound (after a CONFLICT it is the earlier request's card).
+      r.mask = string_or_nil(card.mask) or r.mask
+      r.brand = string_or_nil(card.brand) or r.brand
     else
-      r.resultStatus, r.resultCode = "F", detail
-      r.resultMessage = is_object(n.result) and type(n.result.resultMessage) == "string" and n.result.resultMessage
-        or nil
+      r.resultStatus = result and string_or_nil(result.resultStatus) or nil
+      r.resultCode = detail
+      r.resultMessage = result and string_or_nil(result.resultMessage)
+        or (detail == "NO_CARD_TOKEN" and "the notification carries no card token" or nil)
     end
   end)
   if not rec then
-    if err then return nil, err end
-    client:log("info", "notification for a requestId the binding journal does not know; handed to the handler",
-      { requestId = n.requestId })
+    if err and kind ~= journal.DAMAGED then return nil, err end
+    if err then
+      client:log("error", "notification for a binding whose journal record is damaged; handed to the handler "
+        .. "without it: " .. tostring(err), { requestId = n.requestId })
+    else
+      client:log("info", "notification for a requestId the binding journal does not know; handed to the handler",
+        { requestId = n.requestId })
+    end
     return nil
+  end
+  if state ~= "BOUND" then
+    client:log("error", "notification is not a success with a card token: binding recorded as " .. state
+      .. " (" .. tostring(detail) .. ")", { requestId = n.requestId, state = rec.state })
   end
   if rec.state ~= state then
     -- Final already (a repeat from another node's memory, or FAILED then BOUND): the first word stays.
     client:log("warn", "notification says " .. state .. " for a binding already " .. rec.state .. "; kept "
       .. rec.state, { requestId = n.requestId })
   end
-  return require("dws.bind_card").binding(client, n.requestId)
+  return journal.view(rec)
+end
+
+-- How long a done mark is retried synchronously where no background is available (seconds): a
+-- plain Lua server answering DWS cannot block much longer than this.
+local SYNC_REMEMBER_BUDGET = 1
+local REMEMBER_FIRST_DELAY, REMEMBER_MAX_DELAY = 0.05, 1
+
+-- Write the done mark; when the store cannot take it, keep trying until the claim runs out
+-- (`deadline`, monotonic seconds): while the claim holds, re-deliveries are asked to come again,
+-- and once the mark is written they are acknowledged without a run. Inside nginx the retries run
+-- in a timer (the answer to DWS does not wait); elsewhere for at most SYNC_REMEMBER_BUDGET.
+local function remember(client, store, key, value, ttl, deadline, id)
+  local ok, err = store:set(key, value, ttl)
+  if ok then return end
+  client:log("error", "could not remember notification, retrying until its claim expires: " .. tostring(err),
+    { requestId = id })
+  local function retry(premature, budget_end)
+    local delay, tries = REMEMBER_FIRST_DELAY, 1
+    while true do
+      local now = core.monotonic()
+      if premature or now + delay > budget_end then
+        client:log("error", "could not remember notification: gave up after " .. tries .. " tries; a delivery "
+          .. "after its claim expires runs the handler again: " .. tostring(err), { requestId = id })
+        return
+      end
+      runtime.sleep(delay)
+      tries = tries + 1
+      ok, err = store:set(key, value, ttl)
+      if ok then
+        client:log("warn", "notification remembered after " .. tries .. " tries", { requestId = id })
+        return
+      end
+      delay = math.min(delay * 2, REMEMBER_MAX_DELAY)
+    end
+  end
+  local started = runtime.background(function(premature) retry(premature, deadline) end)
+  if not started then retry(false, math.min(deadline, core.monotonic() + SYNC_REMEMBER_BUDGET)) end
 end
 
 --- handle(client, request, handler[, opts]) -> http status, headers, body
@@ -332,16 +420,21 @@ function M.handle(client, request, handler, opts)
   if type(handler) ~= "function" then error("dws.notification.handle: handler must be a function", 2) end
   local n, err = M.verify(client, request, opts)
   if not n then
-    client:log("warn", "notification refused: " .. err.message, { code = err.code })
+    client:log(err.http_status == 500 and "error" or "warn", "notification refused: " .. err.message,
+      { code = err.code })
     return refusal(err)
   end
-
   -- Claim the requestId first: a second delivery arriving meanwhile (another worker or node, or
   -- this one while the handler yields) is asked to come again rather than run the handler twice.
   -- A store that cannot answer means we cannot know: not acknowledged, never run unclaimed.
-  local store = store_for(client, opts)
+  local store, serr = store_for(client, opts)
+  if not store then
+    return unknown(client, n, "error", "notification not processed: de-dup store cannot be opened: " .. tostring(serr))
+  end
   local key = "dws:notify:" .. n.requestId
-  local claimed, why = store:add(key, PROCESSING, opts.claim_ttl or opts.processing_ttl or DEFAULT_CLAIM_TTL)
+  local claim_ttl = opts.claim_ttl or opts.processing_ttl or DEFAULT_CLAIM_TTL
+  local claimed_at = core.monotonic()
+  local claimed, why = store:add(key, PROCESSING, claim_ttl)
   if claimed == nil then
     return unknown(client, n, "error", "notification not processed: de-dup store error: " .. tostring(why))
   end
@@ -380,13 +473,9 @@ function M.handle(client, request, handler, opts)
       { requestId = n.requestId })
   end
 
-  local stored, serr = store:set(key, result == false and "business_failure" or DONE,
-    opts.seen_ttl or opts.ttl or DEFAULT_SEEN_TTL)
-  if not stored then
-    -- The handler has run: acknowledging is right; a re-delivery after the claim expires
-    -- would run it again, so say so loudly.
-    client:log("error", "could not remember notification: " .. tostring(serr), { requestId = n.requestId })
-  end
+  -- The handler has run: acknowledging is right whether or not the mark can be written now.
+  remember(client, store, key, result == false and "business_failure" or DONE,
+    opts.seen_ttl or opts.ttl or DEFAULT_SEEN_TTL, claimed_at + claim_ttl, n.requestId)
   return answer(200, M.ACK_BODY)
 end
 

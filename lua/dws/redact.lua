@@ -49,35 +49,56 @@ function redact.security_code(s)
   return stars(#as_string(s))
 end
 
--- Field names (lower-cased) whose values are secret, and how each is masked.
-local MASKERS = {
-  cardno = redact.card_number,
-  card_no = redact.card_number,
-  securitycode = redact.security_code,
-  security_code = redact.security_code,
-  cvv = redact.security_code,
-  cvc = redact.security_code,
-}
--- The same names as spelled in JSON text (patterns are case-sensitive).
-local JSON_KEYS = {
-  { "cardNo", redact.card_number },
-  { "card_no", redact.card_number },
-  { "securityCode", redact.security_code },
-  { "security_code", redact.security_code },
-  { "cvv", redact.security_code },
-  { "cvc", redact.security_code },
+--- The secret fields: every name a card number or security code goes by, as JSON spells it, and
+-- what it holds (`"card"` or `"code"`). Every list the redactor uses is made from this one: field
+-- names in tables (any letter case), keys in JSON text, the words that name a security code in
+-- free text, and the cheap gate dws.core checks before those patterns run.
+-- @table SECRET_FIELDS
+redact.SECRET_FIELDS = {
+  { "cardNo", "card" }, { "card_no", "card" },
+  { "securityCode", "code" }, { "security_code", "code" }, { "cvv", "code" }, { "cvc", "code" },
 }
 
--- Security codes in free text: cvv, cvv2, cvc, cvc2, securityCode, security_code, "security code"
--- (any letter case), then =, : or spaces (quotes and JSON escapes allowed around them), then 3 or 4
--- digits: "cvv=739", "CVC2: 1234", "security code 739", "securityCode\":\"739".
 local function any_case(word)
   return (word:gsub("%a", function(c) return "[" .. c:lower() .. c:upper() .. "]" end))
 end
-local CODE_PATTERNS = {}
-for _, name in ipairs{ any_case("security") .. "[%s_%-]?" .. any_case("code"), any_case("cvv") .. "2?",
-                       any_case("cvc") .. "2?" } do
-  CODE_PATTERNS[#CODE_PATTERNS + 1] = "(" .. name .. "[\\\"'%s]*[=:]?[\\\"'%s]*)(%d%d%d%d?)%f[%D]"
+
+-- A name's words: "securityCode" and "security_code" -> { "security", "code" }.
+local function words_of(name)
+  local out = {}
+  for w in name:gsub("(%l)(%u)", "%1_%2"):gmatch("[^_]+") do out[#out + 1] = w:lower() end
+  return out
+end
+
+local MASKERS = {}      -- lower-cased field name -> masker
+local JSON_KEYS = {}    -- { name as JSON spells it, masker }
+local CODE_PATTERNS = {} -- security codes named in free text
+local CODE_WORDS = {}   -- first words of those names, for dws.core's gate
+do
+  local seen_pattern, seen_word = {}, {}
+  for _, f in ipairs(redact.SECRET_FIELDS) do
+    local name, kind = f[1], f[2]
+    local mask = kind == "card" and redact.card_number or redact.security_code
+    MASKERS[name:lower()] = mask
+    JSON_KEYS[#JSON_KEYS + 1] = { name, mask }
+    if kind == "code" then
+      -- "cvv=739", "CVC2: 1234", "security code 739", "securityCode\":\"739": the name's words in any
+      -- case, joined by nothing, a space, _ or -, an optional 2, then =, : or spaces (quotes and
+      -- JSON escapes allowed around them), then 3 or 4 digits.
+      local words = words_of(name)
+      local parts = {}
+      for i, w in ipairs(words) do parts[i] = any_case(w) end
+      local pattern = "(" .. table.concat(parts, "[%s_%-]?") .. "2?[\\\"'%s]*[=:]?[\\\"'%s]*)(%d%d%d%d?)%f[%D]"
+      if not seen_pattern[pattern] then
+        seen_pattern[pattern] = true
+        CODE_PATTERNS[#CODE_PATTERNS + 1] = pattern
+      end
+      if not seen_word[words[1]] then
+        seen_word[words[1]] = true
+        CODE_WORDS[#CODE_WORDS + 1] = words[1]
+      end
+    end
+  end
 end
 
 local function mask_codes(prefix, code)
@@ -91,9 +112,7 @@ end
 -- @treturn string
 function redact.text(s)
   if type(s) ~= "string" then return s end
-  -- Every key holds "card", "security" or "cv": three plain finds rule out most text.
-  local keys = find(s, "card", 1, true) or find(s, "security", 1, true) or find(s, "cv", 1, true)
-  for i = 1, keys and #JSON_KEYS or 0 do
+  for i = 1, #JSON_KEYS do
     local key, mask = JSON_KEYS[i][1], JSON_KEYS[i][2]
     if find(s, key, 1, true) then
       -- "key":"value" and \"key\":\"value\" (JSON inside a JSON string)
@@ -107,8 +126,8 @@ function redact.text(s)
     end
   end
   -- The gate and the digit runs are C (dws.core, csrc/redact.c): one pass each instead of a dozen
-  -- patterns, since every log line and error message comes through here (issue 13).
-  if code_hint(s) then
+  -- patterns, since every log line and error message comes through here.
+  if code_hint(s, CODE_WORDS) then
     for i = 1, #CODE_PATTERNS do s = s:gsub(CODE_PATTERNS[i], mask_codes) end
   end
   -- Card numbers left: any run of 12 to 19 digits that could be a card (Luhn-valid; a 13-digit

@@ -7,19 +7,15 @@ local type, tostring, error = type, tostring, error
 local M = {}
 
 -- Transport failures where the request may never have reached DWS, or its answer was lost on the
--- way: the same bytes may be sent again (every API here is idempotent or read-only).
-local TRANSPORT = {
-  timeout = true,
-  connect = true,
-  protocol = true,
-  error = true,
-}
-
--- Gateway U codes the pages answer with "call the interface again".
-local RESULT_CODES = {
-  UNKNOWN_EXCEPTION = true,
-  REQUEST_TRAFFIC_EXCEED_LIMIT = true,
-}
+-- way: the same bytes may be sent again (every API here is idempotent or read-only). Gateway U
+-- codes the pages answer with "call the interface again". Both sets are read off dws.codes.
+local TRANSPORT, RESULT_CODES = {}, {}
+for _, c in ipairs(require("dws.codes").LIST) do
+  if c.retried == "yes" then
+    for _, kind in ipairs(c.transport or {}) do TRANSPORT[kind] = true end
+    if c.api then RESULT_CODES[c.code] = true end
+  end
+end
 
 --- Decide whether a failure is retried, and say why.
 -- syntax: `retry, reason = require("dws.retry").should_retry(what, detail, code?)`

@@ -284,7 +284,9 @@ function M.open(spec, who)
     opener = SCHEMES[scheme]
   end
   if not opener then error(who .. ": unknown store " .. string.format("%q", spec), 3) end
-  return opener(rest)
+  local st, err = opener(rest)
+  if not st then return nil, tostring(err or "the store could not be opened") end
+  return M.check(st, who)
 end
 
 return M

@@ -17,6 +17,10 @@
 --   sb.merchant = { client_id, private_key (PEM), public_key (PEM) }   (default merchant only)
 --   sb:client_options() : options for dws.client.new for the default merchant
 --   sb:requests(), sb:deliveries([client_id]), sb:fault(name, count, opts), sb:reset(), sb:health()
+--   each delivery is also the request as sent: { method, path, headers, body, ... } (see deliveries)
+--   sb:handle_delivery(client, delivery [, handler]): client:handle_notification on it, in one call
+--   sb:delivery(requestId [, client_id [, timeout]]): waits for that binding's latest delivery
+--   sb:notify_url(url|false [, client_id]): where the client's notifications go from now on
 --   sb:latency(min [, max]): seconds each API answer waits from now on (reset goes back to opts.latency)
 --   sb.admin_tokens[client_id]: each client's admin token (made here unless the client has one);
 --   sb:deliveries() reads the only client's deliveries with it (name the client when there are several)
@@ -97,29 +101,87 @@ function Sandbox:health() return self:admin("GET", "health") end
 -- syntax: `list = sb:requests()`
 -- @treturn {table,...}
 function Sandbox:requests() return self:admin("GET", "requests") end
---- The notifications the sandbox delivered (or tried to) to a client's notify URL.
+-- The client named, or the only one; and its admin-token header line.
+local function client_token(sb, client_id, what)
+  if not client_id then
+    for id in pairs(sb.admin_tokens) do
+      if client_id then error("sandbox:" .. what .. ": several clients, name one", 3) end
+      client_id = id
+    end
+  end
+  local token = assert(sb.admin_tokens[client_id], "no admin token for " .. client_id)
+  return client_id, { "X-Sandbox-Admin-Token: " .. token }
+end
+
+--- The notifications the sandbox delivered (or tried to) to a client's notify URL, oldest first.
+-- Each attempt is the request exactly as sent, so it can be handed to `client:handle_notification`
+-- as it is (or through `sb:handle_delivery`): `method` (`"POST"`), `path` (the notify URL's path and
+-- query, as on the request line; the signature covers the path without the query), `headers`
+-- (`Content-Type`, `Client-Id`, `Request-Time`, `Signature`, as sent), `body` (the exact bytes
+-- signed); and what happened: `requestId`, `client_id`, `url`, `attempt` (1 to 8), `status` (the
+-- merchant's HTTP status, nil when no answer), `acknowledged`, `answer` (its first 512 bytes),
+-- `error` (when no answer), `request_time`, `time` (ms).
 -- syntax: `list = sb:deliveries(client_id?)`
 -- @tparam[opt] string client_id needed when the sandbox has several clients
 -- @treturn {table,...}
 function Sandbox:deliveries(client_id)
-  if not client_id then
-    for id in pairs(self.admin_tokens) do
-      if client_id then error("sandbox:deliveries: several clients, name one", 2) end
-      client_id = id
+  local id, headers = client_token(self, client_id, "deliveries")
+  return self:admin("GET", "deliveries?client_id=" .. id, nil, headers)
+end
+
+--- The latest delivery of one binding's notification, waiting for the first to be made.
+-- syntax: `delivery = sb:delivery(requestId, client_id?, timeout?)`
+-- @tparam string request_id the addPaymentMethod `requestId`
+-- @tparam[opt] string client_id needed when the sandbox has several clients
+-- @tparam[opt=10] number timeout seconds
+-- @treturn table a delivery as `deliveries` lists it, or nil when none came in time
+function Sandbox:delivery(request_id, client_id, timeout)
+  return self:wait(function()
+    local found
+    for _, d in ipairs(self:deliveries(client_id)) do
+      if d.requestId == request_id then found = d end
     end
-  end
-  return self:admin("GET", "deliveries?client_id=" .. client_id, nil,
-    { "X-Sandbox-Admin-Token: " .. assert(self.admin_tokens[client_id], "no admin token for " .. client_id) })
+    return found
+  end, timeout)
+end
+
+--- Hand a delivery to `client:handle_notification`, as the merchant's endpoint would have: the same
+-- method, path, headers and body bytes (so it is verified, de-duplicated and journaled).
+-- syntax: `status, headers, body = sb:handle_delivery(client, delivery, handler?)`
+-- @tparam dws.client.Client client the merchant's client (its `dws_public_key` is the sandbox's)
+-- @tparam table delivery one of `sb:deliveries()`
+-- @tparam[opt] function handler as `handle_notification` takes it (default: accepts every notification)
+-- @treturn int the HTTP status the client would answer
+-- @treturn table its headers
+-- @treturn string its body
+function Sandbox:handle_delivery(client, delivery, handler) -- luacheck: ignore 212/self
+  local request = { method = delivery.method, path = delivery.path, headers = delivery.headers,
+                    body = delivery.body }
+  return client:handle_notification(request, handler or function() return true end)
+end
+
+--- Where a client's notifications go from now on (until the sandbox stops): the sandbox's
+-- `POST /__sandbox/notify_url`.
+-- syntax: `previous = sb:notify_url(url, client_id?)`
+-- @tparam string|false url an http(s) URL, or false: no notifications are sent
+-- @tparam[opt] string client_id needed when the sandbox has several clients
+-- @treturn string the previous URL, or nil
+function Sandbox:notify_url(url, client_id)
+  local id, headers = client_token(self, client_id, "notify_url")
+  local answer = self:admin("POST", "notify_url", { client_id = id, notify_url = url or core.null }, headers)
+  return answer.previous ~= core.null and answer.previous or nil
 end
 --- Forget requests, deliveries, faults and bindings.
 -- syntax: `sb:reset()`
 function Sandbox:reset() return self:admin("POST", "reset") end
 
---- Arms `name` for the next `count` API requests; opts go along (e.g. { delay = 3 }).
--- syntax: `sb:fault(name, count?, opts?)` (README "Fault matrix" lists the faults)
--- @tparam string name e.g. `"tamper"`, `"timeout"`, `"drop"`
+--- Arms `name` for the next `count` API requests; opts go along (e.g. { delay = 3 }), and
+-- `opts.api` aims it at one API (the others pass untouched while it waits).
+-- syntax: `sb:fault(name, count?, opts?)` (docs/sandbox.md "Faults" lists them)
+-- @tparam string name e.g. `"tamper"`, `"never_answer"`, `"reset"`, `"http_503"`
 -- @tparam[opt=1] int count
--- @tparam[opt] table opts
+-- @tparam[opt] table opts `delay` (seconds, for the faults that wait), `api` (e.g. `"addPaymentMethod"`)
+-- @raise for an unknown name (the message lists the faults) or api
 function Sandbox:fault(name, count, opts)
   local spec = { fault = name, count = count or 1 }
   for k, v in pairs(opts or {}) do spec[k] = v end
@@ -213,7 +275,7 @@ function M.start(opts)
   end
   clients = with_tokens
   local conf_path = dir .. "/spec_config.lua"
-  config.write(conf_path, {
+  local written, write_err = config.write(conf_path, {
     clients = clients,
     notify_scale = opts.notify_scale or 1.0,
     token_ttl = opts.token_ttl or 1800,
@@ -222,6 +284,10 @@ function M.start(opts)
     latency = opts.latency,
     http2 = opts.http2,
   })
+  if not written then
+    nginx.rmdir(dir)
+    return nil, write_err
+  end
   local info, err = control.start(dir, { config = conf_path })
   if not info then
     nginx.rmdir(dir)

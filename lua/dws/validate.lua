@@ -62,9 +62,30 @@ local function utf8_valid(s)
 end
 validate.utf8_valid = utf8_valid
 
+-- Every maximum length on the pages is in characters, and so is every limit of ours: this is the
+-- one way lua-dws counts a length (UTF-8 code points; bytes only decide when counting is needed).
 local function char_length(s)
   local _, continuation = s:gsub("[\128-\191]", "")
   return #s - continuation
+end
+
+--- The length of `s` as every limit counts it: characters (UTF-8 code points), not bytes.
+-- syntax: `n = validate.length(s)`
+function validate.length(s)
+  if not find(s, "[\128-\255]") then return #s end
+  return char_length(s)
+end
+
+--- A caller's requestId as an error or log line may show it: only when it is plainly an id (at
+-- most the page's 64 characters, of letters, digits and `-_.:`), else nil, so that no arbitrary
+-- input (part of a card number) is ever echoed.
+-- syntax: `id = validate.plain_id(v)`
+function validate.plain_id(v)
+  if type(v) == "string" and #v <= api.addPaymentMethod.request.fields.requestId.max
+    and find(v, "^[%w%-_.:]+$") then
+    return v
+  end
+  return nil
 end
 
 -- Numbers as the encoder writes them: integers exactly, other floats with 17 significant digits.

@@ -44,7 +44,45 @@ local function judge_ack(res)
   return "same JSON"
 end
 
+-- A 401 from the merchant's endpoint: what it usually means (our reading of SIGNING.md: the
+-- signature covers the path, the client-id and the time, and is checked with the DWS public key).
+local HINT_401 = [[
+hint: the endpoint refused the notification's signature (401). The usual causes:
+  - the key: the endpoint verifies with a dws_public_key that is not the public half of the
+    --dws-private-key that signed (with --sandbox: the endpoint must use DIR/keys/dws_public.pem);
+  - the URL: the signature covers the path; if a proxy or framework rewrites it, the endpoint
+    verifies another path than the one signed (compare with `dws verify --try-path`);
+  - the client id: the endpoint's client_id differs from --client-id;
+  - the time: the endpoint's clock is more than its notification_tolerance from --time.
+]]
+
+-- --sandbox DIR: the sandbox's DWS key, its client and (without a URL) that client's notify URL now.
+local function from_sandbox(a)
+  local s, err = util.sandbox_client(a.sandbox, a.client_id)
+  if not s then return nil, err end
+  a.dws_private_key = a.dws_private_key or s.status.dws_private_key
+  a.client_id = s.client_id
+  if not a.url then
+    local t, gerr = util.sandbox_admin(s.status.http_port, "GET", "/__sandbox/notify_url?client_id=" .. s.client_id,
+      s.token)
+    if not t then return nil, gerr end
+    if type(t.notify_url) ~= "string" then
+      return nil, "client " .. s.client_id .. " has no notify URL: give the URL, or run `dws listen --sandbox "
+        .. a.sandbox .. "` (which sets one)"
+    end
+    a.url = t.notify_url
+  end
+  return true
+end
+
 function M.send(a)
+  if a.sandbox then
+    local ok, serr = from_sandbox(a)
+    if not ok then return fail(serr) end
+  end
+  for _, o in ipairs{ { "url", "URL" }, { "dws_private_key", "--dws-private-key" }, { "client_id", "--client-id" } } do
+    if not a[o[1]] then return fail(o[2] .. " is required (or --sandbox DIR)", 64) end
+  end
   local key_text, err = util.read_file(a.dws_private_key)
   if not key_text then return fail(err) end
   local key, kerr = core.private_key(key_text)
@@ -77,6 +115,7 @@ function M.send(a)
   local verdict, why = judge_ack(res)
   if not verdict then
     out("acknowledged: no (", why, ")\n")
+    if res.status == 401 then util.err(HINT_401) end
     return 1
   end
   if verdict == "exact" and type(ctype) == "string" and ctype:lower():find("^application/json") then

@@ -17,12 +17,6 @@ function M.fail(message, status)
   return status or 1
 end
 
-function M.exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-
 function M.read_file(path)
   local f, err = io.open(path, "rb")
   if not f then return nil, err end
@@ -39,22 +33,6 @@ end
 
 local function sh_quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
---- Write a file; `private` creates it 0600 before any byte is written (a key is never readable
--- by others, not even for a moment).
-function M.write_file(path, data, private)
-  if private then
-    -- stderr first: the shell's own complaint would be a second, unprefixed error line
-    local ok = os.execute("umask 077 && : 2>/dev/null > " .. sh_quote(path))
-    if not ok then return nil, "cannot create " .. path end
-  end
-  local f, err = io.open(path, "wb")
-  if not f then return nil, err end
-  local ok, werr = f:write(data)
-  f:close()
-  if not ok then return nil, werr end
-  return true
 end
 
 --- Make directory `path` (and its parents) when missing, readable by its owner only (it may hold
@@ -78,7 +56,8 @@ local function load_profile(path)
   local text, err = M.read_file(path)
   if not text then return nil, "profile: " .. tostring(err) end
   if text:find("^%s*{") then
-    local t = dws.decode_json(text)
+    local t, jerr = dws.decode_json(text)
+    if t == nil then return nil, "profile " .. path .. ": " .. M.json_error(text, jerr) end
     if type(t) ~= "table" then return nil, "profile " .. path .. ": not a JSON object" end
     return t
   end
@@ -99,16 +78,126 @@ function M.sandbox_control()
     "luarocks --lua-version 5.4 install dws-sandbox"
 end
 
+--- A call to a sandbox's admin API on its HTTP port, with a client's admin token.
+-- -> decoded answer | nil, err (the sandbox's own explanation when it gave one)
+function M.sandbox_admin(port, method, path, token, value)
+  local headers = { ["X-Sandbox-Admin-Token"] = token }
+  local body
+  if value ~= nil then
+    headers["Content-Type"] = "application/json"
+    body = assert(require("dws.core").json_encode(value, false))
+  end
+  local t = require("dws.transport.curl").new{ user_agent = "lua-dws-cli/" .. dws.VERSION }
+  local res, kind, message = t:request{ method = method, url = "http://127.0.0.1:" .. port .. path,
+    headers = headers, body = body, timeout = 10, connect_timeout = 5 }
+  t:close()
+  if not res then return nil, tostring(kind) .. ": " .. tostring(message) end
+  local decoded = dws.decode_json(res.body or "")
+  if res.status ~= 200 then
+    local why = type(decoded) == "table" and decoded.error or res.body
+    return nil, "sandbox " .. method .. " " .. path .. ": HTTP " .. res.status .. ": " .. tostring(why), decoded
+  end
+  return decoded
+end
+
+--- The running sandbox in `dir` and one of its clients (`client_id`, or its only one), with that
+-- client's admin token from the sandbox's config (whose path the sandbox's health answer gives).
+-- `without_token`: the admin token is not needed (and may be missing).
+-- -> { status = control.status(dir), client_id =, token =, config = path } | nil, err
+function M.sandbox_client(dir, client_id, without_token)
+  local control, cerr = M.sandbox_control()
+  if not control then return nil, cerr end
+  local st = control.status(dir)
+  if not st then return nil, "no sandbox running in " .. dir .. " (dws sandbox start --dir " .. dir .. ")" end
+  local health = M.sandbox_admin(st.http_port, "GET", "/__sandbox/health")
+  local conf_path = type(health) == "table" and type(health.config) == "string" and health.config
+    or (st.dir .. "/sandbox_config.lua")
+  local conf, lerr = require("dws_sandbox.config").load(conf_path)
+  if not conf then return nil, lerr end
+  local id = client_id
+  if not id then
+    local ids = {}
+    for k in pairs(conf.clients) do ids[#ids + 1] = k end
+    table.sort(ids)
+    if #ids ~= 1 then
+      return nil, "the sandbox serves " .. #ids .. " clients (" .. table.concat(ids, ", ")
+        .. "): name one with --client-id"
+    end
+    id = ids[1]
+  end
+  local c = conf.clients[id]
+  if not c then return nil, "the sandbox's config " .. conf_path .. " has no client " .. id end
+  if not c.admin_token and not without_token then
+    return nil, "client " .. id .. " has no admin_token in " .. conf_path .. ": add one (16+ characters) and restart"
+  end
+  return { status = st, client_id = id, token = c.admin_token, config = conf_path }
+end
+
+--- Where JSON text went wrong, for a person: "near byte 17 (line 2, column 7)". `err` is
+-- dws.decode_json's message ("invalid JSON near byte N").
+function M.json_error(text, err)
+  local byte = tonumber(tostring(err):match("near byte (%d+)"))
+  if not byte then return tostring(err) end
+  local before = text:sub(1, byte - 1)
+  local line = select(2, before:gsub("\n", "")) + 1
+  local column = byte - (before:match(".*\n()") or 1) + 1
+  return string.format("%s (line %d, column %d)", tostring(err), line, column)
+end
+
+--- JSON text laid out for reading: two-space indent, one member per line. Works on the encoder's
+-- compact output (strings are copied as they are, so the bytes inside them do not change).
+function M.pretty_json(text)
+  local parts, depth, i, n = {}, 0, 1, #text
+  local function newline() parts[#parts + 1] = "\n" .. ("  "):rep(depth) end
+  while i <= n do
+    local c = text:sub(i, i)
+    if c == '"' then
+      local j = i + 1
+      while true do
+        local k = text:find('["\\]', j)
+        if not k then j = n break end
+        if text:sub(k, k) == "\\" then j = k + 2 else j = k break end
+      end
+      parts[#parts + 1] = text:sub(i, j)
+      i = j
+    elseif c == "{" or c == "[" then
+      local close = c == "{" and "}" or "]"
+      if text:sub(i + 1, i + 1) == close then
+        parts[#parts + 1] = c .. close
+        i = i + 1
+      else
+        parts[#parts + 1] = c
+        depth = depth + 1
+        newline()
+      end
+    elseif c == "}" or c == "]" then
+      depth = depth - 1
+      newline()
+      parts[#parts + 1] = c
+    elseif c == "," then
+      parts[#parts + 1] = ","
+      newline()
+    elseif c == ":" then
+      parts[#parts + 1] = ": "
+    else
+      parts[#parts + 1] = c
+    end
+    i = i + 1
+  end
+  return table.concat(parts)
+end
+
 --- Client options from --sandbox DIR, --profile FILE and the environment (which fills what the
 -- profile leaves out). Returns the options or nil, err.
 function M.profile(a)
   local o = {}
   if a.sandbox then
-    local control, err = M.sandbox_control()
-    if not control then return nil, err end
-    local st = control.status(a.sandbox)
-    if not st then return nil, "no sandbox running in " .. a.sandbox end
-    o = { client_id = st.client_id, private_key_file = st.merchant_private_key,
+    -- The client the sandbox serves (its config's only one, or --client-id), with the key the
+    -- sandbox made for its merchant.
+    local s, err = M.sandbox_client(a.sandbox, a.client_id, true)
+    if not s then return nil, err end
+    local st = s.status
+    o = { client_id = s.client_id, private_key_file = st.merchant_private_key,
           dws_public_key_file = st.dws_public_key, gateway = "https://127.0.0.1:" .. st.https_port,
           ca_file = st.ca }
   elseif a.profile then
@@ -143,6 +232,7 @@ function M.client(a, logger)
   local o, err = M.profile(a)
   if not o then return nil, err end
   o.logger = logger
+  if a.journal then o.journal = a.journal end
   local ok, client = pcall(dws.client, o)
   if not ok then return nil, (tostring(client):gsub("^[^:]*:%d+: ", "")) end
   return client

@@ -47,9 +47,7 @@ else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
 return 1]]
 
 local function inside_nginx()
-  if type(ngx) ~= "table" or type(ngx.get_phase) ~= "function" then return false end
-  local ok, phase = pcall(ngx.get_phase)
-  return ok and type(phase) == "string"
+  return require("dws.runtime").nginx_phase() ~= nil
 end
 
 -- ---- backends: call(idempotent, name, ...) -> value (false for a nil reply) | nil, err ----

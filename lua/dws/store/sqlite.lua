@@ -63,8 +63,11 @@ end
 local function conn_of(self)
   if self.conn then return self.conn end
   if self.closed then return nil, "store closed" end
-  local ok, luasql = pcall(require, "luasql.sqlite3")
-  if not ok then return nil, "lua-sql-sqlite3 is not installed: " .. tostring(luasql) end
+  local luasql, lerr, wrong_abi = require("dws.abi").try("luasql.sqlite3")
+  if not luasql then
+    if wrong_abi then return nil, lerr end
+    return nil, "lua-sql-sqlite3 is not installed (Debian: apt install lua-sql-sqlite3): " .. lerr
+  end
   local env = self.env or luasql.sqlite3()
   self.env = env
   local conn, err = env:connect(self.path)

@@ -7,11 +7,17 @@
 --   GET  /__sandbox/deliveries?client_id=ID   with header X-Sandbox-Admin-Token: <that client's
 --                                admin_token from the config>: that client's notification attempts
 --                                (requestId, attempt, status, acknowledged, body with its card token)
---   POST /__sandbox/faults       {"fault":NAME,"count":N,"delay":S} arms a fault for the next N requests
+--   POST /__sandbox/faults       {"fault":NAME,"count":N,"delay":S,"api":API} arms a fault for the next N
+--                                requests (to API only, when given); an unknown NAME: 400 listing the faults
 --   POST /__sandbox/latency      {"min":A,"max":B} (seconds; or {"latency":S}) before each API answer
 --   POST /__sandbox/reset        clears faults, logs, idempotency records, tokens, pending re-deliveries,
 --                                challenges and the notifications kept for re-sending
---   POST /__sandbox/notifications/resend  {"requestId":ID} sends that binding's last notification again
+--   POST /__sandbox/notifications/resend  {"requestId":ID} sends that binding's last notification again,
+--                                to the client's notify_url as it is now (404 with the reason when none can go)
+--   GET  /__sandbox/notify_url?client_id=ID       with the client's admin token: {"client_id","notify_url"}
+--   POST /__sandbox/notify_url   {"client_id":ID,"notify_url":URL|null} with the client's admin token:
+--                                where that client's notifications go from now on, until the sandbox
+--                                stops (dws listen points them at itself); answers the previous URL
 -- luacheck: globals ngx (ngx.status and ngx.header are assigned)
 local core = require "dws.core"
 local store = require "dws_sandbox.store"
@@ -33,8 +39,10 @@ end
 
 local routes = {}
 
+-- The config file's path: `dws listen` reads the clients' admin tokens from it (the file, 0600,
+-- is the secret; its path is not).
 routes["GET /__sandbox/health"] = function()
-  return reply(200, { status = "ok" })
+  return reply(200, { status = "ok", config = server.state.config_path })
 end
 
 routes["GET /__sandbox/requests"] = function()
@@ -51,20 +59,53 @@ local function same_secret(a, b)
   return diff == 0
 end
 
+-- The client named, when the request carries its admin token; else nil and the answer already sent.
+local function authorised(client_id)
+  if type(client_id) ~= "string" or client_id == "" then
+    return nil, reply(400, { error = "client_id required" })
+  end
+  local c = server.state.conf.clients[client_id]
+  if not c or not c.admin_token or not same_secret(ngx.var.http_x_sandbox_admin_token, c.admin_token) then
+    return nil, reply(403, { error = "this client's admin token is required (X-Sandbox-Admin-Token)" })
+  end
+  return server.state.clients[client_id]
+end
+
 -- Deliveries carry card tokens: each client sees its own, and only with its admin token (a client
 -- without one in the config cannot list any).
 routes["GET /__sandbox/deliveries"] = function()
   local client_id = ngx.unescape_uri(ngx.var.arg_client_id or "")
-  if client_id == "" then return reply(400, { error = "client_id query parameter required" }) end
-  local c = require("dws_sandbox.server").state.conf.clients[client_id]
-  if not c or not c.admin_token or not same_secret(ngx.var.http_x_sandbox_admin_token, c.admin_token) then
-    return reply(403, { error = "this client's admin token is required (X-Sandbox-Admin-Token)" })
-  end
+  if not authorised(client_id) then return end
   local out = setmetatable({}, core.array_mt)
   for _, d in ipairs(store.list("delivery")) do
     if d.client_id == client_id then out[#out + 1] = d end
   end
   return reply(200, out)
+end
+
+-- Where a client's notifications go is as secret as the deliveries (they carry card tokens): the
+-- same admin token guards it.
+routes["GET /__sandbox/notify_url"] = function()
+  local client_id = ngx.unescape_uri(ngx.var.arg_client_id or "")
+  local c = authorised(client_id)
+  if not c then return end
+  return reply(200, { client_id = client_id, notify_url = c.notify_url or core.null })
+end
+
+routes["POST /__sandbox/notify_url"] = function()
+  ngx.req.read_body()
+  local t = core.json_decode(ngx.req.get_body_data() or "")
+  if type(t) ~= "table" then return reply(400, { error = "expected {\"client_id\":ID,\"notify_url\":URL}" }) end
+  local c = authorised(t.client_id)
+  if not c then return end
+  local url = t.notify_url
+  if url == core.null then url = nil end
+  if url ~= nil and not (type(url) == "string" and url:match("^https?://") and notify.parse_url(url)) then
+    return reply(400, { error = "notify_url must be an http(s) URL or null" })
+  end
+  local previous = c.notify_url
+  c.notify_url = url
+  return reply(200, { client_id = t.client_id, notify_url = url or core.null, previous = previous or core.null })
 end
 
 routes["POST /__sandbox/faults"] = function()
@@ -78,8 +119,8 @@ routes["POST /__sandbox/faults"] = function()
     if k ~= "fault" and k ~= "count" then opts[k] = v end
   end
   local ok, err = faults.arm(t.fault, t.count or 1, opts)
-  if not ok then return reply(400, { error = err, fault = t.fault }) end
-  return reply(200, { fault = t.fault, count = tonumber(t.count) or 1 })
+  if not ok then return reply(400, { error = err, fault = t.fault, faults = faults.names() }) end
+  return reply(200, { fault = t.fault, count = tonumber(t.count) or 1, api = opts.api })
 end
 
 routes["POST /__sandbox/latency"] = function()
@@ -98,8 +139,18 @@ routes["POST /__sandbox/notifications/resend"] = function()
   if type(t) ~= "table" or type(t.requestId) ~= "string" then
     return reply(400, { error = "expected {\"requestId\":ID}" })
   end
-  if not notify.resend(t.requestId, server.state.dws_key) then
-    return reply(404, { error = "no notification was sent for this requestId", requestId = t.requestId })
+  local ok, why, client_id = notify.resend(t.requestId, server.state.dws_key, function(id)
+    local c = server.state.clients[id]
+    return c and c.notify_url
+  end)
+  if not ok and why == "no_url" then
+    return reply(404, { error = "no notification was sent: client " .. client_id .. " has no notify_url (set "
+      .. "clients[id].notify_url in the config, or run `dws listen`, which points it at itself; then re-send)",
+      reason = "no_notify_url", client_id = client_id, requestId = t.requestId })
+  elseif not ok then
+    return reply(404, { error = "no notification was sent: no binding with this requestId has a result here "
+      .. "(no addPaymentMethod with it was answered S, its challenge is not completed yet, or the sandbox "
+      .. "was reset or restarted since)", reason = "unknown_request_id", requestId = t.requestId })
   end
   return reply(200, { requestId = t.requestId, queued = true })
 end

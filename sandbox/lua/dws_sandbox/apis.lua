@@ -76,7 +76,7 @@ local function obj(t, key, path, required)
   return v
 end
 
--- Maximum lengths (characters) of the fields whose page gives none: README "Field limits". The
+-- Maximum lengths (characters) of the fields whose page gives none: docs/sandbox.md "Field limits". The
 -- SDK has its own copy (lua/dws/api.lua): the sandbox judges the SDK, so it shares none of its code,
 -- and spec/sandbox_spec.lua ("field limits") checks that both sides agree at max and max + 1.
 local LIMITS = {
@@ -252,14 +252,16 @@ local function binding_metadata(client_id, ref, hash)
   }, false))
 end
 
--- The two notification kinds (README "Notifications the sandbox sends"). BOUND: the page's sample,
--- with a final token. FAILED: no cardToken, no hashCode, and a result object saying why.
+-- The two notification kinds (docs/sandbox.md "Notifications the sandbox sends"). BOUND: the page's
+-- sample, with a final token and operateSource (the page's table marks it required, its sample lacks
+-- it). FAILED: no cardToken, no hashCode, and a result object saying why (no page has one: the
+-- sandbox's invention).
 function M.notifications(ctx, req, card)
   local ref_field, ref = reference(req)
   local pmd_type = req.paymentMethodDetail.paymentMethodDetailType
   local hash = card and card.hashCode or ctx.hash_code(pmd_type .. "\n" .. ref)
   local function base(detail)
-    return { requestId = req.requestId, [ref_field] = ref,
+    return { requestId = req.requestId, [ref_field] = ref, operateSource = "MERCHANT",
              paymentMethodDetail = { paymentMethodDetailType = pmd_type, card = detail } }
   end
   local bound_card, failed_card = {
@@ -280,14 +282,12 @@ end
 
 local function check_add(r)
   str(r, "requestId", "", { required = true, max = 64 })
-  local cid = str(r, "customerId", "", { max = 32, digits = true })
+  -- The page marks customerId, referenceCustomerId and referenceUserId all optional: a request with
+  -- none of them is accepted.
+  str(r, "customerId", "", { max = 32, digits = true })
   local rc = str(r, "referenceCustomerId", "", { max = 64 })
   local ru = str(r, "referenceUserId", "", { max = 64 })
   if rc and ru then invalid("referenceUserId", "must not be given together with referenceCustomerId") end
-  -- DWS must know whose wallet: a notification always carries a reference id (README "Field limits").
-  if not (cid or rc or ru) then
-    invalid("customerId", "is required when neither referenceCustomerId nor referenceUserId is given")
-  end
   local temp = str(r, "isTemporary", "", {})
   if temp and temp ~= "true" and temp ~= "false" then invalid("isTemporary", "must be \"true\" or \"false\"") end
   if ru and temp == "true" then invalid("isTemporary", "must be false when referenceUserId is given") end

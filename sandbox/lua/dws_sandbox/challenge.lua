@@ -83,7 +83,7 @@ function M.handle(S)
     return page(410, "Verification already completed", "<p>Return to the merchant.</p>")
   end
   local client = S.clients[rec.client_id]
-  if client and client.notify_url then
+  if client then
     notify.send{ client_id = rec.client_id, url = client.notify_url, request_id = rec.request_id,
       key = S.dws_key, notification = passed and rec.bound or rec.failed, scale = S.conf.notify_scale }
   end

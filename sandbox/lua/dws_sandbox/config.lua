@@ -85,13 +85,18 @@ local function serialize(v, indent)
 end
 M.serialize = serialize
 
+-- The config holds every client's admin token: private (0600 whatever the umask), never written
+-- through a link (dws_sandbox.nginx.write_new, the one writer of key and config files).
+-- -> true | nil, err
 function M.write(path, conf)
-  local f = assert(io.open(path, "wb"))
-  f:write("-- DWS sandbox config, read when the sandbox starts (see sandbox/lua/dws_sandbox/config.lua).\n",
+  local text = table.concat{
+    "-- DWS sandbox config, read when the sandbox starts (see sandbox/lua/dws_sandbox/config.lua).\n",
     "-- clients[id].notify_url = \"http://127.0.0.1:PORT/notify\" turns binding notifications on;\n",
     "-- notify_scale multiplies the re-delivery schedule (0 s, 2 min, 10 min, 10 min, 1 h, 2 h, 6 h, 15 h).\n",
-    "return ", serialize(conf), "\n")
-  f:close()
+    "return ", serialize(conf), "\n" }
+  local ok, err = require("dws_sandbox.nginx").write_new(path, text, "600")
+  if not ok then return nil, "config " .. err end
+  return true
 end
 
 -- p: { preamble, lua_paths, prefix, http_port, https_port, cert, cert_key, config, dws_private_key,

@@ -1,7 +1,8 @@
--- Fault injection (issue "Hardening" §1): POST /__sandbox/faults {"fault":NAME,"count":N,...} arms NAME
--- for the next N API requests. "pre" faults answer in place of DWS (a gateway or proxy failing before
--- the request is processed); the others let the request be processed (state changes, idempotency
--- records, notifications happen) and spoil only the answer, as a network failure after the fact does.
+-- Fault injection: POST /__sandbox/faults {"fault":NAME,"count":N,"api":API,...} arms NAME for the next
+-- N API requests (of that API alone when "api" names one; requests to the others pass untouched).
+-- "pre" faults answer in place of DWS (a gateway or proxy failing before the request is processed);
+-- the others let the request be processed (state changes, idempotency records, notifications happen)
+-- and spoil only the answer, as a network failure after the fact does.
 --
 -- Every faulted request is still logged in /__sandbox/requests (with "fault": NAME), so a spec can
 -- check that each retry carried the same requestId and body hash.
@@ -41,24 +42,49 @@ M.KINDS = {
 -- Upper bound of any deliberate stall, so a forgotten fault never holds a worker for long.
 M.MAX_STALL = 30
 
+-- The APIs a fault can be aimed at.
+M.APIS = { consultAddablePaymentMethod = true, cacheCard = true, addPaymentMethod = true }
+
+-- The fault names, sorted (for messages and docs).
+function M.names()
+  local list = {}
+  for name in pairs(M.KINDS) do list[#list + 1] = name end
+  table.sort(list)
+  return list
+end
+
+-- opts.api: the one API the fault is for (nil: any). -> true | nil, err
 function M.arm(name, count, opts)
-  if not M.KINDS[name] then return nil, "unknown fault" end
+  if not M.KINDS[name] then
+    return nil, "unknown fault " .. string.format("%q", tostring(name)) .. "; the faults are: " ..
+      table.concat(M.names(), ", ")
+  end
   count = tonumber(count) or 1
   if count < 0 or count % 1 ~= 0 then return nil, "count must be a whole number" end
+  opts = opts or {}
+  local api = opts.api
+  if api ~= nil and not M.APIS[api] then
+    local apis = {}
+    for a in pairs(M.APIS) do apis[#apis + 1] = a end
+    table.sort(apis)
+    return nil, "api must be one of " .. table.concat(apis, ", ")
+  end
   local d = store.dict()
-  d:set("fault:spec", assert(core.json_encode({ name = name, opts = opts or {} }, false)))
+  d:set("fault:spec", assert(core.json_encode({ name = name, opts = opts, api = api }, false)))
   d:set("fault:left", count)
   return true
 end
 
--- The fault for this request, consuming one count: { name =, kind =, opts = } or nil.
-function M.take()
+-- The fault for a request to `api`, consuming one count: { name =, kind =, opts =, api = } or nil.
+-- A fault aimed at another API is left armed.
+function M.take(api)
   local d = store.dict()
   if (d:get("fault:left") or 0) <= 0 then return nil end
-  local left = d:incr("fault:left", -1, 0)
-  if not left or left < 0 then return nil end
   local spec = core.json_decode(d:get("fault:spec") or "null")
   if type(spec) ~= "table" then return nil end
+  if type(spec.api) == "string" and spec.api ~= api then return nil end
+  local left = d:incr("fault:left", -1, 0)
+  if not left or left < 0 then return nil end
   spec.kind = M.KINDS[spec.name]
   return spec
 end

@@ -41,8 +41,43 @@ local function write_file(path, data, mode)
 end
 M.write_file = write_file
 
+-- Writes a private or public file the way key and config files must be written: never through a
+-- link (one already at `path` is refused: it is there to redirect the file), with `mode` whatever
+-- the umask. The bytes go into a new file that the shell creates exclusively (noclobber is
+-- O_CREAT|O_EXCL, which refuses a link too) under umask 077, get their mode, and are renamed over
+-- `path` (rename replaces, it never follows). -> true | nil, err
+function M.write_new(path, data, mode)
+  if run("test -L " .. sh_quote(path)) then
+    return nil, path .. ": is a symbolic link; refusing to write through it"
+  end
+  local tag = (read_file("/proc/sys/kernel/random/uuid") or tostring(os.time())):gsub("%W", "")
+  local tmp = path .. ".new-" .. tag
+  local sink = io.popen("umask 077 && set -C && cat > " .. sh_quote(tmp), "w")
+  if sink then
+    sink:write(data)
+    sink:close()
+  end
+  -- LuaJIT's popen close does not report the shell's status: the bytes written back do.
+  if read_file(tmp) ~= data or not run("chmod " .. (mode or "600") .. " " .. sh_quote(tmp)) then
+    os.remove(tmp)
+    return nil, path .. ": could not write " .. tmp
+  end
+  local ok, err = os.rename(tmp, path)
+  if not ok then
+    os.remove(tmp)
+    return nil, path .. ": " .. tostring(err)
+  end
+  return true
+end
+
 function M.mkdir(path)
   return run("mkdir -p " .. sh_quote(path))
+end
+
+-- A directory for keys: made 0700 when missing, whatever the umask (in a directory others may write
+-- to, a file's own mode does not stop them replacing it).
+function M.mkdir_private(path)
+  return run("test -d " .. sh_quote(path) .. " || mkdir -p -m 700 " .. sh_quote(path))
 end
 
 function M.tmpdir(tag)
@@ -126,30 +161,136 @@ function M.preamble(prefix)
   return table.concat(lines, "\n") .. "\n"
 end
 
--- Where nginx finds the LuaJIT build of dws.core (nginx runs LuaJIT: the Lua 5.4 build cannot load
--- there): DWS_SANDBOX_JIT_CPATH (a cpath template, e.g. build/jit/?.so in a source tree), else the
--- build the dws-sandbox rock installs as dws_sandbox/jit/dws/core.so beside this process's modules.
--- -> template | nil, err
-function M.jit_cpath()
-  local env = os.getenv("DWS_SANDBOX_JIT_CPATH")
-  if env and env ~= "" then return env end
-  if M.source_jit_cpath then return M.source_jit_cpath end -- set by the launcher run from a source tree
-  for template in package.cpath:gmatch("[^;]+") do
-    local f = io.open((template:gsub("%?", "dws_sandbox/jit/dws/core")), "rb")
-    if f then
-      f:close()
-      return (template:gsub("%?", "dws_sandbox/jit/?"))
-    end
-  end
-  return nil, "the LuaJIT build of dws.core was not found on package.cpath (as dws_sandbox/jit/dws/core.so, " ..
-    "which the dws-sandbox rock installs); set DWS_SANDBOX_JIT_CPATH (e.g. to build/jit/?.so of a source tree)"
+local function file_exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
 end
 
--- The http-block lines that make our Lua modules loadable inside nginx: the Lua files come from this
--- process's package.path (the same files load under LuaJIT), never from a source tree's layout.
-function M.lua_paths()
-  local cpath = assert(M.jit_cpath())
-  return string.format('lua_package_path "%s;;";\nlua_package_cpath "%s;;";\n', package.path, cpath)
+local function split_paths(list)
+  local out = {}
+  for entry in (list or ""):gmatch("[^;]+") do out[#out + 1] = entry end
+  return out
+end
+
+-- The rocks trees (prefixes of <tree>/lib/lua/5.x/?.so) on this process's package.cpath, in order.
+local function cpath_trees()
+  local trees = {}
+  for _, template in ipairs(split_paths(package.cpath)) do
+    local tree = template:match("^(/.*)/lib/lua/5%.%d+/%?%.so$")
+    if tree then trees[#trees + 1] = tree end
+  end
+  return trees
+end
+
+local INSTALL_JIT = "luarocks --lua-version 5.1 --tree %s make --deps-mode=none " ..
+  "openresty/dws-openresty-scm-1.rockspec LUA_INCDIR=/usr/include/luajit-2.1"
+
+-- Where nginx finds the LuaJIT build of dws.core (nginx runs LuaJIT: the Lua 5.4 build cannot load
+-- there): DWS_SANDBOX_JIT_CPATH (a cpath template, e.g. build/jit/?.so in a source tree), else the
+-- launcher's source tree, else the LuaJIT flavour the dws-openresty rock installs beside the Lua 5.4
+-- one: <tree>/lib/lua/5.1/?.so of a tree on package.cpath. A build for another Lua is refused by name.
+-- -> template | nil, err
+function M.jit_cpath()
+  local template, from = os.getenv("DWS_SANDBOX_JIT_CPATH"), "; DWS_SANDBOX_JIT_CPATH names it"
+  if template == "" then template = nil end
+  if not template and M.source_jit_cpath then
+    template, from = M.source_jit_cpath, "; run make in the source tree"
+  end
+  if not template then
+    for _, tree in ipairs(cpath_trees()) do
+      if file_exists(tree .. "/lib/lua/5.1/dws/core.so") then
+        template = tree .. "/lib/lua/5.1/?.so"
+        break
+      end
+    end
+  end
+  if not template then
+    local tree = cpath_trees()[1] or "<tree>"
+    return nil, "the LuaJIT build of dws.core, which nginx loads, is not installed (no " .. tree ..
+      "/lib/lua/5.1/dws/core.so): from the lua-dws source directory run " .. INSTALL_JIT:format(tree) ..
+      " (README, Installing), or set DWS_SANDBOX_JIT_CPATH (e.g. to build/jit/?.so of a source tree)"
+  end
+  local core = template:gsub("%?", "dws/core")
+  if not file_exists(core) then
+    return nil, "no " .. core .. " (the LuaJIT build of dws.core, which nginx loads" .. from .. ")"
+  end
+  local abi_mod = require "dws.abi"
+  local abi = abi_mod.file_abi(core)
+  if abi and abi ~= abi_mod.LUAJIT then
+    return nil, core .. " is built for " .. abi .. ", not LuaJIT, which nginx runs: point DWS_SANDBOX_JIT_CPATH " ..
+      "at the LuaJIT build (" .. INSTALL_JIT:format("<tree>") .. " installs it in <tree>/lib/lua/5.1)"
+  end
+  return template
+end
+
+local luajit_defaults
+-- LuaJIT's built-in package.path and package.cpath, absolute entries only: what nginx's ';;' gives
+-- when LUA_PATH and LUA_CPATH are unset (Debian's nginx links the libluajit the luajit command runs;
+-- lua-resty-core, which the Lua module loads at start, is on it). Asked once per process.
+-- -> path entries, cpath entries
+function M.luajit_defaults()
+  if not luajit_defaults then
+    local p = io.popen("env -u LUA_PATH -u LUA_CPATH luajit -e " ..
+      [['io.write(package.path, "\n", package.cpath, "\n")' 2>/dev/null]])
+    local path, cpath = p:read("*l"), p:read("*l")
+    p:close()
+    if not cpath then
+      -- No luajit command: Debian's defaults but the multiarch directory.
+      path = "/usr/local/share/lua/5.1/?.lua;/usr/local/share/lua/5.1/?/init.lua;" ..
+        "/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua"
+      cpath = "/usr/local/lib/lua/5.1/?.so;/usr/lib/lua/5.1/?.so"
+    end
+    local function absolute(list)
+      local out = {}
+      for _, e in ipairs(split_paths(list)) do
+        if e:sub(1, 1) == "/" then out[#out + 1] = e end
+      end
+      return out
+    end
+    luajit_defaults = { absolute(path), absolute(cpath) }
+  end
+  return luajit_defaults[1], luajit_defaults[2]
+end
+
+-- The http-block lines that make our Lua modules loadable inside nginx, every directory named: no
+-- ';;', which would add $LUA_PATH/$LUA_CPATH of nginx's environment, where a shell set up for Lua 5.4
+-- holds Lua 5.4 C modules that cannot load into LuaJIT. The cpath is the LuaJIT build of dws.core and
+-- LuaJIT's own directories, nothing else. The path: extra (a list of templates, first), the LuaJIT
+-- flavour's Lua files, this process's own directories (source trees, rocks trees), LuaJIT's
+-- directories, and last the system directories of this process's Lua, for modules found only there.
+-- opts: { extra_path = { template, ... } }
+function M.lua_paths(opts)
+  local jit = assert(M.jit_cpath())
+  local lj_path, lj_cpath = M.luajit_defaults()
+  local path, seen, late = {}, {}, {}
+  local function add(list, e)
+    if not seen[e] then
+      seen[e] = true
+      list[#list + 1] = e
+    end
+  end
+  for _, e in ipairs(opts and opts.extra_path or {}) do add(path, e) end
+  local tree = jit:match("^(.*)/lib/lua/5%.1/%?%.so$")
+  if tree then
+    add(path, tree .. "/share/lua/5.1/?.lua")
+    add(path, tree .. "/share/lua/5.1/?/init.lua")
+  end
+  -- nginx does not change directory: a relative entry means the launcher's, made absolute; the
+  -- current directory itself ("./?.lua") is left out, as LuaJIT's is.
+  local cwd = os.getenv("PWD")
+  for _, e in ipairs(split_paths(package.path)) do
+    if e:sub(1, 1) ~= "/" and e:sub(1, 2) ~= "./" and cwd then e = cwd .. "/" .. e end
+    if e:sub(1, 1) == "/" then
+      if e:match("^/usr/.*/lua/5%.[2-9]/") then late[#late + 1] = e else add(path, e) end
+    end
+  end
+  for _, e in ipairs(lj_path) do add(path, e) end
+  for _, e in ipairs(late) do add(path, e) end
+  local cpath = { jit }
+  for _, e in ipairs(lj_cpath) do if e ~= jit then cpath[#cpath + 1] = e end end
+  return string.format('lua_package_path "%s";\nlua_package_cpath "%s";\n', table.concat(path, ";"),
+    table.concat(cpath, ";"))
 end
 
 local function pid_of(prefix)
@@ -232,7 +373,22 @@ end
 -- certificate. A lock whose holder died is waited out (60 s), then the piece is generated anyway.
 local function cached(paths, cache_name, generate)
   local cache = os.getenv("DWS_KEY_CACHE")
-  if not cache or cache == "" then return generate(paths) end
+  if not cache or cache == "" then
+    -- openssl writes where it is told, links followed: into a private directory, then into place.
+    local tmp = M.tmpdir("dws-keys")
+    local tmps = {}
+    for i = 1, #paths do tmps[i] = tmp .. "/" .. i end
+    generate(tmps)
+    for i = 1, #paths do
+      local ok, err = M.write_new(paths[i], assert(read_file(tmps[i]), "keys: " .. cache_name), "600")
+      if not ok then
+        M.rmdir(tmp)
+        error(err, 0)
+      end
+    end
+    M.rmdir(tmp)
+    return
+  end
   local dst = cache .. "/" .. cache_name
   local function present() return read_file(dst .. "/" .. #paths) ~= nil end
   if not present() and not run("mkdir " .. sh_quote(dst .. ".lock") .. " 2>/dev/null") then
@@ -248,8 +404,7 @@ local function cached(paths, cache_name, generate)
     if not os.rename(tmp, dst) then run("rm -rf " .. sh_quote(tmp)) end -- lost a race: theirs is whole
   end
   for i = 1, #paths do
-    write_file(paths[i], (assert(read_file(dst .. "/" .. i), "key cache: " .. cache_name)))
-    run("chmod 600 " .. sh_quote(paths[i]))
+    assert(M.write_new(paths[i], (assert(read_file(dst .. "/" .. i), "key cache: " .. cache_name)), "600"))
   end
 end
 
@@ -259,7 +414,7 @@ end
 -- `ca_name` are the same within a run with DWS_KEY_CACHE (the sandbox's, made at every start).
 function M.make_certs(dir, sans, name, ca_name)
   name = name or "server"
-  M.mkdir(dir)
+  M.mkdir_private(dir)
   local ca, cakey = dir .. "/ca.pem", dir .. "/ca.key"
   local q = sh_quote
   if not read_file(ca) then
@@ -292,9 +447,10 @@ function M.make_certs(dir, sans, name, ca_name)
   return { ca = ca, cert = cert, key = key }
 end
 
--- RSA-2048 key pair with the openssl command line; returns PEM paths.
+-- RSA-2048 key pair with the openssl command line; returns PEM paths. The private key is 0600, the
+-- public 0644, whatever the umask, and neither is written through a link (raises on one).
 function M.make_keypair(dir, name)
-  M.mkdir(dir)
+  M.mkdir_private(dir)
   local priv, pub = dir .. "/" .. name .. "_private.pem", dir .. "/" .. name .. "_public.pem"
   if not read_file(priv) then
     cached({ priv, pub }, "keypair+pub-" .. name, function(p)
@@ -303,8 +459,8 @@ function M.make_keypair(dir, name)
       assert(run("openssl pkey -in " .. sh_quote(p[1]) .. " -pubout -out " .. sh_quote(p[2]) .. " >/dev/null 2>&1"),
         "openssl: pubout")
     end)
-    run("chmod 600 " .. sh_quote(priv))
-    run("chmod 644 " .. sh_quote(pub))
+    -- public, but only its owner may change it: a key swapped in would be trusted
+    assert(run("chmod 644 " .. sh_quote(pub)), "chmod: " .. pub)
   end
   return priv, pub
 end

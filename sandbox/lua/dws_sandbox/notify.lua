@@ -1,9 +1,12 @@
 -- Binding-result notifications (notifyAddPaymentMethod.txt), posted from ngx.timer callbacks, never
 -- inside the API request. Each attempt is signed afresh with the DWS key (a new Request-Time) over
--- "POST <notify path>\n<client-id>.<request-time>.<body>". Anything but HTTP 200 with
--- result.resultStatus "S" is re-sent on Antom's schedule times notify_scale, 8 attempts in all.
+-- "POST <notify path>\n<client-id>.<request-time>.<body>". Anything but the acknowledgement
+-- SIGNING.md gives (dws_sandbox.strict.acknowledgement: HTTP 200, application/json, the SUCCESS body)
+-- is re-sent on Antom's schedule times notify_scale, 8 attempts in all; the delivery log says why an
+-- answer was not one (`refused`).
 local core = require "dws.core"
 local store = require "dws_sandbox.store"
+local strict = require "dws_sandbox.strict"
 
 local M = {}
 
@@ -29,8 +32,25 @@ local function parse_url(url)
 end
 M.parse_url = parse_url
 
+-- The answer's Content-Type: its value, a table of values when given more than once, or nil.
+local function content_type(head)
+  local found
+  for name, value in head:gmatch("\n([^:\r\n]+):[ \t]*([^\r\n]*)") do
+    if name:lower() == "content-type" then
+      if found == nil then
+        found = value
+      elseif type(found) == "table" then
+        found[#found + 1] = value
+      else
+        found = { found, value }
+      end
+    end
+  end
+  return found
+end
+
 -- One HTTP/1.0 POST over a cosocket (1.0: the answer is never chunked and ends with the connection).
--- -> status, body | nil, err
+-- -> status, body, Content-Type (as content_type gives it) | nil, err
 local function post(u, headers, body)
   local sock = ngx.socket.tcp()
   sock:settimeout(TIMEOUT_MS)
@@ -53,13 +73,7 @@ local function post(u, headers, body)
   local status = tonumber(data:match("^HTTP/%d%.%d (%d%d%d)"))
   if not status then return nil, "receive: not an HTTP answer" end
   local answer = data:match("\r\n\r\n(.*)$") or ""
-  return status, answer:sub(1, MAX_ANSWER)
-end
-
-local function acknowledged(status, body)
-  if status ~= 200 then return false end
-  local t = core.json_decode(body)
-  return type(t) == "table" and type(t.result) == "table" and t.result.resultStatus == "S"
+  return status, answer:sub(1, MAX_ANSWER), content_type(data:match("^(.-\r\n)\r\n") or "")
 end
 
 local deliver
@@ -75,18 +89,25 @@ deliver = function(premature, job, attempt)
   local u = parse_url(job.url)
   local time = tostring(core.time_ms())
   local sig = core.sign(job.key, "POST", u.sign_path, job.client_id, time, job.body)
-  local status, answer = post(u, {
+  local headers = {
     { "Content-Type", "application/json; charset=UTF-8" },
     { "Client-Id", job.client_id },
     { "Request-Time", time },
     { "Signature", core.signature_header(sig, "1") },
-  }, job.body)
-  local ack = status and acknowledged(status, answer) or false
+  }
+  local status, answer, answer_type = post(u, headers, job.body)
+  local ack, refused = false, nil
+  if status then ack, refused = strict.acknowledgement(status, answer_type, answer) end
+  -- The request as sent (method, path, headers, body): what a merchant's handler is given, so a
+  -- spec can hand it to client:handle_notification as it stands.
+  local sent = {}
+  for _, h in ipairs(headers) do sent[h[1]] = h[2] end
   store.append("delivery", {
     requestId = job.request_id, client_id = job.client_id, url = job.url, attempt = attempt,
-    status = status, acknowledged = ack, error = (not status) and answer or nil,
+    status = status, acknowledged = ack, refused = refused, error = (not status) and answer or nil,
     answer = status and answer:sub(1, 512) or nil,
     request_time = time, time = core.time_ms(), body = job.body,
+    method = "POST", path = u.path, headers = sent,
   })
   if not ack and attempt < #M.SCHEDULE then
     schedule(job, attempt + 1, M.SCHEDULE[attempt + 1] * job.scale)
@@ -99,24 +120,28 @@ local function queue(job, delay)
 end
 
 -- Queue a notification; the first attempt runs after `delay` seconds (0: as soon as the request ends).
--- The last one per requestId is kept (without the key) for M.resend.
+-- The last one per requestId is kept (without the key) for M.resend, also when the client has no
+-- notify_url yet (nothing is sent then; a re-send once it has one delivers it).
 function M.send(opts)
-  if not opts.url or not parse_url(opts.url) then return false end
   local job = {
     client_id = opts.client_id, url = opts.url, request_id = opts.request_id,
     body = assert(core.json_encode(opts.notification, false)), scale = opts.scale,
   }
   store.set_json("notification:" .. opts.request_id, job)
+  if not opts.url or not parse_url(opts.url) then return false end
   job.key = opts.key
   queue(job, opts.delay)
   return true
 end
 
--- The admin re-send: the same body, signed afresh, on a new schedule of 8 attempts.
--- -> true | nil when no notification was sent for that requestId.
-function M.resend(request_id, key)
+-- The admin re-send: the same body, signed afresh, on a new schedule of 8 attempts, to `url_of(client_id)`
+-- (the client's notify_url now, which may have changed since).
+-- -> true | nil, "unknown" (no binding notification for this requestId) | nil, "no_url", client_id
+function M.resend(request_id, key, url_of)
   local job = store.get_json("notification:" .. request_id)
-  if not job then return nil end
+  if not job then return nil, "unknown" end
+  job.url = url_of(job.client_id)
+  if not job.url then return nil, "no_url", job.client_id end
   job.key = key
   queue(job, 0)
   return true

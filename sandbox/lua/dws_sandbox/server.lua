@@ -12,6 +12,7 @@ local notify = require "dws_sandbox.notify"
 local testdata = require "dws_sandbox.testdata"
 local challenge = require "dws_sandbox.challenge"
 local latency = require "dws_sandbox.latency"
+local strict = require "dws_sandbox.strict"
 local read_file = require("dws_sandbox.nginx").read_file
 
 local M = {}
@@ -20,16 +21,13 @@ local M = {}
 local S = {}
 M.state = S
 
-local APIS = {
-  consultAddablePaymentMethod = true,
-  cacheCard = true,
-  addPaymentMethod = true,
-}
+local APIS = faults.APIS
 
 -- init_by_lua: parse the config and every key once. A bad config stops nginx from starting.
 function M.init(opts)
   local conf = assert(config.load(opts.config))
   S.conf = conf
+  S.config_path = opts.config
   S.clients = {}
   for id, c in pairs(conf.clients) do
     local key, err = core.public_key(c.public_key)
@@ -240,11 +238,24 @@ local function authenticate(ctx, headers)
   if dup or tdup or not sig or not time or time == "" then
     return "INVALID_SIGNATURE", "Signature is invalid."
   end
+  local _, why = strict.signature_header(sig)
+  if why then return "INVALID_SIGNATURE", "Signature is invalid: " .. why .. "." end
   local parsed = core.parse_signature_header(sig)
   if not parsed or parsed.algorithm ~= "RSA256" then return "INVALID_SIGNATURE", "Signature is invalid." end
   if not core.verify(client.key, ctx.method, ctx.path, ctx.client_id, time, ctx.body, parsed.signature) then
     return "INVALID_SIGNATURE", "Signature is invalid."
   end
+  return nil
+end
+
+-- The signed headers besides the signature, once it verified (a stranger learns nothing from them):
+-- nil, or the header's name and what is wrong with it (answered PARAM_ILLEGAL, the pages' code for
+-- a wrong header field).
+local function header_problem(headers)
+  local why = strict.request_time((one(headers["request-time"])), core.time_ms())
+  if why then return "Request-Time", why end
+  why = strict.content_type(headers["content-type"])
+  if why then return "Content-Type", why end
   return nil
 end
 
@@ -288,13 +299,21 @@ local function handle_api()
 
   local req
   local reserved = testdata.CLIENTS[ctx.client_id]
-  if api and method == "POST" and reserved then
+  local env_code, env_message = strict.environment(ctx.client_id, path)
+  if api and method == "POST" and env_code then
+    ctx.failure = { env_code, env_message }
+  elseif api and method == "POST" and reserved then
     ctx.failure = reserved
   elseif api and method == "POST" and not spooled then
     local code, message = authenticate(ctx, headers)
     record.verified = code == nil
+    local field
+    if not code then field, message = header_problem(headers) end
     if code then
       ctx.failure = { code, message }
+    elseif field then
+      ctx.failure = { "PARAM_ILLEGAL", "Illegal parameters: " .. message }
+      record.field = field
     else
       local t = core.json_decode(body)
       if type(t) == "table" and getmetatable(t) ~= core.array_mt then
@@ -313,7 +332,7 @@ local function handle_api()
     if type(t) == "table" and type(t.requestId) == "string" then record.requestId = t.requestId end
   end
 
-  local fault = api and faults.take() or nil
+  local fault = api and faults.take(api) or nil
   record.fault = fault and fault.name or nil
   local echo = api == "addPaymentMethod" and record.requestId and { requestId = record.requestId } or nil
 
@@ -350,7 +369,7 @@ local function handle_api()
 
   -- Queued before answering (a stalled answer must not hold the notification back); the timer
   -- runs once this request yields, outside it.
-  if effects.notify and ctx.client and ctx.client.notify_url then
+  if effects.notify and ctx.client then
     notify.send{
       client_id = ctx.client_id, url = ctx.client.notify_url, request_id = req.requestId, key = S.dws_key,
       notification = effects.notify.body, delay = effects.notify.delay, scale = S.conf.notify_scale,

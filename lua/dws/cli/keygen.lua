@@ -1,0 +1,109 @@
+-- `dws keygen`: an RSA key pair in the three files a merchant needs, and the one function that
+-- writes key files (write_new_files), for every command that makes one.
+--
+-- Key files are created, never opened: a file or a symbolic link already at a key's path is refused
+-- (a planted link would otherwise carry the private key wherever it points, or let its owner swap
+-- the public key before it is uploaded). Modes are set explicitly, so the umask cannot widen them:
+-- private 0600, public 0644.
+local core = require "dws.core"
+local util = require "dws.cli.util"
+
+local M = {}
+
+local out, fail = util.out, util.fail
+
+local function sh_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+local function sh(cmd)
+  local ok = os.execute(cmd)
+  return ok == true or ok == 0
+end
+
+-- Anything at path, a dangling symbolic link included.
+local function present(path)
+  return sh("test -e " .. sh_quote(path) .. " || test -L " .. sh_quote(path))
+end
+
+--- Write new files into directory `dir` (made 0700 when missing):
+-- `files` is an array of `{ path = , data = , mode = "0600" | "0644" }` (paths inside `dir`).
+-- Each file is written and given its mode in a fresh private directory (mktemp -d, 0700) inside
+-- `dir`, then hard-linked to its path: link(2) creates the name or fails, never following or
+-- replacing what is there, so the check and the creation are one step (O_EXCL|O_NOFOLLOW without
+-- C), and a file appears whole or not at all. When any file cannot be created, those already
+-- linked are removed again. Returns true, or nil, err.
+function M.write_new_files(dir, files)
+  for _, f in ipairs(files) do
+    if present(f.path) then return nil, f.path .. " exists; refusing to overwrite a key (or follow a link)" end
+  end
+  local dok, derr = util.mkdir_private(dir)
+  if not dok then return nil, derr end
+  local p = io.popen("mktemp -d " .. sh_quote(dir .. "/.dws-new.XXXXXX") .. " 2>/dev/null")
+  local tmp = p and p:read("l")
+  if p then p:close() end
+  if not tmp or tmp == "" then return nil, "cannot create a temporary directory in " .. dir end
+  local done, err = {}, nil
+  for i, f in ipairs(files) do
+    local staged = tmp .. "/" .. i
+    local h, oerr = io.open(staged, "wb")
+    if not h then
+      err = "cannot write in " .. tmp .. ": " .. tostring(oerr)
+      break
+    end
+    local wok, werr = h:write(f.data)
+    local cok, cerr = h:close()
+    if not wok or not cok then
+      err = "cannot write " .. f.path .. ": " .. tostring(werr or cerr)
+      break
+    end
+    if not sh("chmod " .. f.mode .. " " .. sh_quote(staged)) then
+      err = "cannot set the mode of " .. f.path
+      break
+    end
+    -- -T: a directory (or a link to one) at the path is an existing name, not a place to link into.
+    if not sh("ln -T -- " .. sh_quote(staged) .. " " .. sh_quote(f.path) .. " 2>/dev/null") then
+      err = present(f.path) and (f.path .. " exists; refusing to overwrite a key (or follow a link)")
+        or ("cannot create " .. f.path)
+      break
+    end
+    done[#done + 1] = f.path
+  end
+  if err then
+    for _, path in ipairs(done) do os.remove(path) end
+  end
+  sh("rm -rf -- " .. sh_quote(tmp))
+  if err then return nil, err end
+  return true
+end
+
+-- The PEM form of a bare base64 SubjectPublicKeyInfo.
+local function public_pem(b64)
+  return "-----BEGIN PUBLIC KEY-----\n" .. b64:gsub("(" .. ("."):rep(64) .. ")", "%1\n"):gsub("\n$", "")
+    .. "\n-----END PUBLIC KEY-----\n"
+end
+
+--- `dws keygen [--out DIR] [--name NAME] [--bits N]`. Returns the exit status.
+function M.run(a)
+  if not a.bits then return fail("--bits must be a number", 64) end
+  local ok, priv, pub = pcall(core.generate_key, a.bits)
+  if not ok then
+    return fail((tostring(priv):gsub("^bad argument #1 to '[^']*' %((.*)%)$", "--bits %1")), 64)
+  end
+  if not priv then return fail(pub) end
+  local base = a.out .. "/" .. a.name
+  local files = {
+    { path = base .. "_private.pem", data = priv, mode = "0600" },
+    { path = base .. "_public.pem", data = public_pem(pub), mode = "0644" },
+    { path = base .. "_public.b64", data = pub .. "\n", mode = "0644" },
+  }
+  local wok, werr = M.write_new_files(a.out, files)
+  if not wok then return fail(werr) end
+  out("private key (PKCS#8 PEM, mode 0600): ", files[1].path, "\n")
+  out("public key (PEM, mode 0644):         ", files[2].path, "\n")
+  out("public key (base64, for the portal): ", files[3].path, "\n")
+  out(pub, "\n")
+  return 0
+end
+
+return M
