@@ -6,6 +6,7 @@ local dws = require "dws"
 local nginx = require "dws_sandbox.nginx"
 local sandbox = require "helpers.sandbox"
 local httpd = require "helpers.httpd"
+local timeouts = require "helpers.timeouts"
 
 local CARD = { cardNo = "4111111111111111", securityCode = "123", expiryMonth = "12",
                expiryYear = tostring(tonumber(os.date("!%Y")) + 1),
@@ -36,7 +37,7 @@ describe("client:wait_binding", function()
 
   it("times out with WAIT_TIMEOUT and the binding as it was", function()
     local outcome = bind()
-    local b, err = client:wait_binding(outcome.requestId, { timeout = 0.2, interval = 0.05 })
+    local b, err = client:wait_binding(outcome.requestId, { timeout = timeouts.FIRE, interval = 0.05 })
     assert.are.same({ nil, "WAIT_TIMEOUT", "ACCEPTED" }, { b, err.code, err.binding.state })
   end)
 
