@@ -54,9 +54,9 @@ end)
 describe("client:wait_binding inside nginx #nginx", function()
   local srv
   setup(function()
-    local core = require "dws.core"
-    local priv = core.generate_key()
-    local _, dws_pub = core.generate_key()
+    local keys = require "helpers.keys"
+    local priv = keys.pair("merchant")
+    local _, dws_pub = keys.pair("dws")
     srv = assert(httpd.start{ http = "    lua_shared_dict journal 1m;", locations = [[
     location = /wait {
         content_by_lua_block {
