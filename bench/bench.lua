@@ -647,6 +647,14 @@ do
   end
 end
 
+------------------------------------------------------------------------------------------------
+-- 11. Signing through a PKCS#11 token (softhsm2) against signing in-process (bench/pkcs11.lua)
+------------------------------------------------------------------------------------------------
+do
+  local ok, err = pcall(function() require("bench.pkcs11").run{ root = ROOT, row = row, floor = F } end)
+  if not ok then skipped("11", "PKCS#11 token signing", err) end
+end
+
 if sb then
   sb:stop()
   util.forget_servers(OUT)

@@ -9,10 +9,14 @@
 -- @module dws.core
 
 --- Parse a private key: PEM (PKCS#8 or PKCS#1) or bare base64 DER. RSA only, 2048 to 16384 bits,
--- pair-wise checked.
--- syntax: `key, err = core.private_key(text)`
+-- pair-wise checked. Or an RFC 7512 `pkcs11:` URI (object= or id=; module-path=, pin-source=file:)
+-- naming a key held by a PKCS#11 token, used through OpenSSL's "pkcs11" engine: logged in and
+-- loaded now, again in a forked process before its first signature; `tostring` shows "pkcs11",
+-- never the PIN (docs/keys.md).
+-- syntax: `key, err = core.private_key(text, opts?)`
 -- @function private_key
 -- @tparam string text
+-- @tparam[opt] table opts `pin`: the token's PIN, for a `pkcs11:` URI without pin-source
 -- @treturn key the key
 -- @treturn[2] nil
 -- @treturn[2] string err

@@ -41,6 +41,25 @@ int dws_push_error(lua_State *L, const char *msg);
 struct dws_buffer;
 const struct dws_buffer *dws_test_buffer(lua_State *L, int idx);
 
+/* ---- pkcs11.c: private keys in a PKCS#11 token (RFC 7512 URI, OpenSSL's "pkcs11" engine) ---- */
+
+/* A key reference: the URI's path part, the module-path, the PIN (wiped by dws_p11_ref_free). */
+typedef struct dws_p11_ref {
+    char *uri;
+    char *module;
+    char *pin;
+} dws_p11_ref;
+
+/* Whether text starts with "pkcs11:". */
+int dws_p11_is_uri(const char *text, size_t n);
+/* Parses the URI (PIN from pin-source=file: or pin, not both); 0, or -1 with err (never the PIN). */
+int dws_p11_ref_parse(const char *text, size_t n, const char *pin, size_t pinlen, dws_p11_ref *ref,
+                      char *err, size_t errlen);
+void dws_p11_ref_free(dws_p11_ref *ref);
+/* Logs in and loads the private key through the engine (in this process); NULL with err. again:
+ * after a failure in the token, the engine looks at the slots afresh first. */
+EVP_PKEY *dws_p11_load(const dws_p11_ref *ref, int again, char *err, size_t errlen);
+
 /* ---- encoding.c: pure C, no Lua state, never allocate ---- */
 
 /* Output needs DWS_B64_ENCODED_LEN(n) bytes; returns the length written. */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -29,6 +30,10 @@ typedef struct dws_key {
     EVP_MD_CTX *mdctx;    /* reused for each digest */
     int is_private;
     int bits;
+    int is_p11;           /* held by a PKCS#11 token (pkcs11.c): no private bytes here */
+    int p11_stale;        /* a signature failed in the token: log in again before the next */
+    pid_t pid;            /* the process whose token session pkey belongs to */
+    dws_p11_ref p11;      /* to log in again in a forked process */
 } dws_key;
 
 /* Offset of lit in s[from..n), or n when absent. */
@@ -236,6 +241,15 @@ fail:
 
 static void key_release(dws_key *k)
 {
+    if (k->is_p11 && k->pid != getpid()) {
+        /*
+         * A forked child that never signed still holds its parent's token objects: freeing them
+         * could reach the module the parent initialised, so they are left (once per process).
+         */
+        k->pctx = NULL;
+        k->pkey = NULL;
+    }
+    dws_p11_ref_free(&k->p11);
     EVP_PKEY_CTX_free(k->pctx);
     EVP_MD_CTX_free(k->mdctx);
     EVP_MD_free(k->md);
@@ -246,18 +260,24 @@ static void key_release(dws_key *k)
     k->pkey = NULL;
 }
 
-/* Prepare the per-key contexts; 0 on failure (the caller releases). */
-static int key_prepare(dws_key *k)
+/* The signing or verifying context of k->pkey; 0 on failure (the caller releases). */
+static int pctx_prepare(dws_key *k)
 {
     int ok;
-    k->md = EVP_MD_fetch(NULL, "SHA256", NULL);
-    k->mdctx = EVP_MD_CTX_new();
     k->pctx = EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, NULL);
-    if (k->md == NULL || k->mdctx == NULL || k->pctx == NULL)
+    if (k->pctx == NULL)
         return 0;
     ok = k->is_private ? EVP_PKEY_sign_init(k->pctx) : EVP_PKEY_verify_init(k->pctx);
     return ok == 1 && EVP_PKEY_CTX_set_rsa_padding(k->pctx, RSA_PKCS1_PADDING) == 1 &&
            EVP_PKEY_CTX_set_signature_md(k->pctx, k->md) == 1;
+}
+
+/* Prepare the per-key contexts; 0 on failure (the caller releases). */
+static int key_prepare(dws_key *k)
+{
+    k->md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    k->mdctx = EVP_MD_CTX_new();
+    return k->md != NULL && k->mdctx != NULL && pctx_prepare(k);
 }
 
 static int digest(dws_key *k, const unsigned char *msg, size_t n, unsigned char *out)
@@ -268,14 +288,59 @@ static int digest(dws_key *k, const unsigned char *msg, size_t n, unsigned char 
            EVP_DigestFinal_ex(k->mdctx, out, &len) == 1 && len == 32;
 }
 
+/*
+ * A token key in a process other than the one that loaded it (an nginx worker forked from the
+ * master that ran init_by_lua): PKCS#11 sessions do not survive fork, so this process logs in and
+ * loads the key again, once, before its first signature; the parent's objects are left as they
+ * are (see key_release). After a signature failed in the token (it went away, the session was
+ * lost), the next signature logs in again the same way, freeing this process's old objects.
+ * Until a new key is loaded and prepared the old one stays, so the key is never half-made.
+ * 0, or -1 with err.
+ */
+static int key_p11_this_process(dws_key *k, char *err, size_t errlen)
+{
+    EVP_PKEY *pkey, *old_pkey = k->pkey;
+    EVP_PKEY_CTX *old_pctx = k->pctx;
+    int ours = k->pid == getpid();
+    if (!k->is_p11 || (ours && !k->p11_stale))
+        return 0;
+    pkey = dws_p11_load(&k->p11, k->p11_stale, err, errlen);
+    if (pkey == NULL)
+        return -1;
+    k->pkey = pkey;
+    if (!pctx_prepare(k)) {
+        EVP_PKEY_CTX_free(k->pctx);
+        EVP_PKEY_free(pkey);
+        k->pkey = old_pkey;
+        k->pctx = old_pctx;
+        ERR_clear_error();
+        snprintf(err, errlen, "PKCS#11: cannot prepare signing");
+        return -1;
+    }
+    if (ours) {
+        EVP_PKEY_CTX_free(old_pctx);
+        EVP_PKEY_free(old_pkey);
+    }
+    k->pid = getpid();   /* from here on, key_release frees these */
+    k->p11_stale = 0;
+    return 0;
+}
+
 /* Signs into sig (DWS_SIG_MAX bytes). Returns 0 or -1; the error queue is left empty. */
 static int key_sign(dws_key *k, const unsigned char *msg, size_t n, unsigned char *sig,
-                    size_t *siglen)
+                    size_t *siglen, char *err, size_t errlen)
 {
     unsigned char md[32];
+    snprintf(err, errlen, "signing failed");
+    if (key_p11_this_process(k, err, errlen) != 0)
+        return -1;
     *siglen = DWS_SIG_MAX;
     if (!digest(k, msg, n, md) || EVP_PKEY_sign(k->pctx, sig, siglen, md, sizeof md) != 1) {
         ERR_clear_error();
+        if (k->is_p11) {
+            k->p11_stale = 1;
+            snprintf(err, errlen, "signing failed in the PKCS#11 token (token removed or session lost?)");
+        }
         return -1;
     }
     return 0;
@@ -314,17 +379,77 @@ static dws_key *check_key(lua_State *L, int idx, int want_private)
     return k;
 }
 
+/*
+ * A private key in a PKCS#11 token: log in, load it through the engine, and check what can be
+ * checked of its public half (RSA, size, exponent); the private half never reaches this process.
+ */
+static EVP_PKEY *p11_key(dws_key *k, const char *text, size_t n, const char *pin, size_t pinlen,
+                         char *err, size_t errlen)
+{
+    EVP_PKEY *pkey;
+    int bits;
+    if (dws_p11_ref_parse(text, n, pin, pinlen, &k->p11, err, errlen) != 0)
+        return NULL;
+    k->is_p11 = 1;
+    k->pid = getpid();
+    pkey = dws_p11_load(&k->p11, 0, err, errlen);
+    if (pkey == NULL)
+        return NULL;
+    if (!EVP_PKEY_is_a(pkey, "RSA")) {
+        snprintf(err, errlen, "private key: the PKCS#11 object is not an RSA key");
+        goto fail;
+    }
+    bits = EVP_PKEY_get_bits(pkey);
+    if (bits < DWS_KEY_MIN_BITS || bits > DWS_KEY_MAX_BITS) {
+        snprintf(err, errlen, "private key: RSA key of %d bits (accepted: %d to %d)", bits,
+                 DWS_KEY_MIN_BITS, DWS_KEY_MAX_BITS);
+        goto fail;
+    }
+    if (!exponent_ok(pkey)) {
+        snprintf(err, errlen, "private key: RSA public exponent must be odd, at least %d and under 2^%d",
+                 DWS_KEY_MIN_EXPONENT, DWS_KEY_MAX_EXPONENT_BITS);
+        goto fail;
+    }
+    ERR_clear_error();
+    return pkey;
+fail:
+    EVP_PKEY_free(pkey);
+    ERR_clear_error();
+    return NULL;
+}
+
 static int new_key(lua_State *L, int want_private)
 {
-    size_t n;
+    size_t n, pinlen = 0;
     const char *text = luaL_checklstring(L, 1, &n);
-    char err[160];
+    const char *pin = NULL;
+    char err[200];
+    dws_key *k;
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_getfield(L, 2, "pin");
+        if (!lua_isnil(L, -1)) {
+            luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 2, "pin must be a string");
+            pin = lua_tolstring(L, -1, &pinlen);   /* stays on the stack, so it stays alive */
+        }
+    }
     /* The userdata exists before any OpenSSL object, so nothing leaks if Lua raises. */
-    dws_key *k = lua_newuserdata(L, sizeof *k);
+    k = lua_newuserdata(L, sizeof *k);
     memset(k, 0, sizeof *k);
     luaL_setmetatable(L, KEY_MT);
-    k->pkey = dws_key_parse(text, n, want_private, err, sizeof err);
+    if (dws_p11_is_uri(text, n)) {
+        if (want_private)
+            k->pkey = p11_key(k, text, n, pin, pinlen, err, sizeof err);
+        else
+            snprintf(err, sizeof err, "public key: a pkcs11: URI names a token's private key; give the public "
+                     "key as text");
+    } else if (pin != NULL) {
+        snprintf(err, sizeof err, "%s: a PIN is for pkcs11: URIs only", want_private ? "private key" : "public key");
+    } else {
+        k->pkey = dws_key_parse(text, n, want_private, err, sizeof err);
+    }
     if (k->pkey == NULL) {
+        key_release(k);
         lua_pushnil(L);
         lua_pushstring(L, err);
         return 2;
@@ -345,13 +470,17 @@ static int new_key(lua_State *L, int want_private)
 static int l_private_key(lua_State *L) { return new_key(L, 1); }
 static int l_public_key(lua_State *L) { return new_key(L, 0); }
 
-static int push_sign_result(lua_State *L, int rc, const unsigned char *sig, size_t siglen,
-                            int as_base64)
+static int push_sign_result(lua_State *L, const dws_key *k, int rc, const unsigned char *sig,
+                            size_t siglen, int as_base64, const char *err)
 {
     if (rc != 0) {
         lua_pushnil(L);
-        lua_pushstring(L, "signing failed");
-        return 2;
+        lua_pushstring(L, err);
+        if (!k->is_p11)
+            return 2;
+        /* the kind, for the caller's retry rule: the token, not the request, failed */
+        lua_pushliteral(L, "pkcs11");
+        return 3;
     }
     if (as_base64) {
         char b64[DWS_B64_ENCODED_LEN(DWS_SIG_MAX)];
@@ -377,8 +506,9 @@ static int m_sign(lua_State *L)
     size_t n, siglen;
     const char *content = luaL_checklstring(L, 2, &n);
     unsigned char sig[DWS_SIG_MAX];
-    int rc = key_sign(k, (const unsigned char *)content, n, sig, &siglen);
-    return push_sign_result(L, rc, sig, siglen, 0);
+    char err[160];
+    int rc = key_sign(k, (const unsigned char *)content, n, sig, &siglen, err, sizeof err);
+    return push_sign_result(L, k, rc, sig, siglen, 0, err);
 }
 
 static int m_verify(lua_State *L)
@@ -412,17 +542,20 @@ static int m_kind(lua_State *L)
 static int m_public_der(lua_State *L)
 {
     dws_key *k = check_key(L, 1, -1);
-    unsigned char *der = NULL;
-    int n = i2d_PUBKEY(k->pkey, &der);
-    if (n <= 0) {
-        ERR_clear_error();
-        lua_pushnil(L);
-        lua_pushliteral(L, "cannot encode the public key");
-        return 2;
+    unsigned char *der, *p;
+    int n = i2d_PUBKEY(k->pkey, NULL);
+    if (n > 0) {
+        /* Written into a userdata the GC owns: a push that raises (out of memory) leaks nothing. */
+        der = p = lua_newuserdata(L, (size_t)n);
+        if (i2d_PUBKEY(k->pkey, &p) == n) {
+            lua_pushlstring(L, (const char *)der, (size_t)n);
+            return 1;
+        }
     }
-    lua_pushlstring(L, (const char *)der, (size_t)n);
-    OPENSSL_free(der);
-    return 1;
+    ERR_clear_error();
+    lua_pushnil(L);
+    lua_pushliteral(L, "cannot encode the public key");
+    return 2;
 }
 
 static int m_close(lua_State *L)
@@ -437,7 +570,8 @@ static int m_tostring(lua_State *L)
     if (k->pkey == NULL)
         lua_pushliteral(L, "dws.key(closed)");
     else
-        lua_pushfstring(L, "dws.key(%s, %d bits)", k->is_private ? "private" : "public", k->bits);
+        lua_pushfstring(L, "dws.key(%s, %d bits%s)", k->is_private ? "private" : "public", k->bits,
+                        k->is_p11 ? ", pkcs11" : "");
     return 1;
 }
 
@@ -471,6 +605,7 @@ static int l_sign(lua_State *L)
     dws_key *k = check_key(L, 1, 1);
     size_t n = 0, siglen = 0;
     unsigned char sig[DWS_SIG_MAX];
+    char err[160];
     unsigned char *content;
     int rc;
     body_arg(L, 6, &n);   /* raise on bad arguments before anything is allocated */
@@ -480,11 +615,11 @@ static int l_sign(lua_State *L)
         lua_pushliteral(L, "out of memory");
         return 2;
     }
-    rc = key_sign(k, content, n, sig, &siglen);
+    rc = key_sign(k, content, n, sig, &siglen, err, sizeof err);
     /* The body holds card data: wipe it before the allocator hands the memory out again. */
     OPENSSL_cleanse(content, n);
     free(content);
-    return push_sign_result(L, rc, sig, siglen, 1);
+    return push_sign_result(L, k, rc, sig, siglen, 1, err);
 }
 
 /* core.verify(key, method, path, client_id, time, body, raw_sig) -> true | false, reason */
@@ -522,55 +657,81 @@ static const dws_class key_class = {
 };
 
 /*
+ * What core.generate_key holds while it works, in a userdata made first: if a push raises (out
+ * of memory) its __gc frees the OpenSSL objects and wipes the PEM the memory BIO held, so an
+ * error leaks neither memory nor the private key.
+ */
+#define KEYGEN_MT "dws.keygen_state"
+
+typedef struct keygen_state {
+    EVP_PKEY *pkey;
+    EVP_PKEY_CTX *ctx;
+    BIO *bio;
+    unsigned char *der;
+    char *b64;
+} keygen_state;
+
+static void keygen_free(keygen_state *g)
+{
+    if (g->bio != NULL) {
+        char *pem = NULL;
+        long len = BIO_get_mem_data(g->bio, &pem);
+        if (len > 0 && pem != NULL)
+            OPENSSL_cleanse(pem, (size_t)len);
+        BIO_free(g->bio);
+    }
+    OPENSSL_free(g->der);
+    free(g->b64);
+    EVP_PKEY_free(g->pkey);
+    EVP_PKEY_CTX_free(g->ctx);
+    memset(g, 0, sizeof *g);
+}
+
+static int keygen_gc(lua_State *L)
+{
+    keygen_free(luaL_checkudata(L, 1, KEYGEN_MT));
+    return 0;
+}
+
+/*
  * core.generate_key([bits]) -> PKCS#8 PEM private key, bare base64 SPKI public key | nil, err.
  * For `dws keygen`: the pair in the forms DWS's portal and our own parser take.
  */
 static int l_generate_key(lua_State *L)
 {
     lua_Integer bits = luaL_optinteger(L, 1, DWS_KEY_MIN_BITS);
-    EVP_PKEY *pkey = NULL;
-    EVP_PKEY_CTX *ctx;
-    BIO *bio = NULL;
-    unsigned char *der = NULL;
-    char *pem;
+    keygen_state *g;
+    char *pem = NULL;
     long pemlen;
     int derlen;
+    size_t b64len;
     luaL_argcheck(L, bits >= DWS_KEY_MIN_BITS && bits <= DWS_KEY_MAX_BITS && bits % 8 == 0, 1,
                   "RSA key size out of range");
-    ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
-    if (ctx == NULL || EVP_PKEY_keygen_init(ctx) != 1 ||
-        EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, (int)bits) != 1 || EVP_PKEY_keygen(ctx, &pkey) != 1)
+    g = lua_newuserdata(L, sizeof *g);
+    memset(g, 0, sizeof *g);
+    luaL_setmetatable(L, KEYGEN_MT);
+    g->ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+    if (g->ctx == NULL || EVP_PKEY_keygen_init(g->ctx) != 1 ||
+        EVP_PKEY_CTX_set_rsa_keygen_bits(g->ctx, (int)bits) != 1 || EVP_PKEY_keygen(g->ctx, &g->pkey) != 1)
         goto fail;
-    bio = BIO_new(BIO_s_mem());
+    g->bio = BIO_new(BIO_s_mem());
     /* PEM_write_bio_PrivateKey writes PKCS#8 ("BEGIN PRIVATE KEY"), unencrypted. */
-    if (bio == NULL || PEM_write_bio_PrivateKey(bio, pkey, NULL, NULL, 0, NULL, NULL) != 1)
+    if (g->bio == NULL || PEM_write_bio_PrivateKey(g->bio, g->pkey, NULL, NULL, 0, NULL, NULL) != 1)
         goto fail;
-    derlen = i2d_PUBKEY(pkey, &der);
+    derlen = i2d_PUBKEY(g->pkey, &g->der);
     if (derlen <= 0)
         goto fail;
-    pemlen = BIO_get_mem_data(bio, &pem);
+    g->b64 = malloc(DWS_B64_ENCODED_LEN((size_t)derlen));
+    if (g->b64 == NULL)
+        goto fail;
+    b64len = dws_b64_encode(g->der, (size_t)derlen, g->b64);
+    pemlen = BIO_get_mem_data(g->bio, &pem);
     lua_pushlstring(L, pem, (size_t)pemlen);
-    /* The memory BIO held the private key: wipe it before the allocator reuses it. */
-    OPENSSL_cleanse(pem, (size_t)pemlen);
-    {
-        char *b64 = malloc(DWS_B64_ENCODED_LEN((size_t)derlen));
-        if (b64 == NULL) {
-            lua_pop(L, 1);
-            goto fail;
-        }
-        lua_pushlstring(L, b64, dws_b64_encode(der, (size_t)derlen, b64));
-        free(b64);
-    }
-    OPENSSL_free(der);
-    BIO_free(bio);
-    EVP_PKEY_free(pkey);
-    EVP_PKEY_CTX_free(ctx);
+    lua_pushlstring(L, g->b64, b64len);
+    keygen_free(g);   /* wipes the PEM in the BIO now, not at the next collection */
     return 2;
 fail:
-    OPENSSL_free(der);
-    BIO_free(bio);
-    EVP_PKEY_free(pkey);
-    EVP_PKEY_CTX_free(ctx);
+    keygen_free(g);
     ERR_clear_error();
     lua_pushnil(L);
     lua_pushliteral(L, "RSA key generation failed");
@@ -589,5 +750,10 @@ static const luaL_Reg key_funcs[] = {
 void dws_open_key(lua_State *L)
 {
     dws_class_register(L, &key_class);
+    if (luaL_newmetatable(L, KEYGEN_MT)) {
+        lua_pushcfunction(L, keygen_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
     luaL_setfuncs(L, key_funcs, 0);
 }

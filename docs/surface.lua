@@ -12,12 +12,14 @@ return {
     ["dws.api"] = true,          -- API definitions: paths, fields, limits
     ["dws.validate"] = true,     -- request validation against dws.api
     ["dws.card"] = true,         -- Luhn, expiry, brand for bind_card
-    ["dws.defaults"] = true,     -- defaults and limits; README "Client options" documents them
+    ["dws.defaults"] = true,     -- defaults and limits; docs/calls.md "Client options" documents them
     ["dws.journal"] = true,      -- the binding journal behind client:binding and friends
     ["dws.bind_card"] = true,    -- client:bind_card, binding, resume_binding, pending_bindings
     ["dws.cli"] = true,          -- the dws command (docs/cli.md)
     ["dws.cli.keygen"] = true,
     ["dws.cli.listen"] = true,
+    ["dws.cli.keyfile"] = true,
+    ["dws.cli.pkcs11"] = true,
     ["dws.cli.notify"] = true,
     ["dws.cli.util"] = true,
     ["dws.cli.verify"] = true,
@@ -26,7 +28,8 @@ return {
     ["dws.multi"] = true,        -- the scheduler behind client:run_all
     ["dws.time"] = true,         -- Request-Time parsing and the one time-window rule
     ["dws.runtime"] = true,      -- inside nginx or not: phases, sleeping, background timers
-    ["dws.codes"] = true,        -- the one table of codes (README "Errors" is made from it)
+    ["dws.url"] = true,          -- the one URL splitter (gateway option, cosocket URLs, redis specs)
+    ["dws.codes"] = true,        -- the one table of codes (docs/calls.md "Errors" is made from it)
     ["dws.wait"] = true,         -- client:wait_binding's polling
     -- The gateway (docs/gateway.md documents it as a product: its config, endpoints, events).
     ["dws.cli.gateway"] = true,
@@ -50,6 +53,7 @@ return {
     { module = "dws.transport.curl", class = "Transport", constructor = "new" },
     { module = "dws.transport.ngx", class = "Transport", constructor = "new" },
     { module = "dws.testing", class = "Sandbox", constructor = "start" },
+    { module = "dws.signature", class = "Keyring", constructor = "keyring" },
     { module = "dws.core", class = "key", instance = function()
         local core = require "dws.core"
         return assert(core.public_key(select(2, core.generate_key())))

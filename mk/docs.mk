@@ -19,4 +19,6 @@ docs:
 docs-check: $(BUILD)/5.4/dws/core.so
 	@sh scripts/deps.sh
 	@LUA_PATH="$(LUA_PATH_DEV)" LUA_CPATH="$(CURDIR)/$(BUILD)/5.4/?.so;;" lua5.4 scripts/docs_check.lua
-	@LUA_PATH="$(LUA_PATH_DEV)" lua5.4 scripts/errors_table.lua README.md
+	@LUA_PATH="$(LUA_PATH_DEV)" lua5.4 scripts/errors_table.lua docs/calls.md
+	@lua5.4 scripts/docs_links.lua
+	@lua5.4 scripts/layout_check.lua

@@ -32,7 +32,7 @@ build = {
    modules = {
       ["dws.core"] = {
          sources = { "csrc/core.c", "csrc/key.c", "csrc/encoding.c", "csrc/sigheader.c",
-                     "csrc/random.c", "csrc/clock.c", "csrc/redact.c", "csrc/json.c" },
+                     "csrc/random.c", "csrc/clock.c", "csrc/redact.c", "csrc/json.c", "csrc/pkcs11.c" },
          libraries = { "crypto", "cjson" },
          incdirs = { "$(OPENSSL_INCDIR)", "$(CJSON_INCDIR)", "$(CJSON_INCDIR)/cjson" },
          libdirs = { "$(OPENSSL_LIBDIR)", "$(CJSON_LIBDIR)" },
@@ -58,6 +58,8 @@ build = {
       ["dws.cli"] = "lua/dws/cli.lua",
       ["dws.cli.keygen"] = "lua/dws/cli/keygen.lua",
       ["dws.cli.listen"] = "lua/dws/cli/listen.lua",
+      ["dws.cli.keyfile"] = "lua/dws/cli/keyfile.lua",
+      ["dws.cli.pkcs11"] = "lua/dws/cli/pkcs11.lua",
       ["dws.cli.notify"] = "lua/dws/cli/notify.lua",
       ["dws.cli.util"] = "lua/dws/cli/util.lua",
       ["dws.cli.verify"] = "lua/dws/cli/verify.lua",
@@ -89,6 +91,7 @@ build = {
       ["dws.validate"] = "lua/dws/validate.lua",
       ["dws.time"] = "lua/dws/time.lua",
       ["dws.codes"] = "lua/dws/codes.lua",
+      ["dws.url"] = "lua/dws/url.lua",
       ["dws.runtime"] = "lua/dws/runtime.lua",
    },
    install = {

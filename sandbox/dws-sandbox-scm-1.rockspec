@@ -35,6 +35,7 @@ build = {
          ["dws_sandbox.control"] = "sandbox/lua/dws_sandbox/control.lua",
          ["dws_sandbox.faults"] = "sandbox/lua/dws_sandbox/faults.lua",
          ["dws_sandbox.latency"] = "sandbox/lua/dws_sandbox/latency.lua",
+         ["dws_sandbox.keys"] = "sandbox/lua/dws_sandbox/keys.lua",
          ["dws_sandbox.nginx"] = "sandbox/lua/dws_sandbox/nginx.lua",
          ["dws_sandbox.notify"] = "sandbox/lua/dws_sandbox/notify.lua",
          ["dws_sandbox.server"] = "sandbox/lua/dws_sandbox/server.lua",

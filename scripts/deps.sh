@@ -11,6 +11,7 @@ lua-ldoc lua-markdown
 chromium chromium-driver
 libhiredis-dev redis-server lua-nginx-redis prometheus
 python3
+softhsm2 libengine-pkcs11-openssl opensc
 ${DWS_EXTRA_PKGS:-}"
 
 missing=""

@@ -1,6 +1,6 @@
--- The README's table of error codes, generated from dws.codes (the one table of every code):
+-- The table of error codes in docs/calls.md, generated from dws.codes (the one table of every code):
 --   lua5.4 scripts/errors_table.lua            print the table
---   lua5.4 scripts/errors_table.lua README.md  check that README.md holds it, byte for byte,
+--   lua5.4 scripts/errors_table.lua FILE.md    check that FILE.md (docs/calls.md) holds it, byte for byte,
 --                                              between its "errors table" markers (make docs-check)
 local codes = require "dws.codes"
 

@@ -13,7 +13,7 @@ local ROOT = os.getenv("DWS_ROOT") or "."
 local LAYERS = {
   -- 0: C, and data and rules that need nothing but C
   ["dws.core"] = 0, ["dws.curl"] = 0, ["dws.redis"] = 0, ["dws.abi"] = 0, ["dws.codes"] = 0,
-  ["dws.defaults"] = 0, ["dws.time"] = 0, ["dws.runtime"] = 0, ["dws.api"] = 0,
+  ["dws.defaults"] = 0, ["dws.time"] = 0, ["dws.runtime"] = 0, ["dws.api"] = 0, ["dws.url"] = 0,
   -- 1: core rules
   ["dws.redact"] = 1, ["dws.retry"] = 1,
   ["dws.errors"] = 2, ["dws.validate"] = 3, ["dws.card"] = 3, ["dws.signature"] = 3,
@@ -27,7 +27,7 @@ local LAYERS = {
   ["dws.client"] = 8,
   ["dws"] = 9, ["dws.testing"] = 10, ["dws.cli.util"] = 10,
   ["dws.cli.notify"] = 11, ["dws.cli.verify"] = 11, ["dws.cli.listen"] = 11, ["dws.cli.gateway"] = 11,
-  ["dws.cli.keygen"] = 11,
+  ["dws.cli.keygen"] = 11, ["dws.cli.keyfile"] = 10, ["dws.cli.pkcs11"] = 10,
   ["dws.cli"] = 12,
   -- the gateway: its parts over the core (the outbox over notification's outcome rule), its nginx
   -- side over the whole SDK

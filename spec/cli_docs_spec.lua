@@ -66,6 +66,7 @@ describe("docs/cli.md #nginx", function()
     -- A profile: client options, the keys as files.
     local function profile(ext)
       files.write(d .. "/merchant_private.pem", private_pem)
+      sh("chmod 600 " .. q(d .. "/merchant_private.pem")) -- dws refuses a key file others can read
       files.write(d .. "/dws_public.pem", sb.dws_public_key_pem)
       local opts = { client_id = CLIENT_ID, private_key_file = d .. "/merchant_private.pem",
         dws_public_key_file = d .. "/dws_public.pem", gateway = sb.https_url, ca_file = sb.ca_file }

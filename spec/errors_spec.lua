@@ -96,9 +96,9 @@ describe("dws.codes, the one table of codes", function()
     end
   end)
 
-  it("is what README.md's errors table says, byte for byte", function()
+  it("is what docs/calls.md's errors table says, byte for byte", function()
     local root = os.getenv("DWS_ROOT") or "."
-    local ok = os.execute("cd '" .. root .. "' && LUA_PATH='lua/?.lua;;' lua5.4 scripts/errors_table.lua README.md")
+    local ok = os.execute("cd '" .. root .. "' && LUA_PATH='lua/?.lua;;' lua5.4 scripts/errors_table.lua docs/calls.md")
     assert.is_true(ok == true or ok == 0)
   end)
 end)

@@ -2,7 +2,7 @@
 -- spec/run_all_hostile_spec.lua (spec/helpers/hostile_gateway.lua), over plain HTTP and TLS. The
 -- client runs inside a merchant nginx of its own (another process, as in production): its /call
 -- location makes the calls it is given, one after another or in light threads that take the next
--- request in turn (README "Many calls in flight"), and answers what they returned. Every case runs
+-- request in turn (docs/calls.md "Many calls in flight"), and answers what they returned. Every case runs
 -- the same hostile answer through a libcurl call made here and through the client in nginx, and
 -- asserts the same outcome: code, status, attempts, the requests the gateway saw, no data from an
 -- answer that failed; and that a stray answer is never read as the next call's answer on a pooled

@@ -1,20 +1,17 @@
--- README "Many calls in flight": the light-thread snippet for OpenResty, read from README.md when
+-- docs/calls.md "Many calls in flight": the light-thread snippet for OpenResty, read from the docs when
 -- the spec runs (so the README cannot drift from what is tested), run in a real nginx content
 -- handler with the cosocket transport against the sandbox over HTTPS, the sandbox answering after
 -- a random latency so that calls finish out of order. Its results are compared with single
 -- client:call's made by the same client in the same handler.
 local httpd = require "helpers.httpd"
 local sandbox = require "helpers.sandbox"
-local nginx = require "dws_sandbox.nginx"
 local curl = require "dws.curl"
 local core = require "dws.core"
 local defaults = require "dws.defaults"
 
-local root = os.getenv("DWS_ROOT") or "."
-
--- The one fenced lua block of README.md that spawns light threads.
+-- The one fenced lua block of the docs that spawns light threads.
 local function readme_snippet()
-  local text = assert(nginx.read_file(root .. "/README.md"))
+  local text = require("helpers.docs").text() -- README.md and docs/*.md
   local found
   for block in text:gmatch("\n```lua\n(.-)\n```") do
     if block:find("ngx.thread.spawn", 1, true) then

@@ -1,5 +1,5 @@
--- README.md's promises that no other spec holds, grouped by README section, and the README's Lua
--- blocks run as written: each is read from README.md when the spec runs (so the two cannot drift)
+-- The docs' promises that no other spec holds, grouped by section, and their Lua blocks run as
+-- written: each is read from README.md or docs/*.md when the spec runs (so the two cannot drift)
 -- and run against the real sandbox. Where a block must differ to run here (a real gateway's URL, a
 -- placeholder key), the spec substitutes that exact text and fails if it is no longer there.
 local dws = require "dws"
@@ -9,7 +9,7 @@ local sandbox = require "helpers.sandbox"
 local files = require "helpers.files"
 
 local ROOT = os.getenv("DWS_ROOT")
-local README = files.read(ROOT .. "/README.md")
+local README = require("helpers.docs").text() -- README.md and docs/*.md
 local q = nginx.sh_quote
 
 -- Quick start's client id; the sandbox knows it, so the block runs with its own client id.

@@ -31,6 +31,7 @@ local CASES = {
   { "response", "no result.resultStatus", nil, false },
   { "response", "body over max_response_bytes", nil, false },
   { "signing", "out of memory", nil, false },
+  { "signing", "token", nil, true },
 }
 
 describe("dws.retry.should_retry", function()

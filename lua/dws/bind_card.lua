@@ -7,6 +7,7 @@ local errors = require "dws.errors"
 local journal = require "dws.journal"
 local api = require "dws.api"
 local validate = require "dws.validate"
+local is_object = validate.is_object
 
 local M = {}
 
@@ -31,9 +32,6 @@ local function truthy(v)
   return v == true or v == "true"
 end
 
-local function is_object(v)
-  return type(v) == "table" and getmetatable(v) ~= core.array_mt
-end
 
 -- The brands a card option supports, from its paymentOptionDetail (JSON in a string), as a
 -- set and as a readable list; or nil, reason.

@@ -77,7 +77,7 @@ local function as_int(v)
   return nil
 end
 
--- A CARD_INVALID error naming the field (README "Conventions": nil, err for what a caller handles).
+-- A CARD_INVALID error naming the field (docs/calls.md "Conventions": nil, err for what a caller handles).
 local function invalid(field, reason)
   return nil, errors.new{ code = errors.CARD_INVALID, status = "F", field = field, message = reason }
 end

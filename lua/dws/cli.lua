@@ -32,6 +32,10 @@ local function parser()
   keygen:option("--out", "Directory to write to.", ".")
   keygen:option("--name", "File name prefix.", "merchant")
   keygen:option("--bits", "Key size.", "2048"):convert(tonumber)
+  keygen:option("--pkcs11", "Generate inside this PKCS#11 token instead (a pkcs11: URI naming token= and "
+    .. "object=, with module-path= and pin-source=file:, or DWS_PKCS11_PIN): only the public half leaves it.")
+  keygen:option("--key-version", "keyVersion the pair is for (rotation): files named <name>_v<N>_*, and "
+    .. "the key_version to configure with it is printed.")
 
   local function message_options(c)
     c:option("--client-id", "Client-Id."):args(1)
@@ -206,7 +210,8 @@ end
 local function cmd_sign(a)
   local m, err = message_parts(a)
   if not m then return fail(err, EXIT_USAGE) end
-  local text, rerr = util.read_file(a.private_key)
+  local text, rerr = a.private_key, nil
+  if not text:find("^pkcs11:") then text, rerr = require("dws.cli.keyfile").read_private(text, util.read_file) end
   if not text then return fail(rerr) end
   local key, kerr = core.private_key(text)
   if not key then return fail(kerr) end

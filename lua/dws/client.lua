@@ -15,7 +15,7 @@
 -- connect_timeout (5 s), max_retries (2), retry_base_delay (0.5 s), max_response_bytes (1 MiB),
 -- ca_file, proxy, user_agent, transport, logger, allow_insecure_http (false),
 -- notification_tolerance (300 s), notification_store, response_time_tolerance (300 s), server_name,
--- journal, journal_retention (dws.store specs or objects; see README "Stores").
+-- journal, journal_retention (dws.store specs or objects; see docs/stores.md "Stores").
 -- Unknown options, wrong types and values out of range (NaN, infinities, ports, control
 -- characters in anything that reaches a header or URL) raise.
 --
@@ -39,6 +39,7 @@ local redact = require "dws.redact"
 local should_retry = require("dws.retry").should_retry
 -- Request-Time and response-time: one parser and one window rule.
 local dtime = require "dws.time"
+local url = require "dws.url"
 
 local type, pairs, pcall, tostring, setmetatable, error = type, pairs, pcall, tostring, setmetatable, error
 local format, min, random = string.format, math.min, math.random
@@ -48,7 +49,7 @@ local M = {}
 --- The one version of lua-dws (the rockspec and the user agent carry it too).
 M.VERSION = "0.1.0"
 
--- Option defaults and the backoff cap live in dws.defaults (README "Client options" documents them).
+-- Option defaults and the backoff cap live in dws.defaults (docs/calls.md "Client options" documents them).
 local DEFAULTS = require("dws.defaults").options
 -- Logger levels, lowest first. Events under the client's log_level are dropped before their
 -- fields are built or redacted (redaction of a requestId alone costs microseconds).
@@ -77,7 +78,8 @@ local NUMERIC_OPTIONS = {
 local OPTION_TYPES = {
   client_id = { string = true },
   private_key = { string = true, userdata = true },
-  dws_public_key = { string = true, userdata = true },
+  pkcs11_pin = { string = true },
+  dws_public_key = { string = true, userdata = true, table = true },
   gateway = { string = true },
   key_version = { string = true, number = true },
   request_time = { string = true, ["function"] = true },
@@ -133,21 +135,20 @@ end
 -- The host is a DNS name or IPv4 address (letters, digits, dots, dashes, underscores) or a bracketed
 -- IPv6 address; the port 1 to 65535. Nothing else (no user info, spaces or control characters).
 local function parse_gateway(gateway)
-  local scheme, authority = gateway:match("^(%a[%w+.-]*)://([^/?#]+)/?$")
-  if not scheme then
+  local u, why = url.split(gateway)
+  if not u and why == "not scheme://host" or u and ((u.path ~= "" and u.path ~= "/") or u.query
+      or gateway:find("#", 1, true)) then
     fail_option("gateway", "must be scheme://host[:port] with no path (e.g. https://open-sea-global.alipay.com)", 4)
   end
-  scheme = scheme:lower()
-  if scheme ~= "https" and scheme ~= "http" then fail_option("gateway", "must use https (or http on loopback)", 4) end
-  local host = authority:match("^(%[[%x:.]+%])") or authority:match("^([%w._%-]+)")
-  if not host then fail_option("gateway", "has no host, or a host with characters a host name cannot have", 4) end
-  local port = authority:sub(#host + 1)
-  if port ~= "" then
-    local digits = port:match("^:(%d%d?%d?%d?%d?)$")
-    local n = tonumber(digits)
-    if not n or n < 1 or n > 65535 then fail_option("gateway", "has a port that is not 1 to 65535", 4) end
+  if u and u.scheme ~= "https" and u.scheme ~= "http" then
+    fail_option("gateway", "must use https (or http on loopback)", 4)
   end
-  return scheme, host, scheme .. "://" .. authority
+  if not u and why ~= "no host" then fail_option("gateway", "has " .. why, 4) end
+  if not u or u.userinfo or not url.plain_host(u.host, u.ipv6) then
+    fail_option("gateway", "has no host, or a host with characters a host name cannot have", 4)
+  end
+  local host = u.ipv6 and "[" .. u.host .. "]" or u.host
+  return u.scheme, host, u.scheme .. "://" .. u.authority
 end
 
 -- Raises (at the caller of dws.client) unless every numeric option is finite and in range.
@@ -168,8 +169,8 @@ local function check_numbers(o)
 end
 
 -- Raises at the caller of dws.client: an unreadable key option is a programming error.
-local function load_key(name, value, kind)
-  local key, err = signature.load_key(value, kind)
+local function load_key(name, value, kind, pin)
+  local key, err = signature.load_key(value, kind, pin and { pin = pin } or nil)
   if not key then error("dws.client: option " .. name .. " " .. err, 3) end
   return key
 end
@@ -244,11 +245,11 @@ end
 
 --- Make a client: parses both keys once and keeps one transport (one kept-alive connection).
 -- syntax: `client = dws.client(opts)`
--- @tparam table opts `client_id`, `private_key`, `dws_public_key`, `gateway` (required); `key_version`,
+-- @tparam table opts `client_id`, `private_key`, `dws_public_key`, `gateway` (required); `key_version`, `pkcs11_pin`,
 -- `request_time`, `timeout`, `connect_timeout`, `max_retries`, `retry_base_delay`, `max_response_bytes`,
 -- `ca_file`, `proxy`, `user_agent`, `transport`, `logger`, `log_level`, `allow_insecure_http`,
 -- `notification_tolerance`, `response_time_tolerance`, `notification_store`, `journal`,
--- `journal_retention`, `server_name` (README "Client options": defaults and ranges)
+-- `journal_retention`, `server_name` (docs/calls.md "Client options": defaults and ranges)
 -- @treturn client the client
 -- @raise on an unknown option, a wrong type, a value out of range, an unreadable key, plain http to a
 -- host not on loopback, or `dws_public_key` being the public half of `private_key`
@@ -289,15 +290,12 @@ function M.new(opts)
 
   local self = setmetatable({}, Client)
   self.client_id = o.client_id
-  self.private_key = load_key("private_key", o.private_key, "private")
-  self.dws_key = load_key("dws_public_key", o.dws_public_key, "public")
-  -- The most common integration failure: the merchant's own public key configured as the DWS
-  -- key. Every answer would then fail verification; say so now, and which key goes where.
-  if self.private_key:public_der() == self.dws_key:public_der() then
-    error("dws.client: option dws_public_key is the public half of your own private_key; dws_public_key "
-      .. "takes the DWS public key (from the DWS portal), while your public key is the one you upload to DWS", 2)
-  end
-  o.private_key, o.dws_public_key = nil, nil -- keep key text out of the options table
+  self.private_key = load_key("private_key", o.private_key, "private", o.pkcs11_pin)
+  -- One key or a ring by keyVersion; the merchant's own public key given as a DWS key is refused there.
+  local dws_key, kerr = signature.dws_keys(o.dws_public_key, self.private_key)
+  if not dws_key then error("dws.client: option dws_public_key " .. kerr, 2) end
+  self.dws_key = dws_key
+  o.private_key, o.dws_public_key, o.pkcs11_pin = nil, nil, nil -- keep key text and PIN out of the options
   self.logger = o.logger
   -- No logger: no level is wanted, so every log path is one comparison.
   self._log_min = o.logger and LOG_RANK[o.log_level] or math.huge
@@ -397,11 +395,13 @@ end
 local function attempt(self, entry, body, request_id, n, log_body)
   local o = self.options
   local time = self._time()
-  local b64, serr = core.sign(self.private_key, "POST", entry.path, self.client_id, time, body)
+  local b64, serr, skind = core.sign(self.private_key, "POST", entry.path, self.client_id, time, body)
   if not b64 then
-    -- OpenSSL could not sign (out of memory, a provider failure): not a caller's bug, so nil, err.
-    -- F when nothing has been sent yet; after an earlier attempt went out, its outcome is unknown.
-    return failure("signing", serr, { code = errors.SIGNING_FAILED, status = n == 1 and "F" or "U",
+    -- OpenSSL could not sign (out of memory, a provider failure, a PKCS#11 token gone): not a caller's
+    -- bug, so nil, err. F when nothing has been sent yet; after an earlier attempt went out, U.
+    local token = skind == "pkcs11"
+    return failure("signing", token and "token" or serr, { code = token and errors.KEY_UNAVAILABLE
+      or errors.SIGNING_FAILED, status = n == 1 and "F" or "U",
       message = "the request could not be signed: " .. tostring(serr) })
   end
   local headers = {
@@ -449,9 +449,10 @@ local function attempt(self, entry, body, request_id, n, log_body)
       message = "HTTP status " .. tostring(status) })
   end
 
-  local verdict, why = signature.check_response(self.dws_key, "POST", entry.path, self.client_id, res.headers, rbody)
+  local verdict, why, vcode = signature.check_response(self.dws_key, "POST", entry.path, self.client_id, res.headers,
+    rbody)
   if not verdict then
-    return failure("verification", "signature", { code = errors.SIGNATURE_INVALID, http_status = status,
+    return failure("verification", "signature", { code = vcode or errors.SIGNATURE_INVALID, http_status = status,
       message = "response rejected: " .. tostring(why) })
   end
   if verdict == "verified" then
@@ -687,7 +688,7 @@ end
 
 --- Verify a binding notification as received: signature over the raw bytes, the body's required
 -- fields, Request-Time within `notification_tolerance` (or outside it for a requestId the journal
--- holds: a late re-send, README "Notifications"). No de-duplication, no journal change.
+-- holds: a late re-send, docs/notifications.md "Notifications"). No de-duplication, no journal change.
 -- syntax: `n, err = client:verify_notification(request, opts?)`
 -- @tparam table request `{ method = "POST", path = "/notify", headers = {...}, body = raw }`
 -- (headers in any letter case)
@@ -718,7 +719,7 @@ function Client:handle_notification(request, handler, opts)
   return require("dws.notification").handle(self, request, handler, opts)
 end
 
---- The bind-card workflow: local card checks, consult, cache, journal, add (README "Binding a card").
+--- The bind-card workflow: local card checks, consult, cache, journal, add (docs/binding.md "Binding a card").
 -- syntax: `outcome, err = client:bind_card{ customerId =, env = {...}, card = {...}, ... }`
 -- @tparam table params `customerId`, `env`, `card = { cardNo, securityCode, expiryYear, expiryMonth,
 -- instUserName, brand? }`; `referenceCustomerId` or `referenceUserId`, `isTemporary`,

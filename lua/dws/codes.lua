@@ -19,6 +19,9 @@ M.LIST = {
     when = "a signature that does not verify, a duplicated or malformed signature header" },
   { code = "SIGNATURE_MISSING", status = "U", retried = "no",
     when = "an `S` answer without signature or response-time" },
+  { code = "KEY_VERSION_UNKNOWN", status = "U", retried = "no",
+    when = "an answer's (or a notification's: 401) Signature header names a keyVersion for which no DWS key "
+      .. "is held (`dws_public_key` as a table keyVersion -> key); the message names the version; no data" },
   { code = "RESPONSE_MALFORMED", status = "U", retried = "no",
     when = "the body is not JSON, or has no `result.resultStatus`" },
   { code = "RESPONSE_TOO_LARGE", status = "U", retried = "no", transport = { "too_large" },
@@ -44,6 +47,10 @@ M.LIST = {
   { code = "SIGNING_FAILED", status = "F", status_note = "F (U after an earlier attempt went out)", retried = "no",
     when = "OpenSSL could not sign the request (out of memory, provider failure); nothing was sent on this "
       .. "attempt" },
+  { code = "KEY_UNAVAILABLE", status = "F", status_note = "F (U after an earlier attempt went out)",
+    retried = "yes",
+    when = "the PKCS#11 token holding `private_key` failed to sign (removed, session lost); nothing was sent "
+      .. "on this attempt, and the next one logs in again" },
   { code = "RESPONSE_MISMATCH", status = "U", retried = "no",
     when = "an addPaymentMethod answer naming another `requestId`, or an `S` naming none (the page makes it "
       .. "required); no data" },

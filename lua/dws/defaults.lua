@@ -1,6 +1,6 @@
 -- Every default and fixed limit of lua-dws, in one place. client.lua, both transports,
 -- notification.lua and journal.lua read them from here, and dws.curl (C) is handed them as
--- required arguments, so no other file holds a number of its own. README "Client options" is
+-- required arguments, so no other file holds a number of its own. docs/calls.md "Client options" is
 -- their documentation.
 local M = {}
 

@@ -16,7 +16,7 @@ local should_retry = require("dws.retry").should_retry
 
 local errors = {}
 
--- The codes: constants made from dws.codes, the one table of every code (README "Errors" is
+-- The codes: constants made from dws.codes, the one table of every code (docs/calls.md "Errors" is
 -- generated from it too), so `errors.TIMEOUT == "TIMEOUT"` and a code named nowhere else cannot be
 -- misspelt into a silent nil.
 local codes = require "dws.codes"

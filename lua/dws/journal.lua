@@ -3,7 +3,7 @@
 -- answer was lost (U, timeout, crash) be finished with the very same bytes, and what lets the
 -- notification, whenever it arrives, have the last word.
 --
--- States (README "Binding a card" draws the machine):
+-- States (docs/binding.md "Binding a card" draws the machine):
 --   NEW              written, not yet sent
 --   SENT             being sent (or the process died while it was)
 --   ACCEPTED         S answer: DWS has the request; the result comes by notification

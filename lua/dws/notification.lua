@@ -14,6 +14,7 @@ local defaults = require "dws.defaults"
 local dtime = require "dws.time"
 local journal = require "dws.journal"
 local validate = require "dws.validate"
+local is_object = validate.is_object
 local runtime = require "dws.runtime"
 
 local M = {}
@@ -62,9 +63,6 @@ for i = 1, #SIGNED_LIST do SIGNED_HEADERS[SIGNED_LIST[i]] = true end
 -- @treturn int milliseconds since the epoch, or nil when `s` is neither form
 M.parse_time = dtime.parse
 
-local function is_object(v)
-  return type(v) == "table" and getmetatable(v) ~= core.array_mt
-end
 
 -- After the signature and the replay window: only what is needed to act is required
 -- (requestId, paymentMethodDetail). Everything else DWS may or may not send (the page's own
@@ -213,10 +211,10 @@ function M.verify(client, request, opts)
     return fail("SIGNATURE_INVALID", "client-id is not this merchant's", 401)
   end
 
-  local ok, why = signature.verify_message{ key = client.dws_key, method = "POST", path = path,
+  local ok, why, code = signature.verify_message{ key = client.dws_key, method = "POST", path = path,
     client_id = h["client-id"], time = h["request-time"], body = body, signature = h["signature"] }
   if not ok then
-    return fail("SIGNATURE_INVALID", "notification signature does not verify: " .. tostring(why), 401)
+    return fail(code or "SIGNATURE_INVALID", "notification signature does not verify: " .. tostring(why), 401)
   end
 
   local sent = dtime.parse(h["request-time"])

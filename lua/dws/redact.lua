@@ -1,5 +1,5 @@
 --- Card-data redaction for anything that may reach a log line or an error message (the rule:
--- README "Hardening"). Every error message, `tostring(err)` and log line goes through it.
+-- docs/security.md "Hardening"). Every error message, `tostring(err)` and log line goes through it.
 -- @module dws.redact
 
 -- Card-data redaction for anything that may reach a log line or an error message.

@@ -22,7 +22,7 @@ end
 -- @tparam string what `"transport"` (detail: the kind, as dws.curl names it), `"http"` (the status,
 -- not 200), `"result"` (detail: resultStatus F or U, code: resultCode), `"verification"` (the answer
 -- failed its signature, time or requestId check), `"response"` (malformed or too large), `"signing"`
--- (OpenSSL could not sign; nothing was sent)
+-- (OpenSSL could not sign; nothing was sent; detail `"token"` when a PKCS#11 token failed)
 -- @param detail what failed (see `what`)
 -- @tparam[opt] string code the resultCode, for `"result"`
 -- @treturn bool retry
@@ -53,6 +53,9 @@ function M.should_retry(what, detail, code)
   elseif what == "response" then
     return false, "answer unusable: " .. tostring(detail)
   elseif what == "signing" then
+    if detail == "token" then
+      return true, "the PKCS#11 token failed to sign (nothing was sent): the next attempt logs in again"
+    end
     return false, "signing failed: another attempt would fail alike"
   end
   error("dws.retry.should_retry: unknown failure kind " .. tostring(what), 2)

@@ -8,6 +8,7 @@
 local core = require "dws.core"
 
 local type, pairs, pcall, tostring, format = type, pairs, pcall, tostring, string.format
+local getmetatable, setmetatable, next = getmetatable, setmetatable, next
 
 local signature = {}
 
@@ -24,18 +25,20 @@ local function need_string(args, name, fn)
 end
 
 --- A key as text (PEM or bare base64) parsed, or a parsed dws.core key checked for its kind.
+-- A private key may also be an RFC 7512 `pkcs11:` URI: the key stays in the token (docs/keys.md).
 -- The one key loader: dws.client's key options and the public sign/verify go through it.
--- syntax: `key, err = dws.signature.load_key(k, kind)`
--- @tparam string|userdata k key text or a `dws.core` key
+-- syntax: `key, err = dws.signature.load_key(k, kind, opts?)`
+-- @tparam string|userdata k key text, a `pkcs11:` URI (private keys), or a `dws.core` key
 -- @tparam string kind "private" or "public"
+-- @tparam[opt] table opts `pin`: the token's PIN for a `pkcs11:` URI without pin-source
 -- @treturn userdata the `dws.core` key
 -- @treturn[2] nil
 -- @treturn[2] string err (never key material)
-function signature.load_key(k, kind)
+function signature.load_key(k, kind, opts)
   local key = k
   if type(k) == "string" then
     local err
-    key, err = (kind == "private" and core.private_key or core.public_key)(k)
+    key, err = (kind == "private" and core.private_key or core.public_key)(k, opts)
     if not key then return nil, "is unreadable: " .. tostring(err) end
   elseif type(k) ~= "userdata" then
     return nil, "must be key text or a dws.core key"
@@ -68,6 +71,120 @@ function signature.key_version(v)
   return v
 end
 
+-- The error code for a keyVersion no DWS key is held for (dws.errors.KEY_VERSION_UNKNOWN).
+local KEY_VERSION_UNKNOWN = "KEY_VERSION_UNKNOWN"
+
+-- Several DWS public keys by keyVersion (class Keyring, documented at the end of this file).
+local Keyring = {}
+Keyring.__index = Keyring
+Keyring.__name = "dws.keyring"
+local function sorted_versions(ring)
+  local list = {}
+  for v in pairs(ring._keys) do list[#list + 1] = v end
+  table.sort(list)
+  return list
+end
+
+-- Never key material: the versions only.
+function Keyring.__tostring(ring)
+  return "dws.keyring(" .. table.concat(sorted_versions(ring), ", ") .. ")"
+end
+
+--- A ring of DWS public keys from a table keyVersion -> key (text or `dws.core` public key).
+-- Versions are normalised by dws.signature.key_version (`[2]` and `["2"]` are the same version,
+-- and may not both be given).
+-- syntax: `ring, err = dws.signature.keyring{ ["1"] = old_key, ["2"] = new_key }`
+-- @tparam table keys keyVersion -> key; at least one
+-- @treturn Keyring the ring
+-- @treturn[2] nil
+-- @treturn[2] string err (never key material)
+function signature.keyring(keys)
+  if getmetatable(keys) == Keyring then return keys end
+  if type(keys) ~= "table" then return nil, "must be a table of keyVersion -> key" end
+  local ring = setmetatable({ _keys = {} }, Keyring)
+  for version, key in pairs(keys) do
+    local v, verr = signature.key_version(version)
+    if not v then return nil, "has a keyVersion that " .. verr end
+    if ring._keys[v] then return nil, "gives keyVersion " .. v .. " twice" end
+    local ok, err = ring:add(v, key)
+    if not ok then return nil, err end
+  end
+  if next(ring._keys) == nil then return nil, "holds no key" end
+  return ring
+end
+
+--- Whether `v` is a key ring made by dws.signature.keyring.
+-- syntax: `yes = dws.signature.is_keyring(v)`
+-- @param v any value
+-- @treturn bool
+function signature.is_keyring(v)
+  return getmetatable(v) == Keyring
+end
+
+--- The DWS key(s) of dws.client's `dws_public_key` option: one key (text or parsed; it verifies
+-- whatever keyVersion a signature names, as before key rings existed) or a table keyVersion -> key
+-- (a Keyring). None may be the public half of the merchant's own `private_key`: every answer would
+-- fail to verify, so the mistake is named at once, with the keyVersion it was given for.
+-- syntax: `keys, err = dws.signature.dws_keys(value, private_key)`
+-- @param value key text, a `dws.core` public key, a table keyVersion -> key, or a Keyring
+-- @param[opt] private_key the merchant's parsed `dws.core` private key
+-- @treturn userdata|Keyring the key, or the ring
+-- @treturn[2] nil
+-- @treturn[2] string err (to follow "option dws_public_key ")
+function signature.dws_keys(value, private_key)
+  local keys, err
+  if type(value) == "table" then
+    keys, err = signature.keyring(value)
+  else
+    keys, err = signature.load_key(value, "public")
+  end
+  if not keys then return nil, err end
+  if private_key then
+    local own = private_key:public_der()
+    local list = signature.is_keyring(keys) and keys:versions() or { false }
+    for i = 1, #list do
+      local v = list[i]
+      if (v and keys:get(v) or keys):public_der() == own then
+        return nil, "is the public half of your own private_key" .. (v and " (keyVersion " .. v .. ")" or "")
+          .. "; dws_public_key takes the DWS public key (from the DWS portal), while your public key is the one "
+          .. "you upload to DWS"
+      end
+    end
+  end
+  return keys
+end
+
+--- The key to verify a signature with: the one rule for choosing among DWS keys. One key (not a
+-- ring) verifies whatever keyVersion the header names. A ring answers the key of the header's
+-- keyVersion; a header without keyVersion names "1", SIGNING.md's default (our choice). A version
+-- the ring does not hold is `nil, why, "KEY_VERSION_UNKNOWN"` (the version quoted only when it is
+-- a well-formed one: header bytes are the sender's).
+-- syntax: `key, why, code = dws.signature.key_for(keys, header)`
+-- @param keys a `dws.core` public key or a Keyring
+-- @tparam string|table header the Signature header value, or core.parse_signature_header's table
+-- @treturn userdata the `dws.core` public key
+-- @treturn[2] nil
+-- @treturn[2] string why
+-- @treturn[2] string code `"KEY_VERSION_UNKNOWN"`, or `"SIGNATURE_INVALID"` for a malformed header
+function signature.key_for(keys, header)
+  if not signature.is_keyring(keys) then return keys end
+  if type(header) == "string" then
+    local perr
+    header, perr = core.parse_signature_header(header)
+    if not header then return nil, "signature header malformed: " .. tostring(perr), "SIGNATURE_INVALID" end
+  end
+  local named = header.keyVersion
+  if named == nil then named = DEFAULT_KEY_VERSION end
+  local v = signature.key_version(named)
+  if not v then return nil, "signature names a malformed keyVersion", KEY_VERSION_UNKNOWN end
+  local key = keys._keys[v]
+  if not key then
+    return nil, "signature names keyVersion " .. v .. ", not among the DWS keys held ("
+      .. table.concat(sorted_versions(keys), ", ") .. ")", KEY_VERSION_UNKNOWN
+  end
+  return key
+end
+
 --- The Signature header value for a request:
 -- "algorithm=RSA256,keyVersion=<v>,signature=<url-encoded base64>".
 -- syntax: `header, err = dws.signature.sign{ private_key =, method =, path =, client_id =, time =, body = }`
@@ -90,13 +207,16 @@ function signature.sign(args)
 end
 
 --- Verify a Signature header value over a message with a parsed core public key.
--- A predicate (README "Conventions"): true, or false and the reason.
--- syntax: `ok, why = dws.signature.verify_message{ key =, method =, path =, client_id =, time =, body =, signature = }`
--- @tparam table args `key` (a `dws.core` public key), `method`, `path`, `client_id`, `time`, `body`,
--- `signature` (the header value)
+-- A predicate (docs/calls.md "Conventions"): true, or false and the reason (and, for a keyVersion no key
+-- is held for, the code `"KEY_VERSION_UNKNOWN"`).
+-- syntax: `ok, why, code = dws.signature.verify_message{ key =, method =, path =, client_id =, time =, body =,
+-- signature = }`
+-- @tparam table args `key` (a `dws.core` public key, or a Keyring: the header's keyVersion picks
+-- the key), `method`, `path`, `client_id`, `time`, `body`, `signature` (the header value)
 -- @treturn bool true
 -- @treturn[2] bool false
--- @treturn[2] string why: missing, malformed, another algorithm, or does not verify
+-- @treturn[2] string why: missing, malformed, another algorithm, an unknown keyVersion, or does not verify
+-- @treturn[2] string|nil code `"KEY_VERSION_UNKNOWN"` for an unknown keyVersion
 function signature.verify_message(args)
   local header = args.signature
   if type(header) ~= "string" or header == "" then return false, "signature header missing" end
@@ -105,7 +225,9 @@ function signature.verify_message(args)
   if parsed.algorithm ~= nil and parsed.algorithm ~= "RSA256" then
     return false, "unsupported signature algorithm"
   end
-  local ok, why = core.verify(args.key, args.method, args.path, args.client_id, args.time, args.body,
+  local key, kwhy, code = signature.key_for(args.key, parsed)
+  if not key then return false, kwhy, code ~= "SIGNATURE_INVALID" and code or nil end
+  local ok, why = core.verify(key, args.method, args.path, args.client_id, args.time, args.body,
     parsed.signature)
   if ok ~= true then return false, why or "signature does not verify" end
   return true
@@ -199,9 +321,10 @@ end
 --   "verified", response-time both headers present and the signature verifies (the caller
 --                             checks the signed time against its clock);
 --   "unsigned"                signature or response-time missing (the caller accepts only F or U);
---   nil, reason               a signature present that does not verify, or malformed headers.
--- syntax: `verdict, time_or_why = dws.signature.check_response(key, method, path, client_id, headers, body)`
--- @param key a `dws.core` public key (the DWS key)
+--   nil, reason[, code]       a signature present that does not verify, or malformed headers;
+--                             code "KEY_VERSION_UNKNOWN" when it names a keyVersion not held.
+-- syntax: `verdict, time_or_why, code = dws.signature.check_response(key, method, path, client_id, headers, body)`
+-- @param key a `dws.core` public key (the DWS key) or a Keyring
 -- @tparam string method
 -- @tparam string path the path as sent and signed
 -- @tparam string client_id
@@ -210,6 +333,7 @@ end
 -- @treturn string `"verified"` (and the response-time) or `"unsigned"`
 -- @treturn[2] nil
 -- @treturn[2] string reason
+-- @treturn[2] string|nil code `"KEY_VERSION_UNKNOWN"` for an unknown keyVersion
 function signature.check_response(key, method, path, client_id, headers, body)
   local h, why = signature.response_headers(headers)
   if not h then return nil, why end
@@ -217,10 +341,59 @@ function signature.check_response(key, method, path, client_id, headers, body)
   if sig == nil or time == nil then return "unsigned" end
   local rid = h["client-id"]
   if rid ~= nil and rid ~= client_id then return nil, "response client-id is not this client's" end
-  local ok, reason = signature.verify_message{ key = key, method = method, path = path, client_id = client_id,
+  local ok, reason, code = signature.verify_message{ key = key, method = method, path = path, client_id = client_id,
     time = time, body = body, signature = sig }
-  if not ok then return nil, reason end
+  if not ok then return nil, reason, code end
   return "verified", time
+end
+
+--- Several DWS public keys by keyVersion, for verifying answers and notifications while DWS
+-- rotates its key: `dws.client`'s `dws_public_key` takes one (or a plain table, made into one).
+-- A ring can be changed at run time (`add`, `remove`) without making a new client: the client
+-- holds the ring itself (`client.dws_key`).
+-- @type Keyring
+
+--- Add (or replace) the key of one keyVersion.
+-- syntax: `ok, err = ring:add(version, key)`
+-- @tparam string|number version a keyVersion (dws.signature.key_version's rule)
+-- @tparam string|userdata key public key text or a `dws.core` public key
+-- @treturn bool true
+-- @treturn[2] nil
+-- @treturn[2] string err (never key material)
+function Keyring:add(version, key)
+  local v, verr = signature.key_version(version)
+  if not v then return nil, "keyVersion " .. verr end
+  local k, kerr = signature.load_key(key, "public")
+  if not k then return nil, "key of keyVersion " .. v .. " " .. kerr end
+  self._keys[v] = k
+  return true
+end
+
+--- Stop accepting a keyVersion: signatures naming it are refused from now on (`KEY_VERSION_UNKNOWN`).
+-- syntax: `ring:remove(version)`
+-- @tparam string|number version
+-- @treturn bool whether the version was held
+function Keyring:remove(version)
+  local v = signature.key_version(version)
+  local held = v ~= nil and self._keys[v] ~= nil
+  if held then self._keys[v] = nil end
+  return held
+end
+
+--- The key held for a keyVersion, or nil.
+-- syntax: `key = ring:get(version)`
+-- @tparam string|number version
+-- @treturn userdata|nil the `dws.core` public key
+function Keyring:get(version)
+  local v = signature.key_version(version)
+  return v and self._keys[v] or nil
+end
+
+--- The keyVersions held, sorted.
+-- syntax: `list = ring:versions()`
+-- @treturn {string,...}
+function Keyring:versions()
+  return sorted_versions(self)
 end
 
 return signature

@@ -76,6 +76,12 @@ function validate.length(s)
   return char_length(s)
 end
 
+--- Whether `v` is a JSON object as dws.core decodes one (a table without the array marker).
+-- syntax: `yes = validate.is_object(v)`
+function validate.is_object(v)
+  return type(v) == "table" and getmetatable(v) ~= ARRAY_MT
+end
+
 --- A caller's requestId as an error or log line may show it: only when it is plainly an id (at
 -- most the page's 64 characters, of letters, digits and `-_.:`), else nil, so that no arbitrary
 -- input (part of a card number) is ever echoed.

@@ -86,23 +86,35 @@ end
 --- `dws keygen [--out DIR] [--name NAME] [--bits N]`. Returns the exit status.
 function M.run(a)
   if not a.bits then return fail("--bits must be a number", 64) end
-  local ok, priv, pub = pcall(core.generate_key, a.bits)
+  local version = a.key_version and require("dws.signature").key_version(a.key_version)
+  if a.key_version and not version then return fail("--key-version must be letters, digits, '.-_'", 64) end
+  local ok, priv, pub
+  if a.pkcs11 then -- made in the token: priv is the key's URI, only the public half comes out
+    ok, priv, pub = pcall(require("dws.cli.pkcs11").keygen, a, require "dws.cli.util")
+  else
+    ok, priv, pub = pcall(core.generate_key, a.bits)
+  end
   if not ok then
     return fail((tostring(priv):gsub("^bad argument #1 to '[^']*' %((.*)%)$", "--bits %1")), 64)
   end
   if not priv then return fail(pub) end
-  local base = a.out .. "/" .. a.name
+  local base = a.out .. "/" .. a.name .. (version and "_v" .. version or "")
   local files = {
-    { path = base .. "_private.pem", data = priv, mode = "0600" },
+    { path = base .. (a.pkcs11 and "_private.uri" or "_private.pem"), data = priv, mode = "0600" },
     { path = base .. "_public.pem", data = public_pem(pub), mode = "0644" },
     { path = base .. "_public.b64", data = pub .. "\n", mode = "0644" },
   }
   local wok, werr = M.write_new_files(a.out, files)
   if not wok then return fail(werr) end
-  out("private key (PKCS#8 PEM, mode 0600): ", files[1].path, "\n")
+  out(a.pkcs11 and "private key (in the token; its URI):  " or "private key (PKCS#8 PEM, mode 0600): ", files[1].path,
+    "\n")
   out("public key (PEM, mode 0644):         ", files[2].path, "\n")
   out("public key (base64, for the portal): ", files[3].path, "\n")
   out(pub, "\n")
+  if version then
+    out("keyVersion ", version, ": upload the public key as version ", version, ", then sign with key_version = \"",
+      version, "\"\n")
+  end
   return 0
 end
 

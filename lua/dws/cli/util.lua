@@ -212,7 +212,9 @@ function M.profile(a)
   for file_key, key in pairs(FILE_KEYS) do
     if o[file_key] ~= nil then
       if o[key] == nil then
-        local text, err = M.read_file(o[file_key])
+        -- a private key file is refused when others can read it (dws.cli.keyfile)
+        local read = key == "private_key" and require("dws.cli.keyfile").read_private or M.read_file
+        local text, err = read(o[file_key], M.read_file)
         if not text then return nil, file_key .. ": " .. tostring(err) end
         o[key] = text
       end

@@ -124,7 +124,7 @@ function M.run(m, a)
   local lines = {}
   local own, own_pub
   if a.private_key then
-    local text, rerr = util.read_file(a.private_key)
+    local text, rerr = require("dws.cli.keyfile").read_private(a.private_key, util.read_file)
     if not text then return nil, "--private-key: " .. tostring(rerr) end
     own, err = core.private_key(text)
     if not own then return nil, "--private-key: " .. tostring(err) end

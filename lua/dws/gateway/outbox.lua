@@ -8,15 +8,14 @@
 -- attempts, nextAt (ms), lastError, payload (the exact bytes posted and signed).
 -- @module dws.gateway.outbox
 local core = require "dws.core"
+local validate = require "dws.validate"
 local notification = require "dws.notification"
+local is_object = validate.is_object
 
 local M = {}
 
 M.PREFIX = "dws:outbox:"
 
-local function is_object(v)
-  return type(v) == "table" and getmetatable(v) ~= core.array_mt
-end
 
 local function iso8601(ms)
   return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(ms / 1000)) .. string.format(".%03dZ", math.floor(ms % 1000))

@@ -355,26 +355,21 @@ end
 -- @raise on a malformed spec
 function M.parse_url(rest)
   local core = require "dws.core"
-  local body = rest:match("^//(.*)$")
-  if not body then error("dws.store.redis: expected redis://host:port/db", 3) end
-  local query
-  body, query = body:match("^([^?]*)%??(.*)$")
+  local u, why = require("dws.url").split("redis:" .. tostring(rest))
+  if not u and why == "not scheme://host" then error("dws.store.redis: expected redis://host:port/db", 3) end
+  if not u then error("dws.store.redis: " .. why .. " in redis URL", 3) end
   local o = {}
-  local auth, hostpart = body:match("^(.*)@([^@]*)$")
-  if auth then
-    local user, pass = auth:match("^([^:]*):(.*)$")
-    if not user then user, pass = "", auth end
+  if u.userinfo then
+    local user, pass = u.userinfo:match("^([^:]*):(.*)$")
+    if not user then user, pass = "", u.userinfo end
     if user ~= "" then o.username = assert(core.url_decode(user)) end
     o.password = assert(core.url_decode(pass))
-  else
-    hostpart = body
   end
-  local host, port, db = hostpart:match("^([^:/]+):?(%d*)/?(%d*)$")
-  if not host then error("dws.store.redis: bad host in redis URL", 3) end
-  o.host = host
-  if port ~= "" then o.port = tonumber(port) end
+  local db = u.path:match("^/?(%d*)$")
+  if u.ipv6 or not db or not u.host:find("^[^/]+$") then error("dws.store.redis: bad host in redis URL", 3) end
+  o.host, o.port = u.host, u.port
   if db ~= "" then o.db = tonumber(db) end
-  for k, v in query:gmatch("([^&=]+)=([^&]*)") do
+  for k, v in (u.query or ""):gmatch("([^&=]+)=([^&]*)") do
     v = assert(core.url_decode(v))
     if k == "prefix" then o.prefix = v
     elseif k == "timeout" or k == "pool_size" or k == "keepalive" then o[k] = tonumber(v)

@@ -19,6 +19,7 @@ local concat = table.concat
 local lower, byte, find, sub = string.lower, string.byte, string.find, string.sub
 
 local defaults = require "dws.defaults"
+local durl = require "dws.url"
 
 local M = {}
 
@@ -76,23 +77,16 @@ end
 
 -- url -> { https, host, port, path, host_header, server_name, connect_opts } | nil, err
 local function parse_url(self, url)
-  if type(url) ~= "string" then return nil, "url must be a string" end
-  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
-  scheme = scheme and lower(scheme)
+  local u, why = durl.split(url)
+  if not u then return nil, why == "no host" and "bad host in URL" or why == "not scheme://host"
+    and "only http and https URLs are supported" or "bad port in URL" end
+  local scheme = u.scheme
   if scheme ~= "http" and scheme ~= "https" then return nil, "only http and https URLs are supported" end
-  local authority, path = rest:match("^([^/?#]*)(.*)$")
-  if authority == "" or authority:find("@", 1, true) then return nil, "bad authority in URL" end
-  local host, port
-  if byte(authority, 1) == 91 then -- "[v6]:port"
-    host, port = authority:match("^%[([%x:.]+)%]:?(%d*)$")
-  else
-    host, port = authority:match("^([^:]+):?(%d*)$")
-  end
-  if not host then return nil, "bad host in URL" end
+  if u.authority == "" or u.userinfo then return nil, "bad authority in URL" end
   local https = scheme == "https"
-  port = port ~= "" and tonumber(port) or (https and 443 or 80)
-  if port < 1 or port > 65535 then return nil, "bad port in URL" end
-  path = path:gsub("#.*$", "")
+  local host, port = u.host, u.port or (https and 443 or 80)
+  local authority = u.authority
+  local path = u.path .. (u.query and "?" .. u.query or "")
   if path == "" then
     path = "/"
   elseif byte(path, 1) ~= 47 then -- "?query" without a path

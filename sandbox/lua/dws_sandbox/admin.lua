@@ -18,6 +18,14 @@
 --   POST /__sandbox/notify_url   {"client_id":ID,"notify_url":URL|null} with the client's admin token:
 --                                where that client's notifications go from now on, until the sandbox
 --                                stops (dws listen points them at itself); answers the previous URL
+--   GET  /__sandbox/dws-key      {"keyVersion":current,"previous":V during an overlap,"overlap_left":S}
+--   POST /__sandbox/dws-key/rotate  {"keyVersion":V,"overlap":S,"private_key":PEM?} the DWS key rotates:
+--                                both versions sign (alternately) for S seconds, then V alone; answers
+--                                {"keyVersion","public_key" (bare base64 SPKI),"previous","overlap"}
+--   POST /__sandbox/dws-key/retire   ends the overlap now (only the current version signs)
+--   POST /__sandbox/merchant-keys    {"client_id":ID,"keys":{"1":PUB,"2":PUB}} registers the merchant's
+--                                set: a request naming a keyVersion not in it is INVALID_SIGNATURE
+--   GET  /__sandbox/merchant-keys?client_id=ID  {"client_id","versions":[...]} (absent: none registered)
 -- luacheck: globals ngx (ngx.status and ngx.header are assigned)
 local core = require "dws.core"
 local store = require "dws_sandbox.store"
@@ -25,6 +33,7 @@ local faults = require "dws_sandbox.faults"
 local notify = require "dws_sandbox.notify"
 local server = require "dws_sandbox.server"
 local latency = require "dws_sandbox.latency"
+local dws_keys = require "dws_sandbox.keys"
 
 local M = {}
 
@@ -139,7 +148,7 @@ routes["POST /__sandbox/notifications/resend"] = function()
   if type(t) ~= "table" or type(t.requestId) ~= "string" then
     return reply(400, { error = "expected {\"requestId\":ID}" })
   end
-  local ok, why, client_id = notify.resend(t.requestId, server.state.dws_key, function(id)
+  local ok, why, client_id = notify.resend(t.requestId, dws_keys.signing_key(), function(id)
     local c = server.state.clients[id]
     return c and c.notify_url
   end)
@@ -158,7 +167,41 @@ end
 routes["POST /__sandbox/reset"] = function()
   store.flush()
   notify.reset()
+  dws_keys.reset()
   return reply(200, { status = "ok" })
+end
+
+routes["GET /__sandbox/dws-key"] = function()
+  return reply(200, dws_keys.state())
+end
+
+routes["POST /__sandbox/dws-key/rotate"] = function()
+  ngx.req.read_body()
+  local t = core.json_decode(ngx.req.get_body_data() or "")
+  if type(t) ~= "table" then return reply(400, { error = "expected {\"keyVersion\":V,\"overlap\":S}" }) end
+  local info, err = dws_keys.rotate(t)
+  if not info then return reply(400, { error = err }) end
+  return reply(200, info)
+end
+
+routes["POST /__sandbox/dws-key/retire"] = function()
+  return reply(200, dws_keys.retire())
+end
+
+routes["POST /__sandbox/merchant-keys"] = function()
+  ngx.req.read_body()
+  local t = core.json_decode(ngx.req.get_body_data() or "")
+  if type(t) ~= "table" then return reply(400, { error = "expected {\"client_id\":ID,\"keys\":{...}}" }) end
+  if not server.state.clients[t.client_id] then return reply(404, { error = "no such client" }) end
+  local versions, err = dws_keys.register(t.client_id, t.keys)
+  if not versions then return reply(400, { error = err }) end
+  return reply(200, { client_id = t.client_id, versions = setmetatable(versions, core.array_mt) })
+end
+
+routes["GET /__sandbox/merchant-keys"] = function()
+  local client_id = ngx.unescape_uri(ngx.var.arg_client_id or "")
+  local versions = dws_keys.registered(client_id)
+  return reply(200, { client_id = client_id, versions = versions and setmetatable(versions, core.array_mt) })
 end
 
 function M.handle()

@@ -85,7 +85,8 @@ function M.handle(S)
   local client = S.clients[rec.client_id]
   if client then
     notify.send{ client_id = rec.client_id, url = client.notify_url, request_id = rec.request_id,
-      key = S.dws_key, notification = passed and rec.bound or rec.failed, scale = S.conf.notify_scale }
+      key = require("dws_sandbox.keys").signing_key(), notification = passed and rec.bound or rec.failed,
+      scale = S.conf.notify_scale }
   end
   if rec.return_url then
     ngx.header["Location"] = rec.return_url

@@ -93,7 +93,7 @@ deliver = function(premature, job, attempt)
     { "Content-Type", "application/json; charset=UTF-8" },
     { "Client-Id", job.client_id },
     { "Request-Time", time },
-    { "Signature", core.signature_header(sig, "1") },
+    { "Signature", core.signature_header(sig, require("dws_sandbox.keys").version_of(job.key)) },
   }
   local status, answer, answer_type = post(u, headers, job.body)
   local ack, refused = false, nil

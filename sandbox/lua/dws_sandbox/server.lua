@@ -13,6 +13,7 @@ local testdata = require "dws_sandbox.testdata"
 local challenge = require "dws_sandbox.challenge"
 local latency = require "dws_sandbox.latency"
 local strict = require "dws_sandbox.strict"
+local dws_keys = require "dws_sandbox.keys"
 local read_file = require("dws_sandbox.nginx").read_file
 
 local M = {}
@@ -35,6 +36,7 @@ function M.init(opts)
     S.clients[id] = { key = key, notify_url = c.notify_url }
   end
   S.dws_key = assert(core.private_key(assert(read_file(opts.dws_private_key))))
+  dws_keys.init(S.dws_key)
   S.foreign_key = assert(core.private_key(assert(read_file(opts.foreign_private_key))))
   -- hashCode salt: a card's hashCode is stable while the sandbox runs and says nothing about the
   -- number to anyone without this process's memory.
@@ -72,7 +74,8 @@ local function now_iso()
 end
 
 local function sign(key, ctx, time, body)
-  return core.signature_header(core.sign(key, ctx.method, ctx.path, ctx.client_id, time, body), "1")
+  return core.signature_header(core.sign(key, ctx.method, ctx.path, ctx.client_id, time, body),
+    dws_keys.version_of(key))
 end
 
 -- Wait up to `seconds`, giving up early when nginx shuts down (a stalled request must not hold
@@ -155,11 +158,12 @@ local function answer(ctx, body, fault, how)
   end
   if not how.unsigned then
     if name == "dup_headers" then
-      list[#list + 1] = { "signature", { sign(S.dws_key, ctx, time, body), sign(S.foreign_key, ctx, time, body) } }
+      list[#list + 1] = { "signature", { sign(dws_keys.signing_key(), ctx, time, body),
+        sign(S.foreign_key, ctx, time, body) } }
     elseif name == "foreign_key" then
       list[#list + 1] = { "signature", sign(S.foreign_key, ctx, time, body) }
     elseif name ~= "unsigned_s" then
-      list[#list + 1] = { "signature", sign(S.dws_key, ctx, time, body) }
+      list[#list + 1] = { "signature", sign(dws_keys.signing_key(), ctx, time, body) }
     end
   end
   if name == "tamper" then
@@ -242,7 +246,9 @@ local function authenticate(ctx, headers)
   if why then return "INVALID_SIGNATURE", "Signature is invalid: " .. why .. "." end
   local parsed = core.parse_signature_header(sig)
   if not parsed or parsed.algorithm ~= "RSA256" then return "INVALID_SIGNATURE", "Signature is invalid." end
-  if not core.verify(client.key, ctx.method, ctx.path, ctx.client_id, time, ctx.body, parsed.signature) then
+  local key = dws_keys.merchant_key(ctx.client_id, parsed.keyVersion, client.key)
+  if not key then return "INVALID_SIGNATURE", "Signature is invalid." end
+  if not core.verify(key, ctx.method, ctx.path, ctx.client_id, time, ctx.body, parsed.signature) then
     return "INVALID_SIGNATURE", "Signature is invalid."
   end
   return nil
@@ -371,7 +377,7 @@ local function handle_api()
   -- runs once this request yields, outside it.
   if effects.notify and ctx.client then
     notify.send{
-      client_id = ctx.client_id, url = ctx.client.notify_url, request_id = req.requestId, key = S.dws_key,
+      client_id = ctx.client_id, url = ctx.client.notify_url, request_id = req.requestId, key = dws_keys.signing_key(),
       notification = effects.notify.body, delay = effects.notify.delay, scale = S.conf.notify_scale,
     }
   end
