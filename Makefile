@@ -2,6 +2,7 @@
 #
 #   make            build both flavours into build/5.4 and build/jit
 #   make test       install missing Debian packages, build, run the busted suite under both
+#   make test-heavy the exhaustive #heavy cases make test leaves out (CI runs both)
 #   make demo       bind a card against the local sandbox, end to end
 #   make bench      benchmarks (ratios against the RSA floor)
 #   make lint       luacheck + cppcheck
@@ -42,7 +43,7 @@ export DWS_SANDBOX_JIT_CPATH = $(CURDIR)/$(BUILD)/jit/?.so
 # dws-scm-1.rockspec (which `luarocks make` keeps using from git); spec/version_spec.lua checks they agree.
 DWS_VERSION = $(shell sed -n 's/^M.VERSION = "\(.*\)"$$/\1/p' lua/dws/client.lua)
 
-.PHONY: all deps test test-5.4 test-jit demo bench lint clean env fuzz test-asan test-valgrind rockspec
+.PHONY: all deps test test-heavy test-5.4 test-jit demo bench lint clean env fuzz test-asan test-valgrind rockspec
 
 all: $(MODULES)
 
@@ -81,6 +82,10 @@ test: deps
 	@$(MAKE) --no-print-directory all
 	@sh spec/run
 
+test-heavy: deps
+	@$(MAKE) --no-print-directory all
+	@DWS_HEAVY=only sh spec/run
+
 test-5.4: all
 	@DWS_FLAVOURS=5.4 sh spec/run
 
@@ -99,7 +104,7 @@ lint: all
 	luacheck lua spec examples bench bin sandbox scripts docs csrc/core.ld.lua
 	lua5.4 scripts/require_graph.lua
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	    --suppress=missingIncludeSystem --inline-suppr $(CJSON_CFLAGS) csrc
+	    --suppress=missingIncludeSystem --inline-suppr $(CJSON_CFLAGS) csrc bench
 
 # openresty/dws-openresty-scm-1.rockspec is dws-scm-1.rockspec built for LuaJIT (scripts/openresty_rockspec.lua).
 RELEASE_SED = sed -e 's/^version = "scm-1"/version = "$(DWS_VERSION)-1"/' \

@@ -1,12 +1,13 @@
 -- make bench: every figure of the table in one process, every comparison a ratio taken in this run.
 --
---   lua5.4 bench/bench.lua build/bench/floor build/bench
+--   lua5.4 bench/bench.lua build/bench/floor build/bench [build/bench/floor_client]
 --
 -- Client cost is CPU time of this process (os.clock: user + sys), the clock the floor program
 -- uses too, so the sandbox's own work on the other core is not counted against the client.
 -- Sections that need a piece which has not landed yet print "skipped" and the reason.
 local FLOOR_BIN = arg[1] or "build/bench/floor"
 local OUT = arg[2] or "build/bench"
+local FLOOR_CLIENT_BIN = arg[3] or (OUT .. "/floor_client")
 local ROOT = os.getenv("DWS_ROOT") or "."
 
 local N = tonumber(os.getenv("DWS_BENCH_N")) or 300
@@ -16,6 +17,7 @@ local ROUNDS = 10             -- section 2: best of this many interleaved rounds
 local BREAKDOWN_ROUNDS = 8
 local GOAL_CPU = 1.15          -- client CPU per call / (sign + verify)
 local GOAL_RSS_KIB = 1024      -- RSS(20k) - RSS(1k)
+local GOAL_FLOOR_CLIENT = 1.2  -- lua-dws CPU per consult / the C floor client's (section 2f)
 
 local util = require "bench.util"
 local cpu, median = util.cpu, util.median
@@ -184,6 +186,53 @@ if sb then
   end
 else
   skipped("2", "client calls against the sandbox", sb_err)
+end
+
+------------------------------------------------------------------------------------------------
+-- 2f. The floor client: the least a client can do for the same call, in C with OpenSSL only
+-- (bench/floor_client.c: one TLS keep-alive connection to the same sandbox; per call the same
+-- consult bytes lua-dws sent, signed, sent, the answer read by Content-Length and its signature
+-- verified). Its CPU per call is measured as section 2 measures lua-dws's, best of ROUNDS rounds
+-- of N / ROUNDS calls, and in alternation with lua-dws's own HTTPS consult rounds (a lua-dws
+-- round, then a floor client run of one round, ROUNDS times), so that both see the same machine.
+------------------------------------------------------------------------------------------------
+if sb and steady.https then
+  local ok, err = pcall(function()
+    local body
+    for _, s in ipairs((calls.json_samples(core, sb, new_client))) do
+      if s.name == "consultAddablePaymentMethod request" then body = s.body end
+    end
+    assert(body, "no consult request recorded")
+    local o = { client_id = sb.merchant.client_id, ca_file = sb.ca_file, private_key_file = OUT .. "/fc_merchant.pem",
+      dws_public_key_file = OUT .. "/fc_dws_public.pem", body_file = OUT .. "/fc_consult.json", rounds = 1 }
+    o.host, o.port = sb.https_url:match("^https://([^:/]+):(%d+)")
+    util.write_file(o.private_key_file, sb.merchant.private_key, "600")
+    util.write_file(o.dws_public_key_file, sb.dws_public_key_pem)
+    util.write_file(o.body_file, body)
+    local per_round = math.max(1, math.floor(N / ROUNDS))
+    o.calls = per_round
+    local client = new_client("https")
+    calls.prepare(client, {})
+    local lua_best, c_best = math.huge, nil
+    for _ = 1, ROUNDS do
+      lua_best = math.min(lua_best, (run_calls(client, "consult", per_round, {})))
+      local r = util.run_floor_client(FLOOR_CLIENT_BIN, o)
+      if not c_best or r.cpu < c_best.cpu then c_best = r end
+    end
+    client:close()
+    local ratio = lua_best / c_best.cpu
+    goals.floor_client = ratio
+    row("2f", string.format("floor client: consult, HTTPS keep-alive, C + OpenSSL only, N=%d", per_round * ROUNDS),
+      us(c_best.cpu), to_floor(c_best.cpu), string.format("user %.0f + sys %.0f us; wall %.0f us",
+        c_best.user * 1e6, c_best.sys * 1e6, c_best.wall * 1e6))
+    row("2f", "lua-dws: the same, rounds alternated with the floor client's", us(lua_best), to_floor(lua_best))
+    row("2f", "  lua-dws / C floor client", x(ratio), "", goal_at_most(ratio, GOAL_FLOOR_CLIENT))
+    row("2f", "  the gap: lua-dws - C floor client, per call", us(lua_best - c_best.cpu),
+      to_floor(lua_best - c_best.cpu), "Lua, validation, JSON, headers, libcurl over a bare TLS socket")
+  end)
+  if not ok then skipped("2f", "floor client", err) end
+else
+  skipped("2f", "floor client", sb_err or "no HTTPS steady state")
 end
 
 ------------------------------------------------------------------------------------------------
@@ -635,6 +684,8 @@ do
   else
     row("G", "client CPU per steady call", "n/a", "", "not measured")
   end
+  row("G", "lua-dws CPU per consult <= 1.2x the C floor client's", goals.floor_client and x(goals.floor_client)
+    or "n/a", "", goals.floor_client and goal_at_most(goals.floor_client, GOAL_FLOOR_CLIENT) or "not measured")
   local maxc, n = 0, #goals.connections
   for _, c in ipairs(goals.connections) do maxc = math.max(maxc, c) end
   row("G", "one connection for sequential calls (" .. n .. " clients)", n > 0 and tostring(maxc) or "n/a", "",

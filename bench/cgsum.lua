@@ -1,8 +1,11 @@
 -- Instructions per call from a callgrind_annotate listing of n calls, by shared object and by
 -- function; with the floor program's listing (m sign + verify), the ratio of the two.
 --
---   lua5.4 bench/cgsum.lua calls.txt n [floor.txt m]
-local f1, n1, ff, nf = arg[1], tonumber(arg[2]), arg[3], tonumber(arg[4])
+--   lua5.4 bench/cgsum.lua calls.txt n [floor.txt m [label]]
+--
+-- With a label, the second listing is another client's calls (the C floor client), named so, and
+-- the two are compared object by object: where the first's extra instructions are.
+local f1, n1, ff, nf, label = arg[1], tonumber(arg[2]), arg[3], tonumber(arg[4]), arg[5]
 assert(f1 and n1 and n1 > 0, "usage: cgsum.lua calls.txt n [floor.txt m]")
 
 -- First match wins: lua-cjson's file (liblua5.4-cjson.so) also contains "lua5.4".
@@ -61,7 +64,13 @@ local function sorted(t)
 end
 
 print(string.format("%.0f instructions per call", per_call))
-if ff and nf then
+local f_by_obj
+if ff and nf and label then
+  local _, fobj, ftotal = parse(ff)
+  f_by_obj = fobj
+  print(string.format("%.0f instructions per call of %s: a call is %.3fx that", ftotal / nf, label,
+    per_call / (ftotal / nf)))
+elseif ff and nf then
   local _, _, ftotal = parse(ff)
   local floor = ftotal / nf
   local crypto = (by_obj["OpenSSL libcrypto"] or 0) / n1
@@ -74,6 +83,23 @@ print("\nby object:")
 for _, e in ipairs(sorted(by_obj)) do
   if e.n / per_call >= 0.0005 then
     print(string.format("  %12.0f  %5.1f%%  %s", e.n, 100 * e.n / per_call, e.name))
+  end
+end
+if f_by_obj then
+  print("\nby object, against " .. label .. " (instructions per call; difference):")
+  local names = {}
+  for k in pairs(by_obj) do names[k] = true end
+  for k in pairs(f_by_obj) do names[k] = true end
+  local rows = {}
+  for k in pairs(names) do
+    local a, b = (by_obj[k] or 0) / n1, (f_by_obj[k] or 0) / nf
+    rows[#rows + 1] = { name = k, a = a, b = b }
+  end
+  table.sort(rows, function(x, y) return x.a - x.b > y.a - y.b end)
+  for _, r in ipairs(rows) do
+    if math.abs(r.a - r.b) / per_call >= 0.0005 then
+      print(string.format("  %12.0f  %12.0f  %+10.0f  %s", r.a, r.b, r.a - r.b, r.name))
+    end
   end
 end
 print("\ntop functions:")

@@ -27,6 +27,7 @@ end
 
 local read_file = require("dws_sandbox.nginx").read_file
 M.read_file = read_file
+M.write_file = require("dws_sandbox.nginx").write_file
 
 function M.rss_kib(pid)
   local s = read_file("/proc/" .. (pid or "self") .. "/status") or ""
@@ -100,6 +101,22 @@ function M.run_floor(bin, key_path, budget)
     sign_init = r.sign_init_us / 1e6, sign_dup = r.sign_dup_us / 1e6,
     verify_init = r.verify_init_us / 1e6, verify_dup = r.verify_dup_us / 1e6,
   }
+end
+
+-- The C floor client (bench/floor_client.c): `calls` consults in `rounds` rounds over one TLS
+-- connection, after its warm-up. -> { cpu =, user =, sys =, wall = } seconds per call in its
+-- cheapest round.
+function M.run_floor_client(bin, o)
+  local q = require("dws_sandbox.nginx").sh_quote
+  local cmd = table.concat({ q(bin), q(o.host), q(o.port), q(o.ca_file), q(o.client_id), q(o.private_key_file),
+    q(o.dws_public_key_file), q(o.body_file), tostring(o.calls), tostring(o.rounds) }, " ") .. " 2>&1"
+  local p = assert(io.popen(cmd))
+  local text = p:read("*a")
+  p:close()
+  local r = {}
+  for name, value in text:gmatch("(%S+) (%S+)\n") do r[name] = tonumber(value) end
+  if not r.cpu then error("floor client failed: " .. text:sub(1, 300), 0) end
+  return r
 end
 
 -- A transport that opens a new connection for every request (the naive SDK), counting them.

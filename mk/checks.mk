@@ -80,12 +80,12 @@ test-asan: $(ASAN_BUILD)/bin/lua5.4 all
 	@PATH="$(CURDIR)/$(ASAN_BUILD)/bin:$$PATH" \
 	    ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 \
 	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	    DWS_BUILD=$(ASAN_BUILD) DWS_FLAVOURS=5.4 sh spec/run --exclude-tags=install
+	    DWS_BUILD=$(ASAN_BUILD) DWS_FLAVOURS=5.4 DWS_HEAVY=with sh spec/run --exclude-tags=install
 
 # ---- valgrind memcheck over the core specs ----
 #
 # The #heavy specs take many minutes under valgrind (a collector stepping at every allocation; a
-# pair-wise RSA check on 250 damaged keys); make test and test-asan run them.
+# pair-wise RSA check on 250 damaged keys); make test-heavy and test-asan run them.
 # Any memcheck error or a "definitely lost" / "indirectly lost" block fails the run; reachable
 # memory at exit (Lua's own state, OpenSSL's one-time initialisation) is not a leak. Suppressions
 # for third-party internals, each with its reason, are in mk/valgrind.supp.

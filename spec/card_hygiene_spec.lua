@@ -11,6 +11,7 @@ local core = require "dws.core"
 local curl = require "dws.curl"
 local nginx = require "dws_sandbox.nginx"
 local sandbox = require "helpers.sandbox"
+local timeouts = require "helpers.timeouts"
 
 local CLIENT_ID = "SANDBOX_HYGIENE000000001"
 local CUSTOMER = "2162878776333"
@@ -195,21 +196,27 @@ setup(function()
                                 notify_url = "http://127.0.0.1:9/notify" } },
     notify_scale = 0.001,
   })
-  client = dws.client{
-    client_id = CLIENT_ID,
-    private_key = nginx.read_file(priv),
-    dws_public_key = sb.dws_public_key,
-    gateway = sb.https_url,
-    ca_file = sb.ca_file,
-    timeout = 1,
-    connect_timeout = 1,
-    max_retries = 2,
-    retry_base_delay = 0.01,
-    logger = function(level, message, fields)
-      levels[level] = (levels[level] or 0) + 1
-      logged[#logged + 1] = serialise{ level = level, message = message, fields = fields }
-    end,
-  }
+  -- The session's client, logging to the lines checked below; `timeout` 1, or timeouts.FIRE for
+  -- the call whose fault is a timeout firing.
+  local merchant_key = assert(core.private_key(nginx.read_file(priv)))
+  local function session_client(timeout)
+    return dws.client{
+      client_id = CLIENT_ID,
+      private_key = merchant_key,
+      dws_public_key = sb.dws_public_key,
+      gateway = sb.https_url,
+      ca_file = sb.ca_file,
+      timeout = timeout,
+      connect_timeout = 1,
+      max_retries = 2,
+      retry_base_delay = 0.01,
+      logger = function(level, message, fields)
+        levels[level] = (levels[level] or 0) + 1
+        logged[#logged + 1] = serialise{ level = level, message = message, fields = fields }
+      end,
+    }
+  end
+  client = session_client(1)
 
   -- The session ---------------------------------------------------------------------------------
   -- consult: S, F, U once then S (retried), F
@@ -235,7 +242,9 @@ setup(function()
   sb:fault("foreign_key", 1); cache("5555555555554444", CVV.mc)
   sb:fault("non_json", 1); cache("4111111111111111", CVV.visa)
   sb:fault("huge_body", 1); cache("4111111111111111", CVV.visa)
-  sb:fault("never_answer", 3, { delay = 3 }); cache("4000056655665556", CVV.visa)
+  client = session_client(timeouts.FIRE)
+  sb:fault("never_answer", 3, { delay = timeouts.HOLD }); cache("4000056655665556", CVV.visa)
+  client = session_client(1)
 
   -- validation errors with card data in the offending value: locally and at the sandbox
   cache("4111111111111111" .. string.rep("0", 20), CVV.visa)             -- cardNo over 32: local

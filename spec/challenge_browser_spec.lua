@@ -17,7 +17,7 @@ local merchant_server = require "merchant_server"
 
 local ELEMENT = "element-6066-11e4-a52e-4f735466cecf" -- the W3C WebDriver element key
 
-local dir, sb, client, shop_port, driver_port, driver_pid, server
+local dir, sb, client, shop_port, driver_port, driver_pid, server, session
 
 local function sh(cmd)
   local p = assert(io.popen(cmd))
@@ -59,30 +59,31 @@ local function final_binding(request_id)
   end, 30)
 end
 
--- Open url in a fresh headless Chromium, type otp into #otp, press #verify, wait until the page
--- is the merchant's. -> the URL the browser ended on
-local function browse_and_type(url, otp, expect_prefix)
-  local session = wd("POST", "/session", { capabilities = { alwaysMatch = {
+-- One headless Chromium for the file (starting one costs seconds of CPU), its own profile
+-- directory; each case starts without cookies.
+local function new_session()
+  local created = wd("POST", "/session", { capabilities = { alwaysMatch = {
     browserName = "chrome",
     ["goog:chromeOptions"] = { binary = "/usr/bin/chromium",
       args = { "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                "--user-data-dir=" .. dir .. "/chrome-" .. core.uuid4() } },
   } } })
-  local id = assert(session.sessionId, "no WebDriver session")
-  local ok, result = pcall(function()
-    wd("POST", "/session/" .. id .. "/url", { url = url })
-    local input = wd("POST", "/session/" .. id .. "/element", { using = "css selector", value = "#otp" })[ELEMENT]
-    wd("POST", "/session/" .. id .. "/element/" .. input .. "/value", { text = otp })
-    local button = wd("POST", "/session/" .. id .. "/element", { using = "css selector", value = "#verify" })[ELEMENT]
-    wd("POST", "/session/" .. id .. "/element/" .. button .. "/click", {})
-    return sb:wait(function()
-      local now = wd("GET", "/session/" .. id .. "/url")
-      return type(now) == "string" and now:sub(1, #expect_prefix) == expect_prefix and now
-    end, 30)
-  end)
-  wd("DELETE", "/session/" .. id)
-  assert(ok, result)
-  return result
+  return assert(created.sessionId, "no WebDriver session")
+end
+
+-- Open url in the headless Chromium, type otp into #otp, press #verify, wait until the page is
+-- the merchant's. -> the URL the browser ended on
+local function browse_and_type(id, url, otp, expect_prefix)
+  wd("DELETE", "/session/" .. id .. "/cookie")
+  wd("POST", "/session/" .. id .. "/url", { url = url })
+  local input = wd("POST", "/session/" .. id .. "/element", { using = "css selector", value = "#otp" })[ELEMENT]
+  wd("POST", "/session/" .. id .. "/element/" .. input .. "/value", { text = otp })
+  local button = wd("POST", "/session/" .. id .. "/element", { using = "css selector", value = "#verify" })[ELEMENT]
+  wd("POST", "/session/" .. id .. "/element/" .. button .. "/click", {})
+  return sb:wait(function()
+    local now = wd("GET", "/session/" .. id .. "/url")
+    return type(now) == "string" and now:sub(1, #expect_prefix) == expect_prefix and now
+  end, 30)
 end
 
 describe("the challenge card in headless Chromium #nginx", function()
@@ -109,9 +110,11 @@ describe("the challenge card in headless Chromium #nginx", function()
       local t = core.json_decode(out)
       return t and t.value and t.value.ready
     end, 20), "chromedriver did not start")
+    session = new_session()
   end)
 
   teardown(function()
+    if session then pcall(wd, "DELETE", "/session/" .. session) end
     if driver_pid then nginx.run("kill " .. driver_pid .. " 2>/dev/null") end
     if server then server:stop() end
     if sb then sb:stop() end
@@ -133,7 +136,7 @@ describe("the challenge card in headless Chromium #nginx", function()
 
   it("binds with the right OTP: the journal reads BOUND with a final token, browser back at redirectUrl", function()
     local outcome, return_url = bind("browser-ok")
-    local landed = browse_and_type(outcome.redirectUrl, "123456", return_url)
+    local landed = browse_and_type(session, outcome.redirectUrl, "123456", return_url)
     local b = final_binding("browser-ok")
     assert.are.same({ return_url, "BOUND", true },
       { landed, b and b.state, type(b and b.cardToken) == "string" and b.cardToken:find("^ALIPAY") == 1 })
@@ -141,7 +144,7 @@ describe("the challenge card in headless Chromium #nginx", function()
 
   it("fails with a wrong OTP: the journal reads FAILED without a token, browser back at redirectUrl", function()
     local outcome, return_url = bind("browser-bad")
-    local landed = browse_and_type(outcome.redirectUrl, "999999", return_url)
+    local landed = browse_and_type(session, outcome.redirectUrl, "999999", return_url)
     local b = final_binding("browser-bad")
     assert.are.same({ return_url, "FAILED", "PROCESS_FAIL", nil },
       { landed, b and b.state, b and b.resultCode, b and b.cardToken })

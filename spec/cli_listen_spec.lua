@@ -119,7 +119,7 @@ describe("dws listen #nginx", function()
     end)
 
     it("refuses (401) a notification not signed with the sandbox's DWS key, and says so", function()
-      local other = require("dws.core").generate_key()
+      local other = require("helpers.keys").pair("other")
       files.write(idir .. "/other.pem", other)
       local status = cli.run("notify send " .. q(during) .. " --dws-private-key " .. q(idir .. "/other.pem")
         .. " --client-id " .. sb.merchant.client_id)

@@ -1,7 +1,6 @@
 -- #nginx (child processes: lua5.4 bin/dws, the sandbox, an endpoint) dws notify: send --sandbox DIR
 -- signs as the sandbox for its client's notify URL; a 401 names the likely causes; resend's 404
 -- says why no notification was sent and how to receive one.
-local core = require "dws.core"
 local sandbox = require "helpers.sandbox"
 local httpd = require "helpers.httpd"
 local cli = require "helpers.cli"
@@ -12,7 +11,7 @@ describe("dws notify #nginx", function()
   local sb, srv
   setup(function()
     sb = assert(sandbox.start{ notify_scale = 0.001 })
-    local _, other_pub = core.generate_key()
+    local _, other_pub = require("helpers.keys").pair("other")
     srv = assert(httpd.start{ locations =
       cli.endpoint_location("/shop/notify", sb.merchant.client_id, sb.merchant.private_key, sb.dws_public_key)
       .. cli.endpoint_location("/wrong-key", sb.merchant.client_id, sb.merchant.private_key, other_pub) })

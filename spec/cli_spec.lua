@@ -1,11 +1,13 @@
 -- The `dws` command line, run as a child process (lua5.4 bin/dws) against the real sandbox; keys
--- and signatures checked with the openssl command line.
+-- and signatures checked with the openssl command line. Tagged #nginx (run under one busted
+-- flavour): what is under test is that child process, whatever busted runs under.
 local core = require "dws.core"
 local dws = require "dws"
 local nginx = require "dws_sandbox.nginx"
 local sandbox = require "helpers.sandbox"
 local httpd = require "helpers.httpd"
 local files = require "helpers.files"
+local keys = require "helpers.keys"
 
 local ROOT = os.getenv("DWS_ROOT")
 local q = nginx.sh_quote
@@ -37,7 +39,7 @@ end
 local BODY = '{"customerId":"2162878776333","env":{"terminalType":"WEB"},"scenes":["TOPUP"]}'
 local CID = "SANDBOX_CLI_TEST"
 
-describe("dws keygen, sign, verify", function()
+describe("dws keygen, sign, verify #nginx", function()
   local dir
   setup(function()
     dir = nginx.tmpdir("dws-cli")
@@ -89,7 +91,7 @@ describe("dws keygen, sign, verify", function()
       header = dws.signature.sign{ private_key = priv, method = "POST", client_id = CID, time = "1700000000000",
         path = "/ams/sandbox/api/v1/paymentMethods/consultAddablePaymentMethod", body = BODY }
       local pub
-      dws_priv, pub = core.generate_key()
+      dws_priv, pub = keys.pair("dws")
       dws_pub_file = dir .. "/dws_public.b64"
       files.write(dws_pub_file, pub)
       files.write(dir .. "/dws_private.pem", dws_priv)
@@ -172,7 +174,7 @@ describe("dws keygen, sign, verify", function()
   end)
 end)
 
-describe("dws against the sandbox", function()
+describe("dws against the sandbox #nginx", function()
   local sb, dir
   local CARD, CVC = "4111111111111111", "737"
   setup(function()
@@ -304,7 +306,7 @@ describe("dws against the sandbox", function()
   end)
 end)
 
-describe("dws sandbox", function()
+describe("dws sandbox #nginx", function()
   it("starts, reports status, stops", function()
     local dir = nginx.tmpdir("dws-cli-sbx")
     local status, out, err = dws_cmd("sandbox start --free-ports --dir " .. q(dir))

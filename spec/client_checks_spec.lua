@@ -4,12 +4,13 @@ local core = require "dws.core"
 local dws = require "dws"
 local sandbox = require "helpers.sandbox"
 local files = require "helpers.files"
+local keys = require "helpers.keys"
 
 local ROOT = os.getenv("DWS_ROOT")
 
 describe("key confusion", function()
-  local priv, pub = core.generate_key()
-  local _, other_pub = core.generate_key()
+  local priv, pub = keys.pair("merchant")
+  local _, other_pub = keys.pair("dws")
   local base = { client_id = "C", private_key = priv, gateway = "https://dws.example" }
   local function with(dws_public_key)
     local o = {}
@@ -47,7 +48,7 @@ end)
 
 describe("public_der", function()
   it("gives the same SubjectPublicKeyInfo for a private key and its public half, as openssl does", function()
-    local priv, pub = core.generate_key()
+    local priv, pub = keys.pair("merchant")
     assert.are.equal(core.base64_decode(pub), core.private_key(priv):public_der())
     assert.are.equal(core.base64_decode(pub), core.public_key(pub):public_der())
   end)
@@ -117,7 +118,7 @@ describe("one version", function()
 
   it("the user agent carries dws.VERSION", function()
     local c = dws.client{ client_id = "C", private_key = files.read(files.EXAMPLE .. "/merchant_private.pem"),
-                          dws_public_key = select(2, core.generate_key()), gateway = "https://dws.example" }
+                          dws_public_key = select(2, keys.pair("dws")), gateway = "https://dws.example" }
     assert.truthy(c.options.user_agent:find("lua-dws/" .. dws.VERSION .. " ", 1, true))
   end)
 end)

@@ -12,7 +12,7 @@ local read = files.read
 
 local MERCHANT_PRIVATE = read(EXAMPLE .. "/merchant_private.pem")
 -- The echo gateway's own key pair: dws.client refuses the merchant's public key as the DWS key.
-local GATEWAY_PRIVATE, GATEWAY_PUBLIC = core.generate_key()
+local GATEWAY_PRIVATE, GATEWAY_PUBLIC = require("helpers.keys").pair("dws")
 -- Parsed once for the fake gateway's answers and the clients made here (key loading from text has
 -- specs of its own): a private key's pair-wise check costs ~30 ms each time.
 local GATEWAY_KEY = assert(core.private_key(GATEWAY_PRIVATE))

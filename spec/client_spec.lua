@@ -3,6 +3,7 @@
 local core = require "dws.core"
 local dws = require "dws"
 local files = require "helpers.files"
+local keys = require "helpers.keys"
 
 local EXAMPLE = files.EXAMPLE
 
@@ -82,10 +83,10 @@ describe("dws.client", function()
     tmp = os.tmpname()
     os.remove(tmp)
     assert(sh("mkdir -p " .. tmp))
-    assert(sh("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " .. tmp .. "/dws.pem 2>/dev/null"))
-    assert(sh("openssl pkey -in " .. tmp .. "/dws.pem -pubout -out " .. tmp .. "/dws_pub.pem 2>/dev/null"))
-    dws_private = core.private_key(read(tmp .. "/dws.pem"))
-    dws_public = read(tmp .. "/dws_pub.pem")
+    -- the fake gateway's key pair, made once per run (spec/run's key cache)
+    local priv, pub = require("dws_sandbox.nginx").make_keypair(tmp, "dws")
+    dws_private = core.private_key(read(priv))
+    dws_public = read(pub)
   end)
 
   teardown(function()
@@ -102,7 +103,7 @@ describe("dws.client", function()
 
   describe("options", function()
     it("raises on programming errors with a clear message", function()
-      local base = { client_id = "C", private_key = MERCHANT_PRIVATE, dws_public_key = dws_public,
+      local base = { client_id = "C", private_key = MERCHANT_KEY, dws_public_key = dws_public,
         gateway = "https://dws.example" }
       local function with(over)
         local o = {}
@@ -132,7 +133,7 @@ describe("dws.client", function()
     end)
 
     it("refuses plain http except on loopback or when allowed explicitly", function()
-      local base = { client_id = "C", private_key = MERCHANT_PRIVATE, dws_public_key = dws_public,
+      local base = { client_id = "C", private_key = MERCHANT_KEY, dws_public_key = dws_public,
         transport = fake_gateway(dws_private, { S }) }
       local function client(gateway, allow)
         local o = { gateway = gateway, allow_insecure_http = allow }
@@ -515,7 +516,7 @@ describe("dws.client", function()
     after_each(function() rawset(_G, "ngx", saved) end)
 
     local function plain(over)
-      local opts = { client_id = "C", private_key = MERCHANT_PRIVATE, dws_public_key = dws_public,
+      local opts = { client_id = "C", private_key = MERCHANT_KEY, dws_public_key = dws_public,
         gateway = "https://dws.example" }
       for k, v in pairs(over or {}) do opts[k] = v end
       return dws.client(opts)
@@ -778,7 +779,9 @@ describe("dws.client against the sandbox", function()
     assert.truthy(log[1].request_time:find("^%d%d%d%d%-%d%d%-%d%dT"))
   end)
 
-  it("picks cosockets by itself inside nginx: made in init_by_lua, called from content, refused in log", function()
+  -- #nginx (run under one busted flavour): the client under test is made and called inside nginx.
+  it("picks cosockets by itself inside nginx: made in init_by_lua, called from content, refused in log #nginx",
+    function()
     local httpd = require "helpers.httpd"
     local conf = string.format("return { client_id = %q, private_key = %q, dws_public_key = %q, gateway = %q }",
       sb.merchant.client_id, sb.merchant.private_key, sb.dws_public_key, sb.http_url)
@@ -844,7 +847,7 @@ describe("dws.client against the sandbox", function()
   end)
 
   it("is refused by the gateway with a key it does not know", function()
-    local c = client{ private_key = (core.generate_key()) } -- a key the sandbox has no client for
+    local c = client{ private_key = (keys.pair("stranger")) } -- a key the sandbox has no client for
     local _, err = c:consult_addable_payment_method(CONSULT)
     assert.are.equal("INVALID_SIGNATURE", err.code)
     assert.are.equal("F", err.status)

@@ -1,7 +1,9 @@
 -- dws.core keys: every accepted private and public form, and what is refused.
--- Keys are generated with the openssl command line in a temporary directory.
+-- Keys are generated with the openssl command line in a temporary directory (the RSA-2048 one
+-- taken from spec/helpers/keys.lua, made once per run).
 local core = require "dws.core"
 local files = require "helpers.files"
+local keys = require "helpers.keys"
 
 local function sh(cmd)
   local ok = os.execute(cmd .. " >/dev/null 2>&1")
@@ -23,7 +25,8 @@ describe("dws.core keys", function()
   setup(function()
     dir = tempdir()
     local function o(args) sh("cd " .. dir .. " && openssl " .. args) end
-    o("genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out pkcs8.pem")
+    -- the RSA-2048 key (PKCS#8 PEM, as genpkey writes it) made once per run; its forms made here
+    files.write(dir .. "/pkcs8.pem", (keys.pair("core_keys")))
     o("rsa -in pkcs8.pem -traditional -out pkcs1.pem")
     -- (openssl pkey -outform DER writes PKCS#1 for RSA; pkcs8 -topk8 gives real PKCS#8)
     o("pkcs8 -topk8 -nocrypt -in pkcs8.pem -outform DER -out pkcs8.der")

@@ -1,12 +1,12 @@
 -- dws.defaults is where every default lives: the client and the transports read it, not numbers
 -- of their own.
-local core = require "dws.core"
 local dws = require "dws"
 local defaults = require "dws.defaults"
+local keys = require "helpers.keys"
 
 local function client(extra)
-  local private = core.generate_key(2048)
-  local _, dws_public = core.generate_key(2048)
+  local private = keys.pair("merchant")
+  local _, dws_public = keys.pair("dws")
   local opts = { client_id = "C1", private_key = private, dws_public_key = dws_public,
     gateway = "https://dws.example", transport = { request = function() return nil, "connect", "refused" end } }
   for k, v in pairs(extra or {}) do opts[k] = v end

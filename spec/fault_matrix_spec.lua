@@ -8,6 +8,7 @@ local core = require "dws.core"
 local curl = require "dws.curl"
 local nginx = require "dws_sandbox.nginx"
 local sandbox = require "helpers.sandbox"
+local timeouts = require "helpers.timeouts"
 
 local CLIENT_ID = "SANDBOX_FAULTS000000001"
 
@@ -21,10 +22,10 @@ local ENV = { terminalType = "WEB", clientIp = "127.0.0.1" }
 
 -- Small timeouts keep the file fast; the bounds below are derived from them.
 local TIMEOUT, CONNECT_TIMEOUT, MAX_RETRIES, BASE_DELAY = 1, 1, 2, 0.01
--- Calls that wait out the timeout (TIMED rows, here and inside OpenResty) use a fraction of a second,
--- so the file does not spend its time waiting; every other call keeps TIMEOUT, far above a loopback
--- answer's time.
-local FAULT_TIMEOUT = 0.4
+-- Calls that wait out the timeout (TIMED rows, here and inside OpenResty) use timeouts.FIRE, and
+-- the sandbox holds them timeouts.HOLD, so the file does not spend its time waiting; every other
+-- call keeps TIMEOUT, far above a loopback answer's time.
+local FAULT_TIMEOUT = timeouts.FIRE
 local MAX_RETRY_DELAY = require("dws.defaults").max_retry_delay -- the client's backoff cap
 
 -- What the client guarantees: each attempt ends within its timeout, each pause within the capped
@@ -138,7 +139,7 @@ end
 -- The rows: fault -> expected answer. `retried`: the client tries max_retries + 1 times while the
 -- fault lasts; otherwise it stops after the first. `response`: err.response is the verified body.
 local MATRIX = {
-  { fault = "never_answer", code = "TIMEOUT", status = "U", retried = true, opts = { delay = 3 } },
+  { fault = "never_answer", code = "TIMEOUT", status = "U", retried = true, opts = { delay = timeouts.HOLD } },
   { fault = "drip", code = "TIMEOUT", status = "U", retried = true },
   { fault = "reset", code = "CONNECTION_FAILED", status = "U", retried = true },
   { fault = "short_body", code = "CONNECTION_FAILED", status = "U", retried = true },
@@ -157,7 +158,7 @@ local MATRIX = {
   { fault = "traffic_limit", code = "REQUEST_TRAFFIC_EXCEED_LIMIT", status = "U", retried = true,
     response = true },
   { fault = "unknown_exception", code = "UNKNOWN_EXCEPTION", status = "U", retried = true, response = true },
-  { fault = "slow", code = "TIMEOUT", status = "U", retried = true, opts = { delay = 2 } },
+  { fault = "slow", code = "TIMEOUT", status = "U", retried = true, opts = { delay = timeouts.HOLD } },
 }
 
 local TIMED = { never_answer = true, drip = true, slow = true }
@@ -365,7 +366,7 @@ describe("fault matrix, addPaymentMethod", function()
     local client = make_client{ request_time = "millis", timeout = FAULT_TIMEOUT }
     local token = cache(client, "4111111111111111")
     local m = mark()
-    sb:fault("never_answer", 2, { delay = 5 })
+    sb:fault("never_answer", 2, { delay = timeouts.HOLD })
     local res, err = client:add_payment_method(add_request(token))
     assert.is_nil(err, tostring(err))
     assert.are.equal("S", res.result.resultStatus)
@@ -511,7 +512,11 @@ local core = require "dws.core"
 local M = {}
 local conf
 function M.handle()
-  if not conf then conf = dofile(%q) end
+  if not conf then
+    conf = dofile(%q)
+    -- parsed once for the client each call makes (a private key's pair-wise check costs ~40 ms)
+    conf.private_key = assert(core.private_key(conf.private_key))
+  end
   ngx.req.read_body()
   local p = core.json_decode(ngx.req.get_body_data() or "")
   local events = {}

@@ -3,12 +3,14 @@
 -- backend is up it drains, every event delivered once.
 local nginx = require "dws_sandbox.nginx"
 local gw = require "helpers.gateway"
+local timeouts = require "helpers.timeouts"
 
 describe("the gateway with its backend down for a while #nginx", function()
   local g, ids
 
   setup(function()
-    g = assert(gw.start{ backend = false, config = { forward_timeout = 0.5 } })
+    -- the forward timeout fires while the backend accepts and never answers
+    g = assert(gw.start{ backend = false, config = { forward_timeout = timeouts.FIRE } })
   end)
 
   local hang_pid

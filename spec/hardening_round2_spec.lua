@@ -19,7 +19,7 @@ local MERCHANT_PRIVATE = files.read(files.EXAMPLE .. "/merchant_private.pem")
 -- pair-wise check costs ~30 ms each time.
 local MERCHANT_KEY = assert(require("dws.core").private_key(MERCHANT_PRIVATE))
 -- A DWS public key for clients that never verify an answer (the merchant's own would be refused).
-local _, OTHER_PUBLIC = require("dws.core").generate_key(2048)
+local _, OTHER_PUBLIC = require("helpers.keys").pair("dws")
 local CARD = "4242424242424242"
 
 -- The hostile gateway: answers every API path with a signed answer built from the mode last POSTed

@@ -8,6 +8,7 @@
 -- answer that failed; and that a stray answer is never read as the next call's answer on a pooled
 -- (setkeepalive) connection.
 local hostile = require "helpers.hostile_gateway"
+local timeouts = require "helpers.timeouts"
 local httpd = require "helpers.httpd"
 local curl = require "dws.curl"
 local core = require "dws.core"
@@ -15,11 +16,12 @@ local nginx = require "dws_sandbox.nginx"
 local dws = require "dws"
 
 local MAX_RESPONSE = 65536
--- Seconds the gateway holds a request it never answers; the client's timeout is well under it.
-local HANG = 6
+-- The clients' timeout where none is meant to fire; a case whose fault is a timeout firing (the
+-- gateway holds the request timeouts.HOLD) waits it out at timeouts.FIRE instead.
 local TIMEOUT = 1.5
+local TIMED = { hang = timeouts.FIRE }
 
--- Runs inside the merchant nginx (LuaJIT). POST /call with JSON { gateway =, max_retries =, reqs =
+-- Runs inside the merchant nginx (LuaJIT). POST /call with JSON { gateway =, max_retries =, timeout =, reqs =
 -- [ [api, request], ... ], threads = <n> (light threads; absent: one call after another) } ->
 -- { results = [ { res = } | { err = <every field>, text = tostring(err) } ], logged = [...],
 -- connects = <connections the client's transport opened for these calls>, cosockets = <bool> }.
@@ -30,17 +32,18 @@ local conf = require "hostile_client_conf"
 
 local M = {}
 
--- One client per gateway and max_retries in the worker, made on first use; its logger's lines
--- since the current /call began.
+-- One client per gateway, max_retries and timeout in the worker, made on first use; its logger's
+-- lines since the current /call began.
 local clients = {}
 
 local function client_for(p)
-  local k = p.gateway .. " " .. p.max_retries
+  local timeout = p.timeout or conf.timeout
+  local k = p.gateway .. " " .. p.max_retries .. " " .. timeout
   if not clients[k] then
     local logged = {}
     clients[k] = { logged = logged, client = dws.client{ client_id = "SANDBOX_HOSTILE", gateway = p.gateway,
       server_name = "localhost", private_key = conf.private_key, dws_public_key = conf.dws_public_key,
-      max_retries = p.max_retries, retry_base_delay = 0.01, timeout = conf.timeout,
+      max_retries = p.max_retries, retry_base_delay = 0.01, timeout = timeout,
       connect_timeout = conf.timeout, max_response_bytes = conf.max_response, log_level = "debug",
       logger = function(level, message, fields) logged[#logged + 1] = { level, message, fields } end } }
   end
@@ -105,10 +108,14 @@ return M
 local consult, leaks = hostile.consult, hostile.leaks
 
 describe("the cosocket transport inside nginx against a hostile gateway on raw sockets #nginx", function()
-  local gw, merchant, h
+  local gw, merchant, h, merchant_key, dws_key
 
   setup(function()
-    gw = assert(hostile.start{ max_response = MAX_RESPONSE, hang = HANG, extra_ports = 2, extra_tls_ports = 2 })
+    gw = assert(hostile.start{ max_response = MAX_RESPONSE, hang = timeouts.HOLD, extra_ports = 2,
+      extra_tls_ports = 2 })
+    -- parsed once for the libcurl clients of every case (a private key's pair-wise check costs ~40 ms)
+    merchant_key = assert(core.private_key(nginx.read_file(gw.keys.merchant)))
+    dws_key = assert(core.public_key(nginx.read_file(gw.keys.dws_pub)))
     local conf = string.format("return { private_key = %q, dws_public_key = %q, timeout = %s, max_response = %d }",
       nginx.read_file(gw.keys.merchant), nginx.read_file(gw.keys.dws_pub), TIMEOUT, MAX_RESPONSE)
     merchant = assert(httpd.start{ trust = gw.ca, lua_files = { hostile_client = CLIENT, hostile_client_conf = conf },
@@ -133,12 +140,13 @@ describe("the cosocket transport inside nginx against a hostile gateway on raw s
         return scheme .. "://127.0.0.1:" .. port
       end
 
-      -- Runs reqs in the merchant nginx; o.threads, o.max_retries (1), o.port (an extra port's index).
+      -- Runs reqs in the merchant nginx; o.threads, o.max_retries (1), o.port (an extra port's index),
+      -- o.timeout (TIMEOUT).
       local function in_nginx(reqs, o)
         o = o or {}
         local status, _, body = h:request(merchant:url("/call"), { "Content-Type: application/json" },
           assert(core.json_encode({ gateway = url(o.port), max_retries = o.max_retries or 1, threads = o.threads,
-            reqs = setmetatable(reqs, core.array_mt) }, false)), 60, 5)
+            timeout = o.timeout, reqs = setmetatable(reqs, core.array_mt) }, false)), 60, 5)
         assert(status == 200, "merchant nginx /call: " .. tostring(status) .. "; error.log ends: " ..
           merchant:error_log():sub(-2000))
         local out = assert(core.json_decode(body))
@@ -149,7 +157,7 @@ describe("the cosocket transport inside nginx against a hostile gateway on raw s
       -- The same client, here over libcurl.
       local function libcurl_client(o)
         local opts = { client_id = "SANDBOX_HOSTILE", gateway = url(), ca_file = gw.ca,
-          private_key = nginx.read_file(gw.keys.merchant), dws_public_key = nginx.read_file(gw.keys.dws_pub),
+          private_key = merchant_key, dws_public_key = dws_key,
           max_retries = 1, retry_base_delay = 0.01, timeout = TIMEOUT, connect_timeout = TIMEOUT,
           max_response_bytes = MAX_RESPONSE }
         for k, v in pairs(o or {}) do opts[k] = v end
@@ -303,18 +311,19 @@ describe("the cosocket transport inside nginx against a hostile gateway on raw s
       for _, case in ipairs(hostile.CASES) do
         local mode, code, attempts = case[1], case[2], case[3]
         it(mode .. ": the single libcurl call's " .. code .. ", in nginx alone and in light threads", function()
-          libcurl = libcurl_client()
+          local timeout = TIMED[mode]
+          libcurl = libcurl_client{ timeout = timeout }
           local lid = gw:cid(mode)
           local lib = libcurl_outcome(consult(lid), lid)
           local id = gw:cid(mode)
-          local single = outcome(in_nginx({ consult(id) }).results[1], id)
+          local single = outcome(in_nginx({ consult(id) }, { timeout = timeout }).results[1], id)
           -- The hostile request in the middle of 7 in 4 light threads.
           local reqs, ids = {}, {}
           for i = 1, 7 do
             ids[i] = i == 4 and gw:cid(mode) or gw:cid("good")
             reqs[i] = consult(ids[i])
           end
-          local out = in_nginx(reqs, { threads = 4 })
+          local out = in_nginx(reqs, { threads = 4, timeout = timeout })
           local others = 0
           for i = 1, 7 do
             local r = out.results[i]

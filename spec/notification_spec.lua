@@ -6,6 +6,7 @@ local nginx = require "dws_sandbox.nginx"
 local notification = require "dws.notification"
 local dstore = require "dws.store"
 local files = require "helpers.files"
+local keys = require "helpers.keys"
 
 local CLIENT_ID = "SANDBOX_5Y0000000000001"
 
@@ -56,7 +57,7 @@ setup(function()
   -- Parsed once: the file signs a notification per spec, and loading a private key from text
   -- (OpenSSL's pair-wise check) costs ~30 ms each time.
   dws_private = assert(dws.signature.load_key(nginx.read_file(dws_priv_file), "private"))
-  merchant_private = nginx.read_file(merchant_priv_file)
+  merchant_private = assert(core.private_key(nginx.read_file(merchant_priv_file)))
   client = dws.client{
     client_id = CLIENT_ID,
     private_key = nginx.read_file(merchant_priv_file),
@@ -178,7 +179,7 @@ describe("verify_notification", function()
     local n = notification.verify(client, signed(body_of(), { time = tostring(now - 200 * 1000) }),
       { tolerance = 60 })
     assert.is_nil(n)
-    local strict = dws.client{ client_id = CLIENT_ID, private_key = (core.generate_key()),
+    local strict = dws.client{ client_id = CLIENT_ID, private_key = (keys.pair("merchant")),
       dws_public_key = nginx.read_file(dir .. "/dws_public.pem"), gateway = "http://127.0.0.1:9",
       notification_tolerance = 60 }
     local req = signed(body_of(), { time = tostring(now - 90 * 1000) })

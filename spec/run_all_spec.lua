@@ -2,6 +2,7 @@
 -- what client:call gives, against the sandbox over TLS; a hostile sandbox (faults) for the multi path.
 local sandbox = require "helpers.sandbox"
 local dws = require "dws"
+local timeouts = require "helpers.timeouts"
 
 local ENV = { terminalType = "WEB" }
 local OK_CUSTOMER = "2162878776333"
@@ -171,9 +172,9 @@ describe("client:run_all", function()
   it("times out one transfer without failing the others", function()
     client:close()
     local o = sb:client_options()
-    o.max_retries, o.timeout = 0, 0.5 -- waited out once; the others answer in milliseconds
+    o.max_retries, o.timeout = 0, timeouts.FIRE -- waited out once; the others answer in milliseconds
     client = dws.client(o)
-    sb:fault("never_answer", 1, { delay = 5 })
+    sb:fault("never_answer", 1, { delay = timeouts.HOLD })
     local reqs = {}
     for i = 1, 5 do reqs[i] = consult(OK_CUSTOMER) end
     local codes = {}

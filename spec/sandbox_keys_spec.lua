@@ -5,6 +5,7 @@
 local dws = require "dws"
 local core = require "dws.core"
 local sandbox = require "helpers.sandbox"
+local test_keys = require "helpers.keys"
 
 local CONSULT = { customerId = "2162878776333", env = { terminalType = "WEB" } }
 
@@ -49,7 +50,7 @@ end
 setup(function()
   sb = assert(sandbox.start())
   base = sb:client_options()
-  dws2_pem = core.generate_key()
+  dws2_pem = test_keys.pair("dws2")
 end)
 
 teardown(function()
@@ -135,7 +136,7 @@ describe("a merchant's registered keys in the sandbox", function()
   local new_priv, new_pub
 
   setup(function()
-    new_priv, new_pub = core.generate_key()
+    new_priv, new_pub = test_keys.pair("rotated")
   end)
 
   local function register(keys)

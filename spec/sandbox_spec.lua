@@ -3,6 +3,7 @@
 local core = require "dws.core"
 local nginx = require "dws_sandbox.nginx"
 local sandbox = require "helpers.sandbox"
+local timeouts = require "helpers.timeouts"
 local control = require "dws_sandbox.control"
 
 local ROOT = os.getenv("DWS_ROOT") or "."
@@ -1024,8 +1025,8 @@ describe("dws sandbox #nginx", function()
       r = call(sb, "consultAddablePaymentMethod", CONSULT, { base = sb.https_url,
         curl = "--cacert " .. nginx.sh_quote(sb.ca_file) })
       assert.are.equal(18, r.exit)
-      sb:fault("never_answer", 1)
-      r = call(sb, "consultAddablePaymentMethod", CONSULT, { curl = "--max-time 1" })
+      sb:fault("never_answer", 1, { delay = timeouts.HOLD })
+      r = call(sb, "consultAddablePaymentMethod", CONSULT, { curl = "--max-time " .. timeouts.FIRE })
       assert.are.equal(28, r.exit) -- CURLE_OPERATION_TIMEDOUT
       assert.are.equal("", r.body)
       local log = sb:requests()

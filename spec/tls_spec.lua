@@ -110,7 +110,7 @@ end
 setup(function()
   dir = nginx.tmpdir("dws-tls")
   local priv = nginx.make_keypair(dir, "merchant")
-  merchant_key = nginx.read_file(priv)
+  merchant_key = assert(core.private_key(nginx.read_file(priv))) -- parsed once for every client here
   sb = assert(sandbox.start{
     clients = { [CLIENT_ID] = { public_key = nginx.read_file(dir .. "/merchant_public.pem") } },
   })

@@ -2,6 +2,7 @@
 local httpd = require "helpers.httpd"
 local curl = require "dws.curl"
 local transport = require "dws.transport.curl"
+local timeouts = require "helpers.timeouts"
 -- dws.curl keeps no defaults of its own: every handle is given its response limit.
 local OPTS = { max_response_bytes = require("dws.defaults").options.max_response_bytes }
 
@@ -184,14 +185,14 @@ describe("transports over a live nginx", function()
     end)
 
     it("answers 'timeout' when the server is slower than the timeout", function()
-      local res, kind = t:request{ method = "GET", url = srv:url("/slow?s=3"), timeout = 0.3 }
+      local res, kind = t:request{ method = "GET", url = srv:url("/slow?s=" .. timeouts.HOLD), timeout = timeouts.FIRE }
       assert.is_nil(res)
       assert.equal("timeout", kind)
     end)
 
     it("answers 'timeout' when a dripping answer outlasts the timeout", function()
       for _, path in ipairs{ "/drip", "/drip?from=head" } do
-        local res, kind = t:request{ method = "GET", url = srv:url(path), timeout = 0.5 }
+        local res, kind = t:request{ method = "GET", url = srv:url(path), timeout = timeouts.FIRE }
         assert.is_nil(res, path)
         assert.equal("timeout", kind, path)
       end

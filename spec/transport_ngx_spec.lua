@@ -3,6 +3,7 @@
 -- "key=value" lines, which this spec asserts on. The spec talks to /t over dws.curl.
 local httpd = require "helpers.httpd"
 local curl = require "dws.curl"
+local timeouts = require "helpers.timeouts"
 
 -- Runs inside nginx (LuaJIT). Every case prints key=value lines; values hold no newline.
 local CASES = [==[
@@ -121,15 +122,15 @@ end
 
 function cases.timeout(p)
   local t = transport.new()
-  result(t:request{ method = "GET", url = p.http .. "/slow?s=3", timeout = 0.3 })
+  result(t:request{ method = "GET", url = p.http .. "/slow?s=" .. p.hold, timeout = p.fire })
 end
 
 -- Every byte arrives well within the read timeout; only a deadline for the whole call stops it.
 function cases.drip(p)
   local t = transport.new()
-  local _, kind = t:request{ method = "GET", url = p.http .. "/drip", timeout = 0.5 }
+  local _, kind = t:request{ method = "GET", url = p.http .. "/drip", timeout = p.fire }
   out("body_kind", kind)
-  _, kind = t:request{ method = "GET", url = p.http .. "/drip?from=head", timeout = 0.5 }
+  _, kind = t:request{ method = "GET", url = p.http .. "/drip?from=head", timeout = p.fire }
   out("head_kind", kind)
 end
 
@@ -239,6 +240,7 @@ function M.run()
     fresh2 = "http://127.0.0.1:" .. a.fresh2,
     fresh_tls = "https://127.0.0.1:" .. a.fresh_tls,
     closed = a.closed,
+    fire = tonumber(a.fire), hold = tonumber(a.hold), -- spec/helpers/timeouts.lua's
   }
   cases[a.case](p)
 end
@@ -275,9 +277,9 @@ describe("dws.transport.ngx inside nginx #nginx", function()
   -- Runs a case in nginx; returns its key=value lines as a table.
   local function case(name)
     local url = srv:url(string.format(
-      "/t?case=%s&http=%d&https=%d&wrong=%d&fresh=%d&fresh2=%d&fresh_tls=%d&closed=%d",
+      "/t?case=%s&http=%d&https=%d&wrong=%d&fresh=%d&fresh2=%d&fresh_tls=%d&closed=%d&fire=%s&hold=%s",
       name, srv.http_port, srv.https_port, srv.wrong_port, srv.extra_ports[1], srv.extra_ports[2],
-      srv.extra_tls_ports[1], closed))
+      srv.extra_tls_ports[1], closed, timeouts.FIRE, timeouts.HOLD))
     local status, _, body = h:request(url, {}, nil, 30, 5)
     assert(status == 200, "case " .. name .. ": " .. tostring(status) .. " " .. tostring(body) ..
       "\n" .. srv:error_log():sub(-2000))

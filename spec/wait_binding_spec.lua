@@ -6,6 +6,7 @@ local dws = require "dws"
 local nginx = require "dws_sandbox.nginx"
 local sandbox = require "helpers.sandbox"
 local httpd = require "helpers.httpd"
+local timeouts = require "helpers.timeouts"
 
 local CARD = { cardNo = "4111111111111111", securityCode = "123", expiryMonth = "12",
                expiryYear = tostring(tonumber(os.date("!%Y")) + 1),
@@ -36,7 +37,7 @@ describe("client:wait_binding", function()
 
   it("times out with WAIT_TIMEOUT and the binding as it was", function()
     local outcome = bind()
-    local b, err = client:wait_binding(outcome.requestId, { timeout = 0.2, interval = 0.05 })
+    local b, err = client:wait_binding(outcome.requestId, { timeout = timeouts.FIRE, interval = 0.05 })
     assert.are.same({ nil, "WAIT_TIMEOUT", "ACCEPTED" }, { b, err.code, err.binding.state })
   end)
 
@@ -53,9 +54,9 @@ end)
 describe("client:wait_binding inside nginx #nginx", function()
   local srv
   setup(function()
-    local core = require "dws.core"
-    local priv = core.generate_key()
-    local _, dws_pub = core.generate_key()
+    local keys = require "helpers.keys"
+    local priv = keys.pair("merchant")
+    local _, dws_pub = keys.pair("dws")
     srv = assert(httpd.start{ http = "    lua_shared_dict journal 1m;", locations = [[
     location = /wait {
         content_by_lua_block {

@@ -3,7 +3,7 @@
 -- answer: spec/run_all_hostile_spec.lua (libcurl, single calls and run_all) and
 -- spec/ngx_hostile_spec.lua (the cosocket transport inside nginx).
 --
---   local gw = assert(hostile.start{ max_response = 65536, hang = 6 })
+--   local gw = assert(hostile.start{ max_response = 65536, hang = timeouts.HOLD })
 --   gw:url(""), gw:surl(""), gw.ca        the gateway over http and https, and its CA
 --   gw.keys.merchant / .dws_pub           key files for a client of it (.dws, .foreign: its own)
 --   gw:cid(mode)                          a customerId, unique to this run, answered in `mode`

@@ -210,8 +210,9 @@ end
 function M.start(opts)
   opts = opts or {}
   local prefix = nginx.tmpdir("dws-httpd")
-  local certs = nginx.make_certs(prefix .. "/certs")
-  local wrong = nginx.make_certs(prefix .. "/certs", "DNS:wrong.example", "wrong")
+  -- One CA for every test server of a run (an RSA key less per start); not the sandbox's.
+  local certs = nginx.make_certs(prefix .. "/certs", nil, nil, "httpd")
+  local wrong = nginx.make_certs(prefix .. "/certs", "DNS:wrong.example", "wrong", "httpd")
   local extra, extra_tls = opts.extra_ports or 0, opts.extra_tls_ports or 0
   nginx.mkdir(prefix .. "/lua")
   for name, src in pairs(opts.lua_files or {}) do

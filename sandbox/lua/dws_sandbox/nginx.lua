@@ -430,11 +430,20 @@ function M.make_certs(dir, sans, name, ca_name)
     assert(run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " .. q(p[1]) ..
       " >/dev/null 2>&1"), "openssl: server key")
   end)
-  assert(run("openssl req -new -key " .. q(key) .. " -subj '/CN=" .. name .. "' -out " .. q(csr) ..
-    " >/dev/null 2>&1"), "openssl: csr")
-  assert(run("openssl x509 -req -in " .. q(csr) .. " -CA " .. q(ca) .. " -CAkey " .. q(cakey) ..
-    " -CAcreateserial -days 3650 -extfile " .. q(ext) .. " -out " .. q(cert) .. " >/dev/null 2>&1"),
-    "openssl: sign")
+  local function issue(p)
+    assert(run("openssl req -new -key " .. q(key) .. " -subj '/CN=" .. name .. "' -out " .. q(csr) ..
+      " >/dev/null 2>&1"), "openssl: csr")
+    assert(run("openssl x509 -req -in " .. q(csr) .. " -CA " .. q(ca) .. " -CAkey " .. q(cakey) ..
+      " -CAcreateserial -days 3650 -extfile " .. q(ext) .. " -out " .. q(p[1]) .. " >/dev/null 2>&1"),
+      "openssl: sign")
+  end
+  if ca_name then
+    -- The CA, the key and the names are the same within a run: so is the certificate.
+    cached({ cert }, "cert-" .. ca_name .. "-" .. name .. "-" .. (sans or "default"):gsub("[^%w]", "_"), issue)
+    run("chmod 644 " .. q(cert))
+  else
+    issue({ cert })
+  end
   return { ca = ca, cert = cert, key = key }
 end
 
@@ -444,16 +453,14 @@ function M.make_keypair(dir, name)
   M.mkdir_private(dir)
   local priv, pub = dir .. "/" .. name .. "_private.pem", dir .. "/" .. name .. "_public.pem"
   if not read_file(priv) then
-    cached({ priv }, "keypair-" .. name, function(p)
+    cached({ priv, pub }, "keypair+pub-" .. name, function(p)
       assert(run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " .. sh_quote(p[1]) ..
         " >/dev/null 2>&1"), "openssl: genpkey")
+      assert(run("openssl pkey -in " .. sh_quote(p[1]) .. " -pubout -out " .. sh_quote(p[2]) .. " >/dev/null 2>&1"),
+        "openssl: pubout")
     end)
-    local q = io.popen("openssl pkey -in " .. sh_quote(priv) .. " -pubout 2>/dev/null")
-    local text = q and q:read("*a")
-    if q then q:close() end
-    assert(text and text:find("BEGIN PUBLIC KEY", 1, true), "openssl: pubout")
     -- public, but only its owner may change it: a key swapped in would be trusted
-    assert(M.write_new(pub, text, "644"))
+    assert(run("chmod 644 " .. sh_quote(pub)), "chmod: " .. pub)
   end
   return priv, pub
 end
