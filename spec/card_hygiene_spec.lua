@@ -152,14 +152,17 @@ local function sandbox_files()
   return files
 end
 
--- Where `secret` occurs in `text`: plain for card numbers, as a whole token for security codes.
+-- Where `secret` occurs in `text`: plain for card numbers, as a whole token for security codes. A
+-- token is not part of a longer run of base64 characters (letters, digits, +, /): a signature or a
+-- token in the request log may hold "73x9" or "+737/" by chance, never as a value of its own
+-- ("cvv=737" still counts: = only ends base64).
 local function find_token(text, token)
   local from = 1
   while true do
     local i, j = text:find(token, from, true)
     if not i then return nil end
     local before, after = text:sub(i - 1, i - 1), text:sub(j + 1, j + 1)
-    if not before:find("^[%w]$") and not after:find("^[%w]$") then return i end
+    if not before:find("^[%w+/]$") and not after:find("^[%w+/]$") then return i end
     from = i + 1
   end
 end
@@ -175,7 +178,7 @@ local function leaks_in(text)
     end
   end
   for _, s in ipairs(SECRET_STRINGS) do
-    if text:find(s, 1, true) then found[#found + 1] = s end
+    if find_token(text, s) then found[#found + 1] = s end
   end
   for _, c in ipairs(SECRET_TOKENS) do
     if find_token(text, c) then found[#found + 1] = c end
