@@ -5,6 +5,7 @@
  *
  *   lua5.4 [-e stat] [-l mod] [-v] [script [args] | -]
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,12 +32,36 @@ static int report(lua_State *L, int status)
     return status;
 }
 
+/*
+ * Ctrl-C as the stock interpreter answers it: the signal sets a hook, and the hook raises
+ * "interrupted!" in the running script at its next instruction, so a script can catch it and
+ * clean up (dws listen points the sandbox's notify URL back). A process started in the background
+ * by a shell has SIGINT ignored; the stock interpreter installs its handler all the same.
+ */
+static lua_State *running;
+
+static void interrupted(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);
+    luaL_error(L, "interrupted!");
+}
+
+static void on_sigint(int sig)
+{
+    signal(sig, SIG_DFL); /* a second Ctrl-C ends the process */
+    lua_sethook(running, interrupted, LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
+}
+
 static int docall(lua_State *L, int nargs)
 {
     int base = lua_gettop(L) - nargs, status;
     lua_pushcfunction(L, traceback);
     lua_insert(L, base);
+    running = L;
+    signal(SIGINT, on_sigint);
     status = lua_pcall(L, nargs, LUA_MULTRET, base);
+    signal(SIGINT, SIG_DFL);
     lua_remove(L, base);
     return status;
 }
