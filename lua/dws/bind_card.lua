@@ -238,21 +238,19 @@ function M.bind(p, j, params)
   -- give), so no card is tokenised for a binding whose request cannot be sent.
   local consult = { customerId = params.customerId, env = params.env, scenes = params.scenes }
   local cache_request = { paymentMethodDetail = { paymentMethodDetailType = "card", card = c } }
-  local function add_request(token)
-    return {
-      requestId = params.requestId == nil and core.uuid4() or params.requestId,
-      customerId = params.customerId,
-      referenceCustomerId = params.referenceCustomerId,
-      referenceUserId = params.referenceUserId,
-      isTemporary = params.isTemporary,
-      env = params.env,
-      redirectUrl = params.redirectUrl,
-      paymentMethodDetail = { paymentMethodDetailType = "CARD", card = { cardToken = token,
-        paymentMethodDetailMetadata = params.paymentMethodDetailMetadata } },
-    }
-  end
-  local add = add_request(TOKEN_STAND_IN)
-  for _, check in ipairs{ { api.consultAddablePaymentMethod, consult }, { api.cacheCard, cache_request },
+  local add = {
+    requestId = params.requestId == nil and core.uuid4() or params.requestId,
+    customerId = params.customerId,
+    referenceCustomerId = params.referenceCustomerId,
+    referenceUserId = params.referenceUserId,
+    isTemporary = params.isTemporary,
+    env = params.env,
+    redirectUrl = params.redirectUrl,
+    paymentMethodDetail = { paymentMethodDetailType = "CARD", card = { cardToken = TOKEN_STAND_IN,
+      paymentMethodDetailMetadata = params.paymentMethodDetailMetadata } },
+  }
+  local checked = {}
+  for i, check in ipairs{ { api.consultAddablePaymentMethod, consult }, { api.cacheCard, cache_request },
                           { api.addPaymentMethod, add } } do
     local ok, verr = validate.request(check[1], check[2])
     if not ok then
@@ -260,8 +258,9 @@ function M.bind(p, j, params)
       p:log("error", "bind_card: nothing sent: " .. verr.message, { api = check[1].name, field = verr.field })
       return nil, verr
     end
-    if check[1] == api.addPaymentMethod then add.requestId = ok.requestId end
+    checked[i] = ok
   end
+  add.requestId = checked[3].requestId -- as validation normalised it (a number becomes its digits)
   local request_id = add.requestId
   p:log("info", "bind_card: card checked locally", { mask = mask, brand = brand })
 
