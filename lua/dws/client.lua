@@ -113,15 +113,15 @@ end
 -- IPv6 address; the port 1 to 65535. Nothing else (no user info, spaces or control characters).
 local function parse_gateway(gateway)
   local u, why = url.split(gateway)
-  if not u and why == "not scheme://host" or u and ((u.path ~= "" and u.path ~= "/") or u.query
-      or gateway:find("#", 1, true)) then
+  if not u and why == "no host" then
+    fail_option("gateway", "has no host, or a host with characters a host name cannot have", 4)
+  elseif not u and why ~= "not scheme://host" then
+    fail_option("gateway", "has " .. why, 4)
+  elseif not u or (u.path ~= "" and u.path ~= "/") or u.query or gateway:find("#", 1, true) then
     fail_option("gateway", "must be scheme://host[:port] with no path (e.g. https://open-sea-global.alipay.com)", 4)
-  end
-  if u and u.scheme ~= "https" and u.scheme ~= "http" then
+  elseif u.scheme ~= "https" and u.scheme ~= "http" then
     fail_option("gateway", "must use https (or http on loopback)", 4)
-  end
-  if not u and why ~= "no host" then fail_option("gateway", "has " .. why, 4) end
-  if not u or u.userinfo or not url.plain_host(u.host, u.ipv6) then
+  elseif u.userinfo or not url.plain_host(u.host, u.ipv6) then
     fail_option("gateway", "has no host, or a host with characters a host name cannot have", 4)
   end
   local host = u.ipv6 and "[" .. u.host .. "]" or u.host

@@ -366,7 +366,7 @@ function M.parse_url(rest)
     o.password = assert(core.url_decode(pass))
   end
   local db = u.path:match("^/?(%d*)$")
-  if u.ipv6 or not db or not u.host:find("^[^/]+$") then error("dws.store.redis: bad host in redis URL", 3) end
+  if u.ipv6 or not db then error("dws.store.redis: bad host or db in redis URL", 3) end
   o.host, o.port = u.host, u.port
   if db ~= "" then o.db = tonumber(db) end
   for k, v in (u.query or ""):gmatch("([^&=]+)=([^&]*)") do

@@ -78,8 +78,7 @@ end
 -- url -> { https, host, port, path, host_header, server_name, connect_opts } | nil, err
 local function parse_url(self, url)
   local u, why = durl.split(url)
-  if not u then return nil, why == "no host" and "bad host in URL" or why == "not scheme://host"
-    and "only http and https URLs are supported" or "bad port in URL" end
+  if not u then return nil, "bad URL: " .. why end
   local scheme = u.scheme
   if scheme ~= "http" and scheme ~= "https" then return nil, "only http and https URLs are supported" end
   if u.authority == "" or u.userinfo then return nil, "bad authority in URL" end
