@@ -21,7 +21,7 @@ CFLAGS_ALL = -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden $(OPT)
 LDFLAGS_ALL = -shared $(EXTRA_LDFLAGS)
 
 CORE_SRC = csrc/core.c csrc/key.c csrc/encoding.c csrc/sigheader.c csrc/random.c csrc/clock.c \
-           csrc/redact.c csrc/json.c csrc/pkcs11.c
+           csrc/redact.c csrc/json.c csrc/pkcs11.c csrc/file.c
 CORE_HDR = csrc/compat.h csrc/dws.h csrc/buffer.h csrc/class.h
 CURL_SRC = csrc/curl.c csrc/curl_multi.c
 CORE_LIBS = -lcrypto -lcjson

@@ -45,6 +45,7 @@ DWS_EXPORT int luaopen_dws_core(lua_State *L)
     dws_open_sigheader(L);
     dws_open_random(L);
     dws_open_clock(L);
+    dws_open_file(L);
     dws_open_redact(L);
     lua_pushcfunction(L, l_versions);
     lua_setfield(L, -2, "versions");

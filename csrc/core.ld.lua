@@ -195,6 +195,20 @@
 -- @tparam string digits
 -- @treturn bool
 
+--- Create a new file: refuses a name already taken, a symbolic link (even a dangling one)
+-- included, in the same step that creates the file (open with O_CREAT|O_EXCL|O_NOFOLLOW), sets
+-- `mode` whatever the umask, and removes the file again when it could not be written whole. Key
+-- files are written through it.
+-- syntax: `ok, err = core.create_file(path, data, mode)`
+-- @function create_file
+-- @tparam string path
+-- @tparam string data
+-- @tparam int mode e.g. `tonumber("0600", 8)`
+-- @treturn bool true
+-- @treturn[2] nil
+-- @treturn[2] string err: `"exists"` when the name is taken, else the system's words
+-- @raise when `mode` is not 0 to 0777
+
 --- Whether text could name a security code: three digits in a row and one of `words` in any
 -- letter case (`dws.redact.text` passes the words of its secret fields, and runs its
 -- security-code patterns only then).

@@ -20,6 +20,7 @@ void dws_open_encoding(lua_State *L);
 void dws_open_sigheader(lua_State *L);
 void dws_open_random(lua_State *L);
 void dws_open_clock(lua_State *L);
+void dws_open_file(lua_State *L);
 void dws_open_redact(lua_State *L);
 /* Needs the array marker and the null sentinel at the top of the stack (array_mt below null). */
 void dws_open_json(lua_State *L);

@@ -32,7 +32,8 @@ build = {
    modules = {
       ["dws.core"] = {
          sources = { "csrc/core.c", "csrc/key.c", "csrc/encoding.c", "csrc/sigheader.c",
-                     "csrc/random.c", "csrc/clock.c", "csrc/redact.c", "csrc/json.c", "csrc/pkcs11.c" },
+                     "csrc/random.c", "csrc/clock.c", "csrc/redact.c", "csrc/json.c", "csrc/pkcs11.c",
+                     "csrc/file.c" },
          libraries = { "crypto", "cjson" },
          incdirs = { "$(OPENSSL_INCDIR)", "$(CJSON_INCDIR)", "$(CJSON_INCDIR)/cjson" },
          libdirs = { "$(OPENSSL_LIBDIR)", "$(CJSON_LIBDIR)" },

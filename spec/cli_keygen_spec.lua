@@ -45,20 +45,21 @@ describe("dws keygen #nginx", function()
     assert.are.same({ 1, "mine" }, { status, files.read(dir .. "/merchant_private.pem") })
   end)
 
-  it("write_new_files never replaces a name that appears after its check (link(2) refuses it)", function()
-    -- The check is skipped by planting the link between the two: the link step alone must refuse.
+  it("write_new_files creates no file through a link at the path: the create itself refuses it", function()
+    -- No check precedes the create to be raced: a link planted at any moment before it is refused
+    -- by open(O_CREAT|O_EXCL|O_NOFOLLOW) itself.
     local keygen = require "dws.cli.keygen"
-    local real_execute = os.execute
-    local planted = false
-    os.execute = function(cmd) -- luacheck: ignore 122 (the spec's own stand-in for a racing attacker)
-      if not planted and cmd:find("^ln %-T") then
-        planted = true
-        real_execute("ln -s " .. q(dir .. "/elsewhere") .. " " .. q(dir .. "/a.pem"))
-      end
-      return real_execute(cmd)
-    end
+    os.execute("ln -s " .. q(dir .. "/elsewhere") .. " " .. q(dir .. "/a.pem"))
     local ok, err = keygen.write_new_files(dir, { { path = dir .. "/a.pem", data = "secret", mode = "0600" } })
-    os.execute = real_execute -- luacheck: ignore 122
     assert.are.same({ nil, true, nil }, { ok, err:find("refusing", 1, true) ~= nil, cli.mode(dir .. "/elsewhere") })
+  end)
+
+  it("dws.core.create_file refuses an existing name, a dangling link included, and keeps the mode asked", function()
+    local core = require "dws.core"
+    os.execute("ln -s " .. q(dir .. "/nowhere") .. " " .. q(dir .. "/dangling"))
+    local made = core.create_file(dir .. "/new", "x", tonumber("0640", 8))
+    assert.are.same({ true, "640", { nil, "exists" }, { nil, "exists" }, nil },
+      { made, cli.mode(dir .. "/new"), { core.create_file(dir .. "/new", "y", 384) },
+        { core.create_file(dir .. "/dangling", "y", 384) }, cli.mode(dir .. "/nowhere") })
   end)
 end)

@@ -12,72 +12,28 @@ local M = {}
 
 local out, fail = util.out, util.fail
 
-local function sh_quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
-local function sh(cmd)
-  local ok = os.execute(cmd)
-  return ok == true or ok == 0
-end
-
--- Anything at path, a dangling symbolic link included.
-local function present(path)
-  return sh("test -e " .. sh_quote(path) .. " || test -L " .. sh_quote(path))
-end
-
 --- Write new files into directory `dir` (made 0700 when missing):
 -- `files` is an array of `{ path = , data = , mode = "0600" | "0644" }` (paths inside `dir`).
--- Each file is written and given its mode in a fresh private directory (mktemp -d, 0700) inside
--- `dir`, then hard-linked to its path: link(2) creates the name or fails, never following or
--- replacing what is there, so the check and the creation are one step (O_EXCL|O_NOFOLLOW without
--- C), and a file appears whole or not at all. When any file cannot be created, those already
--- linked are removed again. Returns true, or nil, err.
+-- Each file is created by dws.core.create_file (open with O_CREAT|O_EXCL|O_NOFOLLOW, its mode set
+-- with fchmod): the kernel refuses a file or link already at the path in the same step that
+-- creates it, so no check can be raced. When any file cannot be created, those already written are
+-- removed again. Returns true, or nil, err.
 function M.write_new_files(dir, files)
-  for _, f in ipairs(files) do
-    if present(f.path) then return nil, f.path .. " exists; refusing to overwrite a key (or follow a link)" end
-  end
   local dok, derr = util.mkdir_private(dir)
   if not dok then return nil, derr end
-  local p = io.popen("mktemp -d " .. sh_quote(dir .. "/.dws-new.XXXXXX") .. " 2>/dev/null")
-  local tmp = p and p:read("l")
-  if p then p:close() end
-  if not tmp or tmp == "" then return nil, "cannot create a temporary directory in " .. dir end
-  local done, err = {}, nil
-  for i, f in ipairs(files) do
-    local staged = tmp .. "/" .. i
-    local h, oerr = io.open(staged, "wb")
-    if not h then
-      err = "cannot write in " .. tmp .. ": " .. tostring(oerr)
-      break
-    end
-    local wok, werr = h:write(f.data)
-    local cok, cerr = h:close()
-    if not wok or not cok then
-      err = "cannot write " .. f.path .. ": " .. tostring(werr or cerr)
-      break
-    end
-    if not sh("chmod " .. f.mode .. " " .. sh_quote(staged)) then
-      err = "cannot set the mode of " .. f.path
-      break
-    end
-    -- -T: a directory (or a link to one) at the path is an existing name, not a place to link into.
-    if not sh("ln -T -- " .. sh_quote(staged) .. " " .. sh_quote(f.path) .. " 2>/dev/null") then
-      err = present(f.path) and (f.path .. " exists; refusing to overwrite a key (or follow a link)")
-        or ("cannot create " .. f.path)
-      break
+  local done = {}
+  for _, f in ipairs(files) do
+    local ok, err = core.create_file(f.path, f.data, tonumber(f.mode, 8))
+    if not ok then
+      for _, path in ipairs(done) do os.remove(path) end
+      if err == "exists" then return nil, f.path .. " exists; refusing to overwrite a key (or follow a link)" end
+      return nil, "cannot create " .. f.path .. ": " .. err
     end
     done[#done + 1] = f.path
   end
-  if err then
-    for _, path in ipairs(done) do os.remove(path) end
-  end
-  sh("rm -rf -- " .. sh_quote(tmp))
-  if err then return nil, err end
   return true
 end
 
--- The PEM form of a bare base64 SubjectPublicKeyInfo.
 local function public_pem(b64)
   return "-----BEGIN PUBLIC KEY-----\n" .. b64:gsub("(" .. ("."):rep(64) .. ")", "%1\n"):gsub("\n$", "")
     .. "\n-----END PUBLIC KEY-----\n"
