@@ -489,6 +489,16 @@ describe("notifications and the binding journal", function()
     assert.are.same({ 500, 0 }, { status, runs })
   end)
 
+  it("answers U (500) to a late notification when the journal cannot say whether it holds it", function()
+    local c = new_client()
+    local id = journaled(c, "ACCEPTED")
+    c.journal.store.get = function() return nil, "connection refused" end
+    local runs = 0
+    local status = c:handle_notification(signed(body_of{ requestId = id },
+      { time = tostring(core.time_ms() - 3600 * 1000) }), function() runs = runs + 1 end)
+    assert.are.same({ 500, 0 }, { status, runs })
+  end)
+
   it("lists records that are not final with pending_bindings", function()
     local c = new_client()
     local a = journaled(c, "SENT")
